@@ -1,0 +1,5 @@
+// The subcommands of `mmoc`, in the order `mmoc --help` lists them. Each module lives next to
+// the code it drives and exports `register(program)`.
+import type { Register } from './common.ts';
+
+export const commands: Register[] = [];
