@@ -1,0 +1,216 @@
+// Model inventory: per inventory layer (0 = token embedding, 1..L = decoder layers, L+1 = final
+// norm + head + loss; the indices of program.ts) the parameters, forward/backward FLOPs, the bytes
+// of activations kept for backward, and the shape of every matrix product.
+//
+// Conventions (pinned by inventory.test.ts):
+//  - Tokens of a micro-batch T = mbs * seq.
+//  - A linear layer y = x W^T with W [out, in] is a GEMM m=T, n=out, k=in: 2*T*out*in FLOPs.
+//    Backward is two GEMMs of the same size: dX = dY W (m=T, n=in, k=out) and
+//    dW = dY^T X (m=out, n=in, k=T), so 2x the forward FLOPs.
+//  - Attention (per sequence, per query head; grouped-query attention shares K/V heads, which
+//    changes the projection sizes, not the score products): S = Q K^T (m=seq, n=seq, k=head_dim)
+//    and O = P V (m=seq, n=head_dim, k=seq), batched over mbs * num_attention_heads. FLOPs are
+//    counted dense (4 * seq^2 * head_dim per head per sequence forward, the MFU convention);
+//    `causal: true` tells a cost model that a causal kernel executes about half of them.
+//    Backward of attention: 2x forward (dQ, dK from dS; dV, dP from dO).
+//  - Element-wise work (norms, rotary, SiLU, softmax, cross-entropy) is not counted in FLOPs; its
+//    bytes are in the activation figures.
+//  - Kept activations assume a fused (flash) attention kernel: no seq x seq score matrix is kept,
+//    only the per-row log-sum-exp (fp32).
+import type { ModelConfig } from './model-config.ts';
+import type { Precision } from './plan-types.ts';
+
+export type LayerKind = 'embedding' | 'decoder' | 'head';
+
+/** One matrix product. `batch` independent products of m x k times k x n. */
+export interface GemmShape {
+  /** What it computes, e.g. `q_proj.fwd`, `q_proj.dgrad`, `q_proj.wgrad`, `attn.scores.fwd`. */
+  name: string;
+  pass: 'fwd' | 'bwd';
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  /** 2 * batch * m * n * k. */
+  flops: number;
+  /** Attention score products: a causal kernel executes about half of the FLOPs. */
+  causal?: boolean;
+}
+
+/** A tensor kept from forward for backward, per micro-batch. */
+export interface KeptTensor {
+  name: string;
+  elements: number;
+  /** 'act' = the activation precision (2 bytes bf16 / bf16-mixed, 4 bytes fp32); 'fp32'; 'int64'. */
+  dtype: 'act' | 'fp32' | 'int64';
+}
+
+export interface LayerInventory {
+  index: number;
+  kind: LayerKind;
+  name: string;
+  /** Parameters owned by this layer (a tied head owns none: the embedding counts them). */
+  params: number;
+  /** Parameters this layer computes with: for a tied head, the embedding matrix it shares. A stage
+   *  holding the head without the embedding stores this copy. */
+  usesParams: number;
+  /** Forward and backward FLOPs of one micro-batch (backward excludes recompute). */
+  fwdFlops: number;
+  bwdFlops: number;
+  /** Every matrix product of one micro-batch, forward then backward. */
+  gemms: GemmShape[];
+  /** Tensors kept for backward without recompute, per micro-batch. */
+  kept: KeptTensor[];
+  /** Bytes those tensors take at the given precision, per micro-batch. */
+  keptBytes: number;
+  /** Bytes of this layer's input (what a checkpoint of the layer keeps), per micro-batch. */
+  inputBytes: number;
+  /** Bytes of the layer's output (what a pipeline send carries), per micro-batch. */
+  outputBytes: number;
+}
+
+export interface Inventory {
+  model: ModelConfig;
+  precision: Precision;
+  mbs: number;
+  seq: number;
+  /** Layers 0..L+1. */
+  layers: LayerInventory[];
+  /** Unique parameters (tied embeddings once). */
+  params: number;
+  /** Bytes per element of activations (2 or 4). */
+  actBytes: number;
+  /** Per micro-batch, the head's fp32 loss workspace: logits upcast to fp32 (forward) and the
+   *  fp32 gradient of the logits (backward), one at a time: T * vocab * 4. */
+  lossWorkspaceBytes: number;
+}
+
+export function actBytesOf(precision: Precision): number {
+  return precision === 'fp32' ? 4 : 2;
+}
+
+const DTYPE_BYTES = { fp32: 4, int64: 8 } as const;
+
+function linear(name: string, T: number, inF: number, outF: number): GemmShape[] {
+  const f = 2 * T * inF * outF;
+  return [
+    { name: `${name}.fwd`, pass: 'fwd', m: T, n: outF, k: inF, batch: 1, flops: f },
+    { name: `${name}.dgrad`, pass: 'bwd', m: T, n: inF, k: outF, batch: 1, flops: f },
+    { name: `${name}.wgrad`, pass: 'bwd', m: outF, n: inF, k: T, batch: 1, flops: f },
+  ];
+}
+
+function attention(mbs: number, seq: number, heads: number, hd: number): GemmShape[] {
+  const b = mbs * heads;
+  const f = 2 * b * seq * seq * hd;
+  const g = (name: string, pass: 'fwd' | 'bwd', m: number, n: number, k: number): GemmShape =>
+    ({ name, pass, m, n, k, batch: b, flops: f, causal: true });
+  return [
+    g('attn.scores.fwd', 'fwd', seq, seq, hd), // S = Q K^T
+    g('attn.values.fwd', 'fwd', seq, hd, seq), // O = P V
+    g('attn.dP.bwd', 'bwd', seq, seq, hd), // dP = dO V^T
+    g('attn.dV.bwd', 'bwd', seq, hd, seq), // dV = P^T dO
+    g('attn.dQ.bwd', 'bwd', seq, hd, seq), // dQ = dS K
+    g('attn.dK.bwd', 'bwd', seq, hd, seq), // dK = dS^T Q
+  ];
+}
+
+function sumFlops(gemms: GemmShape[], pass: 'fwd' | 'bwd'): number {
+  let s = 0;
+  for (const g of gemms) if (g.pass === pass) s += g.flops;
+  return s;
+}
+
+function bytesOf(kept: KeptTensor[], actBytes: number): number {
+  let s = 0;
+  for (const t of kept) s += t.elements * (t.dtype === 'act' ? actBytes : DTYPE_BYTES[t.dtype]);
+  return s;
+}
+
+/** Parameters of one decoder layer. */
+export function decoderParams(m: ModelConfig): number {
+  const h = m.hidden_size, qd = m.num_attention_heads * m.head_dim, kvd = m.num_key_value_heads * m.head_dim;
+  return h * qd + 2 * h * kvd + qd * h + 3 * h * m.intermediate_size + 2 * h;
+}
+
+/** Builds the inventory of `model` for micro-batches of `mbs` sequences of `seq` tokens. */
+export function buildInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
+  const L = model.num_hidden_layers, h = model.hidden_size, I = model.intermediate_size, V = model.vocab_size;
+  const nh = model.num_attention_heads, nkv = model.num_key_value_heads, hd = model.head_dim;
+  const qd = nh * hd, kvd = nkv * hd;
+  const T = mbs * seq;
+  const a = actBytesOf(precision);
+  const layers: LayerInventory[] = [];
+  const finish = (l: Omit<LayerInventory, 'fwdFlops' | 'bwdFlops' | 'keptBytes'>): LayerInventory => ({
+    ...l,
+    fwdFlops: sumFlops(l.gemms, 'fwd'),
+    bwdFlops: sumFlops(l.gemms, 'bwd'),
+    keptBytes: bytesOf(l.kept, a),
+  });
+
+  layers.push(finish({
+    index: 0, kind: 'embedding', name: 'embed_tokens', params: V * h, usesParams: V * h,
+    gemms: [], // a gather forward, a scatter-add backward: no matrix products
+    kept: [{ name: 'input_ids', elements: T, dtype: 'int64' }],
+    inputBytes: T * 8, outputBytes: T * h * a,
+  }));
+  const dp = decoderParams(model);
+  for (let i = 1; i <= L; i++) {
+    layers.push(finish({
+      index: i, kind: 'decoder', name: `layers.${i - 1}`, params: dp, usesParams: dp,
+      gemms: [
+        ...linear('q_proj', T, h, qd), ...linear('k_proj', T, h, kvd), ...linear('v_proj', T, h, kvd),
+        ...attention(mbs, seq, nh, hd),
+        ...linear('o_proj', T, qd, h),
+        ...linear('gate_proj', T, h, I), ...linear('up_proj', T, h, I), ...linear('down_proj', T, I, h),
+      ],
+      kept: [
+        { name: 'input (residual)', elements: T * h, dtype: 'act' },
+        { name: 'input_layernorm.rstd', elements: T, dtype: 'fp32' },
+        { name: 'input_layernorm.out (q/k/v_proj input)', elements: T * h, dtype: 'act' },
+        { name: 'q (after rotary)', elements: T * qd, dtype: 'act' },
+        { name: 'k (after rotary)', elements: T * kvd, dtype: 'act' },
+        { name: 'v', elements: T * kvd, dtype: 'act' },
+        { name: 'attn.out (o_proj input)', elements: T * qd, dtype: 'act' },
+        { name: 'attn.logsumexp', elements: mbs * nh * seq, dtype: 'fp32' },
+        { name: 'residual after attention', elements: T * h, dtype: 'act' },
+        { name: 'post_attention_layernorm.rstd', elements: T, dtype: 'fp32' },
+        { name: 'post_attention_layernorm.out (gate/up input)', elements: T * h, dtype: 'act' },
+        { name: 'gate_proj.out', elements: T * I, dtype: 'act' },
+        { name: 'up_proj.out', elements: T * I, dtype: 'act' },
+        { name: 'silu(gate)*up (down_proj input)', elements: T * I, dtype: 'act' },
+      ],
+      inputBytes: T * h * a, outputBytes: T * h * a,
+    }));
+  }
+  const tied = model.tie_word_embeddings;
+  layers.push(finish({
+    index: L + 1, kind: 'head', name: 'norm+lm_head+loss', params: h + (tied ? 0 : V * h), usesParams: h + V * h,
+    gemms: linear('lm_head', T, h, V),
+    kept: [
+      { name: 'norm input', elements: T * h, dtype: 'act' },
+      { name: 'norm.rstd', elements: T, dtype: 'fp32' },
+      { name: 'norm.out (lm_head input)', elements: T * h, dtype: 'act' },
+      { name: 'logits', elements: T * V, dtype: 'act' },
+      { name: 'loss.logsumexp', elements: T, dtype: 'fp32' },
+      { name: 'labels', elements: T, dtype: 'int64' },
+    ],
+    inputBytes: T * h * a, outputBytes: 4, // the loss
+  }));
+  let params = 0;
+  for (const l of layers) params += l.params;
+  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 4 };
+}
+
+/** Unique parameters of a model (tied embeddings counted once). */
+export function countParams(model: ModelConfig): number {
+  const L = model.num_hidden_layers, h = model.hidden_size, V = model.vocab_size;
+  return V * h + L * decoderParams(model) + h + (model.tie_word_embeddings ? 0 : V * h);
+}
+
+/** Forward + backward FLOPs of one token through the whole model (dense attention), for MFU. */
+export function flopsPerStep(inv: Inventory, microBatches: number): number {
+  let s = 0;
+  for (const l of inv.layers) s += l.fwdFlops + l.bwdFlops;
+  return s * microBatches;
+}
