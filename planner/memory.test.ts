@@ -1,0 +1,134 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, residentLayers, type MemoryJob } from './memory.ts';
+import { llama2_7b, tiny } from './test-models.ts';
+import type { StagePolicy } from './plan-types.ts';
+
+const P7 = 6_738_415_616;
+const T = 1024, h = 4096, I = 11008, V = 32000;
+
+function job7b(over: Partial<MemoryJob> & { K?: number } = {}): MemoryJob {
+  const K = over.K ?? 1;
+  const parts = evenPartition(32, K);
+  return {
+    model: llama2_7b, precision: 'bf16-mixed', optimizer: 'adamw', mbs: 1, seq: 1024, microBatches: 1,
+    schedule: '1f1b', stages: parts.map((layers, rank) => ({ layers, rank })), pipelineRanks: K, dataParallel: 1,
+    policy: parts.map(() => defaultPolicy(false)), ...over,
+  };
+}
+
+test('bytes a parameter: 16 for mixed AdamW and fp32 AdamW, 8 for pure bf16, 12 for mixed SGD', () => {
+  const sum = (b: ReturnType<typeof bytesPerParam>) => b.weight + b.grad + b.master + b.opt;
+  assert.equal(sum(bytesPerParam('bf16-mixed', 'adamw')), 16);
+  assert.equal(sum(bytesPerParam('fp32', 'adamw')), 16);
+  assert.equal(sum(bytesPerParam('bf16', 'adamw')), 8);
+  assert.equal(sum(bytesPerParam('bf16-mixed', 'sgd')), 12);
+  assert.equal(sum(bytesPerParam('fp32', 'sgd')), 12);
+});
+
+test('LLaMA-2-7B on one GPU, mixed AdamW: 16 bytes a parameter of state, activations and workspaces hand-computed', () => {
+  const r = memoryModel(job7b());
+  const d = r.devices[0]!;
+  assert.equal(d.weights, 2 * P7);
+  assert.equal(d.gradients, 2 * P7);
+  assert.equal(d.masterWeights, 4 * P7);
+  assert.equal(d.optimizerStates, 8 * P7);
+  assert.equal(d.weights + d.gradients + d.masterWeights + d.optimizerStates, 107_814_649_856);
+  const layer = (8 * T * h + 3 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 134,881,280
+  assert.equal(layer, 134_881_280);
+  const head = 2 * T * h * 2 + T * V * 2 + T * 4 * 2 + T * 8; // 82,329,600
+  const embed = T * 8;
+  assert.equal(d.activations.perMicroBatch, 32 * layer + head + embed);
+  assert.equal(d.activations.inFlight, 1);
+  assert.equal(d.temporary.lossWorkspace, T * V * 4 + T * V * 2);
+  assert.equal(d.temporary.backward, T * (2 * h + 2 * I) * 2);
+  assert.equal(d.temporary.comm, 0);
+  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 6 + T * (2 * h + 2 * I) * 2);
+  assert.equal(r.hostTotal, 0);
+  assert.equal(r.disk.total, 0);
+});
+
+test('GPipe keeps M micro-batches in flight on every stage, 1F1B min(M, K - stage)', () => {
+  const g = memoryModel(job7b({ K: 4, microBatches: 8, schedule: 'gpipe' }));
+  assert.deepEqual(g.devices.map((d) => d.activations.inFlight), [8, 8, 8, 8]);
+  const f = memoryModel(job7b({ K: 4, microBatches: 8, schedule: '1f1b' }));
+  assert.deepEqual(f.devices.map((d) => d.activations.inFlight), [4, 3, 2, 1]);
+  const few = memoryModel(job7b({ K: 4, microBatches: 2, schedule: '1f1b' }));
+  assert.deepEqual(few.devices.map((d) => d.activations.inFlight), [2, 2, 2, 1]);
+  assert.equal(f.devices[1]!.activations.bytes, 3 * f.devices[1]!.activations.perMicroBatch);
+});
+
+test('recompute keeps only the stage input per micro-batch and reserves one micro-batch of full activations', () => {
+  const parts = evenPartition(32, 2);
+  const r = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => defaultPolicy(true)) }));
+  const d1 = r.devices[1]!;
+  assert.equal(d1.activations.perMicroBatch, T * h * 2);
+  assert.equal(d1.activations.bytes, 8 * T * h * 2);
+  const layer = 134_881_280, head = 82_329_600;
+  assert.equal(d1.temporary.recompute, 16 * layer + head);
+  assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8); // token ids
+});
+
+test('optimizer and master on the CPU leave 4 bytes a parameter on the GPU and put 16 on the host', () => {
+  const cpu = { gpu: 0, cpu: 1, disk: 0 };
+  const p: StagePolicy = { ...defaultPolicy(false), master: cpu, optState: cpu };
+  const r = memoryModel(job7b({ policy: [p] }));
+  const d = r.devices[0]!;
+  assert.equal(d.weights + d.gradients, 4 * P7);
+  assert.equal(d.masterWeights + d.optimizerStates, 0);
+  const host = r.hostPerRank[0]!;
+  assert.equal(host.masterWeights, 4 * P7);
+  assert.equal(host.optimizerStates, 8 * P7);
+  assert.equal(host.gradients, 2 * P7); // gradients land on the host for the CPU update
+  assert.equal(host.weights, 2 * P7); // the updated bf16 weights, written on the host, then uploaded
+  assert.equal(r.hostTotal, 16 * P7);
+});
+
+test('optimizer states on disk: disk holds master + m + v, the host only staging buffers', () => {
+  const disk = { gpu: 0, cpu: 0, disk: 1 };
+  const p: StagePolicy = { ...defaultPolicy(false), master: disk, optState: disk };
+  const r = memoryModel({ ...job7b({ policy: [p] }), diskPaths: 2, diskConcurrency: 2 });
+  assert.equal(r.disk.total, 12 * P7);
+  // Staging: paths * concurrency + 1 groups of the largest group (a decoder layer, 202,383,360
+  // parameters, 12 bytes each of master + m + v).
+  assert.equal(r.hostPerRank[0]!.buffers, 5 * 12 * 202_383_360);
+});
+
+test('ZeRO-1 shards master weights and optimizer states over the data-parallel replicas', () => {
+  const r = memoryModel(job7b({ dataParallel: 4, zero1: true }));
+  const d = r.devices[0]!;
+  assert.ok(Math.abs(d.masterWeights - P7) < 40); // 4 bytes / 4 replicas, per-layer ceil
+  assert.ok(Math.abs(d.optimizerStates - 2 * P7) < 80);
+  assert.equal(d.gradients, 2 * P7);
+  assert.equal(d.temporary.comm, 202_383_360 * 2); // all-reduce bucket: the largest layer's grads
+});
+
+test('streamed parameters keep prefetch depth + 1 layers of weights on the GPU', () => {
+  const p: StagePolicy = { ...defaultPolicy(false), params: { gpu: 0, cpu: 1, disk: 0 }, master: { gpu: 0, cpu: 1, disk: 0 }, optState: { gpu: 0, cpu: 1, disk: 0 }, prefetchDepth: 2 };
+  const r = memoryModel(job7b({ policy: [p] }));
+  const d = r.devices[0]!;
+  assert.equal(d.weights, 0);
+  assert.equal(d.temporary.paramBuffers, 3 * 202_383_360 * 2);
+  assert.equal(r.hostPerRank[0]!.weights, 2 * P7);
+});
+
+test('CUDA context overhead from the profile adds to every device', () => {
+  const a = memoryModel(job7b({ K: 2 }));
+  const b = memoryModel({ ...job7b({ K: 2 }), overheadBytes: 1 << 30 });
+  assert.deepEqual(b.devices.map((d, i) => d.total - a.devices[i]!.total), [1 << 30, 1 << 30]);
+});
+
+test('residentLayers keeps layers in order while they fit the fraction', () => {
+  assert.deepEqual(residentLayers([1, 1, 1, 1], 0.5), [true, true, false, false]);
+  assert.deepEqual(residentLayers([3, 1, 1], 0.5), [false, true, true]);
+  assert.deepEqual(residentLayers([1, 2], 1), [true, true]);
+  assert.deepEqual(residentLayers([1, 2], 0), [false, false]);
+});
+
+test('evenPartition covers layers contiguously, embedding first and head last', () => {
+  assert.deepEqual(evenPartition(32, 2), [[0, 17], [17, 34]]);
+  assert.deepEqual(evenPartition(4, 3), [[0, 3], [3, 4], [4, 6]]);
+  assert.deepEqual(evenPartition(4, 6), [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]);
+  const tinyParts = evenPartition(tiny.num_hidden_layers, 2);
+  assert.deepEqual(tinyParts, [[0, 3], [3, 6]]);
+});

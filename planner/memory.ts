@@ -1,0 +1,425 @@
+// The memory model: THE one used by `mmoc memory`, the search (pruning) and the lowering (which
+// allocates the same buffers in the simulator, so that the simulated peak equals this one).
+//
+// Per device (one pipeline rank of one data-parallel replica) it predicts the peak *reserved*
+// bytes of the caching allocator plus the CUDA context: persistent state (weights, gradients,
+// master weights, optimizer states), activations kept for backward (per micro-batch times the
+// number of micro-batches in flight at the peak), and temporary buffers, which a caching
+// allocator keeps reserved once used, so they count in full: the head's loss workspace, the
+// recompute and backward workspaces, streamed-parameter buffers (prefetch depth + 1 layers),
+// gradient staging buffers, activation-offload staging, pipeline send/receive buffers and the
+// data-parallel all-reduce bucket.
+//
+// Placement rules (shared with the program generators through the functions below):
+//  - params, grads: layer-granular. `residentLayers` picks, in layer order, the layers that fit in
+//    the GPU fraction; the others stream (params: fetched from pinned host memory ahead of use;
+//    grads: copied to the host after every backward and accumulated there).
+//  - master + optimizer states: the GPU fraction is element-wise in every layer (the update of a
+//    layer is split between GPU and CPU by `optimizer_step.fraction`); the host-side part of a
+//    layer lives in pinned memory or on disk, layer-granular (`residentLayers` on the cpu share).
+//  - activations: with recompute a stage keeps only its input per micro-batch; the activations
+//    fraction offloads that input to pinned memory (needs recompute).
+import type { ModelConfig } from './model-config.ts';
+import type { Fractions, Precision, ScheduleName, StagePolicy } from './plan-types.ts';
+import type { Program, StageSpec } from './program.ts';
+import { buildInventory, type Inventory } from './inventory.ts';
+import { InputError } from './errors.ts';
+
+export type OptimizerName = 'adamw' | 'sgd';
+
+export interface MemoryJob {
+  model: ModelConfig;
+  precision: Precision;
+  optimizer: OptimizerName;
+  mbs: number;
+  seq: number;
+  microBatches: number;
+  schedule: ScheduleName;
+  /** Stages in model order; stage i runs on rank stages[i].rank. */
+  stages: StageSpec[];
+  pipelineRanks: number;
+  dataParallel: number;
+  /** ZeRO-1: master weights and optimizer states sharded over the data-parallel replicas. */
+  zero1?: boolean;
+  /** One policy per stage. */
+  policy: StagePolicy[];
+  /** Per GPU: CUDA context, allocator and communicator overhead (from the hardware profile). */
+  overheadBytes?: number;
+  /** Disk paths and concurrent transfers per path (for the host-side disk staging buffers). */
+  diskPaths?: number;
+  diskConcurrency?: number;
+  /** When given, the number of micro-batches in flight is read off the program (interleaved). */
+  program?: Program;
+  /** A prebuilt inventory for (model, precision, mbs, seq). */
+  inventory?: Inventory;
+}
+
+export interface ActivationMemory {
+  /** Bytes kept per micro-batch on the GPU, summed over the rank's stages. */
+  perMicroBatch: number;
+  /** Micro-batches in flight at the peak (the largest over the rank's stages for interleaving). */
+  inFlight: number;
+  /** Bytes of kept activations at the peak. */
+  bytes: number;
+}
+
+export interface TemporaryMemory {
+  /** Head stage: fp32 logits / logit-gradient workspace of one micro-batch. */
+  lossWorkspace: number;
+  /** Full activations of one micro-batch of the stage while it recomputes (recompute only). */
+  recompute: number;
+  /** Gradient workspace of backward through one layer (d of its intermediates). */
+  backward: number;
+  /** Streamed weights: (prefetch depth + 1) layers. */
+  paramBuffers: number;
+  /** Gradients of host-accumulated layers in flight to the host (2 layers). */
+  gradBuffers: number;
+  /** Activation offload staging (one going out, one coming back). */
+  actStaging: number;
+  /** Pipeline send/receive buffers and the data-parallel all-reduce bucket. */
+  comm: number;
+  total: number;
+}
+
+export interface DeviceMemory {
+  rank: number;
+  stages: number[];
+  weights: number;
+  gradients: number;
+  masterWeights: number;
+  optimizerStates: number;
+  activations: ActivationMemory;
+  temporary: TemporaryMemory;
+  overhead: number;
+  total: number;
+}
+
+export interface HostMemory {
+  weights: number;
+  gradients: number;
+  masterWeights: number;
+  optimizerStates: number;
+  activations: number;
+  /** Disk staging buffers. */
+  buffers: number;
+  total: number;
+}
+
+export interface MemoryReport {
+  params: number;
+  /** Per pipeline rank (every data-parallel replica holds the same). */
+  devices: DeviceMemory[];
+  /** Pinned host memory per pipeline rank, and for all ranks of all replicas together. */
+  hostPerRank: HostMemory[];
+  hostTotal: number;
+  /** Disk bytes for all ranks of all replicas. */
+  disk: { masterWeights: number; optimizerStates: number; total: number };
+  /** Largest device total. */
+  peak: number;
+}
+
+export interface Bytes {
+  weight: number;
+  grad: number;
+  master: number;
+  opt: number;
+}
+
+/** Bytes per parameter of each class of state. */
+export function bytesPerParam(precision: Precision, optimizer: OptimizerName): Bytes {
+  const w = precision === 'fp32' ? 4 : 2;
+  const stateEl = precision === 'bf16' ? 2 : 4;
+  return {
+    weight: w,
+    grad: w,
+    master: precision === 'bf16-mixed' ? 4 : 0,
+    opt: (optimizer === 'adamw' ? 2 : 1) * stateEl,
+  };
+}
+
+const EPS = 1e-9;
+
+/** Layer-granular placement: in layer order, the layers whose sizes fit in `fraction` of the total
+ *  are resident (true); the others are not. fraction 1 keeps all, 0 none. */
+export function residentLayers(sizes: readonly number[], fraction: number): boolean[] {
+  let total = 0;
+  for (const s of sizes) total += s;
+  const budget = fraction * total * (1 + EPS);
+  const out: boolean[] = new Array(sizes.length);
+  let used = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    const s = sizes[i]!;
+    if (fraction >= 1 - EPS || used + s <= budget) { out[i] = true; used += s; } else out[i] = false;
+  }
+  return out;
+}
+
+/** Elements of an `n`-element group updated on the GPU for a GPU fraction `g`. */
+export function gpuElements(n: number, g: number): number {
+  return Math.round(n * g);
+}
+
+/** Parameters a rank stores for layer `layer` (a tied head away from the embedding holds a copy). */
+export function storedParams(inv: Inventory, layer: number, headHasEmbedding: boolean): number {
+  const l = inv.layers[layer]!;
+  return l.kind === 'head' && !headHasEmbedding ? l.usesParams : l.params;
+}
+
+/** Layers [lo, hi) of a stage as a list. */
+function range(lo: number, hi: number): number[] {
+  const r: number[] = [];
+  for (let i = lo; i < hi; i++) r.push(i);
+  return r;
+}
+
+/** Micro-batches in flight on `stage` (0-based of K non-interleaved stages) for gpipe and 1F1B. */
+export function inFlightFormula(schedule: ScheduleName, stage: number, stages: number, microBatches: number): number {
+  if (schedule === 'gpipe') return microBatches;
+  return Math.min(microBatches, stages - stage);
+}
+
+/** Per rank, the largest number of kept (forward done, backward not yet) micro-batch stage
+ *  activations weighted by `bytes[stage]`, read off the program. */
+export function programActivationPeak(program: Program, rank: number, bytes: (stage: number) => number): { peak: number; inFlight: number } {
+  let live = 0, peak = 0, count = 0, peakCount = 0;
+  for (const ins of program.ranks[rank] ?? []) {
+    if (ins.op === 'forward') {
+      live += bytes(ins.stage); count++;
+      if (live > peak) { peak = live; peakCount = count; }
+    } else if (ins.op === 'backward') { live -= bytes(ins.stage); count--; }
+  }
+  return { peak, inFlight: peakCount };
+}
+
+function checkFractions(f: Fractions, what: string): void {
+  const s = f.gpu + f.cpu + f.disk;
+  if ([f.gpu, f.cpu, f.disk].some((x) => !(x >= 0 && x <= 1)) || Math.abs(s - 1) > 1e-6) {
+    throw new InputError(`${what}: gpu ${f.gpu} + cpu ${f.cpu} + disk ${f.disk} must be fractions adding up to 1`);
+  }
+}
+
+/** Placement rules every policy must obey (the plan validator and `mmoc memory` share them). */
+export function policyProblems(p: StagePolicy, precision: Precision, dataParallel: number): string[] {
+  const out: string[] = [];
+  if (p.params.disk > 0) out.push('params cannot live on disk (use cpu to stream them)');
+  if (p.grads.disk > 0) out.push('grads cannot live on disk');
+  if (p.activations.disk > 0) out.push('activations cannot live on disk');
+  if (p.activations.cpu > 0 && !p.recompute) out.push('activations offload needs recompute (only checkpointed stage inputs are offloaded)');
+  if (p.params.gpu < 1 && p.optState.gpu > 0) out.push('streamed params (params gpu < 1) need the optimizer update on the host (optState gpu 0)');
+  if (p.grads.gpu < 1 && p.optState.gpu > 0) out.push('gradients accumulated on the host (grads gpu < 1) need the optimizer update on the host (optState gpu 0)');
+  if (precision === 'bf16-mixed' && (Math.abs(p.master.gpu - p.optState.gpu) > 1e-9 || Math.abs(p.master.cpu - p.optState.cpu) > 1e-9)) {
+    out.push('master must live where optState lives (the update runs where both are)');
+  }
+  if (dataParallel > 1 && p.grads.gpu < 1) out.push('data parallelism needs grads on the GPU (they are all-reduced there)');
+  if (!Number.isInteger(p.prefetchDepth) || p.prefetchDepth < 1) out.push(`prefetchDepth (${p.prefetchDepth}) must be an integer >= 1`);
+  return out;
+}
+
+/** Per-layer placement of one stage under its policy: the single source of truth for generators,
+ *  the memory model and the lowering. */
+export interface StagePlacement {
+  layers: number[];
+  /** Stored parameters per layer (same order as `layers`). */
+  params: number[];
+  /** Params resident on the GPU (else streamed from host). */
+  paramsResident: boolean[];
+  /** Grads accumulated on the GPU (else offloaded after each backward, accumulated on host). */
+  gradsResident: boolean[];
+  /** Elements of each layer updated on the GPU (master + optimizer state there). */
+  gpuElems: number[];
+  /** Host-side state of the layer in pinned memory (true) or on disk (false). */
+  hostStateInCpu: boolean[];
+}
+
+export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
+  const layers = range(spec.layers[0], spec.layers[1]);
+  const params = layers.map((l) => storedParams(inv, l, headHasEmbedding));
+  const gpuElems = params.map((n) => gpuElements(n, p.optState.gpu));
+  const hostSide = params.map((n, i) => n - gpuElems[i]!);
+  const hostCpuShare = p.optState.cpu + p.optState.disk > 0 ? p.optState.cpu / (p.optState.cpu + p.optState.disk) : 1;
+  return {
+    layers,
+    params,
+    paramsResident: residentLayers(params, p.params.gpu),
+    gradsResident: residentLayers(params, p.grads.gpu),
+    gpuElems,
+    hostStateInCpu: residentLayers(hostSide, hostCpuShare),
+  };
+}
+
+/** Does the rank that runs the head also run the embedding (tied weights need no copy)? */
+export function headHasEmbedding(stages: StageSpec[]): boolean {
+  const first = stages[0]!, last = stages[stages.length - 1]!;
+  return first.rank === last.rank;
+}
+
+/** Kept activation bytes of one micro-batch of a stage on the GPU (after activation offload). */
+export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number } {
+  let full = 0;
+  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += inv.layers[l]!.keptBytes;
+  const input = inv.layers[spec.layers[0]]!.kind === 'embedding' ? inv.layers[0]!.inputBytes : inv.layers[spec.layers[0]]!.inputBytes;
+  const kept = p.recompute ? input : full;
+  const host = p.recompute ? Math.round(input * p.activations.cpu) : 0;
+  return { full, kept, gpu: kept - host, host };
+}
+
+/** The memory model. Throws InputError on an inconsistent job. */
+export function memoryModel(job: MemoryJob): MemoryReport {
+  const K = job.stages.length;
+  if (job.policy.length !== K) throw new InputError(`memory: ${K} stages but ${job.policy.length} policies`);
+  const inv = job.inventory ?? buildInventory(job.model, job.precision, job.mbs, job.seq);
+  const B = bytesPerParam(job.precision, job.optimizer);
+  const D = job.dataParallel;
+  const shard = job.zero1 && D > 1 ? D : 1;
+  const a = inv.actBytes;
+  const T = job.mbs * job.seq;
+  const h = job.model.hidden_size, I = job.model.intermediate_size;
+  const tiedTogether = headHasEmbedding(job.stages);
+  const N = job.pipelineRanks;
+  const virtual = K / N;
+  const diskPaths = Math.max(1, job.diskPaths ?? 1);
+  const diskConc = Math.max(1, job.diskConcurrency ?? 2);
+
+  const devices: DeviceMemory[] = [];
+  const hostPerRank: HostMemory[] = [];
+  let diskMaster = 0, diskOpt = 0;
+
+  for (let r = 0; r < N; r++) {
+    const myStages: number[] = [];
+    for (let s = 0; s < K; s++) if (job.stages[s]!.rank === r) myStages.push(s);
+    let weights = 0, grads = 0, master = 0, opt = 0;
+    let hW = 0, hG = 0, hM = 0, hO = 0, hAct = 0, hBuf = 0;
+    let lossWs = 0, recompute = 0, bwdWs = 0, paramBuf = 0, gradBuf = 0, actStage = 0, comm = 0;
+    let perMb = 0;
+    let maxDiskGroup = 0, diskGroups = 0;
+    const keptByStage = new Map<number, number>();
+    let actBytes = 0, inFlightPeak = 0;
+
+    for (const s of myStages) {
+      const spec = job.stages[s]!, p = job.policy[s]!;
+      const pl = placeStage(inv, spec, p, tiedTogether);
+      let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
+      for (let i = 0; i < pl.layers.length; i++) {
+        const n = pl.params[i]!;
+        const kind = inv.layers[pl.layers[i]!]!.kind;
+        if (kind === 'decoder') hasDecoder = true;
+        if (kind === 'head') hasHead = true;
+        const g = pl.gpuElems[i]!, hostEl = n - g;
+        if (pl.paramsResident[i]) weights += n * B.weight;
+        else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
+        // A CPU update writes the new compute-precision weights on the host before the upload.
+        if (pl.paramsResident[i] && hostEl > 0) hW += hostEl * B.weight;
+        if (pl.gradsResident[i]) grads += n * B.grad;
+        else maxHostGrad = Math.max(maxHostGrad, n * B.grad);
+        // Host gradients: host-accumulated layers in full, else the CPU-updated part.
+        if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
+        master += Math.ceil(g / shard) * B.master;
+        opt += Math.ceil(g / shard) * B.opt;
+        const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
+        if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
+          diskMaster += hm * D; diskOpt += ho * D; diskGroups++;
+          maxDiskGroup = Math.max(maxDiskGroup, hm + ho);
+        }
+      }
+      if (streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, streamed) * maxStreamed);
+      if (maxHostGrad > 0) gradBuf = Math.max(gradBuf, 2 * maxHostGrad);
+      const k = stageKeptBytes(inv, spec, p);
+      keptByStage.set(s, k.gpu);
+      perMb += k.gpu;
+      if (p.recompute) recompute = Math.max(recompute, k.full);
+      if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
+      if (hasHead) lossWs = Math.max(lossWs, inv.lossWorkspaceBytes + T * job.model.vocab_size * a);
+      if (hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
+      const boundary = T * h * a;
+      comm = Math.max(comm, (s < K - 1 ? 2 * boundary : 0) + (s > 0 ? boundary : 0));
+    }
+    if (D > 1) {
+      let maxLayerGrad = 0;
+      for (const s of myStages) for (let l = job.stages[s]!.layers[0]; l < job.stages[s]!.layers[1]; l++) {
+        maxLayerGrad = Math.max(maxLayerGrad, storedParams(inv, l, tiedTogether) * B.grad);
+      }
+      comm += maxLayerGrad;
+    }
+    if (diskGroups > 0) hBuf = Math.min(diskGroups, diskPaths * diskConc + 1) * maxDiskGroup;
+
+    // Activations in flight at the peak.
+    if (virtual === 1 && !job.program) {
+      const s = myStages[0];
+      if (s !== undefined) {
+        inFlightPeak = inFlightFormula(job.schedule, s, K, job.microBatches);
+        actBytes = inFlightPeak * keptByStage.get(s)!;
+        const host = stageKeptBytes(inv, job.stages[s]!, job.policy[s]!).host;
+        hAct = inFlightPeak * host;
+      }
+    } else {
+      if (!job.program) throw new InputError('memory: interleaved schedules need the program to count micro-batches in flight');
+      const pk = programActivationPeak(job.program, r, (st) => keptByStage.get(st) ?? 0);
+      actBytes = pk.peak; inFlightPeak = pk.inFlight;
+      hAct = programActivationPeak(job.program, r, (st) => stageKeptBytes(inv, job.stages[st]!, job.policy[st]!).host).peak;
+    }
+
+    const temporary: TemporaryMemory = {
+      lossWorkspace: lossWs, recompute, backward: bwdWs, paramBuffers: paramBuf, gradBuffers: gradBuf,
+      actStaging: actStage, comm, total: 0,
+    };
+    temporary.total = lossWs + recompute + bwdWs + paramBuf + gradBuf + actStage + comm;
+    const overhead = job.overheadBytes ?? 0;
+    const total = weights + grads + master + opt + actBytes + temporary.total + overhead;
+    devices.push({
+      rank: r, stages: myStages, weights, gradients: grads, masterWeights: master, optimizerStates: opt,
+      activations: { perMicroBatch: perMb, inFlight: inFlightPeak, bytes: actBytes },
+      temporary, overhead, total,
+    });
+    hostPerRank.push({
+      weights: hW, gradients: hG, masterWeights: hM, optimizerStates: hO, activations: hAct, buffers: hBuf,
+      total: hW + hG + hM + hO + hAct + hBuf,
+    });
+  }
+  let hostTotal = 0;
+  for (const hm of hostPerRank) hostTotal += hm.total * D;
+  let peak = 0;
+  for (const d of devices) peak = Math.max(peak, d.total);
+  return {
+    params: inv.params, devices, hostPerRank, hostTotal,
+    disk: { masterWeights: diskMaster, optimizerStates: diskOpt, total: diskMaster + diskOpt },
+    peak,
+  };
+}
+
+/** Splits layers 0..L+1 into `count` contiguous stages: decoder layers as even as possible (the
+ *  first stages take the remainder), the embedding with the first, the head with the last. */
+export function evenPartition(numLayers: number, count: number): [number, number][] {
+  if (count < 1) throw new InputError(`stages (${count}) must be at least 1`);
+  if (count > numLayers + 2) throw new InputError(`stages (${count}) exceed the model's ${numLayers + 2} layers (embedding, ${numLayers} decoder layers, head)`);
+  const out: [number, number][] = [];
+  if (count > numLayers) {
+    // More stages than decoder layers: spread all L+2 layers evenly.
+    const n = numLayers + 2, base = Math.floor(n / count), extra = n % count;
+    let lo = 0;
+    for (let s = 0; s < count; s++) { const hi = lo + base + (s < extra ? 1 : 0); out.push([lo, hi]); lo = hi; }
+    return out;
+  }
+  // Decoder layers as even as possible (the first stages take the remainder); the embedding joins
+  // the first stage, the head the last.
+  const base = Math.floor(numLayers / count), extra = numLayers % count;
+  let lo = 0;
+  for (let s = 0; s < count; s++) {
+    let n = base + (s < extra ? 1 : 0);
+    if (s === 0) n += 1;
+    const hi = s === count - 1 ? numLayers + 2 : lo + n;
+    out.push([lo, hi]);
+    lo = hi;
+  }
+  return out;
+}
+
+export const ALL_GPU: Fractions = { gpu: 1, cpu: 0, disk: 0 };
+
+export function defaultPolicy(recompute = false): StagePolicy {
+  return {
+    params: { ...ALL_GPU }, grads: { ...ALL_GPU }, master: { ...ALL_GPU }, optState: { ...ALL_GPU },
+    activations: { ...ALL_GPU }, recompute, prefetchDepth: 1,
+  };
+}
+
+export { checkFractions };
