@@ -1,5 +1,6 @@
 // The subcommands of `mmoc`, in the order `mmoc --help` lists them. Each module lives next to
 // the code it drives and exports `register(program)`.
 import type { Register } from './common.ts';
+import { register as memory } from './memory.ts';
 
-export const commands: Register[] = [];
+export const commands: Register[] = [memory];

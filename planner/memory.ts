@@ -198,20 +198,27 @@ function checkFractions(f: Fractions, what: string): void {
   }
 }
 
+export interface PolicyProblem {
+  /** The StagePolicy field at fault ('dataParallel' for the layout). */
+  field: 'params' | 'grads' | 'master' | 'optState' | 'activations' | 'prefetchDepth' | 'dataParallel';
+  message: string;
+}
+
 /** Placement rules every policy must obey (the plan validator and `mmoc memory` share them). */
-export function policyProblems(p: StagePolicy, precision: Precision, dataParallel: number): string[] {
-  const out: string[] = [];
-  if (p.params.disk > 0) out.push('params cannot live on disk (use cpu to stream them)');
-  if (p.grads.disk > 0) out.push('grads cannot live on disk');
-  if (p.activations.disk > 0) out.push('activations cannot live on disk');
-  if (p.activations.cpu > 0 && !p.recompute) out.push('activations offload needs recompute (only checkpointed stage inputs are offloaded)');
-  if (p.params.gpu < 1 && p.optState.gpu > 0) out.push('streamed params (params gpu < 1) need the optimizer update on the host (optState gpu 0)');
-  if (p.grads.gpu < 1 && p.optState.gpu > 0) out.push('gradients accumulated on the host (grads gpu < 1) need the optimizer update on the host (optState gpu 0)');
+export function policyProblems(p: StagePolicy, precision: Precision, dataParallel: number): PolicyProblem[] {
+  const out: PolicyProblem[] = [];
+  const add = (field: PolicyProblem['field'], message: string) => out.push({ field, message });
+  if (p.params.disk > 0) add('params', 'parameters cannot live on disk (use cpu to stream them from pinned memory)');
+  if (p.grads.disk > 0) add('grads', 'gradients cannot live on disk');
+  if (p.activations.disk > 0) add('activations', 'activations cannot live on disk');
+  if (p.activations.cpu > 0 && !p.recompute) add('activations', 'offloading activations needs recompute (only checkpointed stage inputs are offloaded)');
+  if (p.params.gpu < 1 && p.optState.gpu > 0) add('optState', 'streamed parameters (params gpu < 1) need the optimizer update on the host (optState gpu 0)');
+  if (p.grads.gpu < 1 && p.optState.gpu > 0) add('optState', 'gradients accumulated on the host (grads gpu < 1) need the optimizer update on the host (optState gpu 0)');
   if (precision === 'bf16-mixed' && (Math.abs(p.master.gpu - p.optState.gpu) > 1e-9 || Math.abs(p.master.cpu - p.optState.cpu) > 1e-9)) {
-    out.push('master must live where optState lives (the update runs where both are)');
+    add('master', 'master weights must live where the optimizer states live (the update runs where both are)');
   }
-  if (dataParallel > 1 && p.grads.gpu < 1) out.push('data parallelism needs grads on the GPU (they are all-reduced there)');
-  if (!Number.isInteger(p.prefetchDepth) || p.prefetchDepth < 1) out.push(`prefetchDepth (${p.prefetchDepth}) must be an integer >= 1`);
+  if (dataParallel > 1 && p.grads.gpu < 1) add('dataParallel', 'data parallelism needs gradients on the GPU (they are all-reduced there)');
+  if (!Number.isInteger(p.prefetchDepth) || p.prefetchDepth < 1) add('prefetchDepth', `prefetchDepth (${p.prefetchDepth}) must be an integer >= 1`);
   return out;
 }
 
