@@ -9,3 +9,4 @@ export type {
   HardwareProfile, Provenance, FigureSource, Dtype, GemmPoint, AttentionPoint, HostLink, HostGroup, PeerLink,
   ComputeProfile, OptimizerCurve, CpuProfile, DiskProfile, Overheads,
 } from './profile.ts';
+export { simulate, resourceLabel } from './engine.ts';

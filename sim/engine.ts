@@ -1,0 +1,768 @@
+// The discrete-event engine. Virtual time in microseconds; one event kind: "a task's current phase
+// ends", in a binary heap keyed by (time, sequence number) so that ties always resolve in the
+// same order. Rates (shared links, CPU pool, compute slowdown) change only when a flow or task
+// starts or ends; a task whose rate changes gets a new event and its old one is skipped (version
+// check). All per-task state lives in typed arrays allocated once per run.
+import { SimError } from './errors.ts';
+import { R_CPU, R_DISK, R_STREAM, W_CPU, W_FLOW, type SimGraph } from './graph.ts';
+import { MEM_CLASSES } from './types.ts';
+import type { CriticalPath, MemClass, MemoryReport, ResourceUsage, SimOptions, SimResult } from './types.ts';
+
+const NCLASS = MEM_CLASSES.length;
+
+const S_WAIT = 0;
+const S_READY = 1;
+const S_FIXED = 2;
+const S_VAR = 3;
+const S_DONE = 4;
+
+/** Structure derived from a graph once per graph version. */
+interface Frozen {
+  version: number;
+  n: number;
+  succOff: Int32Array;
+  succ: Int32Array;
+  indeg: Int32Array;
+  /** Streams: tasks in add order (CSR by resource). */
+  qOff: Int32Array;
+  qList: Int32Array;
+  /** Position of each stream task in its stream's list. */
+  /** Per device: its compute streams. */
+  devComputeStreams: number[][];
+  /** Per resource: offset into a shared running-list array (size = slots). */
+  runOff: Int32Array;
+  runTotal: number;
+}
+
+const frozenCache = new WeakMap<SimGraph, Frozen>();
+
+function freeze(g: SimGraph): Frozen {
+  g.resolveSignals();
+  const cached = frozenCache.get(g);
+  if (cached && cached.version === g.version) return cached;
+  const n = g.taskCount;
+  const E = g.edgeFrom.n;
+  const ef = g.edgeFrom.a;
+  const et = g.edgeTo.a;
+  const indeg = new Int32Array(n);
+  const outdeg = new Int32Array(n + 1);
+  for (let e = 0; e < E; e++) {
+    const a = ef[e];
+    const b = et[e];
+    if (!(a >= 0 && a < n)) {
+      throw new SimError(`task ${b} "${b >= 0 && b < n ? g.taskName(b) : '?'}" depends on task ${a}, which does not exist (the graph has ${n} tasks)`, [b]);
+    }
+    if (!(b >= 0 && b < n)) throw new SimError(`a dependency on task ${a} "${g.taskName(a)}" names task ${b}, which does not exist`, [a]);
+    indeg[b]++;
+    outdeg[a]++;
+  }
+  const succOff = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) succOff[i + 1] = succOff[i] + outdeg[i];
+  const fill = succOff.slice(0, n);
+  const succ = new Int32Array(E);
+  for (let e = 0; e < E; e++) succ[fill[ef[e]]++] = et[e];
+
+  const R = g.resourceCount;
+  const qCnt = new Int32Array(R + 1);
+  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qCnt[r]++; }
+  const qOff = new Int32Array(R + 1);
+  for (let r = 0; r < R; r++) qOff[r + 1] = qOff[r] + qCnt[r];
+  const qFill = qOff.slice(0, R);
+  const qList = new Int32Array(qOff[R]);
+  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qList[qFill[r]++] = t; }
+
+  const devComputeStreams: number[][] = g.deviceName.map(() => []);
+  for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
+  const runOff = new Int32Array(R + 1);
+  for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
+  const f: Frozen = { version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R] };
+  frozenCache.set(g, f);
+  return f;
+}
+
+class Engine {
+  readonly g: SimGraph;
+  readonly f: Frozen;
+  now = 0;
+  seq = 0;
+  // heap
+  hT: Float64Array;
+  hS: Float64Array;
+  hK: Int32Array;
+  hV: Int32Array;
+  hN = 0;
+  // tasks
+  depLeft: Int32Array;
+  state: Uint8Array;
+  ver: Int32Array;
+  rem: Float64Array;
+  rate: Float64Array;
+  last: Float64Array;
+  start: Float64Array;
+  end: Float64Array;
+  readyAt: Float64Array;
+  lastDep: Int32Array;
+  critPred: Int32Array;
+  done = 0;
+  // resources
+  qHead: Int32Array; // streams: index into qList of the next task to run
+  busy: Int32Array; // streams: running task or -1
+  slots: Int32Array; // pools: free slots
+  fifoHead: Int32Array;
+  fifoTail: Int32Array;
+  fifoNext: Int32Array;
+  lastOnRes: Int32Array;
+  resRunning: Int32Array;
+  resBusySince: Float64Array;
+  resBusy: Float64Array;
+  resBytes: Float64Array;
+  runList: Int32Array;
+  runCnt: Int32Array;
+  busyWorkers: Int32Array;
+  // links
+  linkFlows: number[][];
+  linkBusySince: Float64Array;
+  linkBusy: Float64Array;
+  linkBytes: Float64Array;
+  devCopies: Int32Array;
+  // progressive filling scratch
+  mark: Int32Array; // per task epoch
+  lmark: Int32Array; // per link epoch
+  epoch = 0;
+  compF: Int32Array;
+  compL: Int32Array;
+  lres: Float64Array;
+  lunf: Int32Array;
+  newRate: Float64Array;
+  // memory
+  cur: Float64Array;
+  curClass: Float64Array;
+  peak: Float64Array;
+  peakTime: Float64Array;
+  peakClass: Float64Array;
+  peakLog: Int32Array;
+  bufLive: Uint8Array;
+  bufOwner: Int32Array;
+  logEff: Int32Array;
+  logTime: Float64Array;
+  logN = 0;
+
+  constructor(g: SimGraph, f: Frozen) {
+    this.g = g;
+    this.f = f;
+    const n = f.n;
+    const cap = Math.max(16, n + 16);
+    this.hT = new Float64Array(cap);
+    this.hS = new Float64Array(cap);
+    this.hK = new Int32Array(cap);
+    this.hV = new Int32Array(cap);
+    this.depLeft = f.indeg.slice();
+    this.state = new Uint8Array(n);
+    this.ver = new Int32Array(n);
+    this.rem = new Float64Array(n);
+    this.rate = new Float64Array(n);
+    this.last = new Float64Array(n);
+    this.start = new Float64Array(n);
+    this.end = new Float64Array(n);
+    this.readyAt = new Float64Array(n);
+    this.lastDep = new Int32Array(n).fill(-1);
+    this.critPred = new Int32Array(n).fill(-1);
+    const R = g.resourceCount;
+    this.qHead = f.qOff.slice(0, R);
+    this.busy = new Int32Array(R).fill(-1);
+    this.slots = Int32Array.from(g.resSlots);
+    this.fifoHead = new Int32Array(R).fill(-1);
+    this.fifoTail = new Int32Array(R).fill(-1);
+    this.fifoNext = new Int32Array(n).fill(-1);
+    this.lastOnRes = new Int32Array(R).fill(-1);
+    this.resRunning = new Int32Array(R);
+    this.resBusySince = new Float64Array(R);
+    this.resBusy = new Float64Array(R);
+    this.resBytes = new Float64Array(R);
+    this.runList = new Int32Array(f.runTotal);
+    this.runCnt = new Int32Array(R);
+    this.busyWorkers = new Int32Array(R);
+    const L = g.linkCount;
+    this.linkFlows = [];
+    for (let l = 0; l < L; l++) this.linkFlows.push([]);
+    this.linkBusySince = new Float64Array(L);
+    this.linkBusy = new Float64Array(L);
+    this.linkBytes = new Float64Array(L);
+    this.devCopies = new Int32Array(g.deviceCount);
+    this.mark = new Int32Array(n);
+    this.lmark = new Int32Array(L);
+    this.compF = new Int32Array(Math.max(16, n));
+    this.compL = new Int32Array(Math.max(16, L));
+    this.lres = new Float64Array(L);
+    this.lunf = new Int32Array(L);
+    this.newRate = new Float64Array(n);
+    const D = g.deviceCount;
+    this.cur = new Float64Array(D);
+    this.curClass = new Float64Array(D * NCLASS);
+    this.peak = new Float64Array(D);
+    this.peakTime = new Float64Array(D);
+    this.peakClass = new Float64Array(D * NCLASS);
+    this.peakLog = new Int32Array(D).fill(-1);
+    this.bufLive = new Uint8Array(g.bufName.length);
+    this.bufOwner = new Int32Array(g.bufName.length).fill(-1);
+    const M = g.memKind.n;
+    this.logEff = new Int32Array(M);
+    this.logTime = new Float64Array(M);
+  }
+
+  // ---------------------------------------------------------------- heap
+  push(time: number, task: number): void {
+    if (this.hN === this.hT.length) this.growHeap();
+    const s = this.seq++;
+    const v = this.ver[task];
+    const hT = this.hT, hS = this.hS, hK = this.hK, hV = this.hV;
+    let i = this.hN++;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const pt = hT[p];
+      if (pt < time || (pt === time && hS[p] < s)) break;
+      hT[i] = pt; hS[i] = hS[p]; hK[i] = hK[p]; hV[i] = hV[p];
+      i = p;
+    }
+    hT[i] = time; hS[i] = s; hK[i] = task; hV[i] = v;
+  }
+
+  growHeap(): void {
+    const c = this.hT.length * 2;
+    const a = new Float64Array(c); a.set(this.hT); this.hT = a;
+    const b = new Float64Array(c); b.set(this.hS); this.hS = b;
+    const k = new Int32Array(c); k.set(this.hK); this.hK = k;
+    const v = new Int32Array(c); v.set(this.hV); this.hV = v;
+  }
+
+  /** Removes the root; the caller read it first. */
+  popRoot(): void {
+    const hT = this.hT, hS = this.hS, hK = this.hK, hV = this.hV;
+    const n = --this.hN;
+    if (n === 0) return;
+    const t = hT[n], s = hS[n], k = hK[n], v = hV[n];
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      const c2 = c + 1;
+      if (c2 < n && (hT[c2] < hT[c] || (hT[c2] === hT[c] && hS[c2] < hS[c]))) c = c2;
+      if (t < hT[c] || (t === hT[c] && s < hS[c])) break;
+      hT[i] = hT[c]; hS[i] = hS[c]; hK[i] = hK[c]; hV[i] = hV[c];
+      i = c;
+    }
+    hT[i] = t; hS[i] = s; hK[i] = k; hV[i] = v;
+  }
+
+  // ---------------------------------------------------------------- run
+  run(): void {
+    const n = this.f.n;
+    const g = this.g;
+    // initial ready tasks, in index order
+    for (let t = 0; t < n; t++) if (this.depLeft[t] === 0) this.makeReady(t);
+    while (this.hN > 0) {
+      const time = this.hT[0];
+      const t = this.hK[0];
+      const v = this.hV[0];
+      this.popRoot();
+      if (v !== this.ver[t]) continue;
+      this.now = time;
+      if (this.state[t] === S_FIXED) {
+        const w = g.tWork[t];
+        if (w === W_FLOW) { this.beginFlow(t); continue; }
+        if (w === W_CPU) { this.state[t] = S_VAR; this.rem[t] = g.tAmount[t]; this.rate[t] = 0; this.last[t] = time; this.cpuRates(g.tRes[t]); continue; }
+      }
+      this.complete(t);
+    }
+    if (this.done < n) this.deadlock();
+  }
+
+  makeReady(t: number): void {
+    const g = this.g;
+    const r = g.tRes[t];
+    this.state[t] = S_READY;
+    if (r < 0) { this.begin(t); return; }
+    if (g.resKind[r] === R_STREAM) {
+      if (this.busy[r] < 0 && this.f.qList[this.qHead[r]] === t) this.begin(t);
+      return;
+    }
+    const w = g.tWorkers[t];
+    if (this.fifoHead[r] < 0 && this.slots[r] >= w) { this.begin(t); return; }
+    // enqueue
+    if (this.fifoTail[r] < 0) this.fifoHead[r] = t; else this.fifoNext[this.fifoTail[r]] = t;
+    this.fifoTail[r] = t;
+  }
+
+  begin(t: number): void {
+    const g = this.g;
+    const now = this.now;
+    const r = g.tRes[t];
+    this.state[t] = S_FIXED;
+    this.start[t] = now;
+    this.critPred[t] = now > this.readyAt[t] && r >= 0 ? this.lastOnRes[r] : this.lastDep[t];
+    if (r >= 0) {
+      if (this.resRunning[r]++ === 0) this.resBusySince[r] = now;
+      const k = g.resKind[r];
+      if (k === R_STREAM) this.busy[r] = t;
+      else {
+        this.slots[r] -= g.tWorkers[t];
+        if (k === R_CPU) {
+          this.runList[this.f.runOff[r] + this.runCnt[r]++] = t;
+          this.busyWorkers[r] += g.tWorkers[t];
+        }
+      }
+    }
+    if (g.tMemCnt[t] > 0) this.memEffects(t, 0);
+    const fixed = g.tFixed[t];
+    let rate = 1;
+    if (r >= 0 && g.resKind[r] === R_STREAM && g.resRole[r] === 0) {
+      const d = g.resDevice[r];
+      if (this.devCopies[d] > 0 && g.deviceSlowdown[d] > 0) rate = 1 / (1 + g.deviceSlowdown[d]);
+    }
+    this.rem[t] = fixed;
+    this.rate[t] = rate;
+    this.last[t] = now;
+    if (g.tWork[t] === W_CPU) this.cpuRates(r);
+    this.push(fixed > 0 ? now + fixed / rate : now, t);
+  }
+
+  complete(t: number): void {
+    const g = this.g;
+    const f = this.f;
+    const now = this.now;
+    const st = this.state[t];
+    this.state[t] = S_DONE;
+    this.end[t] = now;
+    this.done++;
+    const r = g.tRes[t];
+    if (g.tWork[t] === W_FLOW && st === S_VAR) this.endFlow(t);
+    if (g.tMemCnt[t] > 0) this.memEffects(t, 1);
+    if (r >= 0) {
+      if (--this.resRunning[r] === 0) this.resBusy[r] += now - this.resBusySince[r];
+      this.lastOnRes[r] = t;
+      const k = g.resKind[r];
+      if (k === R_STREAM) {
+        this.busy[r] = -1;
+        const h = ++this.qHead[r];
+        if (h < f.qOff[r + 1]) {
+          const nx = f.qList[h];
+          if (this.state[nx] === S_READY) this.begin(nx);
+        }
+      } else {
+        this.slots[r] += g.tWorkers[t];
+        if (k === R_CPU) {
+          const off = f.runOff[r];
+          const c = --this.runCnt[r];
+          for (let i = 0; i <= c; i++) if (this.runList[off + i] === t) { this.runList[off + i] = this.runList[off + c]; break; }
+          this.busyWorkers[r] -= g.tWorkers[t];
+          this.cpuRates(r);
+        } else if (k === R_DISK) this.resBytes[r] += g.tAmount[t];
+        // start queued tasks in FIFO order while they fit
+        let h = this.fifoHead[r];
+        while (h >= 0 && this.slots[r] >= g.tWorkers[h]) {
+          const nx = this.fifoNext[h];
+          this.fifoNext[h] = -1;
+          this.fifoHead[r] = nx;
+          if (nx < 0) this.fifoTail[r] = -1;
+          this.begin(h);
+          h = nx;
+        }
+      }
+    }
+    const so = f.succOff;
+    const succ = f.succ;
+    for (let i = so[t], e = so[t + 1]; i < e; i++) {
+      const s = succ[i];
+      if (--this.depLeft[s] === 0) {
+        this.readyAt[s] = now;
+        this.lastDep[s] = t;
+        this.makeReady(s);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- CPU pool
+  cpuRates(r: number): void {
+    const g = this.g;
+    const bw = this.busyWorkers[r];
+    if (bw === 0) return;
+    const W = g.resCurveW[r];
+    const Rt = g.resCurveR[r];
+    let total: number;
+    if (bw <= W[0]) total = (Rt[0] * bw) / W[0];
+    else if (bw >= W[W.length - 1]) total = Rt[Rt.length - 1];
+    else {
+      let i = 1;
+      while (W[i] < bw) i++;
+      total = Rt[i - 1] + ((Rt[i] - Rt[i - 1]) * (bw - W[i - 1])) / (W[i] - W[i - 1]);
+    }
+    const per = total / bw;
+    const off = this.f.runOff[r];
+    for (let i = 0, c = this.runCnt[r]; i < c; i++) {
+      const t = this.runList[off + i];
+      if (this.state[t] !== S_VAR) continue;
+      const nr = per * g.tWorkers[t];
+      if (nr === this.rate[t]) continue;
+      this.retime(t, nr);
+    }
+  }
+
+  /** Sets a running task's rate at `now` and schedules its phase end. */
+  retime(t: number, nr: number): void {
+    const now = this.now;
+    let rem = this.rem[t] - this.rate[t] * (now - this.last[t]);
+    if (rem < 0) rem = 0;
+    this.rem[t] = rem;
+    this.last[t] = now;
+    this.rate[t] = nr;
+    this.ver[t]++;
+    this.push(now + rem / nr, t);
+  }
+
+  // ---------------------------------------------------------------- flows
+  beginFlow(t: number): void {
+    const g = this.g;
+    this.state[t] = S_VAR;
+    this.rem[t] = g.tAmount[t];
+    this.rate[t] = 0;
+    this.last[t] = this.now;
+    const off = g.tLinkOff[t];
+    const cnt = g.tLinkCnt[t];
+    const ll = g.linkList.a;
+    let alone = true;
+    let bw = g.tCap[t];
+    for (let i = 0; i < cnt; i++) {
+      const l = ll[off + i];
+      const fl = this.linkFlows[l];
+      if (fl.length > 0) alone = false;
+      else this.linkBusySince[l] = this.now;
+      fl.push(t);
+      if (g.linkCap[l] < bw) bw = g.linkCap[l];
+      const d = g.linkDevice[l];
+      if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
+    }
+    if (alone) { this.rate[t] = bw; this.ver[t]++; this.push(this.now + this.rem[t] / bw, t); return; }
+    this.refill(t);
+  }
+
+  endFlow(t: number): void {
+    const g = this.g;
+    const off = g.tLinkOff[t];
+    const cnt = g.tLinkCnt[t];
+    const ll = g.linkList.a;
+    const bytes = g.tAmount[t];
+    let others = false;
+    for (let i = 0; i < cnt; i++) {
+      const l = ll[off + i];
+      const fl = this.linkFlows[l];
+      const j = fl.indexOf(t);
+      if (j >= 0) {
+        // swap-remove keeps it O(1); order inside a link never affects rates
+        fl[j] = fl[fl.length - 1];
+        fl.pop();
+      }
+      this.linkBytes[l] += bytes;
+      if (fl.length === 0) this.linkBusy[l] += this.now - this.linkBusySince[l];
+      else others = true;
+      const d = g.linkDevice[l];
+      if (--this.devCopies[d] === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
+    }
+    if (others) this.refill(t);
+  }
+
+  /** Progressive filling (max-min fairness with per-flow caps) over the component of flows
+   *  connected to task t's links; reschedules flows whose rate changed. */
+  refill(t: number): void {
+    const g = this.g;
+    const ll = g.linkList.a;
+    const ep = ++this.epoch;
+    const compF = this.compF;
+    const compL = this.compL;
+    let nf = 0;
+    let nl = 0;
+    // seed with t's links (t may have just ended: then it is not in any list)
+    const off0 = g.tLinkOff[t];
+    for (let i = 0, c = g.tLinkCnt[t]; i < c; i++) {
+      const l = ll[off0 + i];
+      if (this.lmark[l] !== ep) { this.lmark[l] = ep; compL[nl++] = l; }
+    }
+    let li = 0;
+    let fi = 0;
+    while (li < nl || fi < nf) {
+      while (li < nl) {
+        const fl = this.linkFlows[compL[li++]];
+        for (let j = 0; j < fl.length; j++) {
+          const x = fl[j];
+          if (this.mark[x] !== ep) { this.mark[x] = ep; compF[nf++] = x; }
+        }
+      }
+      while (fi < nf) {
+        const x = compF[fi++];
+        const o = g.tLinkOff[x];
+        for (let i = 0, c = g.tLinkCnt[x]; i < c; i++) {
+          const l = ll[o + i];
+          if (this.lmark[l] !== ep) { this.lmark[l] = ep; compL[nl++] = l; }
+        }
+      }
+    }
+    if (nf === 0) return;
+    const lres = this.lres;
+    const lunf = this.lunf;
+    for (let i = 0; i < nl; i++) { const l = compL[i]; lres[l] = g.linkCap[l]; lunf[l] = this.linkFlows[l].length; }
+    const nr = this.newRate;
+    // unfrozen flows: nr < 0
+    for (let i = 0; i < nf; i++) nr[compF[i]] = -1;
+    let left = nf;
+    while (left > 0) {
+      let share = Infinity;
+      for (let i = 0; i < nl; i++) {
+        const l = compL[i];
+        if (lunf[l] > 0) { const s = lres[l] / lunf[l]; if (s < share) share = s; }
+      }
+      let capMin = Infinity;
+      for (let i = 0; i < nf; i++) { const x = compF[i]; if (nr[x] < 0 && g.tCap[x] < capMin) capMin = g.tCap[x]; }
+      if (capMin <= share) {
+        for (let i = 0; i < nf; i++) {
+          const x = compF[i];
+          if (nr[x] < 0 && g.tCap[x] <= capMin) { this.fix(x, capMin); left--; }
+        }
+      } else {
+        const lim = share * (1 + 1e-12);
+        for (let i = 0; i < nl; i++) {
+          const l = compL[i];
+          if (lunf[l] > 0 && lres[l] / lunf[l] <= lim) {
+            const fl = this.linkFlows[l];
+            for (let j = 0; j < fl.length; j++) { const x = fl[j]; if (nr[x] < 0) { this.fix(x, share); left--; } }
+          }
+        }
+      }
+    }
+    for (let i = 0; i < nf; i++) {
+      const x = compF[i];
+      if (nr[x] !== this.rate[x]) {
+        if (this.rate[x] === 0) { this.rate[x] = nr[x]; this.last[x] = this.now; this.ver[x]++; this.push(this.now + this.rem[x] / nr[x], x); }
+        else this.retime(x, nr[x]);
+      }
+    }
+  }
+
+  fix(x: number, rate: number): void {
+    const g = this.g;
+    this.newRate[x] = rate;
+    const o = g.tLinkOff[x];
+    const ll = g.linkList.a;
+    for (let i = 0, c = g.tLinkCnt[x]; i < c; i++) {
+      const l = ll[o + i];
+      this.lres[l] -= rate;
+      this.lunf[l]--;
+    }
+  }
+
+  slowdownChanged(d: number): void {
+    const g = this.g;
+    const rate = this.devCopies[d] > 0 ? 1 / (1 + g.deviceSlowdown[d]) : 1;
+    const streams = this.f.devComputeStreams[d];
+    for (let i = 0; i < streams.length; i++) {
+      const t = this.busy[streams[i]];
+      if (t >= 0 && this.state[t] === S_FIXED && this.rate[t] !== rate) {
+        if (g.tFixed[t] > 0) this.retime(t, rate);
+        else this.rate[t] = rate;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- memory
+  memEffects(t: number, at: number): void {
+    const g = this.g;
+    const o = g.tMemOff[t];
+    for (let i = o, e = o + g.tMemCnt[t]; i < e; i++) {
+      if (g.memAt.a[i] !== at) continue;
+      const b = g.memBuf.a[i];
+      const d = g.bufDevice[b];
+      let delta: number;
+      let c: number;
+      if (g.memKind.a[i] === 0) {
+        if (this.bufLive[b]) {
+          const o2 = this.bufOwner[b];
+          throw new SimError(`task ${t} "${g.taskName(t)}" allocates "${g.bufName[b]}" on ${g.deviceName[d]}, which is still live (allocated by task ${o2} "${g.taskName(o2)}")`, [t, o2]);
+        }
+        this.bufLive[b] = 1;
+        delta = g.memBytes.a[i];
+        c = g.memClass.a[i];
+        this.bufOwner[b] = t;
+        this.allocEff[b] = i;
+      } else {
+        if (!this.bufLive[b]) {
+          throw new SimError(`task ${t} "${g.taskName(t)}" frees "${g.bufName[b]}" on ${g.deviceName[d]}, which is not allocated`, [t]);
+        }
+        this.bufLive[b] = 0;
+        const ai = this.allocEff[b];
+        delta = -g.memBytes.a[ai];
+        c = g.memClass.a[ai];
+      }
+      this.cur[d] += delta;
+      this.curClass[d * NCLASS + c] += delta;
+      this.logEff[this.logN] = i;
+      this.logTime[this.logN++] = this.now;
+      if (this.cur[d] > this.peak[d]) {
+        this.peak[d] = this.cur[d];
+        this.peakTime[d] = this.now;
+        this.peakLog[d] = this.logN;
+        for (let k = 0; k < NCLASS; k++) this.peakClass[d * NCLASS + k] = this.curClass[d * NCLASS + k];
+      }
+    }
+  }
+  allocEff = new Int32Array(0);
+
+  // ---------------------------------------------------------------- errors
+  deadlock(): never {
+    const g = this.g;
+    const f = this.f;
+    const n = f.n;
+    // wait-for graph among unfinished tasks: unfinished deps, and the previous task of a stream
+    const preds: number[][] = [];
+    for (let t = 0; t < n; t++) preds.push([]);
+    for (let a = 0; a < n; a++) {
+      if (this.state[a] === S_DONE) continue;
+      for (let i = f.succOff[a]; i < f.succOff[a + 1]; i++) { const b = f.succ[i]; if (this.state[b] !== S_DONE) preds[b].push(a); }
+    }
+    for (let r = 0; r < g.resourceCount; r++) {
+      for (let i = f.qOff[r] + 1; i < f.qOff[r + 1]; i++) {
+        const a = f.qList[i - 1];
+        const b = f.qList[i];
+        if (this.state[a] !== S_DONE && this.state[b] !== S_DONE) preds[b].push(a);
+      }
+    }
+    // iterative DFS for a cycle
+    const color = new Uint8Array(n);
+    const parent = new Int32Array(n).fill(-1);
+    const stuck: number[] = [];
+    for (let t = 0; t < n; t++) if (this.state[t] !== S_DONE) stuck.push(t);
+    for (const s of stuck) {
+      if (color[s] !== 0) continue;
+      const stack: number[] = [s];
+      const idx: number[] = [0];
+      color[s] = 1;
+      while (stack.length) {
+        const u = stack[stack.length - 1];
+        const k = idx[idx.length - 1];
+        if (k < preds[u].length) {
+          idx[idx.length - 1]++;
+          const v = preds[u][k];
+          if (color[v] === 0) { color[v] = 1; parent[v] = u; stack.push(v); idx.push(0); }
+          else if (color[v] === 1) {
+            // cycle: v waits ... u waits on v
+            const cyc: number[] = [v];
+            for (let x = u; x !== v && x >= 0; x = parent[x]) cyc.push(x);
+            const names = cyc.map((x) => `task ${x} "${g.taskName(x)}"`);
+            throw new SimError(`deadlock: ${stuck.length} task(s) can never start; cycle (each waits for the next, by dependency or stream order): ${names.join(' -> ')} -> task ${v}`, cyc);
+          }
+        } else { color[u] = 2; stack.pop(); idx.pop(); }
+      }
+    }
+    const names = stuck.slice(0, 10).map((x) => `task ${x} "${g.taskName(x)}"`);
+    throw new SimError(`deadlock: ${stuck.length} task(s) never started: ${names.join(', ')}${stuck.length > 10 ? ', ...' : ''}`, stuck.slice(0, 10));
+  }
+}
+
+/** Runs the graph to completion and reports. Throws SimError when tasks can never start. */
+export function simulate(g: SimGraph, opts: SimOptions = {}): SimResult {
+  const f = freeze(g);
+  const e = new Engine(g, f);
+  e.allocEff = new Int32Array(g.bufName.length);
+  e.run();
+  return report(g, f, e, opts);
+}
+
+function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult {
+  const n = f.n;
+  let makespan = 0;
+  let lastT = -1;
+  for (let t = 0; t < n; t++) if (lastT < 0 || e.end[t] > makespan) { makespan = e.end[t]; lastT = t; }
+  const util = (busy: number) => (makespan > 0 ? busy / makespan : 0);
+  const resources: ResourceUsage[] = [];
+  for (let r = 0; r < g.resourceCount; r++) {
+    const u: ResourceUsage = { name: g.resName[r], kind: g.resourceKind(r), device: g.deviceName[g.resDevice[r]], busy_us: e.resBusy[r], utilisation: util(e.resBusy[r]) };
+    if (g.resKind[r] === R_DISK) u.bytes = e.resBytes[r];
+    resources.push(u);
+  }
+  for (let l = 0; l < g.linkCount; l++) {
+    resources.push({
+      name: g.linkName[l], kind: 'link', device: g.deviceName[g.linkDevice[l]], busy_us: e.linkBusy[l], utilisation: util(e.linkBusy[l]),
+      bytes: e.linkBytes[l], bandwidth_utilisation: makespan > 0 ? e.linkBytes[l] / (g.linkCap[l] * makespan) : 0,
+    });
+  }
+
+  // memory
+  const memory: MemoryReport[] = [];
+  const wantSeries = opts.memorySeries !== false;
+  const D = g.deviceCount;
+  const series = Array.from({ length: D }, () => ({ t_us: [] as number[], bytes: [] as number[] }));
+  const live = new Map<number, number>();
+  const peakBuffers: MemoryReport['peak_buffers'][] = Array.from({ length: D }, () => []);
+  {
+    const cur = new Float64Array(D);
+    const allocAt = new Int32Array(g.bufName.length);
+    for (let i = 0; i < e.logN; i++) {
+      const eff = e.logEff[i];
+      const b = g.memBuf.a[eff];
+      const d = g.bufDevice[b];
+      if (g.memKind.a[eff] === 0) { allocAt[b] = eff; cur[d] += g.memBytes.a[eff]; live.set(b, eff); }
+      else { cur[d] -= g.memBytes.a[allocAt[b]]; live.delete(b); }
+      if (wantSeries) {
+        const s = series[d];
+        const tm = e.logTime[i];
+        if (s.t_us.length > 0 && s.t_us[s.t_us.length - 1] === tm) s.bytes[s.bytes.length - 1] = cur[d];
+        else { s.t_us.push(tm); s.bytes.push(cur[d]); }
+      }
+      if (e.peakLog[d] === i + 1) {
+        const list: MemoryReport['peak_buffers'] = [];
+        for (const [bb, ae] of live) if (g.bufDevice[bb] === d) list.push({ buffer: g.bufName[bb], bytes: g.memBytes.a[ae], class: MEM_CLASSES[g.memClass.a[ae]] });
+        list.sort((x, y) => y.bytes - x.bytes || (x.buffer < y.buffer ? -1 : x.buffer > y.buffer ? 1 : 0));
+        peakBuffers[d] = list.slice(0, 32);
+      }
+    }
+  }
+  for (let d = 0; d < D; d++) {
+    const by = {} as Record<MemClass, number>;
+    for (let k = 0; k < NCLASS; k++) by[MEM_CLASSES[k]] = e.peakClass[d * NCLASS + k];
+    memory.push({
+      device: g.deviceName[d], capacity_bytes: g.deviceMemory[d], peak_bytes: e.peak[d], peak_time_us: e.peakTime[d],
+      peak_by_class: by, peak_buffers: peakBuffers[d], end_bytes: e.cur[d], series: series[d],
+    });
+  }
+
+  let critical: CriticalPath | null = null;
+  if (opts.criticalPath !== false && lastT >= 0) {
+    const tasks: number[] = [];
+    for (let t = lastT; t >= 0; t = e.critPred[t]) tasks.push(t);
+    tasks.reverse();
+    const acc = new Map<string, number>();
+    for (const t of tasks) {
+      const name = resourceLabel(g, t);
+      acc.set(name, (acc.get(name) ?? 0) + (e.end[t] - e.start[t]));
+    }
+    const by_resource = [...acc].map(([name, us]) => ({ name, us })).sort((a, b) => b.us - a.us || (a.name < b.name ? -1 : 1));
+    critical = { tasks, by_resource, bound: by_resource.length ? by_resource[0].name : '' };
+  }
+  const tokens = opts.tokens;
+  return {
+    makespan_us: makespan,
+    step_s: makespan / 1e6,
+    tokens_per_s: tokens !== undefined && makespan > 0 ? tokens / (makespan / 1e6) : null,
+    start_us: e.start,
+    end_us: e.end,
+    resources,
+    memory,
+    critical,
+    tasks: n,
+  };
+}
+
+/** Where a task runs, for reports: its resource, else the first link of its flow. */
+export function resourceLabel(g: SimGraph, t: number): string {
+  const r = g.tRes[t];
+  if (r >= 0) return g.resName[r];
+  if (g.tLinkCnt[t] > 0) return g.linkName[g.linkList.a[g.tLinkOff[t]]];
+  return '(unqueued)';
+}
