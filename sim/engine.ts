@@ -756,6 +756,7 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
     memory,
     critical,
     tasks: n,
+    mem_log: { time_us: e.logTime, effect: e.logEff, count: e.logN },
   };
 }
 

@@ -10,3 +10,10 @@ export type {
   ComputeProfile, OptimizerCurve, CpuProfile, DiskProfile, Overheads,
 } from './profile.ts';
 export { simulate, resourceLabel } from './engine.ts';
+export { chromeTrace, chromeTraceJSON } from './trace.ts';
+export type { ChromeTrace, TraceEvent } from './trace.ts';
+export {
+  gemmTime_us, attentionTime_us, attentionFlops, elementwiseTime_us, transferTime_us, hostTransferTime_us,
+  cpuOptimizerTime_us, diskTime_us, curveAt, computeOf, DTYPE_BYTES,
+} from './cost.ts';
+export type { CostEstimate, ComputeDevice, AttentionShape } from './cost.ts';

@@ -200,4 +200,7 @@ export interface SimResult {
   critical: CriticalPath | null;
   /** Tasks simulated. */
   tasks: number;
+  /** Memory effects in the order they happened (effect index into the graph, time): what the
+   *  trace writer replays for counters. */
+  mem_log?: { time_us: Float64Array; effect: Int32Array; count: number };
 }
