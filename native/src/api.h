@@ -1,0 +1,136 @@
+// The boundary between the Node-API binding (binding.cpp, which never includes torch headers) and
+// the torch translation units: plain structs in, plain structs out. TypeScript validates every
+// argument before it gets here (executor/native.ts); C++ still checks what it relies on.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace mmoc {
+
+/** An error whose message starts with the C++ file:line that raised it. */
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+std::string where(const char* file, int line);
+#define MMOC_FAIL(msg)                                                  \
+  do {                                                                  \
+    std::ostringstream mmoc_os_;                                        \
+    mmoc_os_ << msg;                                                    \
+    throw ::mmoc::Error(::mmoc::where(__FILE__, __LINE__) + mmoc_os_.str()); \
+  } while (0)
+#define MMOC_CHECK(cond, msg) \
+  do {                        \
+    if (!(cond)) MMOC_FAIL(msg); \
+  } while (0)
+
+// ---- build and devices (doctor)
+struct BuildInfo {
+  std::string torchVersion, compiler, cudaVersion;
+  bool cuda = false, sdpa = false, gloo = false, nccl = false, fusedAdamw = false;
+};
+struct CudaDevice {
+  int index = 0;
+  std::string name;
+  int64_t totalBytes = 0, freeBytes = 0;
+  int major = 0, minor = 0, multiProcessors = 0;
+};
+struct Devices {
+  int cpuCores = 0, torchThreads = 0;
+  bool cudaAvailable = false;
+  std::vector<CudaDevice> cuda;
+};
+struct SelfTest {
+  std::string device;
+  bool ok = false;
+  double loss = 0, gradNorm = 0, ms = 0;
+  std::string error;
+};
+BuildInfo buildInfo();
+Devices devices();
+SelfTest selfTest(const std::string& device);
+
+// ---- safetensors (raw bytes; dtype names as in the format: F32, F16, BF16, I64, ...)
+struct StTensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;
+};
+std::vector<StTensor> readSafetensors(const std::string& path);
+void writeSafetensors(const std::string& path, const std::vector<StTensor>& tensors);
+
+// ---- running a rank's program
+enum Op : int {
+  OP_FORWARD = 0, OP_BACKWARD, OP_SEND_ACT, OP_RECV_ACT, OP_SEND_GRAD, OP_RECV_GRAD,
+  OP_FETCH_PARAMS, OP_RELEASE_PARAMS, OP_OFFLOAD_GRADS, OP_ALLREDUCE_GRADS, OP_OFFLOAD_ACT,
+  OP_RELOAD_ACT, OP_GRAD_NORM, OP_OPTIMIZER_STEP, OP_UPLOAD_PARAMS, OP_DISK_READ, OP_DISK_WRITE,
+  OP_BARRIER, OP_COUNT
+};
+const char* opName(int op);
+
+struct ModelCfg {
+  int hidden = 0, inter = 0, layers = 0, heads = 0, kvHeads = 0, headDim = 0, vocab = 0;
+  double eps = 1e-5, theta = 10000;
+  bool tied = false;
+};
+struct OptimCfg {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.0, clip = 0.0;  // clip <= 0: none
+  int warmup = 0;
+  bool cosine = true;
+  double minLrRatio = 0.1;
+};
+struct Instr {
+  int op = 0, mb = -1, stage = -1, peer = -1, layer = -1, tier = 0;  // tier: 0 gpu, 1 cpu
+  double fraction = 1.0;
+};
+struct StageCfg {
+  int lo = 0, hi = 0, rank = 0;
+  bool recompute = false;
+};
+struct RunCfg {
+  ModelCfg model;
+  OptimCfg optim;
+  std::string precision;  // "fp32" | "bf16-mixed" | "bf16"
+  int seq = 0, microBatchSize = 1, microBatches = 1, steps = 1, totalSteps = 1;
+  uint64_t seed = 0;
+  std::vector<StageCfg> stages;
+  std::vector<Instr> program;
+  int rank = 0, world = 1;
+  std::string masterAddr = "127.0.0.1";
+  int masterPort = 29500;
+  std::string device = "cpu";  // "cpu" or "cuda:N"
+  std::string dataPath;        // raw little-endian uint16 tokens (uint32 when vocab > 65536); empty: synthetic
+  std::string weightsDir;      // Hugging Face folder with safetensors; empty: seeded init
+  std::string saveDir;         // write the rank's weights as safetensors (HF names) at the end; empty: none
+  std::string statusPath;      // a small file the rank keeps its current instruction in; empty: none
+  bool trace = false;
+  double timeoutSec = 60;
+  int threads = 0;  // intra-op threads on CPU; 0: leave torch's default
+};
+struct Progress {
+  int step = 0;
+  double loss = 0, lr = 0, gradNorm = 0, stepSec = 0;
+  int64_t tokens = 0, memBytes = 0, peakBytes = 0;
+};
+struct TraceEv {
+  int step = 0, pc = 0, op = 0, mb = -1, stage = -1, layer = -1;
+  double tsUs = 0, durUs = 0;
+  int64_t bytes = 0, memBytes = 0;
+};
+struct RunResult {
+  std::vector<double> losses, gradNorms, stepSec;
+  std::vector<TraceEv> trace;
+  int64_t peakBytes = 0, paramCount = 0;
+  int stepsDone = 0;
+  bool stopped = false;
+  std::string backend;
+  double startUs = 0;  // steady clock origin of trace ts, in microseconds since the epoch
+};
+using ProgressFn = std::function<void(const Progress&)>;
+RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atomic<bool>& stop);
+
+}  // namespace mmoc

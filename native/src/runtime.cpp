@@ -1,0 +1,575 @@
+// The instruction interpreter: runs one rank's program (planner/program.ts) step after step, with
+// c10d point-to-point transfers between pipeline stages, global gradient-norm clipping, AdamW,
+// the learning-rate schedule, per-instruction timing and progress.
+#include "model.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <deque>
+
+namespace mmoc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double nowUs() {
+  return std::chrono::duration<double, std::micro>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int64_t rssBytes() {
+  long pages = 0, rss = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (std::fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+  std::fclose(f);
+  return static_cast<int64_t>(rss) * ::sysconf(_SC_PAGESIZE);
+}
+
+int64_t peakRssBytes() {
+  struct rusage ru;
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+/** The rank's current instruction, kept in a small shared file so that the launcher can name the
+ *  last instruction of a rank that died. Layout: int32 [magic, pid, step, pc, op, mb, stage, state]. */
+struct StatusFile {
+  int32_t* p = nullptr;
+  explicit StatusFile(const std::string& path) {
+    if (path.empty()) return;
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return;
+    if (::ftruncate(fd, 32) == 0) {
+      void* m = ::mmap(nullptr, 32, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      if (m != MAP_FAILED) p = static_cast<int32_t*>(m);
+    }
+    ::close(fd);
+    if (p) p[0] = 0x6d6d6f63, p[1] = static_cast<int32_t>(::getpid()), p[7] = 0;
+  }
+  ~StatusFile() {
+    if (p) ::munmap(p, 32);
+  }
+  void set(int step, int pc, const Instr& in) {
+    if (!p) return;
+    p[2] = step, p[3] = pc, p[4] = in.op, p[5] = in.mb, p[6] = in.stage;
+  }
+  void state(int s) {
+    if (p) p[7] = s;
+  }
+};
+
+struct Key {
+  int mb, stage;
+  bool operator<(const Key& o) const { return mb != o.mb ? mb < o.mb : stage < o.stage; }
+};
+
+struct Pending {
+  WorkPtr work;
+  at::Tensor keep;
+};
+
+struct Rank {
+  const RunCfg& cfg;
+  at::Device device;
+  bool cuda;
+  std::unique_ptr<Model> model;
+  c10::intrusive_ptr<c10d::Store> store;
+  std::unique_ptr<Comm> fwd, bwd, world;
+  std::vector<Pending> pending;
+
+  // per step state
+  std::map<Key, at::Tensor> input, output, gradOut, gradIn;
+  std::map<int, at::Tensor> tokens, labels, mask;
+  double normaliser = 1, stepLoss = 0, gradNorm = 0, clipCoef = 1;
+  bool hasLoss = false;
+  int step = 0;
+  std::vector<int> lossMbs;
+
+  // data
+  std::vector<uint32_t> fileTokens;
+
+  Rank(const RunCfg& c) : cfg(c), device(c.device), cuda(device.is_cuda()) {}
+
+  int lastLayer() const { return cfg.model.layers + 1; }
+  const StageCfg& stage(int s) const {
+    MMOC_CHECK(s >= 0 && s < static_cast<int>(cfg.stages.size()), "stage " << s << " does not exist");
+    return cfg.stages[s];
+  }
+
+  void setup() {
+    if (cuda) {
+#if MMOC_HAS_NCCL
+      c10::cuda::set_device(device.index());
+#endif
+    }
+    if (cfg.threads > 0) at::set_num_threads(cfg.threads);
+    model = std::make_unique<Model>(cfg.model, device, cfg.precision);
+    for (auto& s : cfg.stages) {
+      if (s.rank != cfg.rank) continue;
+      for (int l = s.lo; l < s.hi; ++l) model->initLayer(l, cfg.seed);
+    }
+    if (cfg.model.tied && model->layers.count(lastLayer()))
+      MMOC_CHECK(model->layers.count(0),
+                 "tie_word_embeddings needs the embedding (layer 0) and the head (layer "
+                     << lastLayer() << ") on the same rank; this layout splits them");
+    if (!cfg.weightsDir.empty()) model->loadHF(cfg.weightsDir);
+    model->prepareRope(cfg.seq);
+    if (!cfg.dataPath.empty()) loadData();
+    if (cfg.world > 1) {
+      c10d::TCPStoreOptions o;
+      o.port = static_cast<uint16_t>(cfg.masterPort);
+      o.isServer = cfg.rank == 0;
+      o.numWorkers = cfg.world;
+      o.waitWorkers = true;
+      o.timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg.timeoutSec * 1000));
+      store = c10::make_intrusive<c10d::TCPStore>(cfg.masterAddr, o);
+      auto t = std::chrono::milliseconds(static_cast<int64_t>(cfg.timeoutSec * 1000));
+      fwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("fwd", store), cfg.rank, cfg.world, cuda, t);
+      bwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("bwd", store), cfg.rank, cfg.world, cuda, t);
+      world = makeComm(c10::make_intrusive<c10d::PrefixStore>("world", store), cfg.rank, cfg.world, cuda, t);
+      // warm up every group (creates NCCL communicators up front)
+      for (Comm* c : {fwd.get(), bwd.get(), world.get()}) {
+        auto x = at::zeros({1}, at::TensorOptions().device(device));
+        c->allreduceSum(x)->wait();
+      }
+    }
+  }
+
+  void loadData() {
+    std::ifstream in(cfg.dataPath, std::ios::binary);
+    MMOC_CHECK(in, cfg.dataPath << ": cannot open token file: " << std::strerror(errno));
+    std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const bool wide = cfg.model.vocab > 65536;
+    const size_t w = wide ? 4 : 2;
+    MMOC_CHECK(raw.size() % w == 0, cfg.dataPath << ": " << raw.size() << " bytes is not a whole number of "
+                                                 << (wide ? "uint32" : "uint16") << " tokens");
+    fileTokens.resize(raw.size() / w);
+    for (size_t i = 0; i < fileTokens.size(); ++i) {
+      uint32_t v = 0;
+      std::memcpy(&v, raw.data() + i * w, w);
+      MMOC_CHECK(static_cast<int>(v) < cfg.model.vocab,
+                 cfg.dataPath << ": token " << v << " at index " << i << " is outside the vocabulary (" << cfg.model.vocab << ")");
+      fileTokens[i] = v;
+    }
+    MMOC_CHECK(fileTokens.size() >= static_cast<size_t>(cfg.seq + 1),
+               cfg.dataPath << ": " << fileTokens.size() << " tokens, fewer than one sequence of " << cfg.seq + 1);
+  }
+
+  /** Tokens of micro-batch `mb` of step `step`: identical on every rank and layout. */
+  void makeBatch(int mb) {
+    const int B = cfg.microBatchSize, S = cfg.seq;
+    auto t = at::empty({B, S + 1}, at::TensorOptions().dtype(at::kLong));
+    auto* p = t.data_ptr<int64_t>();
+    for (int b = 0; b < B; ++b) {
+      const uint64_t sample = (static_cast<uint64_t>(step) * cfg.microBatches + mb) * B + b;
+      if (fileTokens.empty()) {
+        uint64_t x = cfg.seed * 0x9E3779B97F4A7C15ull + sample * 0xD1B54A32D192ED03ull + 1;
+        for (int s = 0; s <= S; ++s) {
+          x += 0x9E3779B97F4A7C15ull;
+          uint64_t z = x;
+          z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+          z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+          z ^= z >> 31;
+          p[b * (S + 1) + s] = static_cast<int64_t>(z % static_cast<uint64_t>(cfg.model.vocab));
+        }
+      } else {
+        const uint64_t nseq = fileTokens.size() / (S + 1);
+        const uint64_t start = (sample % nseq) * (S + 1);
+        for (int s = 0; s <= S; ++s) p[b * (S + 1) + s] = fileTokens[start + s];
+      }
+    }
+    tokens[mb] = t.narrow(1, 0, S).contiguous().to(device);
+    labels[mb] = t.narrow(1, 1, S).contiguous().to(device);
+    mask[mb] = at::ones({B, S}, at::TensorOptions().dtype(at::kFloat).device(device));
+  }
+
+  at::Tensor actBuffer() {
+    return at::empty({cfg.microBatchSize, cfg.seq, cfg.model.hidden},
+                     at::TensorOptions().dtype(model->compute).device(device));
+  }
+
+  bool isLocal(int s) const { return s >= 0 && s < static_cast<int>(cfg.stages.size()) && cfg.stages[s].rank == cfg.rank; }
+
+  at::Tensor stageInput(int mb, int s) {
+    const auto& st = stage(s);
+    if (st.lo == 0) {
+      if (!tokens.count(mb)) makeBatch(mb);
+      return tokens[mb];
+    }
+    auto it = input.find({mb, s});
+    if (it != input.end()) return it->second;
+    // previous stage on this rank: chain without communication
+    MMOC_CHECK(isLocal(s - 1) && output.count({mb, s - 1}),
+               "forward mb " << mb << " stage " << s << ": no input (missing recv_act before it?)");
+    auto x = output[{mb, s - 1}].detach().requires_grad_(true);
+    input[{mb, s}] = x;
+    return x;
+  }
+
+  at::Tensor runStage(int mb, int s, at::Tensor x) {
+    const auto& st = stage(s);
+    at::Tensor lab, msk;
+    if (st.hi == lastLayer() + 1) {
+      if (!labels.count(mb)) makeBatch(mb);
+      lab = labels[mb], msk = mask[mb];
+    }
+    return model->forward(st.lo, st.hi, x, lab, msk, normaliser);
+  }
+
+  void forward(int mb, int s) {
+    const auto& st = stage(s);
+    auto x = stageInput(mb, s);
+    at::Tensor y;
+    if (st.recompute) {
+      at::NoGradGuard ng;
+      y = runStage(mb, s, x);
+    } else {
+      y = runStage(mb, s, x);
+    }
+    if (st.hi == lastLayer() + 1) {
+      stepLoss += y.detach().item<double>();
+      hasLoss = true;
+    }
+    output[{mb, s}] = y;
+  }
+
+  void backward(int mb, int s) {
+    const auto& st = stage(s);
+    auto it = output.find({mb, s});
+    MMOC_CHECK(it != output.end(), "backward mb " << mb << " stage " << s << " before its forward");
+    at::Tensor y = it->second;
+    if (st.recompute) y = runStage(mb, s, stageInput(mb, s));
+    if (st.hi == lastLayer() + 1) {
+      y.backward();
+    } else {
+      auto g = gradOut.find({mb, s});
+      MMOC_CHECK(g != gradOut.end(), "backward mb " << mb << " stage " << s << ": no output gradient (missing recv_grad before it?)");
+      y.backward(g->second);
+      gradOut.erase(g);
+    }
+    output.erase({mb, s});
+    if (st.lo > 0) {
+      auto in = input.find({mb, s});
+      at::Tensor gi = in->second.grad();
+      MMOC_CHECK(gi.defined(), "backward mb " << mb << " stage " << s << ": the stage input got no gradient");
+      if (isLocal(s - 1)) gradOut[{mb, s - 1}] = gi;
+      else gradIn[{mb, s}] = gi;
+      input.erase(in);
+    } else {
+      tokens.erase(mb);
+    }
+    if (st.hi == lastLayer() + 1) labels.erase(mb), mask.erase(mb);
+  }
+
+  Comm& need(std::unique_ptr<Comm>& c, const Instr& in) {
+    MMOC_CHECK(c, opName(in.op) << " needs more than one rank (world size " << cfg.world << ")");
+    return *c;
+  }
+
+  void send(Comm& c, at::Tensor t, int peer, int tag) {
+    t = t.detach().contiguous();
+    pending.push_back({c.send(t, peer, tag), t});
+  }
+
+  void waitPending() {
+    for (auto& p : pending) p.work->wait();
+    pending.clear();
+  }
+
+  int64_t exec(const Instr& in) {
+    const int64_t actBytes = static_cast<int64_t>(cfg.microBatchSize) * cfg.seq * cfg.model.hidden *
+                             c10::elementSize(model->compute);
+    switch (in.op) {
+      case OP_FORWARD: forward(in.mb, in.stage); return 0;
+      case OP_BACKWARD: backward(in.mb, in.stage); return 0;
+      case OP_SEND_ACT: {
+        auto it = output.find({in.mb, in.stage});
+        MMOC_CHECK(it != output.end(), "send_act mb " << in.mb << " stage " << in.stage << " before its forward");
+        send(need(fwd, in), it->second, in.peer, in.mb);
+        if (stage(in.stage).recompute) output[{in.mb, in.stage}] = it->second.detach();
+        return actBytes;
+      }
+      case OP_RECV_ACT: {
+        auto buf = actBuffer();
+        need(fwd, in).recv(buf, in.peer, in.mb)->wait();
+        input[{in.mb, in.stage}] = buf.requires_grad_(true);
+        return actBytes;
+      }
+      case OP_SEND_GRAD: {
+        auto it = gradIn.find({in.mb, in.stage});
+        MMOC_CHECK(it != gradIn.end(), "send_grad mb " << in.mb << " stage " << in.stage << " before its backward");
+        send(need(bwd, in), it->second, in.peer, in.mb);
+        gradIn.erase(it);
+        return actBytes;
+      }
+      case OP_RECV_GRAD: {
+        auto buf = actBuffer();
+        need(bwd, in).recv(buf, in.peer, in.mb)->wait();
+        gradOut[{in.mb, in.stage}] = buf;
+        return actBytes;
+      }
+      case OP_GRAD_NORM: {
+        at::NoGradGuard ng;
+        auto sq = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(device));
+        for (auto& kv : model->layers)
+          for (auto& p : kv.second)
+            if (p.w.grad().defined()) sq += p.w.grad().to(at::kFloat).pow(2).sum();
+        if (world) world->allreduceSum(sq)->wait();
+        gradNorm = std::sqrt(sq.item<double>());
+        clipCoef = (cfg.optim.clip > 0 && gradNorm > cfg.optim.clip) ? cfg.optim.clip / (gradNorm + 1e-6) : 1.0;
+        return 4;
+      }
+      case OP_OPTIMIZER_STEP: {
+        MMOC_CHECK(in.tier == 0, "optimizer_step of layer " << in.layer
+                                     << " on tier cpu needs the offload engine (issue 6), not in this executor yet");
+        MMOC_CHECK(in.fraction >= 1.0, "optimizer_step of layer " << in.layer << " with fraction " << in.fraction
+                                           << " needs the offload engine (issue 6)");
+        adamw(in.layer);
+        return 0;
+      }
+      case OP_BARRIER: waitPending(); return 0;
+      default:
+        MMOC_FAIL(opName(in.op) << " needs the offload engine (issue 6), not in this executor yet");
+    }
+  }
+
+  double lrAt(int s) const {
+    const auto& o = cfg.optim;
+    if (o.warmup > 0 && s < o.warmup) return o.lr * (s + 1) / o.warmup;
+    if (!o.cosine) return o.lr;
+    const int decay = std::max(1, cfg.totalSteps - o.warmup);
+    const double prog = std::min(1.0, static_cast<double>(s - o.warmup) / decay);
+    return o.lr * (o.minLrRatio + (1 - o.minLrRatio) * 0.5 * (1 + std::cos(M_PI * prog)));
+  }
+
+  void adamw(int layer) {
+    at::NoGradGuard ng;
+    auto it = model->layers.find(layer);
+    MMOC_CHECK(it != model->layers.end(), "optimizer_step of layer " << layer << ", which this rank does not hold");
+    const auto& o = cfg.optim;
+    const double lr = lrAt(step);
+    const int t = step + 1;
+    const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+#if MMOC_HAS_FUSED_ADAMW
+    if (cuda) {
+      std::vector<at::Tensor> ps[2], gs[2], ms[2], vs[2], steps[2];
+      for (auto& p : it->second) {
+        if (!p.w.grad().defined()) continue;
+        if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
+        auto g = p.w.grad().to(at::kFloat);
+        if (clipCoef != 1.0) g.mul_(clipCoef);
+        const int k = p.master.dim() >= 2 ? 0 : 1;
+        ps[k].push_back(p.master), gs[k].push_back(g), ms[k].push_back(p.m), vs[k].push_back(p.v);
+        steps[k].push_back(at::full({}, static_cast<double>(t), at::TensorOptions().dtype(at::kFloat).device(device)));
+      }
+      for (int k = 0; k < 2; ++k) {
+        if (ps[k].empty()) continue;
+        at::_fused_adamw_(ps[k], gs[k], ms[k], vs[k], {}, steps[k], lr, o.beta1, o.beta2, k == 0 ? o.weightDecay : 0.0,
+                          o.eps, false, false, c10::nullopt, c10::nullopt);
+      }
+      if (model->mixed)
+        for (auto& p : it->second) p.w.copy_(p.master);
+      return;
+    }
+#endif
+    for (auto& p : it->second) {
+      if (!p.w.grad().defined()) continue;
+      if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
+      auto g = p.w.grad().to(at::kFloat);
+      if (clipCoef != 1.0) g = g * clipCoef;
+      if (o.weightDecay > 0 && p.master.dim() >= 2) p.master.mul_(1 - lr * o.weightDecay);
+      p.m.mul_(o.beta1).add_(g, 1 - o.beta1);
+      p.v.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
+      auto denom = (p.v / bc2).sqrt_().add_(o.eps);
+      p.master.addcdiv_(p.m, denom, -lr / bc1);
+      if (model->mixed) p.w.copy_(p.master);
+    }
+  }
+
+  int64_t memBytes() {
+#if MMOC_HAS_NCCL
+    if (cuda) {
+      auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+      return s.reserved_bytes[0].current;
+    }
+#endif
+    return rssBytes();
+  }
+  int64_t peakBytes() {
+#if MMOC_HAS_NCCL
+    if (cuda) {
+      auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+      return s.reserved_bytes[0].peak;
+    }
+#endif
+    return peakRssBytes();
+  }
+  void sync() {
+#if MMOC_HAS_NCCL
+    if (cuda) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
+#endif
+  }
+
+  void clearStep() {
+    input.clear(), output.clear(), gradOut.clear(), gradIn.clear();
+    tokens.clear(), labels.clear(), mask.clear();
+    for (auto& kv : model->layers)
+      for (auto& p : kv.second) p.w.mutable_grad() = at::Tensor();
+  }
+};
+
+}  // namespace
+
+RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atomic<bool>& stop) {
+  RunResult res;
+  StatusFile status(cfg.statusPath);
+  Rank r(cfg);
+  int pc = -1;
+  auto fail = [&](const std::string& msg) -> Error {
+    status.state(2);
+    std::ostringstream os;
+    os << "rank " << cfg.rank;
+    if (pc >= 0 && pc < static_cast<int>(cfg.program.size())) {
+      const auto& in = cfg.program[pc];
+      os << " step " << r.step << " pc " << pc << " (" << opName(in.op);
+      if (in.mb >= 0) os << " mb " << in.mb;
+      if (in.stage >= 0) os << " stage " << in.stage;
+      if (in.layer >= 0) os << " layer " << in.layer;
+      if (in.peer >= 0) os << " peer " << in.peer;
+      os << ")";
+    } else {
+      os << " during set-up";
+    }
+    os << ": " << msg;
+    return Error(os.str());
+  };
+  try {
+    r.setup();
+  } catch (const Error& e) {
+    throw fail(e.what());
+  } catch (const std::exception& e) {
+    throw fail(where(__FILE__, __LINE__) + cppError(e));
+  }
+  res.backend = r.world ? r.world->backend() : "none";
+  res.paramCount = r.model->paramCount();
+  res.startUs = nowUs();
+  const auto origin = Clock::now();
+  const int64_t tokensPerStep = static_cast<int64_t>(cfg.microBatchSize) * cfg.seq * cfg.microBatches;
+  const int B = cfg.microBatchSize, S = cfg.seq;
+
+#if MMOC_HAS_NCCL
+  std::vector<at::cuda::CUDAEvent> evStart, evEnd;
+  if (r.cuda && cfg.trace) {
+    evStart.reserve(cfg.program.size()), evEnd.reserve(cfg.program.size());
+    for (size_t i = 0; i < cfg.program.size(); ++i) evStart.emplace_back(0), evEnd.emplace_back(0);
+  }
+#endif
+
+  for (int step = 0; step < cfg.steps; ++step) {
+    r.step = step;
+    r.stepLoss = 0, r.hasLoss = false, r.gradNorm = 0, r.clipCoef = 1;
+    r.normaliser = static_cast<double>(B) * S * cfg.microBatches;
+    const auto t0 = Clock::now();
+    std::vector<TraceEv> evs;
+    std::vector<int64_t> bytes(cfg.program.size(), 0);
+    std::vector<double> cpuStart(cfg.program.size());
+#if MMOC_HAS_NCCL
+    at::cuda::CUDAEvent stepEv(0);
+    double stepEvUs = 0;
+    if (r.cuda && cfg.trace) {
+      r.sync();
+      stepEv.record();
+      stepEvUs = std::chrono::duration<double, std::micro>(Clock::now() - origin).count();
+    }
+#endif
+    try {
+      for (pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc) {
+        const Instr& in = cfg.program[pc];
+        status.set(step, pc, in);
+        const auto a = Clock::now();
+#if MMOC_HAS_NCCL
+        if (r.cuda && cfg.trace) evStart[pc].record();
+#endif
+        bytes[pc] = r.exec(in);
+#if MMOC_HAS_NCCL
+        if (r.cuda && cfg.trace) evEnd[pc].record();
+#endif
+        if (cfg.trace) {
+          const auto b = Clock::now();
+          TraceEv ev;
+          ev.step = step, ev.pc = pc, ev.op = in.op, ev.mb = in.mb, ev.stage = in.stage, ev.layer = in.layer;
+          ev.tsUs = std::chrono::duration<double, std::micro>(a - origin).count();
+          ev.durUs = std::chrono::duration<double, std::micro>(b - a).count();
+          ev.bytes = bytes[pc];
+          ev.memBytes = r.cuda ? r.memBytes() : 0;
+          evs.push_back(ev);
+        }
+      }
+      pc = static_cast<int>(cfg.program.size());
+      r.waitPending();
+      r.sync();
+    } catch (const Error& e) {
+      throw fail(e.what());
+    } catch (const std::exception& e) {
+      throw fail(where(__FILE__, __LINE__) + cppError(e));
+    }
+#if MMOC_HAS_NCCL
+    if (r.cuda && cfg.trace) {
+      for (size_t i = 0; i < evs.size(); ++i) {
+        evs[i].tsUs = stepEvUs + stepEv.elapsed_time(evStart[i]) * 1000.0;
+        evs[i].durUs = evStart[i].elapsed_time(evEnd[i]) * 1000.0;
+      }
+    }
+#endif
+    if (cfg.trace && !r.cuda) {
+      const int64_t m = rssBytes();
+      for (auto& e : evs) e.memBytes = m;
+    }
+    // step-end agreement: loss (held by the last stage) and the stop flag, on every rank
+    double loss = r.stepLoss;
+    bool stopAll = stop.load();
+    try {
+      if (r.world) {
+        auto v = at::zeros({3}, at::TensorOptions().dtype(at::kDouble));
+        v[0] = r.hasLoss ? r.stepLoss : 0.0;
+        v[1] = stopAll ? 1.0 : 0.0;
+        v[2] = r.gradNorm;
+        auto dv = r.cuda ? v.to(at::kFloat).to(r.device) : v;
+        r.world->allreduceSum(dv)->wait();
+        auto hv = dv.to(at::kCPU).to(at::kDouble);
+        loss = hv[0].item<double>();
+        stopAll = hv[1].item<double>() > 0;
+      }
+    } catch (const std::exception& e) {
+      pc = -1;
+      throw fail(std::string("step-end all-reduce failed: ") + cppError(e));
+    }
+    r.clearStep();
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    res.losses.push_back(loss);
+    res.gradNorms.push_back(r.gradNorm);
+    res.stepSec.push_back(sec);
+    for (auto& e : evs) res.trace.push_back(e);
+    res.stepsDone = step + 1;
+    Progress p;
+    p.step = step, p.loss = loss, p.lr = r.lrAt(step), p.gradNorm = r.gradNorm, p.stepSec = sec;
+    p.tokens = tokensPerStep, p.memBytes = r.memBytes(), p.peakBytes = r.peakBytes();
+    progress(p);
+    if (stopAll && step + 1 < cfg.steps) {
+      res.stopped = true;
+      break;
+    }
+  }
+  pc = -1;
+  res.peakBytes = r.peakBytes();
+  if (!cfg.saveDir.empty()) {
+    r.model->saveSafetensors(cfg.saveDir + "/rank" + std::to_string(cfg.rank) + ".safetensors");
+  }
+  status.state(1);
+  return res;
+}
+
+}  // namespace mmoc
