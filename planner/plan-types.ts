@@ -101,7 +101,8 @@ export interface Plan {
   layout: Layout;
   schedule: ScheduleName;
   /** One policy per stage, same order as layout.stages. */
-  policy: { stages: StagePolicy[]; diskPaths: string[] };
+  /** `diskConcurrency`: transfers in flight at once per disk path (default 2). */
+  policy: { stages: StagePolicy[]; diskPaths: string[]; diskConcurrency?: number };
   program: Program;
   prediction?: Prediction;
 }
