@@ -1,0 +1,204 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { SimGraph, simulate } from './index.ts';
+
+const close = (a: number, b: number, msg?: string) => assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${msg ?? ''} ${a} != ${b}`);
+
+function oneLink(GBps: number, latency_us = 0) {
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const l = g.link(h, 'bridge', { GBps, latency_us });
+  return { g, h, l };
+}
+
+test('two transfers on a shared link take twice as long as one', () => {
+  const a = oneLink(10);
+  a.g.task({ bytes: 1e6, links: [a.l] });
+  assert.equal(simulate(a.g).makespan_us, 100);
+  const b = oneLink(10);
+  const x = b.g.task({ bytes: 1e6, links: [b.l] });
+  const y = b.g.task({ bytes: 1e6, links: [b.l] });
+  const r = simulate(b.g);
+  assert.equal(r.end_us[x], 200);
+  assert.equal(r.end_us[y], 200);
+});
+
+test('max-min fairness with a per-flow cap on a hand-solved case', () => {
+  // L1 = 10 GB/s carries A, B, D (D capped at 1); L2 = 6 GB/s carries B, C.
+  // D = 1; L2 is the bottleneck for B and C: 3 each; A gets the rest of L1: 10 - 1 - 3 = 6.
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const L1 = g.link(h, 'L1', { GBps: 10 });
+  const L2 = g.link(h, 'L2', { GBps: 6 });
+  const T = 10; // us: with the right rates every flow ends at T
+  const A = g.task({ bytes: 6e3 * T, links: [L1] });
+  const B = g.task({ bytes: 3e3 * T, links: [L1, L2] });
+  const C = g.task({ bytes: 3e3 * T, links: [L2] });
+  const D = g.task({ bytes: 1e3 * T, links: [L1], cap_GBps: 1 });
+  const r = simulate(g);
+  for (const t of [A, B, C, D]) close(r.end_us[t], T, `task ${t}`);
+  const l1 = r.resources.find((x) => x.name === 'host/L1')!;
+  close(l1.bandwidth_utilisation!, 1);
+});
+
+test('a flow that ends early releases its share to the others', () => {
+  const { g, l } = oneLink(10);
+  const a = g.task({ bytes: 1e5, links: [l] });
+  const b = g.task({ bytes: 5e5, links: [l] });
+  const r = simulate(g);
+  assert.equal(r.end_us[a], 20); // 5 GB/s each
+  close(r.end_us[b], 60); // 1e5 moved by 20 us, 4e5 left at 10 GB/s
+});
+
+test('link latency comes before the bytes and adds up over a route', () => {
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const a = g.link(h, 'a', { GBps: 10, latency_us: 3 });
+  const b = g.link(h, 'b', { GBps: 5, latency_us: 2 });
+  const t = g.task({ bytes: 5e4, links: [a, b] });
+  assert.equal(simulate(g).end_us[t], 5 + 10);
+});
+
+test('four GPUs copying from the host behind one bridge get the bridge share, one alone its engine cap', () => {
+  for (const n of [1, 4]) {
+    const g = new SimGraph();
+    const h = g.device('host', { kind: 'host' });
+    const bridge = g.link(h, 'bridge', { GBps: 158 });
+    const ts: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const d = g.device(`gpu${i}`, { kind: 'gpu' });
+      const eng = g.link(d, 'h2d', { GBps: 55 });
+      const s = g.stream(d, 'h2d', { role: 'copy' });
+      ts.push(g.task({ on: s, bytes: 1e9, links: [eng, bridge] }));
+    }
+    const r = simulate(g);
+    const rate_GBps = 1e9 / r.end_us[ts[0]] / 1e3;
+    close(rate_GBps, n === 1 ? 55 : 158 / 4);
+  }
+});
+
+test('a disk runs at most `concurrency` transfers at once, sharing its bandwidth', () => {
+  const g = new SimGraph();
+  const dd = g.device('disk', { kind: 'disk' });
+  const disk = g.disk(dd, 'nvme0', { read_GBps: 1, write_GBps: 0.5, concurrency: 2 });
+  const a = g.task({ on: disk, dir: 'read', bytes: 1e6 });
+  const b = g.task({ on: disk, dir: 'read', bytes: 1e6 });
+  const c = g.task({ on: disk, dir: 'read', bytes: 1e6 });
+  const w = g.task({ on: disk, dir: 'write', bytes: 5e5, deps: [c] });
+  const r = simulate(g);
+  assert.equal(r.end_us[a], 2000);
+  assert.equal(r.end_us[b], 2000);
+  assert.equal(r.start_us[c], 2000);
+  assert.equal(r.end_us[c], 3000);
+  assert.equal(r.end_us[w], 4000);
+  assert.equal(r.resources.find((x) => x.name === 'disk/nvme0')!.bytes, 3.5e6);
+});
+
+test('the CPU pool follows its throughput curve, not a linear one', () => {
+  const mk = () => {
+    const g = new SimGraph();
+    const h = g.device('host', { kind: 'host' });
+    const p = g.cpuPool(h, 'cpu', { workers: 4, curve: [{ workers: 1, elements_per_s: 1e6 }, { workers: 4, elements_per_s: 2e6 }] });
+    return { g, p };
+  };
+  const one = mk();
+  const t1 = one.g.task({ on: one.p, elements: 1000 });
+  assert.equal(simulate(one.g).end_us[t1], 1000);
+  const two = mk();
+  const a = two.g.task({ on: two.p, elements: 1000 });
+  const b = two.g.task({ on: two.p, elements: 1000 });
+  const r2 = simulate(two.g);
+  // 2 busy workers: 1e6 + (2e6 - 1e6) / 3 = 4/3 e6 /s in all, 2/3 e6 each -> 1500 us
+  close(r2.end_us[a], 1500);
+  close(r2.end_us[b], 1500);
+  const four = mk();
+  const w = four.g.task({ on: four.p, elements: 1000, workers: 4 });
+  const x = four.g.task({ on: four.p, elements: 1000 });
+  const r4 = simulate(four.g);
+  close(r4.end_us[w], 500);
+  assert.equal(r4.start_us[x], 500, 'waits for a free worker');
+  close(r4.end_us[x], 1500);
+});
+
+test('compute slows down by the device factor while a copy runs on the same device, and only then', () => {
+  const g = new SimGraph();
+  const d = g.device('gpu0', { kind: 'gpu', slowdown_under_copies: 0.5 });
+  const other = g.device('gpu1', { kind: 'gpu', slowdown_under_copies: 0.5 });
+  const c = g.stream(d, 'compute');
+  const c1 = g.stream(other, 'compute');
+  const cp = g.stream(d, 'h2d', { role: 'copy' });
+  const l = g.link(d, 'h2d', { GBps: 1 });
+  const k = g.task({ on: c, duration_us: 100 });
+  const k1 = g.task({ on: c1, duration_us: 100 });
+  const x = g.task({ on: cp, bytes: 2e4, links: [l] }); // 20 us
+  const r = simulate(g);
+  assert.equal(r.end_us[x], 20);
+  close(r.end_us[k], 20 + (100 - 20 / 1.5));
+  assert.equal(r.end_us[k1], 100);
+});
+
+/** Reference fluid model written independently: flows start after `delay`, rates recomputed by
+ *  textbook water-filling at every start and end. */
+function reference(caps: number[], flows: { links: number[]; bytes: number; delay: number; cap: number }[]): number[] {
+  const n = flows.length;
+  const rem = flows.map((f) => f.bytes);
+  const end = new Array<number>(n).fill(NaN);
+  let now = 0;
+  for (;;) {
+    const active = flows.map((f, i) => i).filter((i) => Number.isNaN(end[i]) && flows[i].delay <= now + 1e-12);
+    const pending = flows.map((f, i) => i).filter((i) => Number.isNaN(end[i]) && flows[i].delay > now + 1e-12);
+    if (active.length === 0 && pending.length === 0) return end;
+    const rate = new Map<number, number>();
+    const res = caps.slice();
+    let unf = active.slice();
+    while (unf.length) {
+      let best = Infinity;
+      for (let l = 0; l < caps.length; l++) {
+        const users = unf.filter((i) => flows[i].links.includes(l)).length;
+        if (users) best = Math.min(best, res[l] / users);
+      }
+      const capMin = Math.min(...unf.map((i) => flows[i].cap));
+      const x = Math.min(best, capMin);
+      const freeze = capMin <= best
+        ? unf.filter((i) => flows[i].cap <= x)
+        : unf.filter((i) => flows[i].links.some((l) => { const u = unf.filter((j) => flows[j].links.includes(l)).length; return u > 0 && res[l] / u <= x * (1 + 1e-12); }));
+      for (const i of freeze) { rate.set(i, x); for (const l of flows[i].links) res[l] -= x; }
+      unf = unf.filter((i) => !freeze.includes(i));
+    }
+    let dt = Infinity;
+    for (const i of active) dt = Math.min(dt, rem[i] / rate.get(i)!);
+    for (const i of pending) dt = Math.min(dt, flows[i].delay - now);
+    for (const i of active) {
+      rem[i] -= rate.get(i)! * dt;
+      if (rem[i] <= 1e-9 * flows[i].bytes) end[i] = now + dt;
+    }
+    now += dt;
+  }
+}
+
+test('progressive filling matches an independent fluid model on random flows (property)', () => {
+  const arb = fc.record({
+    caps: fc.array(fc.integer({ min: 1, max: 20 }), { minLength: 1, maxLength: 4 }),
+    flows: fc.array(fc.record({
+      mask: fc.integer({ min: 1, max: 15 }),
+      bytes: fc.integer({ min: 1, max: 100 }),
+      delay: fc.integer({ min: 0, max: 30 }),
+      cap: fc.option(fc.integer({ min: 1, max: 15 }), { nil: undefined }),
+    }), { minLength: 1, maxLength: 8 }),
+  });
+  fc.assert(fc.property(arb, ({ caps, flows }) => {
+    const g = new SimGraph();
+    const h = g.device('host', { kind: 'host' });
+    const links = caps.map((c, i) => g.link(h, `l${i}`, { GBps: c }));
+    const spec = flows.map((f) => {
+      let ls = caps.map((_, i) => i).filter((i) => f.mask & (1 << i));
+      if (ls.length === 0) ls = [f.mask % caps.length];
+      return { links: ls, bytes: f.bytes * 1e3, delay: f.delay, cap: f.cap === undefined ? Infinity : f.cap * 1e3 };
+    });
+    const ts = spec.map((f) => g.task({ duration_us: f.delay, bytes: f.bytes, links: f.links.map((i) => links[i]), cap_GBps: f.cap === Infinity ? undefined : f.cap / 1e3 }));
+    const r = simulate(g);
+    const ref = reference(caps.map((c) => c * 1e3), spec);
+    ts.forEach((t, i) => close(r.end_us[t], ref[i], `flow ${i}`));
+  }), { numRuns: 200 });
+});
