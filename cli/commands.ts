@@ -2,5 +2,6 @@
 // the code it drives and exports `register(program)`.
 import type { Register } from './common.ts';
 import { register as memory } from './memory.ts';
+import { register as doctor } from './doctor.ts';
 
-export const commands: Register[] = [memory];
+export const commands: Register[] = [memory, doctor];

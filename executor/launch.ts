@@ -1,0 +1,231 @@
+// `mmoc execute`: starts one child process per local rank (executor/worker.ts), rendezvous through
+// c10d's TCPStore (RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT), shows progress, stops every
+// rank cleanly on Ctrl-C, and when a rank dies stops the others within seconds with an error that
+// names the rank and its last instruction. Under torchrun (RANK and WORLD_SIZE set) the process is
+// itself one rank and runs in-process.
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Plan } from '../planner/plan-types.ts';
+import { OPCODES, devices, requestStop, runRank, type RankProgress, type RankResult } from './native.ts';
+import { rankConfig, worldSize, type Rendezvous, type RunOptions } from './rank-config.ts';
+import type { FromWorker, ToWorker } from './worker.ts';
+import { measuredTrace, flopsPerToken, peakFlops, type MeasuredTrace } from './trace.ts';
+
+export interface ExecuteHooks {
+  /** Per step, from rank 0 (every rank knows the step's loss after the step-end all-reduce). */
+  onProgress?: (p: RankProgress & { steps: number }) => void;
+  /** Milliseconds to wait for the other ranks' reports once one rank failed, before killing them. */
+  graceMs?: number;
+}
+
+export interface ExecuteResult {
+  ranks: number;
+  steps: number;
+  stopped: boolean;
+  backend: string;
+  losses: number[];
+  grad_norms: number[];
+  step_s: number[];
+  /** Median step time, without the first step (warm-up) when there are 3 or more. */
+  step_s_median: number;
+  tokens_per_step: number;
+  tokens_per_s: number;
+  /** Per rank: peak bytes (CUDA: caching allocator's peak reserved; CPU: peak RSS). */
+  peak_bytes: number[];
+  params: number;
+  mfu: number | null;
+  devices: string[];
+  trace?: MeasuredTrace;
+}
+
+/** A run that failed (a rank died or raised): the CLI maps it to exit code 1. */
+export class ExecuteError extends Error {
+  override name = 'ExecuteError';
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Reads a rank's status file (native/src/runtime.cpp StatusFile): its current instruction. */
+export function readStatus(path: string): { step: number; pc: number; op: string; mb: number; stage: number; state: number } | null {
+  try {
+    const b = readFileSync(path);
+    if (b.length < 32 || b.readInt32LE(0) !== 0x6d6d6f63) return null;
+    const op = OPCODES[b.readInt32LE(16)] ?? '?';
+    return { step: b.readInt32LE(8), pc: b.readInt32LE(12), op, mb: b.readInt32LE(20), stage: b.readInt32LE(24), state: b.readInt32LE(28) };
+  } catch {
+    return null;
+  }
+}
+
+function describeStatus(s: ReturnType<typeof readStatus>): string {
+  if (!s) return 'before its first instruction';
+  let d = `step ${s.step} pc ${s.pc} (${s.op}`;
+  if (s.mb >= 0) d += ` mb ${s.mb}`;
+  if (s.stage >= 0) d += ` stage ${s.stage}`;
+  return d + ')';
+}
+
+function median(xs: number[]): number {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boolean): ExecuteResult {
+  const r0 = results[0]!;
+  const steps = r0.stepsDone;
+  const stepSec = r0.stepSec.map((_, i) => Math.max(...results.map((r) => r.stepSec[i] ?? 0)));
+  const steady = stepSec.length >= 3 ? stepSec.slice(1) : stepSec;
+  const med = median(steady);
+  const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches * plan.layout.dataParallel;
+  const tps = med > 0 ? tokens / med : 0;
+  const params = results.reduce((a, r) => a + r.paramCount, 0);
+  const peak = peakFlops(devs);
+  const mfu = peak ? (tps * flopsPerToken(plan.model, plan.job.seq)) / peak : null;
+  const out: ExecuteResult = {
+    ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
+    losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,
+    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes), params, mfu, devices: devs,
+  };
+  if (trace) out.trace = measuredTrace(plan, results, devs, { tokens_per_s: tps, mfu, step_s: med });
+  return out;
+}
+
+function deviceNames(plan: Plan, world: number, opts: RunOptions): string[] {
+  const ids = Array.from({ length: world }, (_, r) => opts.device ?? ((plan.layout.rankDevice[r] ?? -1) < 0 ? 'cpu' : `cuda:${plan.layout.rankDevice[r]}`));
+  if (!ids.some((d) => d.startsWith('cuda'))) return ids;
+  let cuda: { index: number; name: string }[] = [];
+  try { cuda = devices().cuda; } catch { /* names unknown */ }
+  return ids.map((d) => (d.startsWith('cuda:') ? `${d} ${cuda.find((c) => c.index === Number(d.slice(5)))?.name ?? ''}`.trim() : d));
+}
+
+/** Runs `plan` on this machine: one child process per rank (or in-process under torchrun). */
+export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks = {}): Promise<ExecuteResult> {
+  const world = worldSize(plan);
+  const steps = opts.steps ?? plan.job.steps;
+  const devs = deviceNames(plan, world, opts);
+  if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined && !process.env.MMOC_NO_TORCHRUN) {
+    return runUnderTorchrun(plan, opts, hooks, devs);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
+  const port = await freePort();
+  const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');
+  const execArgv = workerPath.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const children: ChildProcess[] = [];
+  const results: (RankResult | null)[] = Array(world).fill(null);
+  const failures: { rank: number; message: string; died: boolean }[] = [];
+  const exited = new Set<number>();
+  let stopRequests = 0;
+
+  const onSigint = () => {
+    stopRequests++;
+    if (stopRequests === 1) {
+      process.stderr.write('\nmmoc: stopping at the end of the current step (Ctrl-C again to kill)\n');
+      for (const c of children) if (c.connected) c.send({ type: 'stop' } satisfies ToWorker);
+    } else {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+  };
+  process.on('SIGINT', onSigint);
+
+  try {
+    await new Promise<void>((resolve) => {
+      let killTimer: NodeJS.Timeout | null = null;
+      const finishIfDone = () => {
+        if (exited.size === world) {
+          if (killTimer) clearTimeout(killTimer);
+          resolve();
+        }
+      };
+      const failed = () => {
+        if (killTimer) return;
+        // give the other ranks a moment to report their own view, then make sure none is left
+        killTimer = setTimeout(() => {
+          for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+        }, hooks.graceMs ?? 2000);
+      };
+      for (let rank = 0; rank < world; rank++) {
+        const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
+        const child = fork(workerPath, [], {
+          execArgv,
+          env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          serialization: 'advanced',
+        });
+        children.push(child);
+        child.on('message', (m: FromWorker) => {
+          if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
+          else if (m.type === 'result') results[m.rank] = m.result;
+          else if (m.type === 'error') {
+            failures.push({ rank: m.rank, message: m.message, died: false });
+            failed();
+          }
+        });
+        child.on('exit', (code, signal) => {
+          exited.add(rank);
+          if (results[rank] === null && !failures.some((f) => f.rank === rank)) {
+            const st = readStatus(rv.statusPath);
+            const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
+            failures.push({ rank, message: `rank ${rank} ${how} at ${describeStatus(st)}`, died: true });
+            failed();
+          }
+          finishIfDone();
+        });
+        child.send({ type: 'start', plan, rv, opts: { ...opts, steps } } satisfies ToWorker);
+      }
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (failures.length) {
+    // the root cause: a rank that died first; else the first error reported
+    const dead = failures.find((f) => f.died) ?? failures[0]!;
+    const others = failures.filter((f) => f !== dead && !f.died).map((f) => `  ${f.message.split('\n')[0]}`);
+    throw new ExecuteError(
+      dead.died
+        ? `${dead.message}; the other ranks stopped${others.length ? ':\n' + others.join('\n') : ''}`
+        : dead.message + (others.length ? '\n' + others.join('\n') : ''),
+    );
+  }
+  return summarise(plan, results as RankResult[], devs, opts.trace ?? false);
+}
+
+/** One rank of a torchrun (or cluster) launch: this process is the rank. */
+async function runUnderTorchrun(plan: Plan, opts: RunOptions, hooks: ExecuteHooks, devs: string[]): Promise<ExecuteResult> {
+  const rank = Number(process.env.RANK), world = Number(process.env.WORLD_SIZE);
+  const local = Number(process.env.LOCAL_RANK ?? rank);
+  const rv: Rendezvous = {
+    rank, world, masterAddr: process.env.MASTER_ADDR ?? '127.0.0.1', masterPort: Number(process.env.MASTER_PORT ?? 29500), statusPath: '',
+  };
+  const cfg = rankConfig(plan, rv, opts);
+  if (cfg.device.startsWith('cuda') && plan.layout.rankDevice[rank] === undefined) cfg.device = `cuda:${local}`;
+  const onSigint = () => requestStop();
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await runRank(cfg, (p) => hooks.onProgress?.({ ...p, steps: cfg.steps }));
+    return summarise(plan, [r], [devs[rank] ?? cfg.device], opts.trace ?? false);
+  } catch (e) {
+    throw new ExecuteError((e as Error).message);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -1,0 +1,313 @@
+// The ONE place that loads the native addon (native/build/Release/mmoc_native.node). Everything
+// else imports the typed surface below. Arguments are validated here, with exact messages, before
+// they cross into C++; C++ errors come back as JS errors whose message starts with the C++
+// `[file.cpp:line]` (also on `error.cppLocation`).
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Instr, Opcode } from '../planner/program.ts';
+import { InputError } from '../planner/errors.ts';
+
+export interface BuildInfo {
+  torchVersion: string;
+  compiler: string;
+  cuda: boolean;
+  cudaVersion: string;
+  sdpa: boolean;
+  gloo: boolean;
+  nccl: boolean;
+  fusedAdamw: boolean;
+}
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  totalBytes: number;
+  freeBytes: number;
+  computeCapability: string;
+  multiProcessors: number;
+}
+export interface NativeDevices {
+  cpuCores: number;
+  torchThreads: number;
+  cudaAvailable: boolean;
+  cuda: CudaDeviceInfo[];
+}
+export interface SelfTestResult {
+  device: string;
+  ok: boolean;
+  loss: number;
+  gradNorm: number;
+  ms: number;
+  error?: string;
+}
+export type StDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+export interface StTensor {
+  name: string;
+  dtype: StDtype;
+  shape: number[];
+  data: Uint8Array;
+}
+
+/** What one rank runs: the plain struct that crosses into C++ (native/src/api.h RunCfg). */
+export interface RankConfig {
+  model: { hidden: number; inter: number; layers: number; heads: number; kvHeads: number; headDim: number; vocab: number; eps: number; theta: number; tied: boolean };
+  optim: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number; warmup: number; cosine: boolean; minLrRatio: number };
+  precision: 'fp32' | 'bf16-mixed' | 'bf16';
+  seq: number;
+  microBatchSize: number;
+  microBatches: number;
+  steps: number;
+  totalSteps: number;
+  seed: number;
+  stages: { lo: number; hi: number; rank: number; recompute: boolean }[];
+  program: Instr[];
+  rank: number;
+  world: number;
+  masterAddr: string;
+  masterPort: number;
+  device: string;
+  dataPath: string;
+  weightsDir: string;
+  saveDir: string;
+  statusPath: string;
+  trace: boolean;
+  timeoutSec: number;
+  threads: number;
+}
+export interface RankProgress {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  stepSec: number;
+  tokens: number;
+  memBytes: number;
+  peakBytes: number;
+}
+export interface RankTraceEvent {
+  step: number;
+  pc: number;
+  op: Opcode;
+  mb: number;
+  stage: number;
+  layer: number;
+  tsUs: number;
+  durUs: number;
+  bytes: number;
+  memBytes: number;
+}
+export interface RankResult {
+  losses: number[];
+  gradNorms: number[];
+  stepSec: number[];
+  peakBytes: number;
+  paramCount: number;
+  stepsDone: number;
+  stopped: boolean;
+  backend: string;
+  /** Wall-clock origin of the trace's `tsUs`, microseconds since the Unix epoch. */
+  startUs: number;
+  trace: RankTraceEvent[];
+}
+
+/** Opcode numbering shared with native/src/api.h (enum Op). */
+export const OPCODES: readonly Opcode[] = [
+  'forward', 'backward', 'send_act', 'recv_act', 'send_grad', 'recv_grad', 'fetch_params', 'release_params',
+  'offload_grads', 'allreduce_grads', 'offload_act', 'reload_act', 'grad_norm', 'optimizer_step', 'upload_params',
+  'disk_read', 'disk_write', 'barrier',
+];
+
+interface RawAddon {
+  buildInfo(): BuildInfo;
+  devices(): NativeDevices;
+  selfTest(device: string): Promise<SelfTestResult>;
+  readSafetensors(path: string): StTensor[];
+  writeSafetensors(path: string, tensors: StTensor[]): void;
+  runRank(cfg: unknown, onProgress: (p: RankProgress) => void): Promise<{
+    losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; paramCount: number;
+    stepsDone: number; stopped: boolean; backend: string; startUs: number; traceInts: Int32Array; traceNums: Float64Array;
+  }>;
+  requestStop(): void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Repository root: executor/ in development, dist/executor/ when compiled. */
+function findRoot(): string {
+  let d = here;
+  for (let i = 0; i < 4; i++) {
+    if (existsSync(join(d, 'native', 'CMakeLists.txt'))) return d;
+    d = dirname(d);
+  }
+  return resolve(here, '..');
+}
+export const addonPath = process.env.MMOC_NATIVE_ADDON ?? join(findRoot(), 'native', 'build', 'Release', 'mmoc_native.node');
+
+export const NOT_BUILT_HELP =
+  'the native addon is not built: run `npm run build:native` (needs libtorch: `sudo apt-get install -y libtorch-dev libgloo-dev` ' +
+  'on Debian/Ubuntu, or CMAKE_PREFIX_PATH=$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)") with PyTorch)';
+
+export class NativeNotBuiltError extends Error {
+  override name = 'NativeNotBuiltError';
+}
+
+let cached: RawAddon | null = null;
+let loadError: Error | null = null;
+
+function raw(): RawAddon {
+  if (cached) return cached;
+  if (loadError) throw loadError;
+  if (!existsSync(addonPath)) {
+    loadError = new NativeNotBuiltError(`${NOT_BUILT_HELP}; looked for ${addonPath}`);
+    throw loadError;
+  }
+  try {
+    cached = createRequire(import.meta.url)(addonPath) as RawAddon;
+    return cached;
+  } catch (e) {
+    loadError = new NativeNotBuiltError(
+      `the native addon at ${addonPath} does not load: ${(e as Error).message.split('\n')[0]} ` +
+        '(rebuild with `npm run build:native -- --force`; when libtorch is not on the loader path set LD_LIBRARY_PATH to its lib/)',
+    );
+    throw loadError;
+  }
+}
+
+/** True when the addon is built and loads (tests skip with a message otherwise). */
+export function nativeAvailable(): boolean {
+  try {
+    raw();
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** Why the addon is unavailable, or null. */
+export function nativeUnavailableReason(): string | null {
+  try {
+    raw();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+export function buildInfo(): BuildInfo {
+  return raw().buildInfo();
+}
+export function devices(): NativeDevices {
+  return raw().devices();
+}
+
+const DEVICE_RE = /^(cpu|cuda:\d+)$/;
+export function selfTest(device: string): Promise<SelfTestResult> {
+  if (!DEVICE_RE.test(device)) throw new InputError(`device: "${device}" must be "cpu" or "cuda:N"`);
+  return raw().selfTest(device);
+}
+
+const ST_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL']);
+const ST_SIZE: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+export function readSafetensors(path: string): StTensor[] {
+  if (typeof path !== 'string' || path === '') throw new InputError('readSafetensors: path must be a non-empty string');
+  return raw().readSafetensors(path);
+}
+export function writeSafetensors(path: string, tensors: StTensor[]): void {
+  if (typeof path !== 'string' || path === '') throw new InputError('writeSafetensors: path must be a non-empty string');
+  const seen = new Set<string>();
+  for (const t of tensors) {
+    if (seen.has(t.name)) throw new InputError(`writeSafetensors: tensor '${t.name}' appears twice`);
+    seen.add(t.name);
+    if (!ST_DTYPES.has(t.dtype)) throw new InputError(`writeSafetensors: tensor '${t.name}': dtype "${t.dtype}" is not one of ${[...ST_DTYPES].join(', ')}`);
+    if (!t.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new InputError(`writeSafetensors: tensor '${t.name}': shape [${t.shape}] must hold non-negative integers`);
+    const need = t.shape.reduce((a, b) => a * b, 1) * ST_SIZE[t.dtype]!;
+    if (t.data.byteLength !== need) throw new InputError(`writeSafetensors: tensor '${t.name}': ${t.data.byteLength} bytes of data, but ${t.dtype} [${t.shape.join(', ')}] needs ${need}`);
+  }
+  raw().writeSafetensors(path, tensors);
+}
+
+function encodeProgram(program: Instr[], where: string): Int32Array {
+  const out = new Int32Array(program.length * 7);
+  program.forEach((ins, pc) => {
+    const op = OPCODES.indexOf(ins.op);
+    if (op < 0) throw new InputError(`${where}[${pc}]: unknown op "${(ins as { op: string }).op}"`);
+    const a = ins as Partial<Record<'mb' | 'stage' | 'peer' | 'layer' | 'path', number>> & { tier?: string; fraction?: number };
+    const fraction = a.fraction ?? 1;
+    if (!(fraction > 0 && fraction <= 1)) throw new InputError(`${where}[${pc}]: fraction ${fraction} must be in (0, 1]`);
+    out.set([op, a.mb ?? -1, a.stage ?? -1, a.peer ?? -1, a.layer ?? a.path ?? -1, a.tier === 'cpu' ? 1 : 0, Math.round(fraction * 1e6)], pc * 7);
+  });
+  return out;
+}
+
+/** Validates a rank's config with exact messages (InputError), before anything reaches C++. */
+export function validateRankConfig(c: RankConfig): void {
+  const posInt = (v: number, name: string) => {
+    if (!Number.isInteger(v) || v <= 0) throw new InputError(`${name}: ${v} must be a positive integer`);
+  };
+  const nonNeg = (v: number, name: string) => {
+    if (!(Number.isFinite(v) && v >= 0)) throw new InputError(`${name}: ${v} must be a non-negative number`);
+  };
+  for (const k of ['hidden', 'inter', 'layers', 'heads', 'kvHeads', 'headDim', 'vocab'] as const) posInt(c.model[k], `model.${k}`);
+  if (c.model.heads % c.model.kvHeads !== 0) throw new InputError(`model.kvHeads (${c.model.kvHeads}) must divide model.heads (${c.model.heads})`);
+  if (c.model.headDim % 2 !== 0) throw new InputError(`model.headDim (${c.model.headDim}) must be even (rotary embeddings)`);
+  if (!(c.optim.lr > 0)) throw new InputError(`optimizer.lr: ${c.optim.lr} must be positive`);
+  for (const k of ['beta1', 'beta2'] as const) {
+    if (!(c.optim[k] >= 0 && c.optim[k] < 1)) throw new InputError(`optimizer.${k}: ${c.optim[k]} must be in [0, 1)`);
+  }
+  nonNeg(c.optim.eps, 'optimizer.eps');
+  nonNeg(c.optim.weightDecay, 'optimizer.weightDecay');
+  nonNeg(c.optim.clip, 'optimizer.gradClip');
+  if (!['fp32', 'bf16-mixed', 'bf16'].includes(c.precision)) throw new InputError(`precision: "${c.precision}" must be fp32, bf16-mixed or bf16`);
+  posInt(c.seq, 'job.seq');
+  posInt(c.microBatchSize, 'job.microBatchSize');
+  posInt(c.microBatches, 'job.microBatches');
+  posInt(c.steps, 'steps');
+  if (!Number.isInteger(c.world) || c.world < 1) throw new InputError(`WORLD_SIZE: ${c.world} must be a positive integer`);
+  if (!Number.isInteger(c.rank) || c.rank < 0 || c.rank >= c.world) throw new InputError(`RANK: ${c.rank} must be in 0..${c.world - 1}`);
+  if (!Number.isInteger(c.masterPort) || c.masterPort < 1 || c.masterPort > 65535) throw new InputError(`MASTER_PORT: ${c.masterPort} must be a port number (1-65535)`);
+  if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
+  const L = c.model.layers;
+  let next = 0;
+  c.stages.forEach((s, i) => {
+    if (s.lo !== next) throw new InputError(`layout.stages[${i}].layers: starts at ${s.lo}, expected ${next} (stages must cover layers 0..${L + 1} in order)`);
+    if (!(s.hi > s.lo)) throw new InputError(`layout.stages[${i}].layers: [${s.lo}, ${s.hi}) is empty`);
+    if (!Number.isInteger(s.rank) || s.rank < 0 || s.rank >= c.world) throw new InputError(`layout.stages[${i}].rank: ${s.rank} must be in 0..${c.world - 1}`);
+    next = s.hi;
+  });
+  if (next !== L + 2) throw new InputError(`layout.stages: cover layers 0..${next - 1}, but the model has layers 0..${L + 1} (embedding, ${L} decoder layers, head)`);
+  c.program.forEach((ins, pc) => {
+    const where = `program.ranks[${c.rank}][${pc}]`;
+    const a = ins as Partial<Record<'mb' | 'stage' | 'peer' | 'layer', number>>;
+    if (a.mb !== undefined && !(Number.isInteger(a.mb) && a.mb >= 0 && a.mb < c.microBatches)) throw new InputError(`${where}: mb ${a.mb} must be in 0..${c.microBatches - 1}`);
+    if (a.stage !== undefined) {
+      if (!(Number.isInteger(a.stage) && a.stage >= 0 && a.stage < c.stages.length)) throw new InputError(`${where}: stage ${a.stage} must be in 0..${c.stages.length - 1}`);
+      if (c.stages[a.stage]!.rank !== c.rank && (ins.op === 'forward' || ins.op === 'backward')) throw new InputError(`${where}: ${ins.op} of stage ${a.stage}, which runs on rank ${c.stages[a.stage]!.rank}`);
+    }
+    if (a.peer !== undefined && !(Number.isInteger(a.peer) && a.peer >= 0 && a.peer < c.world && a.peer !== c.rank)) throw new InputError(`${where}: peer ${a.peer} must be another rank in 0..${c.world - 1}`);
+    if (a.layer !== undefined && !(Number.isInteger(a.layer) && a.layer >= 0 && a.layer <= L + 1)) throw new InputError(`${where}: layer ${a.layer} must be in 0..${L + 1}`);
+  });
+}
+
+/** Runs one rank's program on a native thread. `onProgress` gets one call per step. */
+export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => void): Promise<RankResult> {
+  validateRankConfig(cfg);
+  const program = encodeProgram(cfg.program, `program.ranks[${cfg.rank}]`);
+  const r = await raw().runRank({ ...cfg, program }, onProgress);
+  const trace: RankTraceEvent[] = [];
+  for (let i = 0; i < r.traceInts.length / 6; i++) {
+    const I = r.traceInts, N = r.traceNums;
+    trace.push({
+      step: I[i * 6]!, pc: I[i * 6 + 1]!, op: OPCODES[I[i * 6 + 2]!]!, mb: I[i * 6 + 3]!, stage: I[i * 6 + 4]!, layer: I[i * 6 + 5]!,
+      tsUs: N[i * 4]!, durUs: N[i * 4 + 1]!, bytes: N[i * 4 + 2]!, memBytes: N[i * 4 + 3]!,
+    });
+  }
+  return {
+    losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes,
+    paramCount: r.paramCount, stepsDone: r.stepsDone, stopped: r.stopped, backend: r.backend, startUs: r.startUs, trace,
+  };
+}
+
+/** Asks a running rank to stop after its current step (all ranks agree at the step end). */
+export function requestStop(): void {
+  if (cached) cached.requestStop();
+}

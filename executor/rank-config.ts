@@ -1,0 +1,82 @@
+// From a validated plan to the plain config of one rank (executor/native.ts RankConfig).
+import type { Plan } from '../planner/plan-types.ts';
+import { InputError } from '../planner/errors.ts';
+import type { RankConfig } from './native.ts';
+
+export interface RunOptions {
+  /** Steps to run (default: plan.job.steps). */
+  steps?: number;
+  /** Token file: raw little-endian uint16 tokens (uint32 when the vocabulary exceeds 65,536). */
+  dataPath?: string;
+  /** Hugging Face model folder with safetensors weights; default: seeded random init. */
+  weightsDir?: string;
+  /** Folder where each rank writes its weights (safetensors, HF names) at the end. */
+  saveDir?: string;
+  /** Record a measured trace. */
+  trace?: boolean;
+  /** c10d timeout (seconds): a rank waiting longer on a peer fails. */
+  timeoutSec?: number;
+  /** Intra-op threads per rank on CPU (0: torch's default). */
+  threads?: number;
+  /** Device override per rank (tests); default plan.layout.rankDevice. */
+  device?: string;
+}
+
+export interface Rendezvous {
+  rank: number;
+  world: number;
+  masterAddr: string;
+  masterPort: number;
+  statusPath: string;
+}
+
+export function worldSize(plan: Plan): number {
+  return plan.layout.pipelineRanks * plan.layout.dataParallel;
+}
+
+export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankConfig {
+  if (plan.layout.dataParallel !== 1) {
+    throw new InputError(`layout.dataParallel: ${plan.layout.dataParallel}: the executor runs one pipeline (dataParallel 1) for now`);
+  }
+  if (plan.optimizer.name !== 'adamw') throw new InputError(`optimizer.name: "${plan.optimizer.name}": the executor runs AdamW for now`);
+  if (plan.optimizer.delayedUpdate) throw new InputError('optimizer.delayedUpdate needs the offload engine (issue 6)');
+  const m = plan.model;
+  const dev = opts.device ?? (() => {
+    const d = plan.layout.rankDevice[rv.rank];
+    return d === undefined || d < 0 ? 'cpu' : `cuda:${d}`;
+  })();
+  const steps = opts.steps ?? plan.job.steps;
+  return {
+    model: {
+      hidden: m.hidden_size, inter: m.intermediate_size, layers: m.num_hidden_layers, heads: m.num_attention_heads,
+      kvHeads: m.num_key_value_heads, headDim: m.head_dim, vocab: m.vocab_size, eps: m.rms_norm_eps, theta: m.rope_theta,
+      tied: m.tie_word_embeddings,
+    },
+    optim: {
+      lr: plan.optimizer.lr, beta1: plan.optimizer.betas[0], beta2: plan.optimizer.betas[1], eps: plan.optimizer.eps,
+      weightDecay: plan.optimizer.weightDecay, clip: plan.optimizer.gradClip ?? 0, warmup: plan.optimizer.warmupSteps,
+      cosine: plan.optimizer.lrSchedule === 'cosine', minLrRatio: plan.optimizer.minLrRatio,
+    },
+    precision: plan.precision,
+    seq: plan.job.seq,
+    microBatchSize: plan.job.microBatchSize,
+    microBatches: plan.job.microBatches,
+    steps,
+    totalSteps: Math.max(steps, plan.job.steps),
+    seed: plan.job.seed,
+    stages: plan.layout.stages.map((s, i) => ({ lo: s.layers[0], hi: s.layers[1], rank: s.rank, recompute: plan.policy.stages[i]?.recompute ?? false })),
+    program: plan.program.ranks[rv.rank] ?? [],
+    rank: rv.rank,
+    world: rv.world,
+    masterAddr: rv.masterAddr,
+    masterPort: rv.masterPort,
+    device: dev,
+    dataPath: opts.dataPath ?? '',
+    weightsDir: opts.weightsDir ?? '',
+    saveDir: opts.saveDir ?? '',
+    statusPath: rv.statusPath,
+    trace: opts.trace ?? false,
+    timeoutSec: opts.timeoutSec ?? 120,
+    threads: opts.threads ?? 0,
+  };
+}
