@@ -3,5 +3,6 @@
 import type { Register } from './common.ts';
 import { register as memory } from './memory.ts';
 import { register as doctor } from './doctor.ts';
+import { register as execute } from './execute.ts';
 
-export const commands: Register[] = [memory, doctor];
+export const commands: Register[] = [memory, doctor, execute];

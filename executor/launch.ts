@@ -18,6 +18,8 @@ import { measuredTrace, flopsPerToken, peakFlops, type MeasuredTrace } from './t
 export interface ExecuteHooks {
   /** Per step, from rank 0 (every rank knows the step's loss after the step-end all-reduce). */
   onProgress?: (p: RankProgress & { steps: number }) => void;
+  /** Called once per child rank process (tests use it to kill a rank). */
+  onSpawn?: (rank: number, pid: number) => void;
   /** Milliseconds to wait for the other ranks' reports once one rank failed, before killing them. */
   graceMs?: number;
 }
@@ -171,6 +173,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
           serialization: 'advanced',
         });
         children.push(child);
+        if (child.pid !== undefined) hooks.onSpawn?.(rank, child.pid);
         child.on('message', (m: FromWorker) => {
           if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
           else if (m.type === 'result') results[m.rank] = m.result;
