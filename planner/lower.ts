@@ -1,0 +1,428 @@
+// Lowering: a plan's per-rank program into sim/ tasks, costed from the inventory and the hardware
+// profile, with the memory effects of memory.ts (so that the simulated peak per device equals the
+// memory model's for the same plan).
+//
+// How instructions become tasks (the dependency rules both interpreters follow):
+//  - Compute (forward, backward, GPU optimizer_step) runs on the rank's compute stream in program
+//    order. A forward/backward waits for the receive before it (recv_act / recv_grad), the
+//    reload_act of its micro-batch, and the fetch_params of the streamed layers it uses (a stage
+//    with streamed layers is lowered layer by layer so that each layer waits only for its own
+//    fetch).
+//  - Sends are asynchronous: a transfer on the sender's comm stream after the pass that produced
+//    the tensor; the matching receive is a zero-time task that waits for it.
+//  - fetch_params / upload_params / reload_act run on the host-to-device stream, offload_grads /
+//    offload_act on the device-to-host stream, in program order. A fetch waits for a free slot:
+//    the layer use prefetchDepth+1 fetches earlier must be done (release_params).
+//  - offload_grads waits for the last backward before it; allreduce_grads for that backward too,
+//    and runs when every replica of the stage has arrived (a ring over the replicas' route).
+//  - CPU optimizer_step runs on the host CPU pool after the layer's last offload_grads and its
+//    disk_read; upload_params waits for the CPU step of its layer; disk_write waits for the CPU step;
+//    a disk_read waits for the disk_write issued just before it on the rank (bounded staging).
+//  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
+//  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
+import {
+  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, computeOf,
+  type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype,
+} from '../sim/index.ts';
+import type { Plan } from './plan-types.ts';
+import type { Instr } from './program.ts';
+import { buildInventory, type Inventory } from './inventory.ts';
+import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type MemoryReport, type StagePlacement } from './memory.ts';
+import { InputError } from './errors.ts';
+
+export interface LayerTimes {
+  fwd: Float64Array;
+  bwd: Float64Array;
+}
+
+const timeCache = new WeakMap<Inventory, Map<HardwareProfile, LayerTimes>>();
+
+/** Forward and backward time (us) of one micro-batch through each inventory layer on one device of
+ *  `profile` (all GPUs of a profile alike). */
+export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes {
+  let m = timeCache.get(inv);
+  if (!m) { m = new Map(); timeCache.set(inv, m); }
+  const hit = m.get(profile);
+  if (hit) return hit;
+  const dtype: Dtype = inv.precision === 'fp32' ? 'fp32' : 'bf16';
+  const dev = profile.gpus.kind === 'cpu' ? 'cpu' : 'gpu';
+  const c = computeOf(profile, dev);
+  const useDtype: Dtype = c.peak_tflops[dtype] !== undefined ? dtype : (Object.keys(c.peak_tflops)[0] as Dtype);
+  const n = inv.layers.length;
+  const fwd = new Float64Array(n), bwd = new Float64Array(n);
+  const a = inv.actBytes, T = inv.mbs * inv.seq, mc = inv.model;
+  const launch = profile.overheads.kernel_launch_us;
+  for (let i = 0; i < n; i++) {
+    const l = inv.layers[i]!;
+    let f = 0, b = 0;
+    for (const g of l.gemms) {
+      if (g.name.startsWith('attn.')) continue;
+      const t = gemmTime_us(profile, dev, useDtype, g.m, g.n, g.k).us * g.batch;
+      if (g.pass === 'fwd') f += t; else b += t;
+    }
+    if (l.kind === 'decoder') {
+      const shape = { batch: inv.mbs, heads: mc.num_attention_heads, kv_heads: mc.num_key_value_heads, seq: inv.seq, head_dim: mc.head_dim, causal: true };
+      f += attentionTime_us(profile, dev, useDtype, shape, 'fwd').us;
+      b += attentionTime_us(profile, dev, useDtype, shape, 'bwd').us;
+      // Norms, rotary, SiLU*up, residual adds: about 12 T*h and 4 T*I elements read+written.
+      const ew = (12 * T * mc.hidden_size + 4 * T * mc.intermediate_size) * a;
+      f += elementwiseTime_us(profile, dev, ew).us + 20 * launch;
+      b += elementwiseTime_us(profile, dev, 2 * ew).us + 40 * launch;
+    } else if (l.kind === 'embedding') {
+      f += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us + launch;
+      b += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us + 2 * launch;
+    } else {
+      // Final norm, the fp32 loss over the logits (read logits, write fp32, softmax, gradient).
+      f += elementwiseTime_us(profile, dev, T * mc.vocab_size * (a + 8) + 4 * T * mc.hidden_size * a).us + 8 * launch;
+      b += elementwiseTime_us(profile, dev, T * mc.vocab_size * (8 + a) + 8 * T * mc.hidden_size * a).us + 10 * launch;
+    }
+    fwd[i] = f;
+    bwd[i] = b;
+  }
+  const r = { fwd, bwd };
+  m.set(profile, r);
+  return r;
+}
+
+export interface Lowered {
+  graph: SimGraph;
+  machine: Machine;
+  memory: MemoryReport;
+  /** Per rank, the machine device index its tasks run on. */
+  rankGpu: number[];
+  /** Task of each (rank, pc) instruction (-1 for instructions without a task of their own). */
+  taskOf: Int32Array[];
+  tokens: number;
+}
+
+export interface LowerOptions {
+  inventory?: Inventory;
+  memory?: MemoryReport;
+  /** Record memory effects on the host and disk as well (default true). */
+  hostMemory?: boolean;
+}
+
+/** Memory-model overhead per device from the profile: context + communicator buffers. */
+export function profileOverheadBytes(profile: HardwareProfile): number {
+  return profile.gpus.kind === 'cpu' ? 0 : profile.overheads.cuda_context_bytes + profile.overheads.comm_buffer_bytes;
+}
+
+/** The memory model of a plan (the same inputs the lowering uses). */
+export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory): MemoryReport {
+  return memoryModel({
+    model: plan.model, precision: plan.precision, optimizer: plan.optimizer.name, mbs: plan.job.microBatchSize,
+    seq: plan.job.seq, microBatches: plan.job.microBatches, schedule: plan.schedule, stages: plan.layout.stages,
+    pipelineRanks: plan.layout.pipelineRanks, dataParallel: plan.layout.dataParallel, policy: plan.policy.stages,
+    overheadBytes: profileOverheadBytes(profile), diskPaths: plan.policy.diskPaths.length,
+    diskConcurrency: plan.policy.diskConcurrency ?? 2,
+    program: plan.layout.virtualStages > 1 ? plan.program : undefined,
+    inventory: inv ?? buildInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq),
+  });
+}
+
+export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions = {}): Lowered {
+  const inv = opts.inventory ?? buildInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const mem = opts.memory ?? planMemory(plan, profile, inv);
+  const { layout, policy } = plan;
+  const N = layout.pipelineRanks, D = layout.dataParallel, R = N * D, K = layout.stages.length;
+  const isCpu = profile.gpus.kind === 'cpu';
+  const rankGpu = layout.rankDevice.map((d, r) => (d >= 0 ? d : r));
+  let maxGpu = 0;
+  for (const gi of rankGpu) {
+    if (gi >= profile.gpus.count) throw new InputError(`layout.rankDevice: device ${gi} is not in hardware profile ${profile.id} (${profile.gpus.count} ${isCpu ? 'CPU ranks' : 'GPUs'})`);
+    maxGpu = Math.max(maxGpu, gi);
+  }
+  const g = new SimGraph();
+  const machine = buildMachine(g, profile, { gpus: maxGpu + 1, gpuMemoryBytes: plan.job.gpuMemCapBytes ?? undefined });
+  const times = layerTimes(inv, profile);
+  const B = bytesPerParam(plan.precision, plan.optimizer.name);
+  const together = headHasEmbedding(layout.stages);
+  const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy.stages[i]!, together));
+  const layerStage = new Int32Array(inv.layers.length);
+  const layerIdx = new Int32Array(inv.layers.length);
+  layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
+  const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
+  const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
+  const perInstr = profile.overheads.per_instruction_us;
+  const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
+  const wantHost = opts.hostMemory !== false;
+
+  // Per stage: forward/backward time of the whole stage (recompute adds the forward).
+  const stageF = new Float64Array(K), stageB = new Float64Array(K);
+  for (let s = 0; s < K; s++) {
+    let f = 0, b = 0;
+    for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
+    stageF[s] = f;
+    stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
+  }
+
+  const taskOf: Int32Array[] = [];
+  // Cross-rank pairing: key -> task.
+  const sendTask = new Map<string, TaskId>();
+  const recvTask = new Map<string, TaskId>();
+  const arArrive = new Map<string, TaskId[]>(); // allreduce: layer+pipelineRank -> arrive tasks
+  const arTasks = new Map<string, TaskId[]>();
+  const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
+  const barriers: TaskId[] = [];
+
+  for (let r = 0; r < R; r++) {
+    const pr = r % N, rep = Math.floor(r / N);
+    const gpu = machine.gpus[rankGpu[r]!]!;
+    const dev = gpu.device;
+    const prog = plan.program.ranks[r]!;
+    const tOf = new Int32Array(prog.length).fill(-1);
+    taskOf.push(tOf);
+    const all: TaskId[] = [];
+    const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
+    // Persistent state and reserved workspaces, allocated at the step start.
+    const setupMem: MemEffect[] = [];
+    const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
+    persist('weights', dm.weights, 'weights');
+    persist('gradients', dm.gradients, 'gradients');
+    persist('master', dm.masterWeights, 'master');
+    persist('optimizer', dm.optimizerStates, 'optimizer');
+    persist('workspaces', dm.temporary.total, 'buffers');
+    persist('context', dm.overhead, 'buffers');
+    if (wantHost && !isCpu) {
+      if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
+    }
+    const setup = g.task({ name: `setup r${r}`, mem: setupMem, meta: { rank: r, op: 'setup' } });
+    all.push(setup);
+
+    let lastBackward = -1 as TaskId;
+    let lastCompute = -1 as TaskId;
+    const pendingRecv: TaskId[] = [];
+    const reloads = new Map<string, TaskId>();
+    const offActs = new Map<string, TaskId>();
+    // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
+    let pendingFetch: { layer: number; task: TaskId }[] = [];
+    const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
+    const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
+    const fetchSlots: number[] = [];
+    const lastGradOffload = new Map<number, TaskId>();
+    const cpuStep = new Map<number, TaskId>();
+    const diskReadOf = new Map<number, TaskId>();
+    let lastDiskWrite = -1 as TaskId;
+    const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
+
+    for (let pc = 0; pc < prog.length; pc++) {
+      const x = prog[pc]! as Instr;
+      const meta = { rank: r, pc, op: x.op } as { rank: number; pc: number; op: string; mb?: number; stage?: number; layer?: number; bytes?: number };
+      let t = -1 as TaskId;
+      switch (x.op) {
+        case 'forward':
+        case 'backward': {
+          const s = x.stage, fwd = x.op === 'forward';
+          meta.mb = x.mb; meta.stage = s;
+          const deps: TaskId[] = [...pendingRecv];
+          pendingRecv.length = 0;
+          const key = `${x.mb}:${s}`;
+          if (!fwd && reloads.has(key)) deps.push(reloads.get(key)!);
+          const memEff: MemEffect[] = [];
+          if (kept[s]!.gpu > 0) {
+            memEff.push(fwd
+              ? { op: 'alloc', device: dev, buffer: `act.${x.mb}.${s}`, bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
+              : { op: 'free', device: dev, buffer: `act.${x.mb}.${s}`, at: 'end' });
+          }
+          const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
+          if (pendingFetch.length === 0) {
+            t = g.task({ on: gpu.compute, duration_us: dur, deps, mem: memEff, meta });
+          } else {
+            // Layer by layer: each streamed use waits for its fetch.
+            const fetches = pendingFetch;
+            pendingFetch = [];
+            const totalLayers = fetches.length;
+            const per = dur / totalLayers;
+            let first = true;
+            for (let i = 0; i < totalLayers; i++) {
+              const fdeps = first ? [...deps, fetches[i]!.task] : [fetches[i]!.task];
+              const sub = g.task({ on: gpu.compute, duration_us: per, deps: fdeps, mem: memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), meta: { ...meta, layer: fetches[i]!.layer } });
+              useHistory.push(sub);
+              all.push(sub);
+              first = false;
+              t = sub;
+            }
+          }
+          if (fwd) lastCompute = t; else { lastBackward = t; lastCompute = t; }
+          break;
+        }
+        case 'send_act':
+        case 'send_grad': {
+          const to = x.op === 'send_act' ? x.stage + 1 : x.stage - 1;
+          const peerGpu = rankGpu[x.peer]!;
+          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
+          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = actBytes;
+          t = g.task({ on: gpu.comm, bytes: route.length ? actBytes : 0, links: route, deps: lastCompute >= 0 ? [lastCompute] : [], meta });
+          sendTask.set(`${x.op === 'send_act' ? 'a' : 'g'}:${x.mb}:${x.stage}:${to}:${r}:${x.peer}`, t);
+          break;
+        }
+        case 'recv_act':
+        case 'recv_grad': {
+          const from = x.op === 'recv_act' ? x.stage - 1 : x.stage + 1;
+          meta.mb = x.mb; meta.stage = x.stage;
+          t = g.task({ meta });
+          recvTask.set(`${x.op === 'recv_act' ? 'a' : 'g'}:${x.mb}:${from}:${x.stage}:${x.peer}:${r}`, t);
+          pendingRecv.push(t);
+          break;
+        }
+        case 'fetch_params': {
+          const s = layerStage[x.layer]!;
+          const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.weight;
+          meta.layer = x.layer; meta.bytes = bytes;
+          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, meta });
+          fetchTasks.push(t);
+          fetchSlots.push(slotsOf(s));
+          pendingFetch.push({ layer: x.layer, task: t });
+          break;
+        }
+        case 'release_params':
+          break;
+        case 'offload_grads': {
+          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
+          const pl = place[s]!;
+          const bytes = pl.params[i]! * B.grad;
+          meta.layer = x.layer; meta.bytes = bytes;
+          t = g.task({ on: gpu.d2h, bytes, links: gpu.d2hRoute, deps: lastBackward >= 0 ? [lastBackward] : [], meta });
+          lastGradOffload.set(x.layer, t);
+          break;
+        }
+        case 'allreduce_grads': {
+          const s = layerStage[x.layer]!;
+          const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.grad;
+          meta.layer = x.layer; meta.bytes = bytes;
+          const arrive = g.task({ deps: lastBackward >= 0 ? [lastBackward] : [], meta: { rank: r, pc, op: 'allreduce_arrive', layer: x.layer } });
+          all.push(arrive);
+          const nextRep = (rep + 1) % D;
+          const peerGpu = rankGpu[nextRep * N + pr]!;
+          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
+          const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
+          t = g.task({ on: gpu.comm, bytes: route.length ? ringBytes : 0, links: route, meta });
+          const k = `${x.layer}:${pr}`;
+          (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
+          (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
+          lastGradOffload.set(x.layer, t);
+          break;
+        }
+        case 'offload_act': {
+          const bytes = kept[x.stage]!.host;
+          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
+          t = g.task({ on: gpu.d2h, bytes, links: gpu.d2hRoute, deps: lastCompute >= 0 ? [lastCompute] : [], meta });
+          offActs.set(`${x.mb}:${x.stage}`, t);
+          break;
+        }
+        case 'reload_act': {
+          const bytes = kept[x.stage]!.host;
+          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
+          const off = offActs.get(`${x.mb}:${x.stage}`);
+          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, deps: off !== undefined ? [off] : [], meta });
+          reloads.set(`${x.mb}:${x.stage}`, t);
+          break;
+        }
+        case 'grad_norm': {
+          const arrive = g.task({ deps: all.length ? [all[all.length - 1]!] : [], meta: { rank: r, pc, op: 'grad_norm_arrive' } });
+          all.push(arrive);
+          gnArrive.push(arrive);
+          t = g.task({ on: gpu.comm, duration_us: 50 + perInstr, meta });
+          gnTasks.push(t);
+          lastCompute = t;
+          break;
+        }
+        case 'optimizer_step': {
+          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
+          const n = place[s]!.params[i]!;
+          const elems = Math.round(n * (x.fraction ?? 1));
+          meta.layer = x.layer;
+          const deps: TaskId[] = [];
+          const off = lastGradOffload.get(x.layer);
+          if (x.tier === 'gpu') {
+            if (lastBackward >= 0) deps.push(lastBackward);
+            if (off !== undefined) deps.push(off);
+            const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
+            t = g.task({ on: gpu.compute, duration_us: elementwiseTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, deps, meta });
+            lastCompute = t;
+          } else {
+            if (off !== undefined) deps.push(off);
+            const rd = diskReadOf.get(x.layer);
+            if (rd !== undefined) deps.push(rd);
+            t = g.task({ on: machine.cpu, elements: elems, workers: cpuWorkers, deps, meta });
+            cpuStep.set(x.layer, t);
+          }
+          break;
+        }
+        case 'upload_params': {
+          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
+          const pl = place[s]!;
+          const bytes = (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
+          meta.layer = x.layer; meta.bytes = bytes;
+          const st = cpuStep.get(x.layer);
+          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, deps: st !== undefined ? [st] : [], meta });
+          break;
+        }
+        case 'disk_read':
+        case 'disk_write': {
+          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
+          const pl = place[s]!;
+          const hostEl = pl.params[i]! - pl.gpuElems[i]!;
+          const bytes = hostEl * (B.master + B.opt);
+          meta.layer = x.layer; meta.bytes = bytes;
+          const disk = machine.disks[x.path % Math.max(1, machine.disks.length)];
+          if (disk === undefined) throw new InputError(`hardware profile ${profile.id} has no disks for the plan's disk tier`);
+          const deps: TaskId[] = [];
+          if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
+          else { const st = cpuStep.get(x.layer); if (st !== undefined) deps.push(st); }
+          t = g.task({ on: disk, bytes, dir: x.op === 'disk_read' ? 'read' : 'write', deps, meta });
+          if (x.op === 'disk_read') diskReadOf.set(x.layer, t); else lastDiskWrite = t;
+          break;
+        }
+        case 'barrier': {
+          t = g.task({ deps: [...all], meta });
+          barriers.push(t);
+          break;
+        }
+      }
+      if (t >= 0) { tOf[pc] = t; all.push(t); }
+    }
+    // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
+    for (let k = 0; k < fetchTasks.length; k++) {
+      const j = k - fetchSlots[k]!;
+      if (j >= 0 && useHistory[j] !== undefined) g.dep(useHistory[j]!, fetchTasks[k]!);
+    }
+    if (pendingFetch.length) throw new InputError(`program.ranks[${r}]: fetch_params of layer ${pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
+  }
+  // Pair sends and receives.
+  for (const [k, recv] of recvTask) {
+    const send = sendTask.get(k);
+    if (send === undefined) throw new InputError(`program: a receive (${k}) has no matching send`);
+    g.dep(send, recv);
+  }
+  for (const [k, arrives] of arArrive) for (const t of arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
+  for (const t of gnTasks) for (const a of gnArrive) g.dep(a, t);
+  return { graph: g, machine, memory: mem, rankGpu, taskOf, tokens: plan.job.microBatchSize * plan.job.seq * plan.job.microBatches * D };
+}
+
+
+export interface PlanSimulation {
+  lowered: Lowered;
+  result: SimResult;
+  step_s: number;
+  tokens_per_s: number;
+  /** Per rank (pipeline rank of replica 0), peak bytes on its device. */
+  peak_bytes: number[];
+  bottleneck: string;
+}
+
+/** Lowers and simulates a plan. */
+export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean } = {}): PlanSimulation {
+  const lowered = lowerPlan(plan, profile, opts);
+  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true });
+  const N = plan.layout.pipelineRanks;
+  const peak_bytes: number[] = [];
+  for (let r = 0; r < N * plan.layout.dataParallel; r++) {
+    const name = lowered.graph.deviceName[lowered.machine.gpus[lowered.rankGpu[r]!]!.device]!;
+    peak_bytes.push(result.memory.find((m) => m.device === name)?.peak_bytes ?? 0);
+  }
+  return {
+    lowered, result, step_s: result.step_s, tokens_per_s: result.tokens_per_s ?? lowered.tokens / result.step_s,
+    peak_bytes, bottleneck: result.critical?.bound ?? 'unknown',
+  };
+}
