@@ -202,6 +202,21 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
   return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 4 };
 }
 
+const invCache = new Map<string, Inventory>();
+
+/** buildInventory, memoised per (model, precision, mbs, seq) (the search asks for the same ones
+ *  many times; inventories are never mutated). */
+export function getInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
+  const key = `${JSON.stringify(model)}|${precision}|${mbs}|${seq}`;
+  let inv = invCache.get(key);
+  if (!inv) {
+    if (invCache.size > 256) invCache.clear();
+    inv = buildInventory(model, precision, mbs, seq);
+    invCache.set(key, inv);
+  }
+  return inv;
+}
+
 /** Unique parameters of a model (tied embeddings counted once). */
 export function countParams(model: ModelConfig): number {
   const L = model.num_hidden_layers, h = model.hidden_size, V = model.vocab_size;

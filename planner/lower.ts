@@ -26,7 +26,7 @@ import {
 } from '../sim/index.ts';
 import type { Plan } from './plan-types.ts';
 import type { Instr } from './program.ts';
-import { buildInventory, type Inventory } from './inventory.ts';
+import { getInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 
@@ -113,15 +113,15 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
     model: plan.model, precision: plan.precision, optimizer: plan.optimizer.name, mbs: plan.job.microBatchSize,
     seq: plan.job.seq, microBatches: plan.job.microBatches, schedule: plan.schedule, stages: plan.layout.stages,
     pipelineRanks: plan.layout.pipelineRanks, dataParallel: plan.layout.dataParallel, policy: plan.policy.stages,
-    overheadBytes: profileOverheadBytes(profile), diskPaths: plan.policy.diskPaths.length,
+    overheadBytes: profileOverheadBytes(profile), allocatorOverheadFraction: profile.overheads.allocator_overhead_fraction, diskPaths: plan.policy.diskPaths.length,
     diskConcurrency: plan.policy.diskConcurrency ?? 2,
     program: plan.layout.virtualStages > 1 ? plan.program : undefined,
-    inventory: inv ?? buildInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq),
+    inventory: inv ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq),
   });
 }
 
 export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions = {}): Lowered {
-  const inv = opts.inventory ?? buildInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const inv = opts.inventory ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
   const mem = opts.memory ?? planMemory(plan, profile, inv);
   const { layout, policy } = plan;
   const N = layout.pipelineRanks, D = layout.dataParallel, R = N * D, K = layout.stages.length;

@@ -45,6 +45,8 @@ export interface MemoryJob {
   policy: StagePolicy[];
   /** Per GPU: CUDA context, allocator and communicator overhead (from the hardware profile). */
   overheadBytes?: number;
+  /** Caching-allocator overhead (fragmentation) as a fraction of the other bytes (profile). */
+  allocatorOverheadFraction?: number;
   /** Disk paths and concurrent transfers per path (for the host-side disk staging buffers). */
   diskPaths?: number;
   diskConcurrency?: number;
@@ -370,8 +372,9 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       actStaging: actStage, comm, total: 0,
     };
     temporary.total = lossWs + recompute + bwdWs + paramBuf + gradBuf + actStage + comm;
-    const overhead = job.overheadBytes ?? 0;
-    const total = weights + grads + master + opt + actBytes + temporary.total + overhead;
+    const live = weights + grads + master + opt + actBytes + temporary.total;
+    const overhead = (job.overheadBytes ?? 0) + Math.round(live * (job.allocatorOverheadFraction ?? 0));
+    const total = live + overhead;
     devices.push({
       rank: r, stages: myStages, weights, gradients: grads, masterWeights: master, optimizerStates: opt,
       activations: { perMicroBatch: perMb, inFlight: inFlightPeak, bytes: actBytes },

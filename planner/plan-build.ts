@@ -3,7 +3,7 @@
 import type { ModelConfig } from './model-config.ts';
 import { PLAN_VERSION, type Job, type Layout, type OptimizerSettings, type Plan, type Precision, type ScheduleName, type StagePolicy } from './plan-types.ts';
 import type { StageSpec } from './program.ts';
-import { buildInventory, type Inventory } from './inventory.ts';
+import { getInventory, type Inventory } from './inventory.ts';
 import { diskBuffersFor, generateProgram } from './program-gen.ts';
 
 export function defaultOptimizer(name: 'adamw' | 'sgd' = 'adamw'): OptimizerSettings {
@@ -36,7 +36,7 @@ export function buildPlan(p: PlanSpec): Plan {
   const v = p.stageLayers.length / N;
   const stages: StageSpec[] = p.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]], rank: i % N }));
   const layout: Layout = { pipelineRanks: N, dataParallel: p.dataParallel, virtualStages: v, stages, rankDevice: p.rankDevice };
-  const inv = p.inventory ?? buildInventory(p.model, p.precision, p.job.microBatchSize, p.job.seq);
+  const inv = p.inventory ?? getInventory(p.model, p.precision, p.job.microBatchSize, p.job.seq);
   const diskPaths = p.diskPaths ?? [];
   const conc = p.diskConcurrency ?? 2;
   const program = generateProgram({
