@@ -4,13 +4,13 @@
 // names the rank and its last instruction. Under torchrun (RANK and WORLD_SIZE set) the process is
 // itself one rank and runs in-process.
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Plan } from '../planner/plan-types.ts';
-import { OPCODES, devices, requestStop, runRank, type RankProgress, type RankResult } from './native.ts';
+import { OPCODES, devices, requestStop, runRank, validateRankConfig, type RankProgress, type RankResult } from './native.ts';
 import { rankConfig, worldSize, type Rendezvous, type RunOptions } from './rank-config.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
 import { measuredTrace, flopsPerToken, peakFlops, type MeasuredTrace } from './trace.ts';
@@ -127,6 +127,10 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   if (process.env.RANK !== undefined && process.env.WORLD_SIZE !== undefined && !process.env.MMOC_NO_TORCHRUN) {
     return runUnderTorchrun(plan, opts, hooks, devs);
   }
+  // validate every rank's config here, once, so that bad input is one InputError (exit code 2)
+  for (let rank = 0; rank < world; rank++) {
+    validateRankConfig(rankConfig(plan, { rank, world, masterAddr: '127.0.0.1', masterPort: 1, statusPath: '' }, { ...opts, steps }));
+  }
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
   const port = await freePort();
   const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');
@@ -209,7 +213,49 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
         : dead.message + (others.length ? '\n' + others.join('\n') : ''),
     );
   }
+  if (opts.saveDir) writeCheckpointIndex(plan, opts.saveDir, world);
   return summarise(plan, results as RankResult[], devs, opts.trace ?? false);
+}
+
+/** Reads the JSON header of a safetensors file (names, dtypes, shapes, offsets). */
+export function safetensorsHeader(path: string): Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> {
+  const fd = openSync(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, 8, 0);
+    const n = Number(len.readBigUInt64LE(0));
+    const h = Buffer.alloc(n);
+    readSync(fd, h, 0, n, 8);
+    const j = JSON.parse(h.toString('utf8'));
+    delete j.__metadata__;
+    return j;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** After every rank wrote its shard: the HF index (sharded) and config.json, so that the folder
+ *  loads back with --weights (and in transformers). */
+function writeCheckpointIndex(plan: Plan, dir: string, world: number): void {
+  const m = plan.model;
+  const config = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: m.hidden_size, intermediate_size: m.intermediate_size,
+    num_hidden_layers: m.num_hidden_layers, num_attention_heads: m.num_attention_heads, num_key_value_heads: m.num_key_value_heads,
+    head_dim: m.head_dim, vocab_size: m.vocab_size, max_position_embeddings: m.max_position_embeddings, rms_norm_eps: m.rms_norm_eps,
+    rope_theta: m.rope_theta, tie_word_embeddings: m.tie_word_embeddings, hidden_act: 'silu', torch_dtype: 'float32',
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (world === 1) return;
+  const weightMap: Record<string, string> = {};
+  let total = 0;
+  for (let r = 0; r < world; r++) {
+    const file = `model-${String(r + 1).padStart(5, '0')}-of-${String(world).padStart(5, '0')}.safetensors`;
+    for (const [name, t] of Object.entries(safetensorsHeader(join(dir, file)))) {
+      weightMap[name] = file;
+      total += t.data_offsets[1] - t.data_offsets[0];
+    }
+  }
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
 }
 
 /** One rank of a torchrun (or cluster) launch: this process is the rank. */

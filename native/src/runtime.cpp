@@ -566,7 +566,12 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   pc = -1;
   res.peakBytes = r.peakBytes();
   if (!cfg.saveDir.empty()) {
-    r.model->saveSafetensors(cfg.saveDir + "/rank" + std::to_string(cfg.rank) + ".safetensors");
+    // Hugging Face shard names: model.safetensors alone, else model-0000r-of-0000N.safetensors (the
+    // launcher writes model.safetensors.index.json once every rank has written its shard)
+    char name[64];
+    if (cfg.world == 1) std::snprintf(name, sizeof name, "model.safetensors");
+    else std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", cfg.rank + 1, cfg.world);
+    r.model->saveSafetensors(cfg.saveDir + "/" + name);
   }
   status.state(1);
   return res;

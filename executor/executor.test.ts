@@ -1,0 +1,146 @@
+// The executor on CPU (Gloo): pipelined runs equal a single rank, loss falls on a memorisation
+// task, a dead rank stops the run with a clear error, the measured trace pairs with the plan, and
+// a saved checkpoint loads back. Skips (with the reason) only when the native addon is not built.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
+import { defaultPolicy, evenPartition } from '../planner/memory.ts';
+import { parsePlan } from '../planner/plan-schema.ts';
+import { tiny } from '../planner/test-models.ts';
+import type { Plan, ScheduleName } from '../planner/plan-types.ts';
+import { nativeUnavailableReason } from './native.ts';
+import { execute, ExecuteError } from './launch.ts';
+
+const reason = nativeUnavailableReason();
+const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
+
+function plan(schedule: ScheduleName, N: number, o: { M?: number; clip?: number | null; lr?: number; steps?: number; recompute?: boolean; seq?: number; constant?: boolean } = {}): Plan {
+  const parts = evenPartition(tiny.num_hidden_layers, N);
+  const p = buildPlan({
+    hardware: 'cpu', model: tiny, precision: 'fp32',
+    optimizer: { ...defaultOptimizer(), lr: o.lr ?? 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: o.constant ? 'constant' : 'cosine' },
+    job: { seq: o.seq ?? 32, microBatchSize: 2, microBatches: o.M ?? 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
+    schedule, stageLayers: parts, pipelineRanks: N, dataParallel: 1,
+    rankDevice: Array.from({ length: N }, () => -1), policy: parts.map(() => defaultPolicy(o.recompute ?? false)),
+  });
+  return parsePlan(JSON.parse(JSON.stringify(p)), 'plan.json');
+}
+
+const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
+const run = (p: Plan, extra: Parameters<typeof execute>[1] = {}, hooks: Parameters<typeof execute>[2] = {}) =>
+  execute(p, { threads: 1, timeoutSec: 30, ...extra }, hooks);
+
+test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute) equal 1 rank on the same micro-batches over 5 steps', { skip, timeout: 120_000 }, async () => {
+  for (const clip of [0.5, null]) {
+    const ref = await run(plan('gpipe', 1, { clip }));
+    assert.equal(ref.losses.length, 5);
+    const variants: [ScheduleName, boolean][] = clip ? [['gpipe', false]] : [['1f1b', false], ['1f1b', true]];
+    for (const [sched, recompute] of variants) {
+      const r = await run(plan(sched, 2, { clip, recompute }));
+      assert.equal(r.ranks, 2);
+      assert.equal(r.backend, 'gloo');
+      for (let i = 0; i < 5; i++) {
+        assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5,
+          `${sched}${recompute ? '+recompute' : ''} clip ${clip}: step ${i} loss ${r.losses[i]} vs 1 rank ${ref.losses[i]}`);
+      }
+      if (clip) for (let i = 0; i < 5; i++) assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-5, `grad norm step ${i}`);
+    }
+    // training moved the weights: the losses differ from step to step
+    assert.notEqual(ref.losses[0], ref.losses[4]);
+  }
+});
+
+test('loss falls on a memorisation task (2 sequences, 1F1B on 2 ranks)', { skip, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-mem-'));
+  try {
+    const S = 32;
+    const toks = new Uint16Array(2 * (S + 1));
+    for (let i = 0; i < toks.length; i++) toks[i] = (i * 37 + 11) % 256;
+    writeFileSync(join(dir, 'tokens.bin'), toks);
+    const r = await run(plan('1f1b', 2, { M: 2, lr: 3e-2, steps: 40, seq: S, constant: true }), { dataPath: join(dir, 'tokens.bin') });
+    const first = r.losses[0]!, last = r.losses.at(-1)!;
+    assert.ok(first > 5, `first loss ${first} should be near ln(256)`);
+    assert.ok(last < first * 0.25, `loss fell from ${first} to ${last}, expected below ${first * 0.25}`);
+    for (let i = 5; i < r.losses.length; i += 5) assert.ok(r.losses[i]! < r.losses[i - 5]!, `loss rose between steps ${i - 5} and ${i}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('killing one rank mid-run ends the run within 10 s with an error naming the rank and its last instruction', { skip, timeout: 60_000 }, async () => {
+  const pids: number[] = [];
+  let t0 = 0;
+  const p = plan('1f1b', 2, { steps: 100000, seq: 64 });
+  const started = Date.now();
+  const err = await run(p, {}, {
+    onSpawn: (rank, pid) => { pids[rank] = pid; },
+    onProgress: (q) => {
+      if (q.step === 2 && !t0) {
+        t0 = Date.now();
+        process.kill(pids[1]!, 'SIGKILL');
+      }
+    },
+  }).then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof ExecuteError, `expected an ExecuteError, got ${String(err)}`);
+  assert.ok(t0 > 0, 'the run failed before the kill');
+  const took = (Date.now() - t0) / 1000;
+  assert.ok(took < 10, `took ${took.toFixed(1)} s to stop`);
+  assert.match(err.message, /^rank 1 was killed \(SIGKILL\) at step \d+ pc \d+ \((forward|backward|send_act|recv_act|send_grad|recv_grad|optimizer_step|barrier)[^)]*\); the other ranks stopped/);
+  // no orphan: both processes are gone
+  for (const pid of pids) assert.throws(() => process.kill(pid, 0), `process ${pid} is still alive`);
+  assert.ok(Date.now() - started < 60_000);
+});
+
+test('the measured trace has one slice per executed instruction and pairs with the plan by rank and pc', { skip, timeout: 60_000 }, async () => {
+  const p = plan('1f1b', 2, { steps: 2 });
+  const r = await run(p, { trace: true });
+  const t = r.trace!;
+  const slices = t.traceEvents.filter((e) => e.ph === 'X');
+  for (let rank = 0; rank < 2; rank++) {
+    const mine = slices.filter((e) => e.args!.rank === rank);
+    assert.equal(mine.length, p.program.ranks[rank]!.length * 2, `rank ${rank}: one slice per instruction per step`);
+    for (const e of mine) {
+      const ins = p.program.ranks[rank]![e.args!.pc as number]!;
+      assert.equal(e.name, ins.op, `rank ${rank} pc ${String(e.args!.pc)}`);
+      if ('mb' in ins) assert.equal(e.args!.mb, ins.mb);
+      if ('stage' in ins) assert.equal(e.args!.stage, ins.stage);
+      assert.ok(e.dur! >= 0 && e.ts! >= 0);
+    }
+  }
+  assert.ok(t.traceEvents.some((e) => e.ph === 'C' && e.name === 'memory'), 'memory counters');
+  assert.ok(t.traceEvents.some((e) => e.ph === 'M' && e.name === 'process_name'), 'process names');
+  assert.equal((t.otherData!.peak_bytes as number[]).length, 2);
+  assert.ok(r.tokens_per_s > 0);
+  assert.equal(r.mfu, null); // CPU
+  JSON.parse(JSON.stringify(t)); // serialisable as is
+});
+
+test('a checkpoint saved by 2 ranks (sharded, HF names + index) loads back into 1 rank', { skip, timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-ckpt-'));
+  try {
+    const S = 32;
+    const toks = new Uint16Array(S + 1).map((_, i) => (i * 13 + 5) % 256);
+    writeFileSync(join(dir, 'one.bin'), toks); // every micro-batch the same sequence
+    const data = join(dir, 'one.bin');
+    const save = join(dir, 'ckpt');
+    (await import('node:fs')).mkdirSync(save);
+    await run(plan('1f1b', 2, { steps: 2 }), { dataPath: data, saveDir: save });
+    const cont = await run(plan('1f1b', 2, { steps: 3 }), { dataPath: data });
+    const loaded = await run(plan('gpipe', 1, { steps: 1 }), { dataPath: data, weightsDir: save });
+    // the loaded model's first loss is the loss after two updates
+    assert.ok(relDiff(loaded.losses[0]!, cont.losses[2]!) < 1e-5, `${loaded.losses[0]} vs ${cont.losses[2]}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad input is refused in TypeScript with exact messages before it reaches C++', { skip, timeout: 30_000 }, async () => {
+  const p = plan('1f1b', 2);
+  await assert.rejects(run(p, { device: 'gpu0' }), { message: 'device: "gpu0" must be "cpu" or "cuda:N"' });
+  const q = JSON.parse(JSON.stringify(plan('gpipe', 1))) as Plan;
+  q.program.ranks[0]!.unshift({ op: 'fetch_params', layer: 1 });
+  await assert.rejects(run(q), /rank 0 step 0 pc 0 \(fetch_params layer 1\): \[runtime\.cpp:\d+\] fetch_params needs the offload engine/);
+});
