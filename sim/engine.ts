@@ -1,8 +1,8 @@
 // The discrete-event engine. Virtual time in microseconds; one event kind: "a task's current phase
-// ends", in a binary heap keyed by (time, sequence number) so that ties always resolve in the
-// same order. Rates (shared links, CPU pool, compute slowdown) change only when a flow or task
-// starts or ends; a task whose rate changes gets a new event and its old one is skipped (version
-// check). All per-task state lives in typed arrays allocated once per run.
+// ends", in an indexed binary heap keyed by (time, sequence number) so that ties always resolve
+// in the same order. Rates (shared links, CPU pool, compute slowdown) change only when a flow or
+// task starts or ends; a task whose rate changes has its one heap entry moved (with a fresh
+// sequence number). All per-task state lives in typed arrays allocated once per run.
 import { SimError } from './errors.ts';
 import { R_CPU, R_DISK, R_STREAM, W_CPU, W_FLOW, type SimGraph } from './graph.ts';
 import { MEM_CLASSES } from './types.ts';
@@ -32,6 +32,8 @@ interface Frozen {
   /** Per resource: offset into a shared running-list array (size = slots). */
   runOff: Int32Array;
   runTotal: number;
+  /** Per link: offset of its active-flow slots (capacity = tasks that cross it). */
+  lfOff: Int32Array;
 }
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
@@ -75,7 +77,11 @@ function freeze(g: SimGraph): Frozen {
   for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
   const runOff = new Int32Array(R + 1);
   for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
-  const f: Frozen = { version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R] };
+  const L = g.linkCount;
+  const lfOff = new Int32Array(L + 1);
+  for (let i = 0; i < g.linkList.n; i++) lfOff[g.linkList.a[i] + 1]++;
+  for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
+  const f: Frozen = { version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff };
   frozenCache.set(g, f);
   return f;
 }
@@ -89,12 +95,11 @@ class Engine {
   hT: Float64Array;
   hS: Float64Array;
   hK: Int32Array;
-  hV: Int32Array;
+  hPos: Int32Array;
   hN = 0;
   // tasks
   depLeft: Int32Array;
   state: Uint8Array;
-  ver: Int32Array;
   rem: Float64Array;
   rate: Float64Array;
   last: Float64Array;
@@ -120,7 +125,9 @@ class Engine {
   runCnt: Int32Array;
   busyWorkers: Int32Array;
   // links
-  linkFlows: number[][];
+  /** Active flows per link: lf[lfOff[l] .. lfOff[l] + lfN[l]). */
+  lf: Int32Array;
+  lfN: Int32Array;
   linkBusySince: Float64Array;
   linkBusy: Float64Array;
   linkBytes: Float64Array;
@@ -151,14 +158,13 @@ class Engine {
     this.g = g;
     this.f = f;
     const n = f.n;
-    const cap = Math.max(16, n + 16);
+    const cap = 64;
     this.hT = new Float64Array(cap);
     this.hS = new Float64Array(cap);
     this.hK = new Int32Array(cap);
-    this.hV = new Int32Array(cap);
+    this.hPos = new Int32Array(n).fill(-1);
     this.depLeft = f.indeg.slice();
     this.state = new Uint8Array(n);
-    this.ver = new Int32Array(n);
     this.rem = new Float64Array(n);
     this.rate = new Float64Array(n);
     this.last = new Float64Array(n);
@@ -183,8 +189,8 @@ class Engine {
     this.runCnt = new Int32Array(R);
     this.busyWorkers = new Int32Array(R);
     const L = g.linkCount;
-    this.linkFlows = [];
-    for (let l = 0; l < L; l++) this.linkFlows.push([]);
+    this.lf = new Int32Array(f.lfOff[L]);
+    this.lfN = new Int32Array(L);
     this.linkBusySince = new Float64Array(L);
     this.linkBusy = new Float64Array(L);
     this.linkBytes = new Float64Array(L);
@@ -211,20 +217,52 @@ class Engine {
   }
 
   // ---------------------------------------------------------------- heap
+  // Indexed binary heap of (time, seq) with one entry per task at most: rescheduling a task
+  // moves its entry (with a fresh sequence number), so no stale events pile up.
+  /** Schedules (or reschedules) the end of task's current phase at `time`. */
   push(time: number, task: number): void {
-    if (this.hN === this.hT.length) this.growHeap();
     const s = this.seq++;
-    const v = this.ver[task];
-    const hT = this.hT, hS = this.hS, hK = this.hK, hV = this.hV;
-    let i = this.hN++;
+    const p = this.hPos[task];
+    if (p >= 0) {
+      const old = this.hT[p];
+      this.hT[p] = time;
+      this.hS[p] = s;
+      if (time < old) this.up(p); else this.down(p);
+      return;
+    }
+    if (this.hN === this.hT.length) this.growHeap();
+    const i = this.hN++;
+    this.hT[i] = time; this.hS[i] = s; this.hK[i] = task; this.hPos[task] = i;
+    this.up(i);
+  }
+
+  up(i: number): void {
+    const hT = this.hT, hS = this.hS, hK = this.hK, pos = this.hPos;
+    const t = hT[i], s = hS[i], k = hK[i];
     while (i > 0) {
       const p = (i - 1) >> 1;
       const pt = hT[p];
-      if (pt < time || (pt === time && hS[p] < s)) break;
-      hT[i] = pt; hS[i] = hS[p]; hK[i] = hK[p]; hV[i] = hV[p];
+      if (pt < t || (pt === t && hS[p] < s)) break;
+      hT[i] = pt; hS[i] = hS[p]; hK[i] = hK[p]; pos[hK[i]] = i;
       i = p;
     }
-    hT[i] = time; hS[i] = s; hK[i] = task; hV[i] = v;
+    hT[i] = t; hS[i] = s; hK[i] = k; pos[k] = i;
+  }
+
+  down(i: number): void {
+    const hT = this.hT, hS = this.hS, hK = this.hK, pos = this.hPos;
+    const n = this.hN;
+    const t = hT[i], s = hS[i], k = hK[i];
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      const c2 = c + 1;
+      if (c2 < n && (hT[c2] < hT[c] || (hT[c2] === hT[c] && hS[c2] < hS[c]))) c = c2;
+      if (t < hT[c] || (t === hT[c] && s < hS[c])) break;
+      hT[i] = hT[c]; hS[i] = hS[c]; hK[i] = hK[c]; pos[hK[i]] = i;
+      i = c;
+    }
+    hT[i] = t; hS[i] = s; hK[i] = k; pos[k] = i;
   }
 
   growHeap(): void {
@@ -232,26 +270,15 @@ class Engine {
     const a = new Float64Array(c); a.set(this.hT); this.hT = a;
     const b = new Float64Array(c); b.set(this.hS); this.hS = b;
     const k = new Int32Array(c); k.set(this.hK); this.hK = k;
-    const v = new Int32Array(c); v.set(this.hV); this.hV = v;
   }
 
   /** Removes the root; the caller read it first. */
   popRoot(): void {
-    const hT = this.hT, hS = this.hS, hK = this.hK, hV = this.hV;
+    this.hPos[this.hK[0]] = -1;
     const n = --this.hN;
     if (n === 0) return;
-    const t = hT[n], s = hS[n], k = hK[n], v = hV[n];
-    let i = 0;
-    for (;;) {
-      let c = 2 * i + 1;
-      if (c >= n) break;
-      const c2 = c + 1;
-      if (c2 < n && (hT[c2] < hT[c] || (hT[c2] === hT[c] && hS[c2] < hS[c]))) c = c2;
-      if (t < hT[c] || (t === hT[c] && s < hS[c])) break;
-      hT[i] = hT[c]; hS[i] = hS[c]; hK[i] = hK[c]; hV[i] = hV[c];
-      i = c;
-    }
-    hT[i] = t; hS[i] = s; hK[i] = k; hV[i] = v;
+    this.hT[0] = this.hT[n]; this.hS[0] = this.hS[n]; this.hK[0] = this.hK[n];
+    this.down(0);
   }
 
   // ---------------------------------------------------------------- run
@@ -263,9 +290,7 @@ class Engine {
     while (this.hN > 0) {
       const time = this.hT[0];
       const t = this.hK[0];
-      const v = this.hV[0];
       this.popRoot();
-      if (v !== this.ver[t]) continue;
       this.now = time;
       if (this.state[t] === S_FIXED) {
         const w = g.tWork[t];
@@ -322,7 +347,10 @@ class Engine {
     this.rem[t] = fixed;
     this.rate[t] = rate;
     this.last[t] = now;
-    if (g.tWork[t] === W_CPU) this.cpuRates(r);
+    const w = g.tWork[t];
+    if (fixed === 0 && w === W_FLOW) { this.beginFlow(t); return; }
+    if (fixed === 0 && w === W_CPU) { this.state[t] = S_VAR; this.rem[t] = g.tAmount[t]; this.rate[t] = 0; this.cpuRates(r); return; }
+    if (w === W_CPU) this.cpuRates(r);
     this.push(fixed > 0 ? now + fixed / rate : now, t);
   }
 
@@ -415,7 +443,6 @@ class Engine {
     this.rem[t] = rem;
     this.last[t] = now;
     this.rate[t] = nr;
-    this.ver[t]++;
     this.push(now + rem / nr, t);
   }
 
@@ -433,15 +460,15 @@ class Engine {
     let bw = g.tCap[t];
     for (let i = 0; i < cnt; i++) {
       const l = ll[off + i];
-      const fl = this.linkFlows[l];
-      if (fl.length > 0) alone = false;
+      const c = this.lfN[l]++;
+      if (c > 0) alone = false;
       else this.linkBusySince[l] = this.now;
-      fl.push(t);
+      this.lf[this.f.lfOff[l] + c] = t;
       if (g.linkCap[l] < bw) bw = g.linkCap[l];
       const d = g.linkDevice[l];
       if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
     }
-    if (alone) { this.rate[t] = bw; this.ver[t]++; this.push(this.now + this.rem[t] / bw, t); return; }
+    if (alone) { this.rate[t] = bw; this.push(this.now + this.rem[t] / bw, t); return; }
     this.refill(t);
   }
 
@@ -454,15 +481,12 @@ class Engine {
     let others = false;
     for (let i = 0; i < cnt; i++) {
       const l = ll[off + i];
-      const fl = this.linkFlows[l];
-      const j = fl.indexOf(t);
-      if (j >= 0) {
-        // swap-remove keeps it O(1); order inside a link never affects rates
-        fl[j] = fl[fl.length - 1];
-        fl.pop();
-      }
+      const lo = this.f.lfOff[l];
+      const c = --this.lfN[l];
+      // swap-remove; order inside a link never affects rates
+      for (let j = lo; j <= lo + c; j++) if (this.lf[j] === t) { this.lf[j] = this.lf[lo + c]; break; }
       this.linkBytes[l] += bytes;
-      if (fl.length === 0) this.linkBusy[l] += this.now - this.linkBusySince[l];
+      if (c === 0) this.linkBusy[l] += this.now - this.linkBusySince[l];
       else others = true;
       const d = g.linkDevice[l];
       if (--this.devCopies[d] === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
@@ -475,40 +499,50 @@ class Engine {
   refill(t: number): void {
     const g = this.g;
     const ll = g.linkList.a;
+    const tLinkOff = g.tLinkOff;
+    const tLinkCnt = g.tLinkCnt;
+    const tCap = g.tCap;
+    const linkCap = g.linkCap;
+    const lf = this.lf;
+    const lfN = this.lfN;
+    const lfOff = this.f.lfOff;
+    const mark = this.mark;
+    const lmark = this.lmark;
     const ep = ++this.epoch;
     const compF = this.compF;
     const compL = this.compL;
     let nf = 0;
     let nl = 0;
     // seed with t's links (t may have just ended: then it is not in any list)
-    const off0 = g.tLinkOff[t];
-    for (let i = 0, c = g.tLinkCnt[t]; i < c; i++) {
+    const off0 = tLinkOff[t];
+    for (let i = 0, c = tLinkCnt[t]; i < c; i++) {
       const l = ll[off0 + i];
-      if (this.lmark[l] !== ep) { this.lmark[l] = ep; compL[nl++] = l; }
+      if (lmark[l] !== ep) { lmark[l] = ep; compL[nl++] = l; }
     }
     let li = 0;
     let fi = 0;
     while (li < nl || fi < nf) {
       while (li < nl) {
-        const fl = this.linkFlows[compL[li++]];
-        for (let j = 0; j < fl.length; j++) {
-          const x = fl[j];
-          if (this.mark[x] !== ep) { this.mark[x] = ep; compF[nf++] = x; }
+        const l = compL[li++];
+        const lo = lfOff[l];
+        for (let j = lo, je = lo + lfN[l]; j < je; j++) {
+          const x = lf[j];
+          if (mark[x] !== ep) { mark[x] = ep; compF[nf++] = x; }
         }
       }
       while (fi < nf) {
         const x = compF[fi++];
-        const o = g.tLinkOff[x];
-        for (let i = 0, c = g.tLinkCnt[x]; i < c; i++) {
+        const o = tLinkOff[x];
+        for (let i = 0, c = tLinkCnt[x]; i < c; i++) {
           const l = ll[o + i];
-          if (this.lmark[l] !== ep) { this.lmark[l] = ep; compL[nl++] = l; }
+          if (lmark[l] !== ep) { lmark[l] = ep; compL[nl++] = l; }
         }
       }
     }
     if (nf === 0) return;
     const lres = this.lres;
     const lunf = this.lunf;
-    for (let i = 0; i < nl; i++) { const l = compL[i]; lres[l] = g.linkCap[l]; lunf[l] = this.linkFlows[l].length; }
+    for (let i = 0; i < nl; i++) { const l = compL[i]; lres[l] = linkCap[l]; lunf[l] = lfN[l]; }
     const nr = this.newRate;
     // unfrozen flows: nr < 0
     for (let i = 0; i < nf; i++) nr[compF[i]] = -1;
@@ -520,41 +554,38 @@ class Engine {
         if (lunf[l] > 0) { const s = lres[l] / lunf[l]; if (s < share) share = s; }
       }
       let capMin = Infinity;
-      for (let i = 0; i < nf; i++) { const x = compF[i]; if (nr[x] < 0 && g.tCap[x] < capMin) capMin = g.tCap[x]; }
-      if (capMin <= share) {
-        for (let i = 0; i < nf; i++) {
-          const x = compF[i];
-          if (nr[x] < 0 && g.tCap[x] <= capMin) { this.fix(x, capMin); left--; }
+      for (let i = 0; i < nf; i++) { const x = compF[i]; if (nr[x] < 0 && tCap[x] < capMin) capMin = tCap[x]; }
+      const byCap = capMin <= share;
+      const rate = byCap ? capMin : share;
+      const lim = share * (1 + 1e-12);
+      // freeze: flows at their cap, or every unfrozen flow crossing a bottleneck link
+      for (let i = 0; i < nf; i++) {
+        const x = compF[i];
+        if (nr[x] >= 0) continue;
+        const o = tLinkOff[x];
+        const c = tLinkCnt[x];
+        let hit = false;
+        if (byCap) hit = tCap[x] <= capMin;
+        else {
+          for (let j = 0; j < c; j++) { const l = ll[o + j]; if (lres[l] / lunf[l] <= lim) { hit = true; break; } }
         }
-      } else {
-        const lim = share * (1 + 1e-12);
-        for (let i = 0; i < nl; i++) {
-          const l = compL[i];
-          if (lunf[l] > 0 && lres[l] / lunf[l] <= lim) {
-            const fl = this.linkFlows[l];
-            for (let j = 0; j < fl.length; j++) { const x = fl[j]; if (nr[x] < 0) { this.fix(x, share); left--; } }
-          }
-        }
+        if (!hit) continue;
+        nr[x] = rate;
+        left--;
+        for (let j = 0; j < c; j++) { const l = ll[o + j]; lres[l] -= rate; lunf[l]--; }
+        // links already decremented keep their bottleneck status for flows later in this pass:
+        // their share only grows when a flow at the bottleneck share leaves (residual/unfrozen
+        // stays equal), so later flows on them are still found.
       }
     }
+    const now = this.now;
     for (let i = 0; i < nf; i++) {
       const x = compF[i];
-      if (nr[x] !== this.rate[x]) {
-        if (this.rate[x] === 0) { this.rate[x] = nr[x]; this.last[x] = this.now; this.ver[x]++; this.push(this.now + this.rem[x] / nr[x], x); }
-        else this.retime(x, nr[x]);
+      const r = nr[x];
+      if (r !== this.rate[x]) {
+        if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
+        else this.retime(x, r);
       }
-    }
-  }
-
-  fix(x: number, rate: number): void {
-    const g = this.g;
-    this.newRate[x] = rate;
-    const o = g.tLinkOff[x];
-    const ll = g.linkList.a;
-    for (let i = 0, c = g.tLinkCnt[x]; i < c; i++) {
-      const l = ll[o + i];
-      this.lres[l] -= rate;
-      this.lunf[l]--;
     }
   }
 
@@ -698,28 +729,33 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
   const wantSeries = opts.memorySeries !== false;
   const D = g.deviceCount;
   const series = Array.from({ length: D }, () => ({ t_us: [] as number[], bytes: [] as number[] }));
-  const live = new Map<number, number>();
   const peakBuffers: MemoryReport['peak_buffers'][] = Array.from({ length: D }, () => []);
   {
     const cur = new Float64Array(D);
     const allocAt = new Int32Array(g.bufName.length);
+    const live = new Uint8Array(g.bufName.length);
+    const peakAt = new Int32Array(e.logN + 1).fill(-1); // log position -> device whose peak it is
+    const peakNext = new Int32Array(D).fill(-1);
+    for (let d = 0; d < D; d++) if (e.peakLog[d] > 0) { peakNext[d] = peakAt[e.peakLog[d]]; peakAt[e.peakLog[d]] = d; }
     for (let i = 0; i < e.logN; i++) {
       const eff = e.logEff[i];
       const b = g.memBuf.a[eff];
       const d = g.bufDevice[b];
-      if (g.memKind.a[eff] === 0) { allocAt[b] = eff; cur[d] += g.memBytes.a[eff]; live.set(b, eff); }
-      else { cur[d] -= g.memBytes.a[allocAt[b]]; live.delete(b); }
+      if (g.memKind.a[eff] === 0) { allocAt[b] = eff; cur[d] += g.memBytes.a[eff]; live[b] = 1; }
+      else { cur[d] -= g.memBytes.a[allocAt[b]]; live[b] = 0; }
       if (wantSeries) {
         const s = series[d];
         const tm = e.logTime[i];
         if (s.t_us.length > 0 && s.t_us[s.t_us.length - 1] === tm) s.bytes[s.bytes.length - 1] = cur[d];
         else { s.t_us.push(tm); s.bytes.push(cur[d]); }
       }
-      if (e.peakLog[d] === i + 1) {
+      for (let pd = peakAt[i + 1]; pd >= 0; pd = peakNext[pd]) {
         const list: MemoryReport['peak_buffers'] = [];
-        for (const [bb, ae] of live) if (g.bufDevice[bb] === d) list.push({ buffer: g.bufName[bb], bytes: g.memBytes.a[ae], class: MEM_CLASSES[g.memClass.a[ae]] });
+        for (let bb = 0; bb < live.length; bb++) {
+          if (live[bb] && g.bufDevice[bb] === pd) { const ae = allocAt[bb]; list.push({ buffer: g.bufName[bb], bytes: g.memBytes.a[ae], class: MEM_CLASSES[g.memClass.a[ae]] }); }
+        }
         list.sort((x, y) => y.bytes - x.bytes || (x.buffer < y.buffer ? -1 : x.buffer > y.buffer ? 1 : 0));
-        peakBuffers[d] = list.slice(0, 32);
+        peakBuffers[pd] = list.slice(0, 32);
       }
     }
   }
