@@ -3,7 +3,7 @@
 // a saved checkpoint loads back. Skips (with the reason) only when the native addon is not built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
@@ -11,7 +11,7 @@ import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
 import { tiny } from '../planner/test-models.ts';
 import type { Plan, ScheduleName } from '../planner/plan-types.ts';
-import { nativeUnavailableReason } from './native.ts';
+import { nativeUnavailableReason, readSafetensors, writeSafetensors } from './native.ts';
 import { execute, ExecuteError } from './launch.ts';
 
 const reason = nativeUnavailableReason();
@@ -126,12 +126,27 @@ test('a checkpoint saved by 2 ranks (sharded, HF names + index) loads back into 
     writeFileSync(join(dir, 'one.bin'), toks); // every micro-batch the same sequence
     const data = join(dir, 'one.bin');
     const save = join(dir, 'ckpt');
-    (await import('node:fs')).mkdirSync(save);
+    mkdirSync(save);
     await run(plan('1f1b', 2, { steps: 2 }), { dataPath: data, saveDir: save });
     const cont = await run(plan('1f1b', 2, { steps: 3 }), { dataPath: data });
     const loaded = await run(plan('gpipe', 1, { steps: 1 }), { dataPath: data, weightsDir: save });
     // the loaded model's first loss is the loss after two updates
     assert.ok(relDiff(loaded.losses[0]!, cont.losses[2]!) < 1e-5, `${loaded.losses[0]} vs ${cont.losses[2]}`);
+    // the same weights stored as BF16 in one file (HF's usual release format) load too
+    const bfDir = join(dir, 'bf16');
+    mkdirSync(bfDir);
+    const all = readdirSync(save).filter((f) => f.endsWith('.safetensors')).flatMap((f) => readSafetensors(join(save, f)));
+    assert.equal(all.length, 2 + 9 * tiny.num_hidden_layers + 1);
+    writeSafetensors(join(bfDir, 'model.safetensors'), all.map((t) => {
+      const f = new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+      const u = new Uint32Array(f.buffer);
+      const b = new Uint16Array(u.length).map((_, i) => (u[i]! + 0x7fff + ((u[i]! >> 16) & 1)) >>> 16);
+      return { ...t, dtype: 'BF16' as const, data: new Uint8Array(b.buffer) };
+    }));
+    const fromBf16 = await run(plan('gpipe', 1, { steps: 1 }), { dataPath: data, weightsDir: bfDir });
+    assert.ok(relDiff(fromBf16.losses[0]!, cont.losses[2]!) < 2e-2, `bf16 weights: ${fromBf16.losses[0]} vs ${cont.losses[2]}`);
+    // a folder without weights is refused with its name
+    await assert.rejects(run(plan('gpipe', 1, { steps: 1 }), { weightsDir: dir }), /no model\.safetensors or model\.safetensors\.index\.json/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
