@@ -540,6 +540,19 @@ class Engine {
       }
     }
     if (nf === 0) return;
+    const now = this.now;
+    if (nf === 1) {
+      // alone in its component: its cap or its narrowest link
+      const x = compF[0];
+      let r = tCap[x];
+      const o = tLinkOff[x];
+      for (let j = 0, c = tLinkCnt[x]; j < c; j++) { const cl = linkCap[ll[o + j]]; if (cl < r) r = cl; }
+      if (r !== this.rate[x]) {
+        if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
+        else this.retime(x, r);
+      }
+      return;
+    }
     const lres = this.lres;
     const lunf = this.lunf;
     for (let i = 0; i < nl; i++) { const l = compL[i]; lres[l] = linkCap[l]; lunf[l] = lfN[l]; }
@@ -578,7 +591,6 @@ class Engine {
         // stays equal), so later flows on them are still found.
       }
     }
-    const now = this.now;
     for (let i = 0; i < nf; i++) {
       const x = compF[i];
       const r = nr[x];

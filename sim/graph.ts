@@ -108,7 +108,8 @@ export class SimGraph {
   readonly memClass = new GrowI32();
   readonly bufName: string[] = [];
   readonly bufDevice: number[] = [];
-  private bufIds = new Map<string, number>();
+  /** Per device: buffer name -> buffer id. */
+  private bufIds: Map<string, number>[] = [];
 
   private waits: { task: TaskId; name: string }[] = [];
   private signals = new Map<string, TaskId[]>();
@@ -232,25 +233,28 @@ export class SimGraph {
     return id;
   }
 
+  private static label(spec: TaskSpec, t: number): string {
+    return spec.name ?? spec.meta?.op ?? `task${t}`;
+  }
+
   /** Adds a task; returns its id (dense, in order). */
   task(spec: TaskSpec): TaskId {
     const t = this.n;
-    const label = () => spec.name ?? spec.meta?.op ?? `task${t}`;
     if (t === this.cap) this.grow();
     const on = spec.on ?? -1;
-    if (on !== -1 && !(Number.isInteger(on) && on >= 0 && on < this.resName.length)) throw new SimError(`task ${t} "${label()}": resource ${on} does not exist`);
+    if (on !== -1 && !(Number.isInteger(on) && on >= 0 && on < this.resName.length)) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": resource ${on} does not exist`);
     const kind = on === -1 ? -1 : this.resKind[on];
     let fixed = spec.duration_us ?? 0;
-    if (!(fixed >= 0) || !Number.isFinite(fixed)) throw new SimError(`task ${t} "${label()}": duration_us must be a finite number >= 0`);
+    if (!(fixed >= 0) || !Number.isFinite(fixed)) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": duration_us must be a finite number >= 0`);
     fixed += spec.latency_us ?? 0;
     let work = W_NONE;
     let amount = 0;
     const linkOff = this.linkList.n;
     let linkCnt = 0;
     const bytes = spec.bytes ?? 0;
-    if (!(bytes >= 0)) throw new SimError(`task ${t} "${label()}": bytes must be >= 0`);
+    if (!(bytes >= 0)) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": bytes must be >= 0`);
     if (kind === R_DISK) {
-      if (spec.dir !== 'read' && spec.dir !== 'write') throw new SimError(`task ${t} "${label()}": a disk task needs dir 'read' or 'write'`);
+      if (spec.dir !== 'read' && spec.dir !== 'write') throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": a disk task needs dir 'read' or 'write'`);
       const l = spec.dir === 'read' ? this.resReadLink[on] : this.resWriteLink[on];
       this.linkList.push(l);
       linkCnt++;
@@ -258,34 +262,34 @@ export class SimGraph {
     }
     if (spec.links) {
       for (const l of spec.links) {
-        if (!(Number.isInteger(l) && l >= 0 && l < this.linkName.length)) throw new SimError(`task ${t} "${label()}": link ${l} does not exist`);
+        if (!(Number.isInteger(l) && l >= 0 && l < this.linkName.length)) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": link ${l} does not exist`);
         this.linkList.push(l);
         linkCnt++;
         fixed += this.linkLatency[l];
       }
     }
     if (bytes > 0) {
-      if (linkCnt === 0) throw new SimError(`task ${t} "${label()}": bytes need links (or a disk) to move over`);
+      if (linkCnt === 0) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": bytes need links (or a disk) to move over`);
       work = W_FLOW;
       amount = bytes;
     }
     let workers = 0;
     if (spec.elements !== undefined && spec.elements > 0) {
-      if (kind !== R_CPU) throw new SimError(`task ${t} "${label()}": elements need a cpu pool resource`);
-      if (work !== W_NONE) throw new SimError(`task ${t} "${label()}": a task is either a transfer or CPU work, not both`);
+      if (kind !== R_CPU) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": elements need a cpu pool resource`);
+      if (work !== W_NONE) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": a task is either a transfer or CPU work, not both`);
       work = W_CPU;
       amount = spec.elements;
     }
     if (kind === R_CPU) {
       workers = spec.workers ?? 1;
       if (!Number.isInteger(workers) || workers < 1 || workers > this.resSlots[on]) {
-        throw new SimError(`task ${t} "${label()}": workers must be an integer in 1..${this.resSlots[on]}`);
+        throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": workers must be an integer in 1..${this.resSlots[on]}`);
       }
     } else if (kind === R_DISK) {
       workers = 1;
     }
     const capBw = spec.cap_GBps === undefined ? Infinity : spec.cap_GBps * GBPS_TO_BYTES_PER_US;
-    if (!(capBw > 0)) throw new SimError(`task ${t} "${label()}": cap_GBps must be positive`);
+    if (!(capBw > 0)) throw new SimError(`task ${t} "${SimGraph.label(spec, t)}": cap_GBps must be positive`);
     this.n++;
     this.tRes[t] = on;
     this.tWork[t] = work;
@@ -334,14 +338,17 @@ export class SimGraph {
     if (this.tMemOff[t] + this.tMemCnt[t] !== this.memKind.n) {
       throw new SimError(`task ${t}: memory effects must be given with the task`);
     }
-    this.checkDevice(device, `task ${t} "${this.taskName(t)}" memory effect on "${buffer}"`);
+    if (!(Number.isInteger(device) && device >= 0 && device < this.deviceName.length)) {
+      throw new SimError(`task ${t} "${this.taskName(t)}" memory effect on "${buffer}": device ${device} does not exist`);
+    }
     if (op !== 'alloc' && op !== 'free') throw new SimError(`task ${t} "${this.taskName(t)}": memory effect op must be 'alloc' or 'free'`);
     const c = CLASS_IDS.get(cls);
     if (c === undefined) throw new SimError(`task ${t} "${this.taskName(t)}": unknown memory class "${cls}" (${MEM_CLASSES.join(', ')})`);
     if (op === 'alloc' && !(bytes >= 0 && Number.isFinite(bytes))) throw new SimError(`task ${t} "${this.taskName(t)}": alloc of "${buffer}" needs bytes >= 0`);
-    const key = `${device}\u0000${buffer}`;
-    let b = this.bufIds.get(key);
-    if (b === undefined) { b = this.bufName.length; this.bufName.push(buffer); this.bufDevice.push(device); this.bufIds.set(key, b); }
+    while (this.bufIds.length <= device) this.bufIds.push(new Map());
+    const ids = this.bufIds[device];
+    let b = ids.get(buffer);
+    if (b === undefined) { b = this.bufName.length; this.bufName.push(buffer); this.bufDevice.push(device); ids.set(buffer, b); }
     this.memKind.push(op === 'alloc' ? 0 : 1);
     this.memAt.push((at ?? (op === 'alloc' ? 'start' : 'end')) === 'start' ? 0 : 1);
     this.memBuf.push(b);
