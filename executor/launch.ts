@@ -38,6 +38,8 @@ export interface ExecuteResult {
   tokens_per_s: number;
   /** Per rank: peak bytes (CUDA: caching allocator's peak reserved; CPU: peak RSS). */
   peak_bytes: number[];
+  /** Per rank: peak allocated bytes (CUDA; the figure torch.cuda.max_memory_allocated gives). */
+  peak_allocated_bytes: number[];
   params: number;
   mfu: number | null;
   devices: string[];
@@ -105,7 +107,7 @@ function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boo
   const out: ExecuteResult = {
     ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
     losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,
-    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes), params, mfu, devices: devs,
+    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes), params, mfu, devices: devs,
   };
   if (trace) out.trace = measuredTrace(plan, results, devs, { tokens_per_s: tps, mfu, step_s: med });
   return out;

@@ -102,6 +102,8 @@ export interface RankResult {
   gradNorms: number[];
   stepSec: number[];
   peakBytes: number;
+  /** CUDA: the caching allocator's peak allocated bytes (what torch.cuda.max_memory_allocated reports). */
+  peakAllocBytes: number;
   paramCount: number;
   stepsDone: number;
   stopped: boolean;
@@ -125,7 +127,7 @@ interface RawAddon {
   readSafetensors(path: string): StTensor[];
   writeSafetensors(path: string, tensors: StTensor[]): void;
   runRank(cfg: unknown, onProgress: (p: RankProgress) => void): Promise<{
-    losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; paramCount: number;
+    losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; peakAllocBytes: number; paramCount: number;
     stepsDone: number; stopped: boolean; backend: string; startUs: number; traceInts: Int32Array; traceNums: Float64Array;
   }>;
   requestStop(): void;
@@ -302,7 +304,7 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
     });
   }
   return {
-    losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes,
+    losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes, peakAllocBytes: r.peakAllocBytes,
     paramCount: r.paramCount, stepsDone: r.stepsDone, stopped: r.stopped, backend: r.backend, startUs: r.startUs, trace,
   };
 }

@@ -54,6 +54,21 @@ export function findTorch() {
   return null;
 }
 
+/** nccl.h for CUDA builds: $NCCL_INCLUDE_DIR, the nvidia-nccl wheel beside torch, or system paths. */
+export function findNcclInclude(torchDir) {
+  const c = [];
+  if (process.env.NCCL_INCLUDE_DIR) c.push(process.env.NCCL_INCLUDE_DIR);
+  const m = /^(.*[/](?:site|dist)-packages)[/]/.exec(torchDir);
+  if (m) {
+    const nv = join(m[1], 'nvidia');
+    try {
+      for (const d of readdirSync(nv)) c.push(join(nv, d, 'include'));
+    } catch { /* no nvidia wheels */ }
+  }
+  c.push('/usr/include', '/usr/local/cuda/include');
+  return c.find((d) => existsSync(join(d, 'nccl.h'))) ?? null;
+}
+
 function newestSource(dir) {
   let newest = 0;
   for (const name of readdirSync(dir)) {
@@ -96,12 +111,14 @@ async function main() {
   const require = createRequire(import.meta.url);
   const { BuildSystem } = require('cmake-js');
   const jobs = Number(process.env.MMOC_BUILD_JOBS) || Math.max(1, availableParallelism());
+  const nccl = findNcclInclude(torch.torchDir);
+  if (nccl) say(`nccl.h: ${nccl}`);
   const t0 = Date.now();
   const bs = new BuildSystem({
     directory: nativeDir,
     out: outDir,
     parallel: jobs,
-    cMakeOptions: { Torch_DIR: torch.torchDir, CMAKE_EXPORT_COMPILE_COMMANDS: 'ON' },
+    cMakeOptions: { Torch_DIR: torch.torchDir, CMAKE_EXPORT_COMPILE_COMMANDS: 'ON', ...(nccl ? { NCCL_INCLUDE_DIR: nccl } : {}) },
     log: quiet ? 'warn' : 'info',
     silent: false,
   });

@@ -124,7 +124,7 @@ struct TraceEv {
 struct RunResult {
   std::vector<double> losses, gradNorms, stepSec;
   std::vector<TraceEv> trace;
-  int64_t peakBytes = 0, paramCount = 0;
+  int64_t peakBytes = 0, peakAllocBytes = 0, paramCount = 0;
   int stepsDone = 0;
   bool stopped = false;
   std::string backend;

@@ -14,6 +14,8 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 
 #define MMOC_TORCH_AT_LEAST(maj, min) \
   (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
@@ -29,12 +31,21 @@
 #endif
 
 #if defined(MMOC_CUDA) && MMOC_CUDA
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#define MMOC_HAS_CUDA 1
+#else
+#define MMOC_HAS_CUDA 0
+#endif
+
+// NCCL process groups need nccl.h, which the torch wheels take from the nvidia-nccl package
+// (scripts/build-native.mjs finds it and CMake defines MMOC_NCCL).
+#if MMOC_HAS_CUDA && defined(MMOC_NCCL) && MMOC_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define MMOC_HAS_NCCL 1
 #else
 #define MMOC_HAS_NCCL 0
@@ -46,7 +57,7 @@
 #define MMOC_HAS_SDPA 0
 #endif
 
-#if MMOC_TORCH_AT_LEAST(2, 1) && MMOC_HAS_NCCL
+#if MMOC_TORCH_AT_LEAST(2, 1) && MMOC_HAS_CUDA
 #define MMOC_HAS_FUSED_ADAMW 1
 #else
 #define MMOC_HAS_FUSED_ADAMW 0
@@ -54,13 +65,8 @@
 
 namespace mmoc {
 
-// The Work handle type: c10d::Work in both 1.13 and 2.x (1.13 also keeps ProcessGroup::Work as an
-// alias); `auto` is used at call sites.
-#if MMOC_TORCH_AT_LEAST(2, 0)
+// The Work handle: c10d::Work in both 1.13 and 2.x.
 using WorkPtr = c10::intrusive_ptr<c10d::Work>;
-#else
-using WorkPtr = c10::intrusive_ptr<c10d::Work>;
-#endif
 
 /** The project's own view of a process group: the operations the executor needs. */
 struct Comm {
@@ -103,7 +109,9 @@ inline std::unique_ptr<Comm> makeComm(const c10::intrusive_ptr<c10d::Store>& sto
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
     return std::make_unique<CommImpl<c10d::ProcessGroupNCCL>>(pg, "nccl");
 #else
-    throw std::runtime_error("this build of the native addon has no NCCL (libtorch without CUDA)");
+    throw std::runtime_error(
+        "this build of the native addon has no NCCL process group (libtorch without CUDA, or nccl.h not found at "
+        "build time): set NCCL_INCLUDE_DIR and run `npm run build:native -- --force`");
 #endif
   }
 #if MMOC_HAS_GLOO

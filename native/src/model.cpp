@@ -539,7 +539,7 @@ BuildInfo buildInfo() {
 #elif defined(__GNUC__)
   b.compiler = "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__);
 #endif
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
   b.cuda = true;
 #ifdef CUDART_VERSION
   b.cudaVersion = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
@@ -558,7 +558,7 @@ Devices devices() {
   d.cpuCores = n > 0 ? static_cast<int>(n) : 1;
   d.torchThreads = at::get_num_threads();
   d.cudaAvailable = torch::cuda::is_available();
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
   if (d.cudaAvailable) {
     const int count = static_cast<int>(torch::cuda::device_count());
     for (int i = 0; i < count; ++i) {

@@ -101,7 +101,7 @@ struct Rank {
 
   void setup() {
     if (cuda) {
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
       c10::cuda::set_device(device.index());
 #endif
     }
@@ -368,7 +368,7 @@ struct Rank {
       for (int k = 0; k < 2; ++k) {
         if (ps[k].empty()) continue;
         at::_fused_adamw_(ps[k], gs[k], ms[k], vs[k], {}, steps[k], lr, o.beta1, o.beta2, k == 0 ? o.weightDecay : 0.0,
-                          o.eps, false, false, c10::nullopt, c10::nullopt);
+                          o.eps, /*amsgrad=*/false, /*maximize=*/false);
       }
       if (model->mixed)
         for (auto& p : it->second) p.w.copy_(p.master);
@@ -390,7 +390,7 @@ struct Rank {
   }
 
   int64_t memBytes() {
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
     if (cuda) {
       auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
       return s.reserved_bytes[0].current;
@@ -399,7 +399,7 @@ struct Rank {
     return rssBytes();
   }
   int64_t peakBytes() {
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
     if (cuda) {
       auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
       return s.reserved_bytes[0].peak;
@@ -407,8 +407,17 @@ struct Rank {
 #endif
     return peakRssBytes();
   }
+  int64_t peakAllocated() {
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+      return s.allocated_bytes[0].peak;
+    }
+#endif
+    return peakRssBytes();
+  }
   void sync() {
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
     if (cuda) c10::cuda::getCurrentCUDAStream(device.index()).synchronize();
 #endif
   }
@@ -460,7 +469,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   const int64_t tokensPerStep = static_cast<int64_t>(cfg.microBatchSize) * cfg.seq * cfg.microBatches;
   const int B = cfg.microBatchSize, S = cfg.seq;
 
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
   std::vector<at::cuda::CUDAEvent> evStart, evEnd;
   if (r.cuda && cfg.trace) {
     evStart.reserve(cfg.program.size()), evEnd.reserve(cfg.program.size());
@@ -476,7 +485,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
     std::vector<TraceEv> evs;
     std::vector<int64_t> bytes(cfg.program.size(), 0);
     std::vector<double> cpuStart(cfg.program.size());
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
     at::cuda::CUDAEvent stepEv(0);
     double stepEvUs = 0;
     if (r.cuda && cfg.trace) {
@@ -490,11 +499,11 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
         const Instr& in = cfg.program[pc];
         status.set(step, pc, in);
         const auto a = Clock::now();
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
         if (r.cuda && cfg.trace) evStart[pc].record();
 #endif
         bytes[pc] = r.exec(in);
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
         if (r.cuda && cfg.trace) evEnd[pc].record();
 #endif
         if (cfg.trace) {
@@ -516,7 +525,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
     } catch (const std::exception& e) {
       throw fail(where(__FILE__, __LINE__) + cppError(e));
     }
-#if MMOC_HAS_NCCL
+#if MMOC_HAS_CUDA
     if (r.cuda && cfg.trace) {
       for (size_t i = 0; i < evs.size(); ++i) {
         evs[i].tsUs = stepEvUs + stepEv.elapsed_time(evStart[i]) * 1000.0;
@@ -565,6 +574,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   }
   pc = -1;
   res.peakBytes = r.peakBytes();
+  res.peakAllocBytes = r.peakAllocated();
   if (!cfg.saveDir.empty()) {
     // Hugging Face shard names: model.safetensors alone, else model-0000r-of-0000N.safetensors (the
     // launcher writes model.safetensors.index.json once every rank has written its shard)
