@@ -32,16 +32,19 @@ const shape = { ...LLAMA2_13B_8GPU, steps };
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const buildMs: number[] = [];
 const simMs: number[] = [];
+const cpuMs: number[] = [];
 let tasks = 0;
 let last: ReturnType<typeof simulate> | null = null;
 let kinds: Record<string, number> = {};
 for (let i = 0; i < warmup + runs; i++) {
   const b0 = performance.now();
   const { g } = offloadPipelineGraph(profile, shape);
+  const c1 = process.cpuUsage();
   const b1 = performance.now();
   const r = simulate(g, { memorySeries: false, tokens: shape.microBatches * shape.seq * steps });
   const b2 = performance.now();
-  if (i >= warmup) { buildMs.push(b1 - b0); simMs.push(b2 - b1); }
+  const c2 = process.cpuUsage(c1);
+  if (i >= warmup) { buildMs.push(b1 - b0); simMs.push(b2 - b1); cpuMs.push((c2.user + c2.system) / 1e3); }
   tasks = g.taskCount;
   last = r;
   if (i === 0) {
@@ -77,6 +80,9 @@ const result = {
         tasks_per_s_best: Math.round(Math.max(...tps)),
         tasks_per_s_worst: Math.round(Math.min(...tps)),
         simulate_ms_median: Number(median(simMs).toFixed(2)),
+        // CPU time of the process (all its threads, GC included) per run: less sensitive to other
+        // jobs on a shared machine than wall time
+        tasks_per_cpu_s_median: Math.round(median(cpuMs.map((ms) => tasks / (ms / 1e3)))),
         build_ms_median: Number(median(buildMs).toFixed(2)),
         runs, warmup,
       },
@@ -84,5 +90,6 @@ const result = {
     }],
   }],
 };
-console.log(`${tasks} tasks; simulate median ${median(simMs).toFixed(1)} ms -> ${Math.round(median(tps)).toLocaleString('en-US')} tasks/s (best ${Math.round(Math.max(...tps)).toLocaleString('en-US')}); build ${median(buildMs).toFixed(1)} ms`);
+const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+console.log(`${tasks} tasks; simulate median ${median(simMs).toFixed(1)} ms -> ${fmt(median(tps))} tasks/s wall (best ${fmt(Math.max(...tps))}), ${fmt(median(cpuMs.map((ms) => tasks / (ms / 1e3))))} tasks/cpu-s; build ${median(buildMs).toFixed(1)} ms; load ${loadavg()[0].toFixed(2)}`);
 if (out) { writeFileSync(out, JSON.stringify(result, null, 2) + '\n'); console.log(`wrote ${out}`); }

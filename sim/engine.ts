@@ -34,6 +34,12 @@ interface Frozen {
   runTotal: number;
   /** Per link: offset of its active-flow slots (capacity = tasks that cross it). */
   lfOff: Int32Array;
+  /** Per task: its shared links (sList[sOff[t] .. sOff[t] + sCnt[t])) and its cap including the
+   *  links only it can be on (bytes/us). */
+  sOff: Int32Array;
+  sCnt: Int32Array;
+  sList: Int32Array;
+  effCap: Float64Array;
 }
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
@@ -81,7 +87,41 @@ function freeze(g: SimGraph): Frozen {
   const lfOff = new Int32Array(L + 1);
   for (let i = 0; i < g.linkList.n; i++) lfOff[g.linkList.a[i] + 1]++;
   for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
-  const f: Frozen = { version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff };
+  // A link crossed only by tasks of one in-order stream never carries two flows at once: for
+  // sharing it is exactly a per-flow cap, so progressive filling leaves it out.
+  const owner = new Int32Array(L).fill(-2); // -2 unused, -1 shared, else the stream
+  const ll = g.linkList.a;
+  for (let t = 0; t < n; t++) {
+    const c = g.tLinkCnt[t];
+    if (c === 0) continue;
+    const r = g.tRes[t];
+    const own = r >= 0 && g.resKind[r] === R_STREAM ? r : -1;
+    for (let i = g.tLinkOff[t], e = i + c; i < e; i++) {
+      const l = ll[i];
+      if (owner[l] === -2) owner[l] = own;
+      else if (owner[l] !== own) owner[l] = -1;
+    }
+  }
+  const sOff = new Int32Array(n);
+  const sCnt = new Int32Array(n);
+  const sList = new Int32Array(g.linkList.n);
+  const effCap = new Float64Array(n);
+  let k = 0;
+  for (let t = 0; t < n; t++) {
+    let cap = g.tCap[t];
+    sOff[t] = k;
+    for (let i = g.tLinkOff[t], e = i + g.tLinkCnt[t]; i < e; i++) {
+      const l = ll[i];
+      if (owner[l] >= 0) { if (g.linkCap[l] < cap) cap = g.linkCap[l]; }
+      else sList[k++] = l;
+    }
+    sCnt[t] = k - sOff[t];
+    effCap[t] = cap;
+  }
+  const f: Frozen = {
+    version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff,
+    sOff, sCnt, sList, effCap,
+  };
   frozenCache.set(g, f);
   return f;
 }
@@ -456,17 +496,21 @@ class Engine {
     const off = g.tLinkOff[t];
     const cnt = g.tLinkCnt[t];
     const ll = g.linkList.a;
-    let alone = true;
-    let bw = g.tCap[t];
     for (let i = 0; i < cnt; i++) {
       const l = ll[off + i];
       const c = this.lfN[l]++;
-      if (c > 0) alone = false;
-      else this.linkBusySince[l] = this.now;
+      if (c === 0) this.linkBusySince[l] = this.now;
       this.lf[this.f.lfOff[l] + c] = t;
-      if (g.linkCap[l] < bw) bw = g.linkCap[l];
       const d = g.linkDevice[l];
       if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
+    }
+    const f = this.f;
+    let alone = true;
+    let bw = f.effCap[t];
+    for (let i = f.sOff[t], e = i + f.sCnt[t]; i < e; i++) {
+      const l = f.sList[i];
+      if (this.lfN[l] > 1) { alone = false; break; }
+      if (g.linkCap[l] < bw) bw = g.linkCap[l];
     }
     if (alone) { this.rate[t] = bw; this.push(this.now + this.rem[t] / bw, t); return; }
     this.refill(t);
@@ -498,10 +542,10 @@ class Engine {
    *  connected to task t's links; reschedules flows whose rate changed. */
   refill(t: number): void {
     const g = this.g;
-    const ll = g.linkList.a;
-    const tLinkOff = g.tLinkOff;
-    const tLinkCnt = g.tLinkCnt;
-    const tCap = g.tCap;
+    const ll = this.f.sList;
+    const tLinkOff = this.f.sOff;
+    const tLinkCnt = this.f.sCnt;
+    const tCap = this.f.effCap;
     const linkCap = g.linkCap;
     const lf = this.lf;
     const lfN = this.lfN;
@@ -618,42 +662,59 @@ class Engine {
   memEffects(t: number, at: number): void {
     const g = this.g;
     const o = g.tMemOff[t];
+    const memAt = g.memAt.a;
+    const memBuf = g.memBuf.a;
+    const memKind = g.memKind.a;
+    const memBytes = g.memBytes.a;
+    const memClass = g.memClass.a;
+    const bufLive = this.bufLive;
+    const cur = this.cur;
+    const now = this.now;
     for (let i = o, e = o + g.tMemCnt[t]; i < e; i++) {
-      if (g.memAt.a[i] !== at) continue;
-      const b = g.memBuf.a[i];
+      if (memAt[i] !== at) continue;
+      const b = memBuf[i];
       const d = g.bufDevice[b];
       let delta: number;
       let c: number;
-      if (g.memKind.a[i] === 0) {
-        if (this.bufLive[b]) {
-          const o2 = this.bufOwner[b];
-          throw new SimError(`task ${t} "${g.taskName(t)}" allocates "${g.bufName[b]}" on ${g.deviceName[d]}, which is still live (allocated by task ${o2} "${g.taskName(o2)}")`, [t, o2]);
-        }
-        this.bufLive[b] = 1;
-        delta = g.memBytes.a[i];
-        c = g.memClass.a[i];
+      if (memKind[i] === 0) {
+        if (bufLive[b]) this.memError(t, b, true);
+        bufLive[b] = 1;
+        delta = memBytes[i];
+        c = memClass[i];
         this.bufOwner[b] = t;
         this.allocEff[b] = i;
       } else {
-        if (!this.bufLive[b]) {
-          throw new SimError(`task ${t} "${g.taskName(t)}" frees "${g.bufName[b]}" on ${g.deviceName[d]}, which is not allocated`, [t]);
-        }
-        this.bufLive[b] = 0;
+        if (!bufLive[b]) this.memError(t, b, false);
+        bufLive[b] = 0;
         const ai = this.allocEff[b];
-        delta = -g.memBytes.a[ai];
-        c = g.memClass.a[ai];
+        delta = -memBytes[ai];
+        c = memClass[ai];
       }
-      this.cur[d] += delta;
+      const v = cur[d] + delta;
+      cur[d] = v;
       this.curClass[d * NCLASS + c] += delta;
-      this.logEff[this.logN] = i;
-      this.logTime[this.logN++] = this.now;
-      if (this.cur[d] > this.peak[d]) {
-        this.peak[d] = this.cur[d];
-        this.peakTime[d] = this.now;
-        this.peakLog[d] = this.logN;
-        for (let k = 0; k < NCLASS; k++) this.peakClass[d * NCLASS + k] = this.curClass[d * NCLASS + k];
+      const n = this.logN;
+      this.logEff[n] = i;
+      this.logTime[n] = now;
+      this.logN = n + 1;
+      if (v > this.peak[d]) {
+        this.peak[d] = v;
+        this.peakTime[d] = now;
+        this.peakLog[d] = n + 1;
+        const base = d * NCLASS;
+        for (let k = 0; k < NCLASS; k++) this.peakClass[base + k] = this.curClass[base + k];
       }
     }
+  }
+
+  memError(t: number, b: number, alloc: boolean): never {
+    const g = this.g;
+    const dn = g.deviceName[g.bufDevice[b]];
+    if (alloc) {
+      const o2 = this.bufOwner[b];
+      throw new SimError(`task ${t} "${g.taskName(t)}" allocates "${g.bufName[b]}" on ${dn}, which is still live (allocated by task ${o2} "${g.taskName(o2)}")`, [t, o2]);
+    }
+    throw new SimError(`task ${t} "${g.taskName(t)}" frees "${g.bufName[b]}" on ${dn}, which is not allocated`, [t]);
   }
   allocEff = new Int32Array(0);
 
@@ -749,12 +810,18 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
     const peakAt = new Int32Array(e.logN + 1).fill(-1); // log position -> device whose peak it is
     const peakNext = new Int32Array(D).fill(-1);
     for (let d = 0; d < D; d++) if (e.peakLog[d] > 0) { peakNext[d] = peakAt[e.peakLog[d]]; peakAt[e.peakLog[d]] = d; }
-    for (let i = 0; i < e.logN; i++) {
+    // without the series, replay only up to the last peak
+    let stop = e.logN;
+    if (!wantSeries) { stop = 0; for (let d = 0; d < D; d++) if (e.peakLog[d] > stop) stop = e.peakLog[d]; }
+    const memBuf = g.memBuf.a;
+    const memKind = g.memKind.a;
+    const memBytes = g.memBytes.a;
+    for (let i = 0; i < stop; i++) {
       const eff = e.logEff[i];
-      const b = g.memBuf.a[eff];
+      const b = memBuf[eff];
       const d = g.bufDevice[b];
-      if (g.memKind.a[eff] === 0) { allocAt[b] = eff; cur[d] += g.memBytes.a[eff]; live[b] = 1; }
-      else { cur[d] -= g.memBytes.a[allocAt[b]]; live[b] = 0; }
+      if (memKind[eff] === 0) { allocAt[b] = eff; cur[d] += memBytes[eff]; live[b] = 1; }
+      else { cur[d] -= memBytes[allocAt[b]]; live[b] = 0; }
       if (wantSeries) {
         const s = series[d];
         const tm = e.logTime[i];

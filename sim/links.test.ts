@@ -202,3 +202,29 @@ test('progressive filling matches an independent fluid model on random flows (pr
     ts.forEach((t, i) => close(r.end_us[t], ref[i], `flow ${i}`));
   }), { numRuns: 200 });
 });
+
+test('a link used by one in-order stream only acts as a cap: same times as the unqueued flows (property)', () => {
+  const arb = fc.record({
+    caps: fc.array(fc.integer({ min: 1, max: 20 }), { minLength: 2, maxLength: 5 }),
+    flows: fc.array(fc.record({ mask: fc.integer({ min: 1, max: 31 }), bytes: fc.integer({ min: 1, max: 100 }), delay: fc.integer({ min: 0, max: 30 }) }), { minLength: 1, maxLength: 6 }),
+  });
+  fc.assert(fc.property(arb, ({ caps, flows }) => {
+    const build = (queued: boolean) => {
+      const g = new SimGraph();
+      const h = g.device('host', { kind: 'host' });
+      const links = caps.map((c, i) => g.link(h, `l${i}`, { GBps: c }));
+      const ts = flows.map((f, i) => {
+        const own = g.link(h, `engine${i}`, { GBps: 7 });
+        let ls = caps.map((_, j) => j).filter((j) => f.mask & (1 << j));
+        if (ls.length === 0) ls = [0];
+        const on = queued ? g.stream(h, `s${i}`, { role: 'copy' }) : undefined;
+        return g.task({ on, duration_us: f.delay, bytes: f.bytes * 1e3, links: [own, ...ls.map((j) => links[j])] });
+      });
+      const r = simulate(g);
+      return ts.map((t) => r.end_us[t]);
+    };
+    const a = build(true);
+    const b = build(false);
+    a.forEach((x, i) => close(x, b[i], `flow ${i}`));
+  }), { numRuns: 150 });
+});
