@@ -2,7 +2,8 @@
 // the code it drives and exports `register(program)`.
 import type { Register } from './common.ts';
 import { register as memory } from './memory.ts';
+import { register as plan } from './plan.ts';
 import { register as doctor } from './doctor.ts';
 import { register as execute } from './execute.ts';
 
-export const commands: Register[] = [memory, doctor, execute];
+export const commands: Register[] = [memory, plan, doctor, execute];
