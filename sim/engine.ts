@@ -126,6 +126,31 @@ function freeze(g: SimGraph): Frozen {
   return f;
 }
 
+/** Per-task work arrays reused from run to run (simulate is synchronous and not re-entrant), so
+ *  the search's many runs do not churn the garbage collector. Results get fresh arrays. */
+interface Scratch {
+  cap: number;
+  hT: Float64Array; hS: Float64Array; hK: Int32Array; hPos: Int32Array;
+  depLeft: Int32Array; state: Uint8Array; rem: Float64Array; rate: Float64Array; last: Float64Array;
+  readyAt: Float64Array; lastDep: Int32Array; critPred: Int32Array; fifoNext: Int32Array;
+  mark: Int32Array; compF: Int32Array; newRate: Float64Array;
+}
+let pool: Scratch | null = null;
+const sharedEpoch = { value: 0 };
+function scratch(n: number): Scratch {
+  if (pool && pool.cap >= n) return pool;
+  const c = Math.max(64, n, pool ? pool.cap * 2 : 0);
+  pool = {
+    cap: c,
+    hT: new Float64Array(c), hS: new Float64Array(c), hK: new Int32Array(c), hPos: new Int32Array(c),
+    depLeft: new Int32Array(c), state: new Uint8Array(c), rem: new Float64Array(c), rate: new Float64Array(c), last: new Float64Array(c),
+    readyAt: new Float64Array(c), lastDep: new Int32Array(c), critPred: new Int32Array(c), fifoNext: new Int32Array(c),
+    mark: new Int32Array(c), compF: new Int32Array(c), newRate: new Float64Array(c),
+  };
+  sharedEpoch.value = 0;
+  return pool;
+}
+
 class Engine {
   readonly g: SimGraph;
   readonly f: Frozen;
@@ -173,9 +198,8 @@ class Engine {
   linkBytes: Float64Array;
   devCopies: Int32Array;
   // progressive filling scratch
-  mark: Int32Array; // per task epoch
+  mark: Int32Array; // per task epoch (shared scratch: epochs grow across runs)
   lmark: Int32Array; // per link epoch
-  epoch = 0;
   compF: Int32Array;
   compL: Int32Array;
   lres: Float64Array;
@@ -198,28 +222,31 @@ class Engine {
     this.g = g;
     this.f = f;
     const n = f.n;
-    const cap = 64;
-    this.hT = new Float64Array(cap);
-    this.hS = new Float64Array(cap);
-    this.hK = new Int32Array(cap);
-    this.hPos = new Int32Array(n).fill(-1);
-    this.depLeft = f.indeg.slice();
-    this.state = new Uint8Array(n);
-    this.rem = new Float64Array(n);
-    this.rate = new Float64Array(n);
-    this.last = new Float64Array(n);
+    const sc = scratch(n);
+    this.hT = sc.hT;
+    this.hS = sc.hS;
+    this.hK = sc.hK;
+    this.hPos = sc.hPos; this.hPos.fill(-1, 0, n);
+    this.depLeft = sc.depLeft; this.depLeft.set(f.indeg);
+    this.state = sc.state; this.state.fill(0, 0, n);
+    this.rem = sc.rem;
+    this.rate = sc.rate;
+    this.last = sc.last;
     this.start = new Float64Array(n);
     this.end = new Float64Array(n);
-    this.readyAt = new Float64Array(n);
-    this.lastDep = new Int32Array(n).fill(-1);
-    this.critPred = new Int32Array(n).fill(-1);
+    this.readyAt = sc.readyAt; this.readyAt.fill(0, 0, n);
+    this.lastDep = sc.lastDep; this.lastDep.fill(-1, 0, n);
+    this.critPred = sc.critPred; this.critPred.fill(-1, 0, n);
+    this.fifoNext = sc.fifoNext; this.fifoNext.fill(-1, 0, n);
+    this.mark = sc.mark;
+    this.compF = sc.compF;
+    this.newRate = sc.newRate;
     const R = g.resourceCount;
     this.qHead = f.qOff.slice(0, R);
     this.busy = new Int32Array(R).fill(-1);
     this.slots = Int32Array.from(g.resSlots);
     this.fifoHead = new Int32Array(R).fill(-1);
     this.fifoTail = new Int32Array(R).fill(-1);
-    this.fifoNext = new Int32Array(n).fill(-1);
     this.lastOnRes = new Int32Array(R).fill(-1);
     this.resRunning = new Int32Array(R);
     this.resBusySince = new Float64Array(R);
@@ -235,13 +262,10 @@ class Engine {
     this.linkBusy = new Float64Array(L);
     this.linkBytes = new Float64Array(L);
     this.devCopies = new Int32Array(g.deviceCount);
-    this.mark = new Int32Array(n);
     this.lmark = new Int32Array(L);
-    this.compF = new Int32Array(Math.max(16, n));
     this.compL = new Int32Array(Math.max(16, L));
     this.lres = new Float64Array(L);
     this.lunf = new Int32Array(L);
-    this.newRate = new Float64Array(n);
     const D = g.deviceCount;
     this.cur = new Float64Array(D);
     this.curClass = new Float64Array(D * NCLASS);
@@ -552,7 +576,8 @@ class Engine {
     const lfOff = this.f.lfOff;
     const mark = this.mark;
     const lmark = this.lmark;
-    const ep = ++this.epoch;
+    const ep = ++sharedEpoch.value;
+    if (ep === 0x3fffffff) { sharedEpoch.value = 1; this.mark.fill(0); this.lmark.fill(0); }
     const compF = this.compF;
     const compL = this.compL;
     let nf = 0;
