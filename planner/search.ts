@@ -281,9 +281,11 @@ export function search(input: SearchInput): SearchResult {
     }
     const base = minLevel.map((x) => (x < 0 ? maxLevel : x));
     const seen = new Set<string>();
-    for (let delta = 0; delta <= maxLevel; delta++) {
+    // Levels below a rank's least fitting one are considered too (and pruned by the memory model);
+    // those above it trade speed for memory (the Pareto front).
+    for (let delta = -maxLevel; delta <= maxLevel; delta++) {
       const levels = base.map((x) => {
-        let l = Math.min(maxLevel, x + delta);
+        let l = Math.max(0, Math.min(maxLevel, x + delta));
         if (l === 6 && !lay.recompute) l = delta > 0 ? 7 : 5;
         return Math.min(l, maxLevel);
       });
