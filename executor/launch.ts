@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Plan } from '../planner/plan-types.ts';
-import { OPCODES, devices, requestStop, runRank, validateRankConfig, type RankProgress, type RankResult } from './native.ts';
+import { OPCODES, buildInfo, devices, requestStop, runRank, validateRankConfig, type RankProgress, type RankResult } from './native.ts';
 import { rankConfig, worldSize, type Rendezvous, type RunOptions } from './rank-config.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
 import { measuredTrace, flopsPerToken, peakFlops, type MeasuredTrace } from './trace.ts';
@@ -121,6 +121,22 @@ function deviceNames(plan: Plan, world: number, opts: RunOptions): string[] {
   return ids.map((d) => (d.startsWith('cuda:') ? `${d} ${cuda.find((c) => c.index === Number(d.slice(5)))?.name ?? ''}`.trim() : d));
 }
 
+/** Refuses a plan whose CUDA ranks this build or machine cannot run, before starting any rank. */
+function checkDevices(plan: Plan, world: number, opts: RunOptions): void {
+  const want = Array.from({ length: world }, (_, r) => opts.device ?? ((plan.layout.rankDevice[r] ?? -1) < 0 ? 'cpu' : `cuda:${plan.layout.rankDevice[r]}`));
+  const cuda = want.filter((d) => d.startsWith('cuda'));
+  if (cuda.length === 0) return;
+  const b = buildInfo();
+  if (!b.cuda) {
+    throw new ExecuteError(`the plan places rank ${want.findIndex((d) => d.startsWith('cuda'))} on ${cuda[0]}, but the native addon is built against libtorch ${b.torchVersion} without CUDA; on a GPU machine rebuild it against the torch package: export CMAKE_PREFIX_PATH=$(python3 -c "import torch; print(torch.utils.cmake_prefix_path)") && npm run build:native -- --force`);
+  }
+  const n = devices().cuda.length;
+  want.forEach((d, r) => {
+    if (d.startsWith('cuda:') && Number(d.slice(5)) >= n) throw new ExecuteError(`rank ${r} is placed on ${d}, but this machine has ${n} GPU${n === 1 ? '' : 's'}`);
+  });
+  if (world > 1 && !b.nccl) throw new ExecuteError('the native addon was built without NCCL (nccl.h not found): CUDA ranks cannot communicate; set NCCL_INCLUDE_DIR and run `npm run build:native -- --force`');
+}
+
 /** Runs `plan` on this machine: one child process per rank (or in-process under torchrun). */
 export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks = {}): Promise<ExecuteResult> {
   const world = worldSize(plan);
@@ -133,6 +149,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   for (let rank = 0; rank < world; rank++) {
     validateRankConfig(rankConfig(plan, { rank, world, masterAddr: '127.0.0.1', masterPort: 1, statusPath: '' }, { ...opts, steps }));
   }
+  checkDevices(plan, world, opts);
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
   const port = await freePort();
   const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');

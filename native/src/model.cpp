@@ -19,6 +19,11 @@ std::string where(const char* file, int line) {
 std::string cppError(const std::exception& e) {
   if (auto c = dynamic_cast<const c10::Error*>(&e)) {
     std::string m = c->what_without_backtrace();
+    // torch's dispatcher messages list every backend: keep the first sentence of long ones
+    if (m.size() > 400) {
+      auto cut = m.find(". ");
+      m = m.substr(0, cut != std::string::npos && cut < 400 ? cut + 1 : 400) + " [...]";
+    }
     return m;
   }
   return e.what();

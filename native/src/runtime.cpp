@@ -84,6 +84,7 @@ struct Rank {
   std::map<Key, at::Tensor> input, output, gradOut, gradIn;
   std::map<int, at::Tensor> tokens, labels, mask;
   double normaliser = 1, stepLoss = 0, gradNorm = 0, clipCoef = 1;
+  at::Tensor lossAcc;
   bool hasLoss = false;
   int step = 0;
   std::vector<int> lossMbs;
@@ -230,7 +231,9 @@ struct Rank {
       y = runStage(mb, s, x);
     }
     if (st.hi == lastLayer() + 1) {
-      stepLoss += y.detach().item<double>();
+      // kept on the device and read once at the step end (no host sync per micro-batch)
+      auto l = y.detach().to(at::kDouble);
+      lossAcc = lossAcc.defined() ? lossAcc + l : l;
       hasLoss = true;
     }
     output[{mb, s}] = y;
@@ -520,6 +523,8 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       pc = static_cast<int>(cfg.program.size());
       r.waitPending();
       r.sync();
+      if (r.lossAcc.defined()) r.stepLoss = r.lossAcc.item<double>();
+      r.lossAcc = at::Tensor();
     } catch (const Error& e) {
       throw fail(e.what());
     } catch (const std::exception& e) {
