@@ -168,3 +168,20 @@ test('random DAGs: every task starts after its dependencies end and streams neve
     for (const res of r.resources) assert.ok(res.busy_us <= r.makespan_us + 1e-9);
   }), { numRuns: 150 });
 });
+
+test('a cycle is reported in order: each task waits for the next, the last for the first', () => {
+  const g = new SimGraph();
+  const n = ['a', 'b', 'c', 'd'].map((name) => g.task({ name, duration_us: 1 }));
+  // a waits for b, b for c, c for d, d for a
+  g.dep(n[1], n[0]);
+  g.dep(n[2], n[1]);
+  g.dep(n[3], n[2]);
+  g.dep(n[0], n[3]);
+  assert.throws(() => simulate(g), (e: unknown) => {
+    assert.ok(e instanceof SimError);
+    const order = [...e.message.matchAll(/task \d+ "(\w)"/g)].map((m) => m[1]).join('');
+    assert.ok(['abcd', 'bcda', 'cdab', 'dabc'].includes(order.slice(0, 4)), `order ${order}`);
+    assert.deepEqual([...e.tasks].sort(), [0, 1, 2, 3]);
+    return true;
+  });
+});

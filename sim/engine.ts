@@ -781,8 +781,9 @@ class Engine {
           if (color[v] === 0) { color[v] = 1; parent[v] = u; stack.push(v); idx.push(0); }
           else if (color[v] === 1) {
             // cycle: v waits ... u waits on v
-            const cyc: number[] = [v];
-            for (let x = u; x !== v && x >= 0; x = parent[x]) cyc.push(x);
+            const back: number[] = [];
+            for (let x = u; x !== v && x >= 0; x = parent[x]) back.push(x);
+            const cyc = [v, ...back.reverse()]; // each waits for the next, the last for the first
             const names = cyc.map((x) => `task ${x} "${g.taskName(x)}"`);
             throw new SimError(`deadlock: ${stuck.length} task(s) can never start; cycle (each waits for the next, by dependency or stream order): ${names.join(' -> ')} -> task ${v}`, cyc);
           }
