@@ -203,8 +203,15 @@ export class SimGraph {
     if (!(d >= 0 && d < this.deviceName.length) || !Number.isInteger(d)) throw new SimError(`${what}: device ${d} does not exist`);
   }
 
+  /** `tasks`: expected task count, to size the arrays once (they grow as needed anyway). */
+  constructor(opts: { tasks?: number } = {}) {
+    this.hint = Math.max(256, opts.tasks ?? 0);
+  }
+
+  private hint: number;
+
   private grow(): void {
-    const cap = Math.max(256, this.cap * 2);
+    const cap = Math.max(this.hint, this.cap * 2);
     const g = <T extends Int32Array | Float64Array | Uint8Array>(a: T, C: new (n: number) => T): T => { const b = new C(cap); b.set(a); return b; };
     this.tRes = g(this.tRes, Int32Array);
     this.tWork = g(this.tWork, Uint8Array);
