@@ -44,6 +44,13 @@ interface Frozen {
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
 
+/** A temporary Int32Array of at least n elements, reused (contents undefined). */
+let tmp = new Int32Array(1024);
+function tmpI32(n: number): Int32Array {
+  if (tmp.length < n) tmp = new Int32Array(Math.max(n, tmp.length * 2));
+  return tmp;
+}
+
 function freeze(g: SimGraph): Frozen {
   g.resolveSignals();
   const cached = frozenCache.get(g);
@@ -53,7 +60,7 @@ function freeze(g: SimGraph): Frozen {
   const ef = g.edgeFrom.a;
   const et = g.edgeTo.a;
   const indeg = new Int32Array(n);
-  const outdeg = new Int32Array(n + 1);
+  const succOff = new Int32Array(n + 1);
   for (let e = 0; e < E; e++) {
     const a = ef[e];
     const b = et[e];
@@ -62,11 +69,11 @@ function freeze(g: SimGraph): Frozen {
     }
     if (!(b >= 0 && b < n)) throw new SimError(`a dependency on task ${a} "${g.taskName(a)}" names task ${b}, which does not exist`, [a]);
     indeg[b]++;
-    outdeg[a]++;
+    succOff[a + 1]++;
   }
-  const succOff = new Int32Array(n + 1);
-  for (let i = 0; i < n; i++) succOff[i + 1] = succOff[i] + outdeg[i];
-  const fill = succOff.slice(0, n);
+  for (let i = 0; i < n; i++) succOff[i + 1] += succOff[i];
+  const fill = tmpI32(n);
+  fill.set(succOff.subarray(0, n));
   const succ = new Int32Array(E);
   for (let e = 0; e < E; e++) succ[fill[ef[e]]++] = et[e];
 

@@ -205,7 +205,7 @@ export class SimGraph {
 
   /** `tasks`: expected task count, to size the arrays once (they grow as needed anyway). */
   constructor(opts: { tasks?: number } = {}) {
-    this.hint = Math.max(256, opts.tasks ?? 0);
+    this.hint = Math.max(1024, opts.tasks ?? 0);
   }
 
   private hint: number;
