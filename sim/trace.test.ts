@@ -90,3 +90,15 @@ test('memory counters follow the allocations of a pipeline', () => {
   const c0 = tr.traceEvents.filter((e) => e.ph === 'C' && e.pid === 1).map((e) => (e.args as Record<string, number>).activations);
   assert.deepEqual(c0, [10, 20, 30, 20, 10, 0]);
 });
+
+test('offload pipelines of 1-8 stages and 1-12 micro-batches run to completion with memory returned', () => {
+  for (const [stages, mbs, steps] of [[1, 1, 1], [2, 3, 2], [4, 12, 1], [8, 5, 2]]) {
+    const p8 = parseHardwareProfile(JSON.parse(readFileSync(new URL('../configs/hardware/h200x8.json', import.meta.url), 'utf8')), 'h200x8');
+    const { g } = offloadPipelineGraph(p8, { ...LLAMA2_13B_8GPU, layers: stages * 2, stages, microBatches: mbs, steps });
+    const r = simulate(g);
+    assert.ok(r.makespan_us > 0);
+    for (const m of r.memory) assert.equal(m.end_bytes, 0, `${m.device} frees everything`);
+    const gpu0 = r.memory.find((m) => m.device === 'gpu0')!;
+    assert.ok(gpu0.peak_by_class.weights > 0 && gpu0.peak_by_class.activations > 0);
+  }
+});
