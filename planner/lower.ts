@@ -9,7 +9,7 @@
 //    with streamed layers is lowered layer by layer so that each layer waits only for its own
 //    fetch).
 //  - Sends are asynchronous: a transfer on the sender's comm stream after the pass that produced
-//    the tensor; the matching receive is a zero-time task that waits for it.
+//    the tensor; the matching receive has no task of its own: the pass after it waits for the send.
 //  - fetch_params / upload_params / reload_act run on the host-to-device stream, offload_grads /
 //    offload_act on the device-to-host stream, in program order. A fetch waits for a free slot:
 //    the layer use prefetchDepth+1 fetches earlier must be done (release_params).
@@ -100,6 +100,10 @@ export interface LowerOptions {
   memory?: MemoryReport;
   /** Record memory effects on the host and disk as well (default true). */
   hostMemory?: boolean;
+  /** Lower only the first `replicas` data-parallel replicas (default all). The search simulates
+   *  one replica of a symmetric data-parallel plan on a profile whose shared resources are
+   *  scaled to that replica's share (replicaProfile). */
+  replicas?: number;
 }
 
 /** Memory-model overhead per device from the profile: context + communicator buffers. */
@@ -124,7 +128,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const inv = opts.inventory ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
   const mem = opts.memory ?? planMemory(plan, profile, inv);
   const { layout, policy } = plan;
-  const N = layout.pipelineRanks, D = layout.dataParallel, R = N * D, K = layout.stages.length;
+  const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length;
   const isCpu = profile.gpus.kind === 'cpu';
   const rankGpu = layout.rankDevice.map((d, r) => (d >= 0 ? d : r));
   let maxGpu = 0;
@@ -158,14 +162,19 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
 
   const taskOf: Int32Array[] = [];
   // Cross-rank pairing: key -> task.
-  const sendTask = new Map<string, TaskId>();
-  const recvTask = new Map<string, TaskId>();
+  // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
+  // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
+  const M = plan.job.microBatches;
+  const pairKey = (kind: number, mb: number, from: number, rep: number) => ((kind * M + mb) * K + from) * D + rep;
+  const sendOf = new Int32Array(2 * M * K * D).fill(-1);
+  const recvBy: number[] = []; // pairs: key, consumer task
   const arArrive = new Map<string, TaskId[]>(); // allreduce: layer+pipelineRank -> arrive tasks
   const arTasks = new Map<string, TaskId[]>();
   const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
   const barriers: TaskId[] = [];
 
-  for (let r = 0; r < R; r++) {
+  const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
+  for (let r = 0; r < lowered; r++) {
     const pr = r % N, rep = Math.floor(r / N);
     const gpu = machine.gpus[rankGpu[r]!]!;
     const dev = gpu.device;
@@ -191,7 +200,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
 
     let lastBackward = -1 as TaskId;
     let lastCompute = -1 as TaskId;
-    const pendingRecv: TaskId[] = [];
+    const pendingRecv: number[] = []; // pair keys awaiting their consumer
     const reloads = new Map<string, TaskId>();
     const offActs = new Map<string, TaskId>();
     // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
@@ -214,8 +223,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         case 'backward': {
           const s = x.stage, fwd = x.op === 'forward';
           meta.mb = x.mb; meta.stage = s;
-          const deps: TaskId[] = [...pendingRecv];
-          pendingRecv.length = 0;
+          const deps: TaskId[] = [];
+          const recvKeys = pendingRecv.length ? pendingRecv.splice(0) : null;
           const key = `${x.mb}:${s}`;
           if (!fwd && reloads.has(key)) deps.push(reloads.get(key)!);
           const memEff: MemEffect[] = [];
@@ -225,8 +234,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
               : { op: 'free', device: dev, buffer: `act.${x.mb}.${s}`, at: 'end' });
           }
           const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
+          let firstOfPass = -1 as TaskId;
           if (pendingFetch.length === 0) {
             t = g.task({ on: gpu.compute, duration_us: dur, deps, mem: memEff, meta });
+            firstOfPass = t;
           } else {
             // Layer by layer: each streamed use waits for its fetch.
             const fetches = pendingFetch;
@@ -239,10 +250,12 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
               const sub = g.task({ on: gpu.compute, duration_us: per, deps: fdeps, mem: memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), meta: { ...meta, layer: fetches[i]!.layer } });
               useHistory.push(sub);
               all.push(sub);
+              if (first) firstOfPass = sub;
               first = false;
               t = sub;
             }
           }
+          if (recvKeys) for (const k of recvKeys) recvBy.push(k, firstOfPass);
           if (fwd) lastCompute = t; else { lastBackward = t; lastCompute = t; }
           break;
         }
@@ -253,16 +266,13 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = actBytes;
           t = g.task({ on: gpu.comm, bytes: route.length ? actBytes : 0, links: route, deps: lastCompute >= 0 ? [lastCompute] : [], meta });
-          sendTask.set(`${x.op === 'send_act' ? 'a' : 'g'}:${x.mb}:${x.stage}:${to}:${r}:${x.peer}`, t);
+          sendOf[pairKey(x.op === 'send_act' ? 0 : 1, x.mb, x.stage, rep)] = t;
           break;
         }
         case 'recv_act':
         case 'recv_grad': {
           const from = x.op === 'recv_act' ? x.stage - 1 : x.stage + 1;
-          meta.mb = x.mb; meta.stage = x.stage;
-          t = g.task({ meta });
-          recvTask.set(`${x.op === 'recv_act' ? 'a' : 'g'}:${x.mb}:${from}:${x.stage}:${x.peer}:${r}`, t);
-          pendingRecv.push(t);
+          pendingRecv.push(pairKey(x.op === 'recv_act' ? 0 : 1, x.mb, from, rep));
           break;
         }
         case 'fetch_params': {
@@ -390,10 +400,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (pendingFetch.length) throw new InputError(`program.ranks[${r}]: fetch_params of layer ${pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
   }
   // Pair sends and receives.
-  for (const [k, recv] of recvTask) {
-    const send = sendTask.get(k);
-    if (send === undefined) throw new InputError(`program: a receive (${k}) has no matching send`);
-    g.dep(send, recv);
+  for (let i = 0; i < recvBy.length; i += 2) {
+    const send = sendOf[recvBy[i]!]!;
+    if (send < 0) throw new InputError(`program: a receive (pair ${recvBy[i]}) has no matching send`);
+    g.dep(send, recvBy[i + 1]!);
   }
   for (const [k, arrives] of arArrive) for (const t of arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
   for (const t of gnTasks) for (const a of gnArrive) g.dep(a, t);
@@ -417,7 +427,7 @@ export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOp
   const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true });
   const N = plan.layout.pipelineRanks;
   const peak_bytes: number[] = [];
-  for (let r = 0; r < N * plan.layout.dataParallel; r++) {
+  for (let r = 0; r < lowered.taskOf.length; r++) {
     const name = lowered.graph.deviceName[lowered.machine.gpus[lowered.rankGpu[r]!]!.device]!;
     peak_bytes.push(result.memory.find((m) => m.device === name)?.peak_bytes ?? 0);
   }
@@ -425,4 +435,33 @@ export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOp
     lowered, result, step_s: result.step_s, tokens_per_s: result.tokens_per_s ?? lowered.tokens / result.step_s,
     peak_bytes, bottleneck: result.critical?.bound ?? 'unknown',
   };
+}
+
+const replicaCache = new Map<string, HardwareProfile>();
+
+/** The share of `profile` one data-parallel replica sees when all `D` replicas run alike: host
+ *  groups scaled by the replica's part of the GPUs in use behind them, the CPU optimizer pool and
+ *  the disks divided by D. */
+export function replicaProfile(profile: HardwareProfile, rankDevice: number[], N: number, D: number): HardwareProfile {
+  if (D <= 1) return profile;
+  const key = `${profile.id}|${rankDevice.join()}|${N}|${D}`;
+  let p = replicaCache.get(key);
+  if (p) return p;
+  p = JSON.parse(JSON.stringify(profile)) as HardwareProfile;
+  const gpuOf = (r: number) => (rankDevice[r]! >= 0 ? rankDevice[r]! : r);
+  const mine = new Set(Array.from({ length: N }, (_, r) => gpuOf(r)));
+  const used = new Set(Array.from({ length: N * D }, (_, r) => gpuOf(r)));
+  for (const g of p.links.host_groups) {
+    const m = g.gpus.filter((x) => mine.has(x)).length, u = g.gpus.filter((x) => used.has(x)).length;
+    if (m > 0 && u > m) {
+      const f = m / u;
+      g.h2d_GBps *= f; g.d2h_GBps *= f;
+      if (g.duplex_GBps !== undefined) g.duplex_GBps *= f;
+    }
+  }
+  for (const o of p.cpu.optimizers) for (const pt of o.points) pt.params_per_s /= D;
+  for (const d of p.disks) { d.read_GBps /= D; d.write_GBps /= D; }
+  if (replicaCache.size > 64) replicaCache.clear();
+  replicaCache.set(key, p);
+  return p;
 }

@@ -11,7 +11,7 @@ import type { Fractions, OptimizerSettings, Plan, Precision, ScheduleName, Stage
 import { getInventory, type Inventory } from './inventory.ts';
 import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
-import { layerTimes, planMemory, profileOverheadBytes, simulatePlan } from './lower.ts';
+import { layerTimes, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
 import { diskBuffersFor } from './program-gen.ts';
 import { InputError } from './errors.ts';
 
@@ -335,13 +335,35 @@ export function search(input: SearchInput): SearchResult {
     stageLayers: c.lay.stageLayers, step_s, tokens_per_s, peak_bytes: c.mem.peak, ...(bottleneck ? { bottleneck } : {}),
   });
 
+  // The step time of a candidate, as the search judges it: a data-parallel plan is simulated one
+  // replica at a time on that replica's share of the machine (replicaProfile); a plan with many
+  // micro-batches (M >= 3(m1+N), m1 = N, or 2N interleaved) is simulated with m1 and m1+N micro-batches and extrapolated along the
+  // steady state (a pipeline step is affine in M beyond the fill). The plans reported are then
+  // simulated in full.
+  const simulateCandidate = (c: Cand): number => {
+    const inv = getInventory(model, precision, c.lay.mbs, input.seq);
+    const plan = planOf(c);
+    const prof = c.lay.D > 1 ? replicaProfile(profile, plan.layout.rankDevice, c.lay.N, c.lay.D) : profile;
+    const run = (p: Plan) => simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1 }).step_s;
+    const N = c.lay.N, M = c.lay.M;
+    const m1 = c.lay.v > 1 ? 2 * N : N;
+    // (Not with the delayed update: its CPU update runs concurrently from the step start and may
+    // bound short steps, which would make the measured slope meaningless.)
+    if (N > 1 && M >= 3 * (m1 + N) && !c.delayed) {
+      const t1 = run(planOf({ ...c, lay: { ...c.lay, M: m1 } }));
+      const t2 = run(planOf({ ...c, lay: { ...c.lay, M: m1 + N } }));
+      return t2 + ((t2 - t1) / N) * (M - m1 - N);
+    }
+    return run(plan);
+  };
   const results: { c: Cand; step: number; tps: number }[] = [];
   let best: number | null = null;
   for (let i = 0; i < feasible.length; i++) {
     const c = feasible[i]!;
-    const plan = planOf(c);
-    const sim = simulatePlan(plan, profile, { memory: c.mem, criticalPath: false, hostMemory: false });
+    const step = simulateCandidate(c);
     counts.simulated++;
+    const tokens = c.lay.mbs * input.seq * c.lay.M * c.lay.D;
+    const sim = { step_s: step, tokens_per_s: tokens / step };
     results.push({ c, step: sim.step_s, tps: sim.tokens_per_s });
     if (best === null || sim.step_s < best) best = sim.step_s;
     if (input.progress && (i % 200 === 0 || i === feasible.length - 1)) input.progress(i + 1, feasible.length, best);
@@ -363,14 +385,31 @@ export function search(input: SearchInput): SearchResult {
     return { best: null, top: [], pareto: [], runnerUp: null, counts, infeasible, elapsed_s: (Date.now() - t0) / 1000 };
   }
 
+  // The leaders are simulated in full (all replicas, every micro-batch) and ranked by that.
   const topN = Math.min(input.top ?? 8, results.length);
+  {
+    const lead = results.slice(0, Math.min(results.length, topN * 3)).map((r) => {
+      const plan = planOf(r.c);
+      const step = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false }).step_s;
+      return { ...r, step, tps: (r.c.lay.mbs * input.seq * r.c.lay.M * r.c.lay.D) / step };
+    });
+    lead.sort((a, b) => a.step - b.step || a.c.mem.peak - b.c.mem.peak);
+    if (lead.length > 1) {
+      const lim = lead[0]!.step * 1.005;
+      let n = 0;
+      while (n < lead.length && lead[n]!.step <= lim) n++;
+      const near = lead.slice(0, n).sort((a, b) => offloadRank(a.c) - offloadRank(b.c) || a.step - b.step || a.c.mem.peak - b.c.mem.peak);
+      lead.splice(0, n, ...near);
+    }
+    results.splice(0, lead.length, ...lead);
+  }
   const top: CandidateSummary[] = [];
   let bestPlan: Plan | null = null;
   const topSims: { step: number; bound: string; util: string }[] = [];
   for (let i = 0; i < topN; i++) {
     const r = results[i]!;
     const plan = planOf(r.c);
-    const sim = simulatePlan(plan, profile, { memory: r.c.mem, criticalPath: true });
+    const sim = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: true });
     const bound = sim.bottleneck;
     const res = sim.result.resources.find((x) => `${x.device}/${x.name}` === bound || x.name === bound);
     topSims.push({ step: sim.step_s, bound, util: res ? `${(res.utilisation * 100).toFixed(0)}% busy` : '' });

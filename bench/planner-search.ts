@@ -1,0 +1,59 @@
+// Planner search benchmark: LLaMA-2-13B on the 8-GPU profile with every option enabled (all
+// schedules incl. interleaved, recompute, every offload level with host or disk optimizer state,
+// prefetch depths, the delayed update, host-link-aware mappings). Issue 4's target: at least
+// 10,000 candidate plans simulated and the whole search in 5 s or less on one core.
+//
+//   node --import tsx bench/planner-search.ts [--profile h200x8] [--gpus 8] [--seq 1024]
+//        [--global-batch 64] [--gpu-mem none|48GiB] [--out bench/results/<date>-planner-search.json]
+import { execSync } from 'node:child_process';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { cpus, totalmem, loadavg } from 'node:os';
+import { parseHardwareProfile } from '../sim/index.ts';
+import { parseModelConfig } from '../planner/model-config.ts';
+import { search } from '../planner/search.ts';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1]! : dflt; };
+const profileId = opt('profile', 'h200x8');
+const gpus = Number(opt('gpus', '8'));
+const seq = Number(opt('seq', '1024'));
+const globalBatch = Number(opt('global-batch', '64'));
+const capText = opt('gpu-mem', 'none');
+const cap = capText === 'none' ? null : Number(capText.replace(/GiB$/, '')) * 1024 ** 3;
+const out = opt('out', '');
+const root = new URL('..', import.meta.url);
+const profile = parseHardwareProfile(JSON.parse(readFileSync(new URL(`configs/hardware/${profileId}.json`, root), 'utf8')), `configs/hardware/${profileId}.json`);
+const model = parseModelConfig(JSON.parse(readFileSync(new URL('configs/models/llama2-13b.json', root), 'utf8')), 'configs/models/llama2-13b.json', 'llama2-13b');
+
+const cpu0 = process.cpuUsage();
+const r = search({ model, profile, gpus, gpuMemCapBytes: cap, seq, globalBatch, allowDelayedUpdate: true,
+  progress: (d, t) => { if (d === t || d % 2000 === 1) process.stderr.write(`simulated ${d}/${t}\n`); } });
+const cpu = process.cpuUsage(cpu0);
+const p = r.best?.prediction;
+const commit = (() => { try { return execSync('git rev-parse HEAD', { encoding: 'utf8' }).trim(); } catch { return 'unknown'; } })();
+const doc = {
+  date: new Date().toISOString(),
+  commit,
+  machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, host_memory_gib: +(totalmem() / 1024 ** 3).toFixed(1), node: process.version, loadavg_1m: loadavg()[0], gpus: [] },
+  profile: profile.id,
+  results: [{
+    job: { model: 'llama2-13b', seq, tokens_per_step: seq * globalBatch, gpus, gpu_mem_cap_gib: cap === null ? null : cap / 1024 ** 3 },
+    runs: [{
+      system: 'mmoc-planner-search',
+      search: {
+        considered: r.counts.considered, pruned: r.counts.pruned, simulated: r.counts.simulated,
+        elapsed_s: r.elapsed_s, cpu_s: (cpu.user + cpu.system) / 1e6,
+        simulated_per_s: +(r.counts.simulated / r.elapsed_s).toFixed(1),
+        target: { simulated_at_least: 10000, elapsed_s_at_most: 5 },
+        met: r.counts.simulated >= 10000 && r.elapsed_s <= 5,
+      },
+      plan: r.top[0] ? { schedule: r.top[0].schedule, layout: `${r.top[0].pipelineRanks} stages x ${r.top[0].dataParallel} replicas`, micro_batches: `${r.top[0].microBatchSize} x ${r.top[0].microBatches}`, recompute: r.top[0].recompute, offload: r.top[0].offload, mapping: r.top[0].mapping } : null,
+      predicted: p ? { step_s: p.step_s, tokens_per_s: p.tokens_per_s, peak_gib: p.peak_bytes.map((b) => +(b / 1024 ** 3).toFixed(2)) } : null,
+      pareto_points: r.pareto.length,
+      runner_up: r.runnerUp,
+    }],
+  }],
+};
+const text = JSON.stringify(doc, null, 2) + '\n';
+if (out) { writeFileSync(out + '.tmp', text); renameSync(out + '.tmp', out); }
+process.stdout.write(text);
