@@ -16,6 +16,32 @@
 // opcode here only when neither interpreter can express the work with the ones below, and teach
 // both interpreters at once.
 
+// Semantics both interpreters share (clarified by planner/, no new opcodes; see planner/lower.ts
+// for how the simulator orders them and planner/program-gen.ts for how generators emit them):
+//  - Placement is per layer and comes from planner/memory.ts `placeStage(inventory, stage,
+//    policy, headHasEmbedding(stages))`: which layers' weights are resident (else streamed),
+//    which layers' gradients accumulate on the GPU (else on the host), how many elements of each
+//    layer are updated on the GPU (optimizer_step.fraction), and whether the host-side optimizer
+//    state of a layer is in pinned memory or on disk. Interpreters call it; they never re-derive it.
+//  - Instructions are issued in order; compute (forward, backward, GPU optimizer_step) runs in
+//    order on the compute stream; copies run in order on their copy stream; sends, fetches,
+//    offloads, CPU updates and disk transfers are asynchronous (issue does not block).
+//  - recv_act / recv_grad: the next forward / backward waits for the matching send.
+//  - fetch_params copies a streamed layer into one of (prefetchDepth + 1) slots of its stage and
+//    waits for a free one; the forward/backward after it waits for each layer's copy only when it
+//    reaches that layer (a recomputing backward uses the layers forward, then backward, and has
+//    one fetch per use); release_params frees the slot once the pass before it is done with it.
+//  - offload_grads of a layer whose gradients accumulate on the host (placement) is issued after
+//    every backward: copy, add into the host accumulator, free the GPU buffer. Of a layer whose
+//    gradients stay on the GPU, it is issued once after the stage's last backward: copy the
+//    gradients the CPU update needs; the GPU buffer stays (zeroed for the next step).
+//  - optimizer_step(tier 'cpu') waits for the layer's last offload_grads (and disk_read);
+//    upload_params waits for it and copies the CPU-updated part of the weights.
+//  - disk_read waits for the disk_write issued just before it on the rank (this bounds the groups
+//    staged in host memory); disk_write waits for the layer's CPU step.
+//  - With optimizer.delayedUpdate the CPU steps at the start of a program apply the previous
+//    step's host gradients; their upload_params come after the step's last backward.
+
 /** Where a class of state lives. */
 export type Tier = 'gpu' | 'cpu' | 'disk';
 
