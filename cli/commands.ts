@@ -5,5 +5,6 @@ import { register as memory } from './memory.ts';
 import { register as plan } from './plan.ts';
 import { register as doctor } from './doctor.ts';
 import { register as execute } from './execute.ts';
+import { register as compare } from './compare.ts';
 
-export const commands: Register[] = [memory, plan, doctor, execute];
+export const commands: Register[] = [memory, plan, execute, compare, doctor];
