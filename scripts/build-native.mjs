@@ -118,7 +118,11 @@ async function main() {
     directory: nativeDir,
     out: outDir,
     parallel: jobs,
-    cMakeOptions: { Torch_DIR: torch.torchDir, CMAKE_EXPORT_COMPILE_COMMANDS: 'ON', ...(nccl ? { NCCL_INCLUDE_DIR: nccl } : {}) },
+    cMakeOptions: {
+      Torch_DIR: torch.torchDir, CMAKE_EXPORT_COMPILE_COMMANDS: 'ON', ...(nccl ? { NCCL_INCLUDE_DIR: nccl } : {}),
+      // extra compiler flags, e.g. MMOC_CXX_FLAGS=-DMMOC_NO_FAST_PATHS
+      ...(process.env.MMOC_CXX_FLAGS ? { CMAKE_CXX_FLAGS: process.env.MMOC_CXX_FLAGS } : {}),
+    },
     log: quiet ? 'warn' : 'info',
     silent: false,
   });

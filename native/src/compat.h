@@ -57,6 +57,14 @@
 #define MMOC_HAS_SDPA 0
 #endif
 
+// at::rms_norm (2.4+). MMOC_NO_FAST_PATHS turns the optional fast paths off (a build fallback).
+#if MMOC_TORCH_AT_LEAST(2, 4) && !defined(MMOC_NO_FAST_PATHS) && __has_include(<ATen/ops/rms_norm.h>)
+#include <ATen/ops/rms_norm.h>
+#define MMOC_HAS_RMS_NORM 1
+#else
+#define MMOC_HAS_RMS_NORM 0
+#endif
+
 #if MMOC_TORCH_AT_LEAST(2, 1) && MMOC_HAS_CUDA
 #define MMOC_HAS_FUSED_ADAMW 1
 #else

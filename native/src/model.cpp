@@ -360,11 +360,39 @@ uint64_t splitmix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& w, double eps) {
+at::Tensor rmsnorm(const at::Tensor& x, const at::Tensor& w, double eps, bool fast) {
+#if MMOC_HAS_RMS_NORM
+  // fused kernel (torch 2.4+: at::rms_norm computes in fp32 and returns the input dtype)
+  if (fast && x.is_cuda()) return at::rms_norm(x, {x.size(-1)}, w, eps);
+#endif
   auto xf = x.to(at::kFloat);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps);
   return w * xf.to(x.scalar_type());
 }
+
+/** y = x W^T whose backward accumulates dW straight into Param::acc with one GEMM (beta = 1)
+ *  instead of writing a fresh dW and adding it to .grad (micro-batch gradient accumulation
+ *  without the extra pass over every weight). dX goes back through autograd as usual. */
+struct LinearAccum : torch::autograd::Function<LinearAccum> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, int64_t param) {
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["param"] = param;
+    return at::linear(x, w);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& w = saved[1];
+    auto* p = reinterpret_cast<Param*>(ctx->saved_data["param"].toInt());
+    const auto& g = go[0];
+    auto gx = at::matmul(g, w);
+    auto g2 = g.reshape({-1, g.size(-1)});
+    auto x2 = x.reshape({-1, x.size(-1)});
+    if (!p->acc.defined()) p->acc = at::mm(g2.t(), x2);
+    else p->acc.addmm_(g2.t(), x2);
+    return {gx, at::Tensor(), at::Tensor()};
+  }
+};
 
 at::Tensor rotateHalf(const at::Tensor& x) {
   const auto h = x.size(-1) / 2;
@@ -373,48 +401,63 @@ at::Tensor rotateHalf(const at::Tensor& x) {
 }  // namespace
 
 Model::Model(const ModelCfg& c, at::Device d, const std::string& precision) : cfg(c), device(d) {
+  const char* off = std::getenv("MMOC_NO_FAST_PATHS");
+  fast = !(off && *off && std::string(off) != "0");
   mixed = precision == "bf16-mixed";
   compute = (precision == "fp32") ? at::kFloat : at::kBFloat16;
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> Model::layerShapes(int layer) const {
+std::vector<Model::HfPart> Model::hfParts(int layer) const {
   const int64_t H = cfg.hidden, I = cfg.inter, V = cfg.vocab, hd = cfg.headDim;
+  const int64_t q = cfg.heads * hd, kv = cfg.kvHeads * hd;
   const int L = cfg.layers;
-  if (layer == 0) return {{"model.embed_tokens.weight", {V, H}}};
+  if (layer == 0) return {{"model.embed_tokens.weight", 0, 0, V, {V, H}}};
   if (layer == L + 1) {
-    std::vector<std::pair<std::string, std::vector<int64_t>>> v{{"model.norm.weight", {H}}};
-    if (!cfg.tied) v.push_back({"lm_head.weight", {V, H}});
+    std::vector<HfPart> v{{"model.norm.weight", 0, 0, H, {H}}};
+    if (!cfg.tied) v.push_back({"lm_head.weight", 1, 0, V, {V, H}});
     return v;
   }
   MMOC_CHECK(layer >= 1 && layer <= L, "layer " << layer << " out of range 0.." << L + 1);
   const std::string p = "model.layers." + std::to_string(layer - 1) + ".";
-  return {{p + "input_layernorm.weight", {H}},
-          {p + "self_attn.q_proj.weight", {cfg.heads * hd, H}},
-          {p + "self_attn.k_proj.weight", {cfg.kvHeads * hd, H}},
-          {p + "self_attn.v_proj.weight", {cfg.kvHeads * hd, H}},
-          {p + "self_attn.o_proj.weight", {H, cfg.heads * hd}},
-          {p + "post_attention_layernorm.weight", {H}},
-          {p + "mlp.gate_proj.weight", {I, H}},
-          {p + "mlp.up_proj.weight", {I, H}},
-          {p + "mlp.down_proj.weight", {H, I}}};
+  return {{p + "input_layernorm.weight", 0, 0, H, {H}},
+          {p + "self_attn.q_proj.weight", 1, 0, q, {q, H}},
+          {p + "self_attn.k_proj.weight", 1, q, kv, {kv, H}},
+          {p + "self_attn.v_proj.weight", 1, q + kv, kv, {kv, H}},
+          {p + "self_attn.o_proj.weight", 2, 0, H, {H, q}},
+          {p + "post_attention_layernorm.weight", 3, 0, H, {H}},
+          {p + "mlp.gate_proj.weight", 4, 0, I, {I, H}},
+          {p + "mlp.up_proj.weight", 4, I, I, {I, H}},
+          {p + "mlp.down_proj.weight", 5, 0, H, {H, I}}};
+}
+
+std::vector<std::vector<int64_t>> Model::leafShapes(int layer) const {
+  const int64_t H = cfg.hidden, I = cfg.inter, V = cfg.vocab, hd = cfg.headDim;
+  const int64_t q = cfg.heads * hd, kv = cfg.kvHeads * hd;
+  const int L = cfg.layers;
+  if (layer == 0) return {{V, H}};
+  if (layer == L + 1) return cfg.tied ? std::vector<std::vector<int64_t>>{{H}} : std::vector<std::vector<int64_t>>{{H}, {V, H}};
+  MMOC_CHECK(layer >= 1 && layer <= L, "layer " << layer << " out of range 0.." << L + 1);
+  return {{H}, {q + 2 * kv, H}, {H, q}, {H}, {2 * I, H}, {H, I}};
 }
 
 void Model::initLayer(int layer, uint64_t seed) {
   at::NoGradGuard ng;
   const uint64_t s = splitmix(seed ^ splitmix(static_cast<uint64_t>(layer) + 1));
-  auto shapes = layerShapes(layer);
+  auto shapes = leafShapes(layer);
+  auto parts = hfParts(layer);
   std::vector<Param> ps;
   at::Generator gen;
   if (device.is_cpu()) gen = at::detail::createCPUGenerator(s);
   else torch::manual_seed(s);  // CUDA: the device's default generator, seeded per layer
   auto f32 = at::TensorOptions().dtype(at::kFloat).device(device);
-  for (auto& ns : shapes) {
+  for (size_t i = 0; i < shapes.size(); ++i) {
     Param p;
-    p.name = ns.first;
+    for (auto& hp : parts)  // the HF names it holds, joined with '|'
+      if (hp.leaf == i) p.name += (p.name.empty() ? "" : "|") + hp.name;
     at::Tensor master;
-    if (ns.second.size() == 1) master = at::ones(ns.second, f32);
-    else if (device.is_cpu()) master = at::empty(ns.second, f32).normal_(0.0, 0.02, gen);
-    else master = at::empty(ns.second, f32).normal_(0.0, 0.02);
+    if (shapes[i].size() == 1) master = at::ones(shapes[i], f32);
+    else if (device.is_cpu()) master = at::empty(shapes[i], f32).normal_(0.0, 0.02, gen);
+    else master = at::empty(shapes[i], f32).normal_(0.0, 0.02);
     if (mixed) {
       p.master = master;
       p.w = master.to(compute);
@@ -458,22 +501,23 @@ void Model::loadHF(const std::string& dir) {
   std::map<std::string, StHeader> headers;
   std::map<std::string, std::ifstream> files;
   for (auto& kv : layers) {
-    for (auto& p : kv.second) {
-      auto it = where_.find(p.name);
-      MMOC_CHECK(it != where_.end(), dir << ": tensor '" << p.name << "' is missing from the weights");
+    for (auto& part : hfParts(kv.first)) {
+      auto& p = kv.second.at(part.leaf);
+      auto it = where_.find(part.name);
+      MMOC_CHECK(it != where_.end(), dir << ": tensor '" << part.name << "' is missing from the weights");
       const std::string& file = it->second;
       if (!headers.count(file)) {
         headers[file] = readStHeader(file);
         files[file].open(file, std::ios::binary);
       }
       auto& h = headers[file];
-      auto e = std::find_if(h.entries.begin(), h.entries.end(), [&](const StEntry& x) { return x.name == p.name; });
-      MMOC_CHECK(e != h.entries.end(), file << ": tensor '" << p.name << "' is listed in the index but not in the file");
-      MMOC_CHECK(e->shape == p.w.sizes().vec(), file << ": tensor '" << p.name << "' has shape " << at::IntArrayRef(e->shape)
-                                                     << " but the model config needs " << p.w.sizes());
+      auto e = std::find_if(h.entries.begin(), h.entries.end(), [&](const StEntry& x) { return x.name == part.name; });
+      MMOC_CHECK(e != h.entries.end(), file << ": tensor '" << part.name << "' is listed in the index but not in the file");
+      MMOC_CHECK(e->shape == part.shape, file << ": tensor '" << part.name << "' has shape " << at::IntArrayRef(e->shape)
+                                              << " but the model config needs " << at::IntArrayRef(part.shape));
       auto t = readStTensor(h, *e, files[file]).to(device);
-      p.master.copy_(t);
-      if (mixed) p.w.copy_(p.master);
+      p.master.narrow(0, part.row0, part.rows).copy_(t.view(p.master.narrow(0, part.row0, part.rows).sizes()));
+      if (mixed) p.w.narrow(0, part.row0, part.rows).copy_(p.master.narrow(0, part.row0, part.rows));
     }
   }
 }
@@ -481,7 +525,8 @@ void Model::loadHF(const std::string& dir) {
 void Model::saveSafetensors(const std::string& path) const {
   std::vector<std::pair<std::string, at::Tensor>> ts;
   for (auto& kv : layers)
-    for (auto& p : kv.second) ts.emplace_back(p.name, p.master);
+    for (auto& part : hfParts(kv.first))
+      ts.emplace_back(part.name, kv.second.at(part.leaf).master.narrow(0, part.row0, part.rows).view(part.shape));
   writeStTensors(path, ts);
 }
 
@@ -498,6 +543,9 @@ void Model::prepareRope(int seq) {
 
 at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels, const at::Tensor& mask,
                           double normaliser) {
+  auto linear = [&](const at::Tensor& in, Param& p) {
+    return fast ? LinearAccum::apply(in, p.w, reinterpret_cast<int64_t>(&p)) : at::linear(in, p.w);
+  };
   const int L = cfg.layers;
   const int64_t nh = cfg.heads, nkv = cfg.kvHeads, hd = cfg.headDim;
   for (int layer = lo; layer < hi; ++layer) {
@@ -507,30 +555,33 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
       continue;
     }
     if (layer == L + 1) {
-      auto h = rmsnorm(x, ps[0].w, cfg.eps);
-      const at::Tensor& head = cfg.tied ? layers.at(0)[0].w : ps[1].w;
-      auto logits = at::linear(h, head);
+      auto h = rmsnorm(x, ps[0].w, cfg.eps, fast);
+      auto logits = cfg.tied ? at::linear(h, layers.at(0)[0].w) : linear(h, ps[1]);
       auto ce = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), labels.reshape({-1}),
                                        {}, at::Reduction::None);
       return (ce * mask.reshape({-1})).sum() / normaliser;
     }
     const int64_t B = x.size(0), S = x.size(1);
-    auto h = rmsnorm(x, ps[0].w, cfg.eps);
-    auto q = at::linear(h, ps[1].w).view({B, S, nh, hd}).transpose(1, 2);
-    auto k = at::linear(h, ps[2].w).view({B, S, nkv, hd}).transpose(1, 2);
-    auto v = at::linear(h, ps[3].w).view({B, S, nkv, hd}).transpose(1, 2);
-    auto cos = ropeCos.narrow(0, 0, S), sin = ropeSin.narrow(0, 0, S);
-    q = q * cos + rotateHalf(q) * sin;
-    k = k * cos + rotateHalf(k) * sin;
+    auto h = rmsnorm(x, ps[0].w, cfg.eps, fast);
+    // one GEMM for q|k|v; rotary embeddings on q and k together
+    auto qkv = linear(h, ps[1]).view({B, S, nh + 2 * nkv, hd});
+    auto qk = qkv.narrow(2, 0, nh + nkv);
+    auto cos = ropeCos.narrow(0, 0, S).unsqueeze(1), sin = ropeSin.narrow(0, 0, S).unsqueeze(1);  // [S, 1, hd]
+    qk = qk * cos + rotateHalf(qk) * sin;
+    auto q = qk.narrow(2, 0, nh).transpose(1, 2);
+    auto k = qk.narrow(2, nh, nkv).transpose(1, 2);
+    auto v = qkv.narrow(2, nh + nkv, nkv).transpose(1, 2);
     if (nkv != nh) {
       const int64_t rep = nh / nkv;
       k = k.unsqueeze(2).expand({B, nkv, rep, S, hd}).reshape({B, nh, S, hd});
       v = v.unsqueeze(2).expand({B, nkv, rep, S, hd}).reshape({B, nh, S, hd});
     }
     auto a = causalAttention(q, k, v).transpose(1, 2).reshape({B, S, nh * hd});
-    x = x + at::linear(a, ps[4].w);
-    h = rmsnorm(x, ps[5].w, cfg.eps);
-    x = x + at::linear(at::silu(at::linear(h, ps[6].w)) * at::linear(h, ps[7].w), ps[8].w);
+    x = x + linear(a, ps[2]);
+    h = rmsnorm(x, ps[3].w, cfg.eps, fast);
+    auto gu = linear(h, ps[4]);  // one GEMM for gate|up
+    const int64_t I = cfg.inter;
+    x = x + linear(at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), ps[5]);
   }
   return x;
 }
@@ -603,7 +654,7 @@ SelfTest selfTest(const std::string& device) {
     loss.backward();
     double sq = 0;
     for (auto& kv : m.layers)
-      for (auto& p : kv.second) sq += p.w.grad().to(at::kFloat).pow(2).sum().item<double>();
+      for (auto& p : kv.second) sq += p.grad().to(at::kFloat).pow(2).sum().item<double>();
     r.loss = loss.item<double>();
     r.gradNorm = std::sqrt(sq);
     r.ok = std::isfinite(r.loss) && std::isfinite(r.gradNorm) && r.gradNorm > 0 &&

@@ -7,10 +7,17 @@
 namespace mmoc {
 
 struct Param {
-  std::string name;  // Hugging Face tensor name
+  std::string name;  // Hugging Face name, or an mmoc name for fused tensors (q|k|v, gate|up)
   at::Tensor w;       // compute-precision leaf (requires grad)
   at::Tensor master;  // fp32 master copy (bf16-mixed only; else == w)
   at::Tensor m, v;    // AdamW states (fp32), created on first optimizer step
+  at::Tensor acc;     // weight gradient accumulated by the GEMM itself (LinearAccum), else undefined
+  /** The accumulated gradient of this parameter (undefined before its first backward). */
+  at::Tensor grad() const { return acc.defined() ? acc : w.grad(); }
+  void zeroGrad() {
+    acc = at::Tensor();
+    w.mutable_grad() = at::Tensor();
+  }
 };
 
 struct Model {
@@ -19,13 +26,22 @@ struct Model {
   at::ScalarType compute = at::kFloat;
   bool mixed = false;
   std::map<int, std::vector<Param>> layers;  // inventory layer index -> params
+  bool fast = true;                          // fused paths (GEMM-accumulated weight grads, fused RMSNorm)
   at::Tensor ropeCos, ropeSin;               // [S, headDim] in compute dtype
 
   Model(const ModelCfg& c, at::Device d, const std::string& precision);
   /** Creates the params of `layer` from a seed derived from (seed, layer): identical on any layout. */
   void initLayer(int layer, uint64_t seed);
-  /** HF names of a layer's tensors with their shapes. */
-  std::vector<std::pair<std::string, std::vector<int64_t>>> layerShapes(int layer) const;
+  /** Shapes of a layer's parameter tensors (autograd leaves). Decoder layers keep q|k|v and
+   *  gate|up each in one tensor (one GEMM each); `hfParts` maps Hugging Face names onto them. */
+  std::vector<std::vector<int64_t>> leafShapes(int layer) const;
+  struct HfPart {
+    std::string name;
+    size_t leaf;
+    int64_t row0, rows;
+    std::vector<int64_t> shape;
+  };
+  std::vector<HfPart> hfParts(int layer) const;
   /** Loads the held layers from a Hugging Face folder (model.safetensors or shards + index). */
   void loadHF(const std::string& dir);
   /** Writes the held layers (compute precision converted to fp32 master when mixed) as safetensors. */
@@ -37,7 +53,6 @@ struct Model {
    *  L+2 returns sum(masked CE) / normaliser (a scalar), else the hidden state. */
   at::Tensor forward(int lo, int hi, at::Tensor x, const at::Tensor& labels, const at::Tensor& mask,
                      double normaliser);
-  at::Tensor& weight(int layer, size_t i) { return layers.at(layer)[i].w; }
 };
 
 // safetensors helpers shared by the raw reader and the model loader

@@ -319,7 +319,7 @@ struct Rank {
         auto sq = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(device));
         for (auto& kv : model->layers)
           for (auto& p : kv.second)
-            if (p.w.grad().defined()) sq += p.w.grad().to(at::kFloat).pow(2).sum();
+            if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
         if (world) world->allreduceSum(sq)->wait();
         gradNorm = std::sqrt(sq.item<double>());
         clipCoef = (cfg.optim.clip > 0 && gradNorm > cfg.optim.clip) ? cfg.optim.clip / (gradNorm + 1e-6) : 1.0;
@@ -360,9 +360,9 @@ struct Rank {
     if (cuda) {
       std::vector<at::Tensor> ps[2], gs[2], ms[2], vs[2], steps[2];
       for (auto& p : it->second) {
-        if (!p.w.grad().defined()) continue;
+        if (!p.grad().defined()) continue;
         if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
-        auto g = p.w.grad().to(at::kFloat);
+        auto g = p.grad().to(at::kFloat);
         if (clipCoef != 1.0) g.mul_(clipCoef);
         const int k = p.master.dim() >= 2 ? 0 : 1;
         ps[k].push_back(p.master), gs[k].push_back(g), ms[k].push_back(p.m), vs[k].push_back(p.v);
@@ -379,9 +379,9 @@ struct Rank {
     }
 #endif
     for (auto& p : it->second) {
-      if (!p.w.grad().defined()) continue;
+      if (!p.grad().defined()) continue;
       if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
-      auto g = p.w.grad().to(at::kFloat);
+      auto g = p.grad().to(at::kFloat);
       if (clipCoef != 1.0) g = g * clipCoef;
       if (o.weightDecay > 0 && p.master.dim() >= 2) p.master.mul_(1 - lr * o.weightDecay);
       p.m.mul_(o.beta1).add_(g, 1 - o.beta1);
@@ -429,7 +429,7 @@ struct Rank {
     input.clear(), output.clear(), gradOut.clear(), gradIn.clear();
     tokens.clear(), labels.clear(), mask.clear();
     for (auto& kv : model->layers)
-      for (auto& p : kv.second) p.w.mutable_grad() = at::Tensor();
+      for (auto& p : kv.second) p.zeroGrad();
   }
 };
 
