@@ -16,7 +16,7 @@ export interface MachineGpu {
   d2h: ResourceId;
   /** Point-to-point / collective stream. */
   comm: ResourceId;
-  /** Host -> this GPU: own copy engine, duplex cap, host group (and its duplex cap). */
+  /** Host -> this GPU: own copy engine, duplex cap, host group (and its duplex cap), host total. */
   h2dRoute: LinkId[];
   /** This GPU -> host. */
   d2hRoute: LinkId[];
@@ -67,6 +67,13 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
     for (const x of members) groupOf.set(x, { h2d, d2h, duplex });
   }
 
+  const total = p.links.host_total;
+  const totalLinks = total ? {
+    h2d: g.link(host, 'host-total.h2d', { GBps: total.h2d_GBps }),
+    d2h: g.link(host, 'host-total.d2h', { GBps: total.d2h_GBps }),
+    duplex: total.duplex_GBps !== undefined ? g.link(host, 'host-total.duplex', { GBps: total.duplex_GBps }) : -1,
+  } : null;
+
   const gpus: MachineGpu[] = [];
   for (let i = 0; i < n; i++) {
     const name = isCpu ? `cpu-rank${i}` : `gpu${i}`;
@@ -92,6 +99,11 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
       h2dRoute.push(grp.h2d);
       d2hRoute.push(grp.d2h);
       if (grp.duplex !== -1) { h2dRoute.push(grp.duplex); d2hRoute.push(grp.duplex); }
+    }
+    if (totalLinks) {
+      h2dRoute.push(totalLinks.h2d);
+      d2hRoute.push(totalLinks.d2h);
+      if (totalLinks.duplex !== -1) { h2dRoute.push(totalLinks.duplex); d2hRoute.push(totalLinks.duplex); }
     }
     gpus.push({ index: i, device, compute, h2d, d2h, comm, h2dRoute, d2hRoute });
   }

@@ -149,6 +149,9 @@ export interface HardwareProfile {
     /** Per-GPU cap on both directions at once (one GPU copying both ways). */
     duplex?: { gpu: number; GBps: number }[];
     host_groups: HostGroup[];
+    /** The host's total across all groups (root complex / memory), where it binds below the sum
+     *  of the groups. */
+    host_total?: { h2d_GBps: number; d2h_GBps: number; duplex_GBps?: number };
     peer: PeerLink[];
   };
   compute: ComputeProfile;
@@ -337,6 +340,12 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
     v.pos(e.d2h_GBps, `${p}.d2h_GBps`);
     v.optPos(e, 'duplex_GBps', p);
   });
+  if (l.host_total !== undefined) {
+    const e = v.obj(l.host_total, 'links.host_total');
+    v.pos(e.h2d_GBps, 'links.host_total.h2d_GBps');
+    v.pos(e.d2h_GBps, 'links.host_total.d2h_GBps');
+    v.optPos(e, 'duplex_GBps', 'links.host_total');
+  }
   v.arr(l.peer, 'links.peer').forEach((x, i) => {
     const p = `links.peer[${i}]`;
     const e = v.obj(x, p);
