@@ -212,6 +212,11 @@ class Engine {
   lres: Float64Array;
   lunf: Int32Array;
   newRate: Float64Array;
+  // link rate log (SimOptions.linkSeries)
+  logLinks = false;
+  llT: number[] = [];
+  llL: number[] = [];
+  llD: number[] = [];
   // memory
   cur: Float64Array;
   curClass: Float64Array;
@@ -543,11 +548,17 @@ class Engine {
       if (this.lfN[l] > 1) { alone = false; break; }
       if (g.linkCap[l] < bw) bw = g.linkCap[l];
     }
-    if (alone) { this.rate[t] = bw; this.push(this.now + this.rem[t] / bw, t); return; }
+    if (alone) {
+      if (this.logLinks) this.linkRate(t, bw);
+      this.rate[t] = bw;
+      this.push(this.now + this.rem[t] / bw, t);
+      return;
+    }
     this.refill(t);
   }
 
   endFlow(t: number): void {
+    if (this.logLinks) this.linkRate(t, 0);
     const g = this.g;
     const off = g.tLinkOff[t];
     const cnt = g.tLinkCnt[t];
@@ -624,6 +635,7 @@ class Engine {
       const o = tLinkOff[x];
       for (let j = 0, c = tLinkCnt[x]; j < c; j++) { const cl = linkCap[ll[o + j]]; if (cl < r) r = cl; }
       if (r !== this.rate[x]) {
+        if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
         else this.retime(x, r);
       }
@@ -671,9 +683,23 @@ class Engine {
       const x = compF[i];
       const r = nr[x];
       if (r !== this.rate[x]) {
+        if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
         else this.retime(x, r);
       }
+    }
+  }
+
+  /** Logs the change of flow x's rate (before it is applied) on every link it crosses. */
+  linkRate(x: number, nr: number): void {
+    const g = this.g;
+    const d = nr - this.rate[x];
+    if (d === 0) return;
+    const ll = g.linkList.a;
+    for (let i = g.tLinkOff[x], e = i + g.tLinkCnt[x]; i < e; i++) {
+      this.llT.push(this.now);
+      this.llL.push(ll[i]);
+      this.llD.push(d);
     }
   }
 
@@ -807,6 +833,7 @@ export function simulate(g: SimGraph, opts: SimOptions = {}): SimResult {
   const f = freeze(g);
   const e = new Engine(g, f);
   e.allocEff = new Int32Array(g.bufName.length);
+  e.logLinks = opts.linkSeries === true;
   e.run();
   return report(g, f, e, opts);
 }
@@ -905,6 +932,7 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
     critical,
     tasks: n,
     mem_log: { time_us: e.logTime, effect: e.logEff, count: e.logN },
+    link_log: e.logLinks ? { time_us: Float64Array.from(e.llT), link: Int32Array.from(e.llL), delta_bytes_per_us: Float64Array.from(e.llD), count: e.llT.length } : undefined,
   };
 }
 

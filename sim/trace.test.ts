@@ -102,3 +102,17 @@ test('offload pipelines of 1-8 stages and 1-12 micro-batches run to completion w
     assert.ok(gpu0.peak_by_class.weights > 0 && gpu0.peak_by_class.activations > 0);
   }
 });
+
+test('with linkSeries, the trace has a GB/s counter per link that follows the flows', () => {
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const l = g.link(h, 'bridge', { GBps: 10 });
+  g.task({ bytes: 40e3, links: [l], cap_GBps: 4 }); // 0..10 us at 4 GB/s
+  g.task({ duration_us: 5, bytes: 50e3, links: [l] }); // from 5 us: 6 GB/s (the rest); alone from 10 us: 10 GB/s, ends at 12
+  const r = simulate(g, { linkSeries: true });
+  const tr = chromeTrace(g, r);
+  checkWellFormed(tr);
+  const c = tr.traceEvents.filter((e) => e.ph === 'C' && e.name === 'host/bridge GB/s').map((e) => [e.ts, (e.args as { GBps: number }).GBps]);
+  assert.deepEqual(c, [[0, 4], [5, 10], [10, 10], [12, 0]]);
+  assert.equal(simulate(g).link_log, undefined, 'off by default');
+});

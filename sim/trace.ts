@@ -150,6 +150,25 @@ export function chromeTrace(g: SimGraph, r: SimResult, otherData?: Record<string
       }
     }
   }
+  // link bandwidth counters (when simulated with linkSeries): GB/s in use, one event per link
+  // per distinct time at which it changed
+  const ll = r.link_log;
+  if (ll) {
+    const inUse = new Float64Array(L);
+    const pending = new Uint8Array(L);
+    for (let i = 0; i < ll.count; i++) {
+      const l = ll.link[i];
+      inUse[l] += ll.delta_bytes_per_us[i];
+      pending[l] = 1;
+      if (i + 1 < ll.count && ll.time_us[i + 1] === ll.time_us[i]) continue;
+      for (let k = 0; k < L; k++) {
+        if (!pending[k]) continue;
+        pending[k] = 0;
+        const GBps = Math.max(0, Math.round(inUse[k]) / 1e3); // bytes/us -> GB/s, to the MB/s
+        ev.push({ name: `${g.linkName[k]} GB/s`, ph: 'C', pid: g.linkDevice[k] + 1, ts: ns(ll.time_us[i]) / 1000, args: { GBps } });
+      }
+    }
+  }
   const out: ChromeTrace = { traceEvents: ev, displayTimeUnit: 'ms' };
   if (otherData) out.otherData = otherData;
   return out;

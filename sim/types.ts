@@ -146,6 +146,9 @@ export interface SimOptions {
   tokens?: number;
   /** Compute the critical path (default true). */
   criticalPath?: boolean;
+  /** Log every change of the bandwidth in use on each link (default false): the trace then has a
+   *  GB/s counter per link. */
+  linkSeries?: boolean;
 }
 
 export interface ResourceUsage {
@@ -203,4 +206,6 @@ export interface SimResult {
   /** Memory effects in the order they happened (effect index into the graph, time): what the
    *  trace writer replays for counters. */
   mem_log?: { time_us: Float64Array; effect: Int32Array; count: number };
+  /** With `linkSeries`: changes of the bandwidth in use per link (bytes/us), in order. */
+  link_log?: { time_us: Float64Array; link: Int32Array; delta_bytes_per_us: Float64Array; count: number };
 }
