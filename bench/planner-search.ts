@@ -5,9 +5,14 @@
 //
 //   node --import tsx bench/planner-search.ts [--profile h200x8] [--gpus 8] [--seq 1024]
 //        [--global-batch 64] [--gpu-mem none|48GiB] [--out bench/results/<date>-planner-search.json]
+// or compiled (as released: no tsx transform), from the repository root:
+//   node_modules/.bin/esbuild bench/planner-search.ts --bundle --platform=node --format=esm \
+//     --packages=external --outfile=node_modules/.cache/mmoc/planner-search.mjs &&
+//   taskset -c 0 node node_modules/.cache/mmoc/planner-search.mjs --out ...
 import { execSync } from 'node:child_process';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { cpus, totalmem, loadavg } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { parseHardwareProfile } from '../sim/index.ts';
 import { parseModelConfig } from '../planner/model-config.ts';
 import { search } from '../planner/search.ts';
@@ -21,7 +26,7 @@ const globalBatch = Number(opt('global-batch', '64'));
 const capText = opt('gpu-mem', 'none');
 const cap = capText === 'none' ? null : Number(capText.replace(/GiB$/, '')) * 1024 ** 3;
 const out = opt('out', '');
-const root = new URL('..', import.meta.url);
+const root = pathToFileURL(process.cwd() + '/'); // run from the repository root
 const profile = parseHardwareProfile(JSON.parse(readFileSync(new URL(`configs/hardware/${profileId}.json`, root), 'utf8')), `configs/hardware/${profileId}.json`);
 const model = parseModelConfig(JSON.parse(readFileSync(new URL('configs/models/llama2-13b.json', root), 'utf8')), 'configs/models/llama2-13b.json', 'llama2-13b');
 
@@ -40,6 +45,7 @@ const doc = {
     job: { model: 'llama2-13b', seq, tokens_per_step: seq * globalBatch, gpus, gpu_mem_cap_gib: cap === null ? null : cap / 1024 ** 3 },
     runs: [{
       system: 'mmoc-planner-search',
+      runtime: process.argv[1]?.endsWith('.mjs') ? 'compiled (esbuild bundle)' : 'tsx',
       search: {
         considered: r.counts.considered, pruned: r.counts.pruned, simulated: r.counts.simulated,
         elapsed_s: r.elapsed_s, cpu_s: (cpu.user + cpu.system) / 1e6,

@@ -22,7 +22,7 @@
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
   SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, computeOf,
-  type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype,
+  type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan } from './plan-types.ts';
 import type { Instr } from './program.ts';
@@ -84,6 +84,24 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
   return r;
 }
 
+const NO: readonly number[] = [];
+
+/** Task specs and metas of one shape (keeps SimGraph.task monomorphic: the search builds millions). */
+function spec(
+  on: number | undefined, duration_us: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[],
+  mem: readonly MemEffect[] | undefined, meta: TaskMeta, dir?: 'read' | 'write', elements?: number, workers?: number,
+): TaskSpec {
+  return { name: undefined, on, duration_us, bytes, links, cap_GBps: undefined, latency_us: undefined, dir, elements, workers, deps, waitFor: undefined, signal: undefined, mem, meta };
+}
+function metaOf(rank: number, pc: number, op: string): TaskMeta {
+  return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
+}
+/** A barrier's dependencies: every task of the rank that is not on an in-order stream after it
+ *  (all of them; cheap enough, and exact). */
+function tails(all: readonly number[]): readonly number[] {
+  return all;
+}
+
 export interface Lowered {
   graph: SimGraph;
   machine: Machine;
@@ -104,6 +122,9 @@ export interface LowerOptions {
    *  one replica of a symmetric data-parallel plan on a profile whose shared resources are
    *  scaled to that replica's share (replicaProfile). */
   replicas?: number;
+  /** Search fidelity: streamed layers of a pass are fetched and computed in at most 4 chunks, and
+   *  consecutive per-micro-batch gradient offloads of a backward move as one transfer. */
+  coarse?: boolean;
 }
 
 /** Memory-model overhead per device from the profile: context + communicator buffers. */
@@ -150,6 +171,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const perInstr = profile.overheads.per_instruction_us;
   const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
   const wantHost = opts.hostMemory !== false;
+  const coarse = !!opts.coarse;
 
   // Per stage: forward/backward time of the whole stage (recompute adds the forward).
   const stageF = new Float64Array(K), stageB = new Float64Array(K);
@@ -195,7 +217,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (wantHost && !isCpu) {
       if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
-    const setup = g.task({ name: `setup r${r}`, mem: setupMem, meta: { rank: r, op: 'setup' } });
+    const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
     all.push(setup);
 
     let lastBackward = -1 as TaskId;
@@ -204,11 +226,13 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const reloads = new Map<string, TaskId>();
     const offActs = new Map<string, TaskId>();
     // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
-    let pendingFetch: { layer: number; task: TaskId }[] = [];
+    let pendingFetch: { layer: number; task: TaskId; bytes: number; slots: number; meta: TaskMeta }[] = [];
     const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
     const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
     const fetchSlots: number[] = [];
     const lastGradOffload = new Map<number, TaskId>();
+    let offBytes = 0;
+    const offLayers: number[] = [];
     const cpuStep = new Map<number, TaskId>();
     const diskReadOf = new Map<number, TaskId>();
     let lastDiskWrite = -1 as TaskId;
@@ -216,7 +240,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
 
     for (let pc = 0; pc < prog.length; pc++) {
       const x = prog[pc]! as Instr;
-      const meta = { rank: r, pc, op: x.op } as { rank: number; pc: number; op: string; mb?: number; stage?: number; layer?: number; bytes?: number };
+      const meta = metaOf(r, pc, x.op);
       let t = -1 as TaskId;
       switch (x.op) {
         case 'forward':
@@ -236,18 +260,35 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
           let firstOfPass = -1 as TaskId;
           if (pendingFetch.length === 0) {
-            t = g.task({ on: gpu.compute, duration_us: dur, deps, mem: memEff, meta });
+            t = g.task(spec(gpu.compute, dur, 0, undefined, deps, memEff, meta));
             firstOfPass = t;
           } else {
             // Layer by layer: each streamed use waits for its fetch.
-            const fetches = pendingFetch;
+            let fetches = pendingFetch;
             pendingFetch = [];
+            if (coarse) {
+              // At most 4 chunks of consecutive layers; slots counted in chunks.
+              const G = Math.ceil(fetches.length / 4);
+              const chunks: typeof fetches = [];
+              for (let c = 0; c < fetches.length; c += G) {
+                const part = fetches.slice(c, c + G);
+                let bytes = 0;
+                for (const f of part) bytes += f.bytes;
+                const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, part[0]!.meta));
+                all.push(ft);
+                fetchTasks.push(ft);
+                fetchSlots.push(Math.max(1, Math.floor(part[0]!.slots / G)));
+                chunks.push({ ...part[0]!, task: ft, bytes });
+              }
+              fetches = chunks;
+            }
             const totalLayers = fetches.length;
             const per = dur / totalLayers;
             let first = true;
             for (let i = 0; i < totalLayers; i++) {
               const fdeps = first ? [...deps, fetches[i]!.task] : [fetches[i]!.task];
-              const sub = g.task({ on: gpu.compute, duration_us: per, deps: fdeps, mem: memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), meta: { ...meta, layer: fetches[i]!.layer } });
+              const subMeta = metaOf(r, pc, x.op); subMeta.mb = meta.mb; subMeta.stage = meta.stage; subMeta.layer = fetches[i]!.layer;
+              const sub = g.task(spec(gpu.compute, per, 0, undefined, fdeps, memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), subMeta));
               useHistory.push(sub);
               all.push(sub);
               if (first) firstOfPass = sub;
@@ -265,7 +306,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const peerGpu = rankGpu[x.peer]!;
           const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = actBytes;
-          t = g.task({ on: gpu.comm, bytes: route.length ? actBytes : 0, links: route, deps: lastCompute >= 0 ? [lastCompute] : [], meta });
+          t = g.task(spec(gpu.comm, 0, route.length ? actBytes : 0, route, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
           sendOf[pairKey(x.op === 'send_act' ? 0 : 1, x.mb, x.stage, rep)] = t;
           break;
         }
@@ -279,10 +320,11 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const s = layerStage[x.layer]!;
           const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.weight;
           meta.layer = x.layer; meta.bytes = bytes;
-          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, meta });
+          if (coarse) { pendingFetch.push({ layer: x.layer, task: -1, bytes, slots: slotsOf(s), meta }); break; }
+          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, meta));
           fetchTasks.push(t);
           fetchSlots.push(slotsOf(s));
-          pendingFetch.push({ layer: x.layer, task: t });
+          pendingFetch.push({ layer: x.layer, task: t, bytes, slots: slotsOf(s), meta });
           break;
         }
         case 'release_params':
@@ -292,21 +334,25 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const pl = place[s]!;
           const bytes = pl.params[i]! * B.grad;
           meta.layer = x.layer; meta.bytes = bytes;
-          t = g.task({ on: gpu.d2h, bytes, links: gpu.d2hRoute, deps: lastBackward >= 0 ? [lastBackward] : [], meta });
+          if (coarse && prog[pc + 1]?.op === 'offload_grads') { offBytes += bytes; offLayers.push(x.layer); break; }
+          t = g.task(spec(gpu.d2h, 0, bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
           lastGradOffload.set(x.layer, t);
+          for (const l of offLayers) lastGradOffload.set(l, t);
+          offBytes = 0; offLayers.length = 0;
           break;
         }
         case 'allreduce_grads': {
           const s = layerStage[x.layer]!;
           const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.grad;
           meta.layer = x.layer; meta.bytes = bytes;
-          const arrive = g.task({ deps: lastBackward >= 0 ? [lastBackward] : [], meta: { rank: r, pc, op: 'allreduce_arrive', layer: x.layer } });
+          const am = metaOf(r, pc, 'allreduce_arrive'); am.layer = x.layer;
+          const arrive = g.task(spec(undefined, 0, 0, undefined, lastBackward >= 0 ? [lastBackward] : NO, undefined, am));
           all.push(arrive);
           const nextRep = (rep + 1) % D;
           const peerGpu = rankGpu[nextRep * N + pr]!;
           const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
           const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
-          t = g.task({ on: gpu.comm, bytes: route.length ? ringBytes : 0, links: route, meta });
+          t = g.task(spec(gpu.comm, 0, route.length ? ringBytes : 0, route, NO, undefined, meta));
           const k = `${x.layer}:${pr}`;
           (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
           (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
@@ -316,7 +362,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         case 'offload_act': {
           const bytes = kept[x.stage]!.host;
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          t = g.task({ on: gpu.d2h, bytes, links: gpu.d2hRoute, deps: lastCompute >= 0 ? [lastCompute] : [], meta });
+          t = g.task(spec(gpu.d2h, 0, bytes, gpu.d2hRoute, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
           offActs.set(`${x.mb}:${x.stage}`, t);
           break;
         }
@@ -324,15 +370,15 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const bytes = kept[x.stage]!.host;
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
           const off = offActs.get(`${x.mb}:${x.stage}`);
-          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, deps: off !== undefined ? [off] : [], meta });
+          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, off !== undefined ? [off] : NO, undefined, meta));
           reloads.set(`${x.mb}:${x.stage}`, t);
           break;
         }
         case 'grad_norm': {
-          const arrive = g.task({ deps: all.length ? [all[all.length - 1]!] : [], meta: { rank: r, pc, op: 'grad_norm_arrive' } });
+          const arrive = g.task(spec(undefined, 0, 0, undefined, all.length ? [all[all.length - 1]!] : NO, undefined, metaOf(r, pc, 'grad_norm_arrive')));
           all.push(arrive);
           gnArrive.push(arrive);
-          t = g.task({ on: gpu.comm, duration_us: 50 + perInstr, meta });
+          t = g.task(spec(gpu.comm, 50 + perInstr, 0, undefined, NO, undefined, meta));
           gnTasks.push(t);
           lastCompute = t;
           break;
@@ -348,13 +394,13 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             if (lastBackward >= 0) deps.push(lastBackward);
             if (off !== undefined) deps.push(off);
             const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-            t = g.task({ on: gpu.compute, duration_us: elementwiseTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, deps, meta });
+            t = g.task(spec(gpu.compute, elementwiseTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, 0, undefined, deps, undefined, meta));
             lastCompute = t;
           } else {
             if (off !== undefined) deps.push(off);
             const rd = diskReadOf.get(x.layer);
             if (rd !== undefined) deps.push(rd);
-            t = g.task({ on: machine.cpu, elements: elems, workers: cpuWorkers, deps, meta });
+            t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
             cpuStep.set(x.layer, t);
           }
           break;
@@ -365,7 +411,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const bytes = (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
           meta.layer = x.layer; meta.bytes = bytes;
           const st = cpuStep.get(x.layer);
-          t = g.task({ on: gpu.h2d, bytes, links: gpu.h2dRoute, deps: st !== undefined ? [st] : [], meta });
+          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
           break;
         }
         case 'disk_read':
@@ -380,12 +426,12 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const deps: TaskId[] = [];
           if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
           else { const st = cpuStep.get(x.layer); if (st !== undefined) deps.push(st); }
-          t = g.task({ on: disk, bytes, dir: x.op === 'disk_read' ? 'read' : 'write', deps, meta });
+          t = g.task(spec(disk, 0, bytes, undefined, deps, undefined, meta, x.op === 'disk_read' ? 'read' : 'write'));
           if (x.op === 'disk_read') diskReadOf.set(x.layer, t); else lastDiskWrite = t;
           break;
         }
         case 'barrier': {
-          t = g.task({ deps: [...all], meta });
+          t = g.task(spec(undefined, 0, 0, undefined, tails(all), undefined, meta));
           barriers.push(t);
           break;
         }

@@ -337,22 +337,41 @@ export function search(input: SearchInput): SearchResult {
 
   // The step time of a candidate, as the search judges it: a data-parallel plan is simulated one
   // replica at a time on that replica's share of the machine (replicaProfile); a plan with many
-  // micro-batches (M >= 3(m1+N), m1 = N, or 2N interleaved) is simulated with m1 and m1+N micro-batches and extrapolated along the
+  // micro-batches is simulated with m1 (N; 2N interleaved) and m1+dm (dm = 2; N interleaved) micro-batches and extrapolated along the
   // steady state (a pipeline step is affine in M beyond the fill). The plans reported are then
   // simulated in full.
   const simulateCandidate = (c: Cand): number => {
     const inv = getInventory(model, precision, c.lay.mbs, input.seq);
     const plan = planOf(c);
     const prof = c.lay.D > 1 ? replicaProfile(profile, plan.layout.rankDevice, c.lay.N, c.lay.D) : profile;
-    const run = (p: Plan) => simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1 }).step_s;
+    const run = (p: Plan) => simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1, coarse: true }).step_s;
     const N = c.lay.N, M = c.lay.M;
-    const m1 = c.lay.v > 1 ? 2 * N : N;
+    // Fill the pipeline (m1 = N, 2N interleaved), then the per-micro-batch period from dm more.
+    const m1 = c.lay.v > 1 ? 2 * N : N, dm = c.lay.v > 1 ? N : 2;
     // (Not with the delayed update: its CPU update runs concurrently from the step start and may
     // bound short steps, which would make the measured slope meaningless.)
-    if (N > 1 && M >= 3 * (m1 + N) && !c.delayed) {
-      const t1 = run(planOf({ ...c, lay: { ...c.lay, M: m1 } }));
-      const t2 = run(planOf({ ...c, lay: { ...c.lay, M: m1 + N } }));
-      return t2 + ((t2 - t1) / N) * (M - m1 - N);
+    if (N > 1 && M > m1 + 2 * dm && !c.delayed) {
+      // The slope can be masked in short steps by a constant bound (a disk or CPU tail that ends
+      // last): then measure again further out, and fall back to the full simulation.
+      const lt = layerTimes(inv, profile);
+      let period = 0;
+      for (let r = 0; r < N; r++) {
+        let t = 0;
+        for (let st = r; st < c.lay.stageLayers.length; st += N) {
+          for (let l = c.lay.stageLayers[st]![0]; l < c.lay.stageLayers[st]![1]; l++) t += lt.fwd[l]! * (c.lay.recompute ? 2 : 1) + lt.bwd[l]!;
+        }
+        period = Math.max(period, t / 1e6);
+      }
+      let a = m1, b = m1 + dm;
+      let ta = run(planOf({ ...c, lay: { ...c.lay, M: a } }));
+      let tb = run(planOf({ ...c, lay: { ...c.lay, M: b } }));
+      while ((tb - ta) / (b - a) < 0.5 * period) {
+        const next = b + (b - a) * 2;
+        if (next >= M) return run(plan);
+        a = b; ta = tb; b = next;
+        tb = run(planOf({ ...c, lay: { ...c.lay, M: b } }));
+      }
+      return tb + ((tb - ta) / (b - a)) * (M - b);
     }
     return run(plan);
   };
