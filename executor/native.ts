@@ -313,3 +313,50 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
 export function requestStop(): void {
   if (cached) cached.requestStop();
 }
+
+// ---- calibrate (`mmoc calibrate`; executor/calibrate.ts, native/src/calibrate.h): one native benchmark a call
+export type CalibKind = 'gemm' | 'attention' | 'kernel' | 'copy' | 'p2p' | 'adamw' | 'memcpy' | 'disk' | 'slowdown' | 'launch' | 'context';
+export interface CalibTask {
+  kind: CalibKind;
+  /** 'cpu' or 'cuda:N'. */
+  device: string;
+  dtype: 'fp32' | 'bf16' | 'fp16';
+  /** kernel: rmsnorm | rotary | swiglu | loss | add; copy: h2d | d2h | duplex; disk: the folder. */
+  name: string;
+  /** gemm: [m, n, k]; attention: [batch, heads, kv_heads, seq, head_dim]; kernel: [tokens, width]; adamw: [params]. */
+  dims: number[];
+  /** copy: GPUs copying at once; p2p: [source, destination]. */
+  gpus: number[];
+  bytes: number;
+  threads: number;
+  pinned: boolean;
+  warmup: number;
+  iters: number;
+  maxSec: number;
+}
+/** Median and minimum per repetition (us) and the kind's figures (native/src/calibrate.cpp). */
+export interface CalibResult {
+  medianUs: number;
+  minUs: number;
+  value: number;
+  value2: number;
+  samples: number;
+  note: string;
+}
+const CALIB_KINDS = new Set<CalibKind>(['gemm', 'attention', 'kernel', 'copy', 'p2p', 'adamw', 'memcpy', 'disk', 'slowdown', 'launch', 'context']);
+/** Runs one calibration benchmark on a native thread. */
+export function calibrateTask(task: Partial<CalibTask> & { kind: CalibKind }): Promise<CalibResult> {
+  const t: CalibTask = {
+    device: 'cpu', dtype: 'fp32', name: '', dims: [], gpus: [], bytes: 0, threads: 0, pinned: true, warmup: 2, iters: 7, maxSec: 1, ...task,
+  };
+  if (!CALIB_KINDS.has(t.kind)) throw new InputError(`calibrate: unknown benchmark kind "${t.kind}"`);
+  if (!DEVICE_RE.test(t.device)) throw new InputError(`calibrate: device "${t.device}" must be cpu or cuda:N`);
+  for (const d of t.dims) if (!Number.isInteger(d) || d <= 0) throw new InputError(`calibrate ${t.kind}: dims must be positive integers (got ${t.dims.join(', ')})`);
+  if (!(t.maxSec > 0) || !Number.isInteger(t.iters) || t.iters < 1 || !Number.isInteger(t.warmup) || t.warmup < 0) {
+    throw new InputError(`calibrate ${t.kind}: iters, warmup and maxSec must be positive`);
+  }
+  const fn = (raw() as unknown as { calibrate?: (x: CalibTask) => Promise<CalibResult> }).calibrate;
+  if (!fn) throw new NativeNotBuiltError(`the native addon at ${addonPath} predates \`mmoc calibrate\`: rebuild it with \`npm run build:native\``);
+  return fn(t);
+}
+// ---- end calibrate

@@ -306,6 +306,65 @@ Napi::Value RequestStopJs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+}  // namespace
+
+// ---- calibrate (`mmoc calibrate`; native/src/calibrate.h): one benchmark a call, on a native thread
+#include "calibrate.h"
+namespace {
+
+class CalibWorker : public Napi::AsyncWorker {
+ public:
+  CalibWorker(Napi::Env env, mmoc::CalibTask t) : Napi::AsyncWorker(env), t_(std::move(t)), def_(env) {}
+  Napi::Promise promise() { return def_.Promise(); }
+  void Execute() override {
+    try {
+      r_ = mmoc::runCalib(t_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    auto env = Env();
+    auto o = Napi::Object::New(env);
+    o.Set("medianUs", r_.medianUs);
+    o.Set("minUs", r_.minUs);
+    o.Set("value", r_.value);
+    o.Set("value2", r_.value2);
+    o.Set("samples", r_.samples);
+    o.Set("note", r_.note);
+    def_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { def_.Reject(jsError(Env(), e.Message()).Value()); }
+
+ private:
+  mmoc::CalibTask t_;
+  mmoc::CalibResult r_;
+  Napi::Promise::Deferred def_;
+};
+
+Napi::Value CalibrateJs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) typeError(env, "calibrate(task): task must be an object");
+  auto o = info[0].As<Napi::Object>();
+  mmoc::CalibTask t;
+  t.kind = str(o, "kind"), t.device = str(o, "device"), t.dtype = str(o, "dtype"), t.name = str(o, "name");
+  auto dims = field(o, "dims").As<Napi::Array>();
+  for (uint32_t i = 0; i < dims.Length(); ++i) t.dims.push_back(static_cast<int64_t>(dims.Get(i).As<Napi::Number>().DoubleValue()));
+  auto gpus = field(o, "gpus").As<Napi::Array>();
+  for (uint32_t i = 0; i < gpus.Length(); ++i) t.gpus.push_back(gpus.Get(i).As<Napi::Number>().Int32Value());
+  t.bytes = static_cast<int64_t>(num(o, "bytes")), t.threads = inum(o, "threads"), t.pinned = boolean(o, "pinned");
+  t.warmup = inum(o, "warmup"), t.iters = inum(o, "iters"), t.maxSec = num(o, "maxSec");
+  auto* w = new CalibWorker(env, std::move(t));
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+// ---- end calibrate
+
+namespace {
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfoJs));
   exports.Set("devices", Napi::Function::New(env, DevicesJs));
@@ -314,6 +373,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensorsJs));
   exports.Set("runRank", Napi::Function::New(env, RunRankJs));
   exports.Set("requestStop", Napi::Function::New(env, RequestStopJs));
+  exports.Set("calibrate", Napi::Function::New(env, CalibrateJs));  // ---- calibrate
   return exports;
 }
 

@@ -1,0 +1,613 @@
+// Calibration benchmarks for `mmoc calibrate` (see calibrate.h). One task at a time; each returns
+// the median and minimum of its timed repetitions and kind-specific figures:
+//   gemm       C[m,n] = A[m,k] B[k,n]                        medianUs
+//   attention  causal SDPA, kv heads repeated as the model does value = fwd us, value2 = bwd us
+//   kernel     rmsnorm | rotary | swiglu | loss | add        value = effective GB/s (ideal bytes / time)
+//   copy       h2d | d2h | duplex on `gpus` at once          value = aggregate GB/s, value2 = slowest GPU's GB/s
+//   p2p        gpus[0] -> gpus[1]                            value = GB/s
+//   adamw      CPU AdamW (the executor's update), `threads`  value = parameters/s
+//   memcpy     host memcpy with `threads`                    value = GB/s (read + write)
+//   disk       direct I/O write then read in `name`          value = write GB/s, value2 = read GB/s
+//   slowdown   GEMM while H2D and D2H copies run             value = fraction slower
+//   launch     tiny op dispatch                              value = us per op, value2 = us per autograd op (fwd+bwd)
+//   context    CUDA context + allocator                      value = context bytes, value2 = allocator overhead fraction
+#include "pch.h"
+#include "api.h"
+#include "calibrate.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+namespace mmoc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double nowUs() { return std::chrono::duration<double, std::micro>(Clock::now().time_since_epoch()).count(); }
+
+at::ScalarType dtypeOf(const std::string& d) {
+  if (d == "fp32") return at::kFloat;
+  if (d == "bf16") return at::kBFloat16;
+  if (d == "fp16") return at::kHalf;
+  MMOC_FAIL("calibrate: unknown dtype '" << d << "' (fp32, bf16, fp16)");
+}
+
+at::Device deviceOf(const std::string& d) {
+  if (d == "cpu") return at::Device(at::kCPU);
+#if MMOC_HAS_CUDA
+  if (d.rfind("cuda:", 0) == 0) {
+    const int i = std::stoi(d.substr(5));
+    MMOC_CHECK(i >= 0 && i < static_cast<int>(at::cuda::device_count()), "calibrate: no device " << d);
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i));
+  }
+#endif
+  MMOC_FAIL("calibrate: device '" << d << "' is not available in this build (cpu" << (MMOC_HAS_CUDA ? ", cuda:N" : "") << ")");
+}
+
+void sync(const at::Device& dev) {
+#if MMOC_HAS_CUDA
+  if (dev.is_cuda()) at::cuda::getCurrentCUDAStream(dev.index()).synchronize();
+#endif
+}
+
+CalibResult stats(std::vector<double> us) {
+  CalibResult r;
+  MMOC_CHECK(!us.empty(), "calibrate: no repetitions timed");
+  std::sort(us.begin(), us.end());
+  const size_t n = us.size();
+  r.medianUs = n % 2 ? us[n / 2] : 0.5 * (us[n / 2 - 1] + us[n / 2]);
+  r.minUs = us[0];
+  r.samples = static_cast<int>(n);
+  return r;
+}
+
+/** Warm-up, then timed repetitions of body(rep) (CUDA events on a GPU, steady clock on the CPU)
+ *  until `iters` or `maxSec` (at least 3 repetitions). */
+template <class F>
+CalibResult timeReps(const at::Device& dev, const CalibTask& t, F&& body) {
+  for (int i = 0; i < std::max(1, t.warmup); ++i) body(i);
+  sync(dev);
+  std::vector<double> us;
+  const double t0 = nowUs();
+  const int iters = std::max(3, t.iters);
+  for (int i = 0; i < iters; ++i) {
+#if MMOC_HAS_CUDA
+    if (dev.is_cuda()) {
+      at::cuda::CUDAEvent a(cudaEventDefault), b(cudaEventDefault);
+      auto s = at::cuda::getCurrentCUDAStream(dev.index());
+      a.record(s);
+      body(i + 1);
+      b.record(s);
+      b.synchronize();
+      us.push_back(static_cast<double>(a.elapsed_time(b)) * 1e3);
+    } else
+#endif
+    {
+      const double s = nowUs();
+      body(i + 1);
+      us.push_back(nowUs() - s);
+    }
+    if (i >= 2 && (nowUs() - t0) > t.maxSec * 1e6) break;
+  }
+  return stats(us);
+}
+
+/** How many input sets to rotate through: fresh inputs each repetition where memory allows. */
+int inputSets(int64_t bytesPerSet, bool cuda) {
+  const int64_t budget = cuda ? (int64_t(4) << 30) : (int64_t(512) << 20);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(4, budget / std::max<int64_t>(1, bytesPerSet))));
+}
+
+at::Tensor randn(at::IntArrayRef shape, at::ScalarType dt, const at::Device& dev) {
+  return at::randn(shape, at::TensorOptions().dtype(dt).device(dev));
+}
+
+CalibResult gemm(const CalibTask& t) {
+  MMOC_CHECK(t.dims.size() == 3, "calibrate gemm: dims must be [m, n, k]");
+  const auto dev = deviceOf(t.device);
+  const auto dt = dtypeOf(t.dtype);
+  const int64_t m = t.dims[0], n = t.dims[1], k = t.dims[2];
+  const int64_t es = at::elementSize(dt);
+  const int sets = inputSets((m * k + k * n) * es, dev.is_cuda());
+  std::vector<at::Tensor> A, B;
+  for (int i = 0; i < sets; ++i) A.push_back(randn({m, k}, dt, dev)), B.push_back(randn({k, n}, dt, dev));
+  at::Tensor C = at::empty({m, n}, A[0].options());
+  at::NoGradGuard ng;
+  return timeReps(dev, t, [&](int i) { at::mm_out(C, A[i % sets], B[i % sets]); });
+}
+
+CalibResult attention(const CalibTask& t) {
+  MMOC_CHECK(t.dims.size() == 5, "calibrate attention: dims must be [batch, heads, kv_heads, seq, head_dim]");
+  const auto dev = deviceOf(t.device);
+  const auto dt = dtypeOf(t.dtype);
+  const int64_t B = t.dims[0], H = t.dims[1], KV = t.dims[2], S = t.dims[3], D = t.dims[4];
+  MMOC_CHECK(KV > 0 && H % KV == 0, "calibrate attention: heads must be a multiple of kv_heads");
+  const int64_t rep = H / KV;
+  const int sets = inputSets((B * H * S * D + 2 * B * KV * S * D) * at::elementSize(dt) * 3, dev.is_cuda());
+  std::vector<at::Tensor> Q, K, V, G;
+  for (int i = 0; i < sets; ++i) {
+    Q.push_back(randn({B, H, S, D}, dt, dev)), K.push_back(randn({B, KV, S, D}, dt, dev));
+    V.push_back(randn({B, KV, S, D}, dt, dev)), G.push_back(randn({B, H, S, D}, dt, dev));
+  }
+  auto expandKv = [&](const at::Tensor& x) {
+    return rep == 1 ? x : x.unsqueeze(2).expand({B, KV, rep, S, D}).reshape({B, H, S, D});
+  };
+  CalibResult fwd;
+  {
+    at::NoGradGuard ng;
+    fwd = timeReps(dev, t, [&](int i) { causalAttention(Q[i % sets], expandKv(K[i % sets]), expandKv(V[i % sets])); });
+  }
+  // backward: the graph is built untimed, only the backward pass is timed
+  std::vector<double> us;
+  const int iters = std::max(3, t.iters);
+  const double t0 = nowUs();
+  for (int i = -std::max(1, t.warmup); i < iters; ++i) {
+    const int s = ((i % sets) + sets) % sets;
+    auto q = Q[s].detach().requires_grad_(true), k = K[s].detach().requires_grad_(true), v = V[s].detach().requires_grad_(true);
+    auto o = causalAttention(q, expandKv(k), expandKv(v));
+    sync(dev);
+#if MMOC_HAS_CUDA
+    if (dev.is_cuda()) {
+      at::cuda::CUDAEvent a(cudaEventDefault), b(cudaEventDefault);
+      auto st = at::cuda::getCurrentCUDAStream(dev.index());
+      a.record(st);
+      torch::autograd::backward({o}, {G[s]});
+      b.record(st);
+      b.synchronize();
+      if (i >= 0) us.push_back(static_cast<double>(a.elapsed_time(b)) * 1e3);
+    } else
+#endif
+    {
+      const double s0 = nowUs();
+      torch::autograd::backward({o}, {G[s]});
+      if (i >= 0) us.push_back(nowUs() - s0);
+    }
+    if (i >= 2 && (nowUs() - t0) > t.maxSec * 1e6) break;
+  }
+  auto bwd = stats(us);
+  CalibResult r = fwd;
+  r.value = fwd.medianUs;
+  r.value2 = bwd.medianUs;
+  r.note = MMOC_HAS_SDPA ? "scaled_dot_product_attention" : "math attention (matmul, masked softmax, matmul)";
+  return r;
+}
+
+CalibResult kernel(const CalibTask& t) {
+  MMOC_CHECK(t.dims.size() == 2, "calibrate kernel: dims must be [tokens, width]");
+  const auto dev = deviceOf(t.device);
+  const auto dt = dtypeOf(t.dtype);
+  const int64_t T = t.dims[0], W = t.dims[1], es = at::elementSize(dt);
+  at::NoGradGuard ng;
+  const int sets = inputSets(2 * T * W * es, dev.is_cuda());
+  std::vector<at::Tensor> X, Y;
+  for (int i = 0; i < sets; ++i) X.push_back(randn({T, W}, dt, dev)), Y.push_back(randn({T, W}, dt, dev));
+  double bytes = 0;
+  CalibResult r;
+  if (t.name == "rmsnorm") {
+    auto w = randn({W}, dt, dev);
+    bytes = 2.0 * T * W * es;
+    r = timeReps(dev, t, [&](int i) {
+      auto x = X[i % sets];
+      auto xf = x.to(at::kFloat);
+      (xf * at::rsqrt(xf.pow(2).mean(-1, true) + 1e-5)).to(dt).mul_(w);
+    });
+  } else if (t.name == "rotary") {
+    MMOC_CHECK(W % 2 == 0, "calibrate kernel rotary: width must be even");
+    auto cs = randn({T, W}, dt, dev), sn = randn({T, W}, dt, dev);
+    bytes = 2.0 * T * W * es;
+    r = timeReps(dev, t, [&](int i) {
+      auto x = X[i % sets];
+      auto x1 = x.narrow(1, 0, W / 2), x2 = x.narrow(1, W / 2, W / 2);
+      (x * cs + at::cat({-x2, x1}, 1) * sn);
+    });
+  } else if (t.name == "swiglu") {
+    bytes = 3.0 * T * W * es;
+    r = timeReps(dev, t, [&](int i) { at::silu(X[i % sets]).mul_(Y[i % sets]); });
+  } else if (t.name == "loss") {
+    // width = vocabulary: log-softmax in fp32 and the negative log-likelihood of random targets
+    auto tgt = at::randint(0, W, {T}, at::TensorOptions().dtype(at::kLong).device(dev));
+    bytes = T * W * (es + 4.0);
+    r = timeReps(dev, t, [&](int i) { at::nll_loss(at::log_softmax(X[i % sets], -1, at::kFloat), tgt); });
+  } else if (t.name == "add") {
+    auto out = at::empty_like(X[0]);
+    bytes = 3.0 * T * W * es;
+    r = timeReps(dev, t, [&](int i) { at::add_out(out, X[i % sets], Y[i % sets]); });
+  } else {
+    MMOC_FAIL("calibrate kernel: unknown kernel '" << t.name << "' (rmsnorm, rotary, swiglu, loss, add)");
+  }
+  r.value = bytes / (r.medianUs * 1e3);
+  r.value2 = bytes;
+  return r;
+}
+
+CalibResult adamw(const CalibTask& t) {
+  MMOC_CHECK(t.dims.size() == 1 && t.dims[0] > 0, "calibrate adamw: dims must be [parameters]");
+  const int64_t n = t.dims[0];
+  const int before = at::get_num_threads();
+  if (t.threads > 0) at::set_num_threads(t.threads);
+  at::NoGradGuard ng;
+  auto o = at::TensorOptions().dtype(at::kFloat);
+  auto p = at::randn({n}, o), m = at::randn({n}, o).mul_(0.01), v = at::rand({n}, o).mul_(0.01).add_(1e-6);
+  std::vector<at::Tensor> G;
+  for (int i = 0; i < 2; ++i) G.push_back(at::randn({n}, o));
+  const double lr = 1e-4, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.01;
+  int step = 0;
+  const at::Device cpu(at::kCPU);
+  CalibResult r;
+  try {
+    r = timeReps(cpu, t, [&](int i) {
+      ++step;
+      const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+      const auto& g = G[i % 2];
+      p.mul_(1 - lr * wd);
+      m.mul_(b1).add_(g, 1 - b1);
+      v.mul_(b2).addcmul_(g, g, 1 - b2);
+      auto denom = (v / bc2).sqrt_().add_(eps);
+      p.addcdiv_(m, denom, -lr / bc1);
+    });
+  } catch (...) {
+    at::set_num_threads(before);
+    throw;
+  }
+  at::set_num_threads(before);
+  r.value = n / (r.medianUs * 1e-6);
+  r.note = "the executor's AdamW update (fp32 master, m, v) on one flat tensor";
+  return r;
+}
+
+void fillRandom(uint8_t* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    std::memcpy(p + i, &x, 8);
+  }
+  for (; i < n; ++i) p[i] = static_cast<uint8_t>(i * 131 + 7);
+}
+
+CalibResult memcpyBench(const CalibTask& t) {
+  MMOC_CHECK(t.bytes > 0, "calibrate memcpy: bytes must be positive");
+  const int th = std::max(1, t.threads);
+  const size_t n = static_cast<size_t>(t.bytes);
+  std::vector<uint8_t> a(n), b(n);
+  fillRandom(a.data(), n, 1);
+  fillRandom(b.data(), n, 2);
+  const at::Device cpu(at::kCPU);
+  CalibResult r = timeReps(cpu, t, [&](int i) {
+    uint8_t* src = (i % 2) ? a.data() : b.data();
+    uint8_t* dst = (i % 2) ? b.data() : a.data();
+    std::vector<std::thread> ts;
+    const size_t chunk = (n + th - 1) / th;
+    for (int k = 0; k < th; ++k) {
+      const size_t lo = k * chunk, hi = std::min(n, lo + chunk);
+      if (lo >= hi) break;
+      ts.emplace_back([=] { std::memcpy(dst + lo, src + lo, hi - lo); });
+    }
+    for (auto& x : ts) x.join();
+  });
+  r.value = 2.0 * n / (r.medianUs * 1e3);
+  r.note = "read + write bytes; includes thread start-up";
+  return r;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+CalibResult disk(const CalibTask& t) {
+  MMOC_CHECK(!t.name.empty(), "calibrate disk: name must be the folder to test");
+  const size_t block = size_t(1) << 20;
+  const size_t total = std::max<size_t>(block, (static_cast<size_t>(t.bytes) / block) * block);
+  void* mem = nullptr;
+  MMOC_CHECK(posix_memalign(&mem, 4096, block) == 0, "calibrate disk: out of memory");
+  std::unique_ptr<void, void (*)(void*)> buf(mem, free);
+  fillRandom(static_cast<uint8_t*>(mem), block, 3);
+  const std::string path = t.name + "/.mmoc-calibrate-" + std::to_string(::getpid()) + ".bin";
+  bool direct = true;
+  auto openFile = [&](int flags) {
+    int fd = ::open(path.c_str(), flags | O_DIRECT, 0600);
+    if (fd < 0 && (errno == EINVAL || errno == EOPNOTSUPP)) {
+      direct = false;
+      fd = ::open(path.c_str(), flags, 0600);
+    }
+    MMOC_CHECK(fd >= 0, "calibrate disk: cannot open " << path << ": " << std::strerror(errno));
+    return fd;
+  };
+  std::vector<double> wus, rus;
+  const double t0 = nowUs();
+  const int iters = std::max(2, t.iters);
+  try {
+    for (int it = 0; it < iters; ++it) {
+      {
+        Fd f;
+        f.fd = openFile(O_WRONLY | O_CREAT | O_TRUNC);
+        const double s = nowUs();
+        for (size_t off = 0; off < total; off += block) {
+          static_cast<uint64_t*>(mem)[0] = off ^ (uint64_t(it) << 40);  // fresh data per block
+          MMOC_CHECK(::write(f.fd, mem, block) == static_cast<ssize_t>(block), "calibrate disk: write to " << path << ": " << std::strerror(errno));
+        }
+        MMOC_CHECK(::fsync(f.fd) == 0, "calibrate disk: fsync " << path << ": " << std::strerror(errno));
+        wus.push_back(nowUs() - s);
+      }
+      {
+        Fd f;
+        f.fd = openFile(O_RDONLY);
+        if (!direct) posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED);
+        const double s = nowUs();
+        for (size_t off = 0; off < total; off += block) {
+          MMOC_CHECK(::read(f.fd, mem, block) == static_cast<ssize_t>(block), "calibrate disk: read from " << path << ": " << std::strerror(errno));
+        }
+        rus.push_back(nowUs() - s);
+      }
+      if (it >= 1 && nowUs() - t0 > t.maxSec * 1e6) break;
+    }
+  } catch (...) {
+    ::unlink(path.c_str());
+    throw;
+  }
+  ::unlink(path.c_str());
+  auto w = stats(wus), r = stats(rus);
+  CalibResult out = w;
+  out.value = total / (w.medianUs * 1e3);
+  out.value2 = total / (r.medianUs * 1e3);
+  out.note = direct ? "O_DIRECT, 1 MiB aligned blocks, fsync" : "buffered I/O (the filesystem refused O_DIRECT), fsync; reads may hit the page cache";
+  return out;
+}
+
+CalibResult launch(const CalibTask& t) {
+  const auto dev = deviceOf(t.device);
+  const int ops = 200;
+  auto x = at::rand({1}, at::TensorOptions().device(dev)).add_(1);
+  CalibResult r;
+  {
+    at::NoGradGuard ng;
+    // wall clock of `ops` dispatches (on a GPU: launches queue up; the host side is what costs)
+    std::vector<double> us;
+    for (int rep = -t.warmup; rep < std::max(3, t.iters); ++rep) {
+      sync(dev);
+      const double s = nowUs();
+      for (int i = 0; i < ops; ++i) x.mul_(0.999);
+      sync(dev);
+      if (rep >= 0) us.push_back((nowUs() - s) / ops);
+    }
+    r = stats(us);
+  }
+  r.value = r.medianUs;
+  // a small autograd op, forward and backward (what per-op overhead costs inside a layer)
+  auto w = at::rand({8, 8}, at::TensorOptions().device(dev)).requires_grad_(true);
+  auto in = at::rand({4, 8}, at::TensorOptions().device(dev));
+  std::vector<double> us2;
+  for (int rep = -t.warmup; rep < std::max(3, t.iters); ++rep) {
+    sync(dev);
+    const double s = nowUs();
+    auto y = in;
+    for (int i = 0; i < 20; ++i) y = at::mm(y, w).mul(0.5);
+    y.sum().backward();
+    sync(dev);
+    if (rep >= 0) us2.push_back((nowUs() - s) / 41);
+  }
+  r.value2 = stats(us2).medianUs;
+  return r;
+}
+
+#if MMOC_HAS_CUDA
+struct SpinBarrier {
+  std::atomic<int> n{0};
+  int total;
+  explicit SpinBarrier(int t) : total(t) {}
+  void wait() {
+    n.fetch_add(1);
+    while (n.load() < total) std::this_thread::yield();
+  }
+};
+
+at::Tensor hostBuffer(int64_t bytes, bool pinned) {
+  auto t = at::empty({bytes / 4}, at::TensorOptions().dtype(at::kFloat).pinned_memory(pinned));
+  t.uniform_(-1, 1);
+  return t;
+}
+
+CalibResult copy(const CalibTask& t) {
+  MMOC_CHECK(!t.gpus.empty(), "calibrate copy: gpus must list at least one GPU");
+  MMOC_CHECK(t.name == "h2d" || t.name == "d2h" || t.name == "duplex", "calibrate copy: name must be h2d, d2h or duplex");
+  MMOC_CHECK(t.bytes >= 4, "calibrate copy: bytes must be at least 4");
+  const int G = static_cast<int>(t.gpus.size());
+  const bool up = t.name != "d2h", down = t.name != "h2d";
+  const int iters = std::max(3, t.iters);
+  SpinBarrier bar(G);
+  std::vector<std::vector<double>> per(G);
+  std::vector<double> start(G), end(G);
+  std::vector<std::string> errs(G);
+  std::vector<std::thread> ts;
+  for (int gi = 0; gi < G; ++gi) {
+    ts.emplace_back([&, gi] {
+      try {
+        const auto dev = deviceOf("cuda:" + std::to_string(t.gpus[gi]));
+        c10::cuda::CUDAGuard guard(dev);
+        auto sUp = c10::cuda::getStreamFromPool(false, dev.index()), sDown = c10::cuda::getStreamFromPool(false, dev.index());
+        at::Tensor hUp, dUp, hDown, dDown;
+        if (up) hUp = hostBuffer(t.bytes, t.pinned), dUp = at::empty_like(hUp, at::TensorOptions().device(dev).pinned_memory(false));
+        if (down) hDown = hostBuffer(t.bytes, t.pinned), dDown = at::rand_like(hDown, at::TensorOptions().device(dev).pinned_memory(false));
+        auto once = [&] {
+          if (up) {
+            c10::cuda::CUDAStreamGuard sg(sUp);
+            dUp.copy_(hUp, t.pinned);
+          }
+          if (down) {
+            c10::cuda::CUDAStreamGuard sg(sDown);
+            hDown.copy_(dDown, t.pinned);
+          }
+          sUp.synchronize();
+          sDown.synchronize();
+        };
+        for (int i = 0; i < std::max(1, t.warmup); ++i) once();
+        bar.wait();
+        start[gi] = nowUs();
+        for (int i = 0; i < iters; ++i) {
+          const double s = nowUs();
+          once();
+          per[gi].push_back(nowUs() - s);
+        }
+        end[gi] = nowUs();
+      } catch (const std::exception& e) {
+        errs[gi] = e.what();
+        bar.wait();
+      }
+    });
+  }
+  for (auto& x : ts) x.join();
+  for (auto& e : errs) MMOC_CHECK(e.empty(), "calibrate copy: " << e);
+  const double wall = *std::max_element(end.begin(), end.end()) - *std::min_element(start.begin(), start.end());
+  const double moved = double(t.bytes) * (up + down) * iters * G;
+  CalibResult r = stats(per[0]);
+  r.value = moved / (wall * 1e3);
+  double slowest = 1e300;
+  for (int gi = 0; gi < G; ++gi) slowest = std::min(slowest, double(t.bytes) * (up + down) / (stats(per[gi]).medianUs * 1e3));
+  r.value2 = slowest;
+  r.note = t.pinned ? "pinned host memory, async copies on side streams" : "pageable host memory";
+  return r;
+}
+
+CalibResult p2p(const CalibTask& t) {
+  MMOC_CHECK(t.gpus.size() == 2, "calibrate p2p: gpus must be [source, destination]");
+  const auto a = deviceOf("cuda:" + std::to_string(t.gpus[0])), b = deviceOf("cuda:" + std::to_string(t.gpus[1]));
+  auto src = at::rand({t.bytes / 4}, at::TensorOptions().device(a));
+  auto dst = at::empty({t.bytes / 4}, at::TensorOptions().device(b));
+  std::vector<double> us;
+  for (int i = -std::max(1, t.warmup); i < std::max(3, t.iters); ++i) {
+    at::cuda::getCurrentCUDAStream(a.index()).synchronize();
+    at::cuda::getCurrentCUDAStream(b.index()).synchronize();
+    const double s = nowUs();
+    {
+      c10::cuda::CUDAGuard g(a);
+      dst.copy_(src, false);
+    }
+    at::cuda::getCurrentCUDAStream(a.index()).synchronize();
+    at::cuda::getCurrentCUDAStream(b.index()).synchronize();
+    if (i >= 0) us.push_back(nowUs() - s);
+  }
+  CalibResult r = stats(us);
+  r.value = t.bytes / (r.medianUs * 1e3);
+  r.note = "tensor copy between devices (cudaMemcpyPeer; peer access as torch enables it)";
+  return r;
+}
+
+CalibResult slowdown(const CalibTask& t) {
+  const auto dev = deviceOf(t.device);
+  c10::cuda::CUDAGuard guard(dev);
+  const int64_t n = t.dims.empty() ? 4096 : t.dims[0];
+  const auto dt = dtypeOf(t.dtype);
+  auto A = randn({n, n}, dt, dev), B = randn({n, n}, dt, dev), C = at::empty({n, n}, A.options());
+  at::NoGradGuard ng;
+  CalibTask tt = t;
+  tt.iters = std::max(5, t.iters);
+  auto alone = timeReps(dev, tt, [&](int) { at::mm_out(C, A, B); });
+  std::atomic<bool> stop{false};
+  std::string err;
+  const int64_t bytes = t.bytes > 0 ? t.bytes : (int64_t(256) << 20);
+  std::thread copier([&] {
+    try {
+      c10::cuda::CUDAGuard g(dev);
+      auto su = c10::cuda::getStreamFromPool(false, dev.index()), sd = c10::cuda::getStreamFromPool(false, dev.index());
+      auto hu = hostBuffer(bytes, true), hd = hostBuffer(bytes, true);
+      auto du = at::empty_like(hu, at::TensorOptions().device(dev).pinned_memory(false)), dd = at::rand_like(du);
+      while (!stop.load()) {
+        {
+          c10::cuda::CUDAStreamGuard sg(su);
+          du.copy_(hu, true);
+        }
+        {
+          c10::cuda::CUDAStreamGuard sg(sd);
+          hd.copy_(dd, true);
+        }
+        su.synchronize();
+        sd.synchronize();
+      }
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CalibResult busy;
+  try {
+    busy = timeReps(dev, tt, [&](int) { at::mm_out(C, A, B); });
+  } catch (...) {
+    stop = true;
+    copier.join();
+    throw;
+  }
+  stop = true;
+  copier.join();
+  MMOC_CHECK(err.empty(), "calibrate slowdown: copies failed: " << err);
+  CalibResult r = busy;
+  r.value = std::max(0.0, busy.medianUs / alone.medianUs - 1);
+  r.value2 = alone.medianUs;
+  r.note = "GEMM " + std::to_string(n) + "^3 alone against while H2D and D2H pinned copies run on the same GPU";
+  return r;
+}
+
+CalibResult context(const CalibTask& t) {
+  const auto dev = deviceOf(t.device);
+  c10::cuda::CUDAGuard guard(dev);
+  auto probe = at::empty({1}, at::TensorOptions().device(dev));  // creates the context
+  sync(dev);
+  size_t freeB = 0, totalB = 0;
+  MMOC_CHECK(cudaMemGetInfo(&freeB, &totalB) == cudaSuccess, "calibrate context: cudaMemGetInfo failed");
+  const auto s0 = c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index());
+  const double used = double(totalB - freeB) - double(s0.reserved_bytes[0].current);
+  // allocator overhead: a mix of activation-like sizes allocated and partly freed
+  std::vector<at::Tensor> keep;
+  int64_t live = 0;
+  for (int i = 0; i < 64; ++i) {
+    const int64_t elems = (int64_t(1) << 18) * (1 + (i * 7) % 13) + 1024 * (i % 5);
+    auto x = at::empty({elems}, at::TensorOptions().dtype(at::kBFloat16).device(dev));
+    if (i % 3 == 2) continue;  // freed at once (fragments)
+    keep.push_back(x);
+    live += elems * 2;
+  }
+  sync(dev);
+  const auto s1 = c10::cuda::CUDACachingAllocator::getDeviceStats(dev.index());
+  const double reserved = double(s1.reserved_bytes[0].current - s0.reserved_bytes[0].current);
+  CalibResult r;
+  r.samples = 1;
+  r.value = std::max(0.0, used);
+  r.value2 = live > 0 ? std::max(0.0, reserved / double(live) - 1) : 0;
+  r.note = "device memory in use outside the caching allocator (context, other processes) after the first allocation";
+  return r;
+}
+#endif
+
+}  // namespace
+
+CalibResult runCalib(const CalibTask& t) {
+  try {
+    if (t.kind == "gemm") return gemm(t);
+    if (t.kind == "attention") return attention(t);
+    if (t.kind == "kernel") return kernel(t);
+    if (t.kind == "adamw") return adamw(t);
+    if (t.kind == "memcpy") return memcpyBench(t);
+    if (t.kind == "disk") return disk(t);
+    if (t.kind == "launch") return launch(t);
+#if MMOC_HAS_CUDA
+    if (t.kind == "copy") return copy(t);
+    if (t.kind == "p2p") return p2p(t);
+    if (t.kind == "slowdown") return slowdown(t);
+    if (t.kind == "context") return context(t);
+#else
+    if (t.kind == "copy" || t.kind == "p2p" || t.kind == "slowdown" || t.kind == "context")
+      MMOC_FAIL("calibrate " << t.kind << ": this build of the addon has no CUDA");
+#endif
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    MMOC_FAIL("calibrate " << t.kind << " (" << t.device << ", " << t.dtype << "): " << e.what());
+  }
+  MMOC_FAIL("calibrate: unknown task kind '" << t.kind << "'");
+}
+
+}  // namespace mmoc
