@@ -59,34 +59,3 @@ test('without the addon, doctor and execute say how to build it (exit code 1)', 
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-test('mmoc execute --json --trace runs a 2-rank 1F1B plan; bad flags exit with code 2', { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mmoc-cli-'));
-  try {
-    const parts = evenPartition(tiny.num_hidden_layers, 2);
-    const plan = buildPlan({
-      hardware: 'cpu', model: tiny, precision: 'fp32', optimizer: defaultOptimizer(),
-      job: { seq: 16, microBatchSize: 1, microBatches: 4, steps: 2, gpuMemCapBytes: null, seed: 1 },
-      schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1], policy: parts.map(() => defaultPolicy(false)),
-    });
-    const p = join(dir, 'plan.json');
-    writeFileSync(p, JSON.stringify(plan));
-    const r = mmoc(['execute', p, '--steps', '3', '--threads', '1', '--trace', join(dir, 'm.json'), '--json']);
-    assert.equal(r.code, 0, r.err);
-    const j = JSON.parse(r.out);
-    assert.equal(j.steps, 3);
-    assert.equal(j.losses.length, 3);
-    assert.equal(j.ranks, 2);
-    assert.match(r.err, /step 3\/3 {2}loss \d+\.\d{4}/);
-    const t = JSON.parse(readFileSync(join(dir, 'm.json'), 'utf8'));
-    assert.equal(t.traceEvents.filter((e: { ph: string }) => e.ph === 'X').length, 3 * (plan.program.ranks[0]!.length + plan.program.ranks[1]!.length));
-    const bad = mmoc(['execute', p, '--steps', '0']);
-    assert.equal(bad.code, 2);
-    assert.match(bad.err, /--steps: "0" must be a positive integer/);
-    const missing = mmoc(['execute', p, '--data', join(dir, 'none.bin')]);
-    assert.equal(missing.code, 2);
-    assert.match(missing.err, /--data: .*none\.bin does not exist/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});

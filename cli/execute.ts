@@ -32,7 +32,7 @@ function fmtEta(s: number): string {
 
 export function formatExecute(r: ExecuteResult): string {
   const lines = [
-    `ran ${r.steps} step${r.steps === 1 ? '' : 's'} on ${r.ranks} rank${r.ranks === 1 ? '' : 's'} (${r.devices.join(', ')}; ${r.backend === 'none' ? 'single rank' : r.backend})${r.stopped ? ', stopped early' : ''}`,
+    `ran ${r.steps} step${r.steps === 1 ? '' : 's'} on ${r.ranks} rank${r.ranks === 1 ? '' : 's'}${r.rank !== undefined ? ` (this process: rank ${r.rank})` : ''} (${r.devices.join(', ')}; ${r.backend === 'none' ? 'single rank' : r.backend})${r.stopped ? ', stopped early' : ''}`,
     `loss        ${r.losses.map((l) => l.toFixed(4)).join(' ')}`,
     `step        ${r.step_s_median.toFixed(3)} s (median${r.step_s.length >= 3 ? ', first step excluded' : ''})`,
     `tokens/s    ${r.tokens_per_s.toFixed(0)} (${r.tokens_per_step} tokens a step)`,

@@ -26,6 +26,8 @@ export interface ExecuteHooks {
 
 export interface ExecuteResult {
   ranks: number;
+  /** Under torchrun: this process's rank (its figures are this rank's only). */
+  rank?: number;
   steps: number;
   stopped: boolean;
   backend: string;
@@ -290,7 +292,7 @@ async function runUnderTorchrun(plan: Plan, opts: RunOptions, hooks: ExecuteHook
   process.on('SIGINT', onSigint);
   try {
     const r = await runRank(cfg, (p) => hooks.onProgress?.({ ...p, steps: cfg.steps }));
-    return summarise(plan, [r], [devs[rank] ?? cfg.device], opts.trace ?? false);
+    return { ...summarise(plan, [r], [devs[rank] ?? cfg.device], opts.trace ?? false), ranks: world, rank };
   } catch (e) {
     throw new ExecuteError((e as Error).message);
   } finally {
