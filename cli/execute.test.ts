@@ -114,3 +114,24 @@ test('under torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set) each proce
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('when `mmoc execute` itself is killed, its rank processes exit too (no orphans)', { skip, timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-cli-'));
+  try {
+    const p = join(dir, 'plan.json');
+    writeFileSync(p, JSON.stringify(tinyPlan('1f1b', 2)));
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), 'execute', p, '--steps', '100000', '--threads', '1'], { cwd: repoRoot, env: cliEnv });
+    let err = '';
+    await new Promise<void>((res) => child.stderr.on('data', (d) => { err += d; if (/step 2\//.test(err)) res(); }));
+    const ps = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' });
+    const ranks = ps.stdout.split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+    assert.equal(ranks.length, 2, `rank processes: ${ps.stdout}`);
+    child.kill('SIGKILL');
+    const t0 = Date.now();
+    const alive = () => ranks.filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
+    while (alive().length && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(alive(), [], 'rank processes still running 10 s after the launcher died');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
