@@ -6,5 +6,6 @@ import { register as plan } from './plan.ts';
 import { register as doctor } from './doctor.ts';
 import { register as execute } from './execute.ts';
 import { register as compare } from './compare.ts';
+import { register as calibrate } from './calibrate.ts';
 
-export const commands: Register[] = [memory, plan, execute, compare, doctor];
+export const commands: Register[] = [memory, plan, execute, compare, calibrate, doctor];

@@ -584,7 +584,17 @@ CalibResult context(const CalibTask& t) {
 
 }  // namespace
 
+/** Intra-op threads for the CPU work of one task (restored after it). */
+struct ThreadsGuard {
+  int before;
+  explicit ThreadsGuard(int n) : before(at::get_num_threads()) {
+    if (n > 0) at::set_num_threads(n);
+  }
+  ~ThreadsGuard() { at::set_num_threads(before); }
+};
+
 CalibResult runCalib(const CalibTask& t) {
+  ThreadsGuard threads(t.kind == "memcpy" ? 0 : t.threads);
   try {
     if (t.kind == "gemm") return gemm(t);
     if (t.kind == "attention") return attention(t);

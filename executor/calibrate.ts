@@ -1,0 +1,532 @@
+// `mmoc calibrate`: runs the native benchmarks (native/src/calibrate.cpp) on this machine and turns
+// them into a hardware profile (sim/profile.ts) with provenance. Which benchmarks run follows the
+// model and job: GEMMs at the exact shapes of the model's layers (forward and both backward
+// products, planner/inventory.ts), attention at the job's sequence lengths, and so on.
+//
+// Parts (`--only`): gemm, attention, kernels, links, p2p, cpu, memory, disk, overheads. A part not
+// measured keeps the base profile's figures (the output file when it exists, else a starting
+// profile whose figures say they are estimates).
+//
+// Per-instruction overhead: the cost model charges every compute instruction `per_instruction_us`
+// and every kernel `kernel_launch_us` (planner/lower.ts layerTimes counts the kernels of a layer).
+// Both are fitted, by non-negative least squares, to the measured instruction durations of a
+// short run of the executor itself (a 2-rank 1F1B plan of the tiny model, 4 micro-batches, on the
+// devices being calibrated; 1 rank where there is one device) against the prediction from the
+// figures measured just before: this is what makes small models, whose time is mostly fixed
+// per-op costs, predictable. On CPU ranks the same run also gives the per-message cost of a c10d
+// (Gloo) send/receive: the peer latency is fitted so that the run's simulated step time matches.
+import { cpus, hostname, totalmem } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { parseHardwareProfile, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
+import { getInventory } from '../planner/inventory.ts';
+import type { ModelConfig } from '../planner/model-config.ts';
+import { tiny } from '../planner/test-models.ts';
+import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
+import { defaultPolicy, evenPartition } from '../planner/memory.ts';
+import { simulatePlan } from '../planner/lower.ts';
+import type { Plan, Precision } from '../planner/plan-types.ts';
+import { InputError } from '../planner/errors.ts';
+import { buildInfo, calibrateTask, devices, type CalibResult, type CalibTask, type NativeDevices, type BuildInfo } from './native.ts';
+import { execute } from './launch.ts';
+
+export const CALIB_PARTS = ['gemm', 'attention', 'kernels', 'links', 'p2p', 'cpu', 'memory', 'disk', 'overheads'] as const;
+export type CalibPart = (typeof CALIB_PARTS)[number];
+
+export interface CalibrateOptions {
+  parts: ReadonlySet<CalibPart>;
+  quick: boolean;
+  model: ModelConfig;
+  seqs: number[];
+  microBatchSizes: number[];
+  diskPaths: string[];
+  id: string;
+  description?: string;
+  /** The command line, for provenance. */
+  command: string;
+  /** Figures of parts not measured in this run. */
+  base?: HardwareProfile;
+  /** 'cpu': a profile whose ranks run on the CPU, even where GPUs exist. Default: GPUs when present. */
+  target?: 'cpu' | 'gpu';
+  /** CPU-rank profiles: how many ranks (gpus.count). */
+  cpuRanks?: number;
+  progress?: (done: number, total: number, label: string) => void;
+}
+
+export interface Measurement {
+  part: CalibPart;
+  label: string;
+  task?: Partial<CalibTask>;
+  result?: CalibResult;
+  error?: string;
+  seconds: number;
+}
+
+export interface CalibrateOutput {
+  profile: HardwareProfile;
+  measurements: Measurement[];
+  skipped: string[];
+  seconds: number;
+}
+
+const GB = 1e9;
+const today = () => new Date().toISOString().slice(0, 10);
+
+/** Dense bf16 peak by GPU name (datasheet), for the efficiency the cost model uses outside the tables. */
+function datasheetPeak(name: string): { bf16: number; fp32: number } | null {
+  const n = name.toUpperCase();
+  if (n.includes('H200') || n.includes('H100')) return { bf16: 989, fp32: 67 };
+  if (n.includes('A100')) return { bf16: 312, fp32: 19.5 };
+  if (n.includes('L40S')) return { bf16: 362, fp32: 91.6 };
+  if (n.includes('L20')) return { bf16: 119.5, fp32: 59.8 };
+  if (n.includes('B200')) return { bf16: 2250, fp32: 80 };
+  return null;
+}
+
+function gitCommit(): string | undefined {
+  const r = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+export function machineDescription(devs: NativeDevices): string {
+  const cpu = cpus()[0]?.model?.trim() ?? 'unknown CPU';
+  const gpus = devs.cuda.length ? `${devs.cuda.length}x ${devs.cuda[0]!.name} (${(devs.cuda[0]!.totalBytes / 2 ** 30).toFixed(1)} GiB)` : 'no GPU';
+  return `${hostname()}: ${gpus}; ${cpu}, ${cpus().length} logical cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB`;
+}
+
+/** A starting profile for figures that are not measured (each says it is an estimate). */
+function skeleton(o: CalibrateOptions, devs: NativeDevices, gpuMode: boolean): HardwareProfile {
+  const date = today();
+  const G = gpuMode ? devs.cuda.length : Math.max(1, o.cpuRanks ?? 2);
+  const peak = gpuMode ? datasheetPeak(devs.cuda[0]!.name) ?? { bf16: 300, fp32: 30 } : { bf16: 0.1, fp32: 0.1 };
+  const link = gpuMode ? 25 : 5;
+  const range = Array.from({ length: G }, (_, i) => i);
+  return {
+    version: 1, id: o.id, description: '',
+    provenance: { source: 'estimate', date, how: 'mmoc calibrate starting figures' },
+    gpus: gpuMode
+      ? { name: devs.cuda[0]!.name, kind: 'gpu', count: G, memory_bytes: devs.cuda[0]!.totalBytes }
+      : { name: 'CPU rank', kind: 'cpu', count: G, memory_bytes: Math.floor(totalmem() / (G + 1)) },
+    links: {
+      h2d: range.map((gpu) => ({ gpu, GBps: link, latency_us: 10 })),
+      d2h: range.map((gpu) => ({ gpu, GBps: link, latency_us: 10 })),
+      host_groups: range.map((g) => ({ name: `host${g}`, gpus: [g], h2d_GBps: link, d2h_GBps: link })),
+      peer: G > 1 ? [{ gpus: range, GBps: gpuMode ? 100 : 2, latency_us: gpuMode ? 10 : 50, ...(gpuMode ? {} : { via_host: false }) }] : [],
+    },
+    compute: {
+      peak_tflops: gpuMode ? { bf16: peak.bf16, fp32: peak.fp32 } : { fp32: peak.fp32 },
+      gemm_efficiency: gpuMode ? { bf16: 0.7, fp32: 0.7 } : { fp32: 0.5 },
+      memory_GBps: gpuMode ? 2000 : 8,
+    },
+    cpu: {
+      name: cpus()[0]?.model?.trim(), cores: cpus().length, threads: cpus().length, memory_bytes: totalmem(), memory_GBps: 10,
+      optimizers: [{ name: 'adamw', dtype: 'fp32', points: [{ threads: 1, params_per_s: 1e8 }] }],
+    },
+    disks: [],
+    overheads: {
+      kernel_launch_us: gpuMode ? 5 : 1, per_instruction_us: 30, cuda_context_bytes: gpuMode ? 600 * 2 ** 20 : 0,
+      allocator_overhead_fraction: 0.02, comm_buffer_bytes: gpuMode ? 256 * 2 ** 20 : 16 * 2 ** 20,
+    },
+    compute_slowdown_under_copies: gpuMode ? 0.05 : 0,
+  };
+}
+
+interface Job {
+  part: CalibPart;
+  label: string;
+  task?: Partial<CalibTask> & { kind: CalibTask['kind'] };
+  /** Custom work instead of a native task. */
+  run?: () => Promise<void>;
+  apply?: (r: CalibResult) => void;
+}
+
+function uniq<T>(xs: T[], key: (x: T) => string): T[] {
+  const seen = new Set<string>();
+  return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? 0 : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+/** The probe plan of the overhead fit: the tiny model, one rank, one stage, GPipe. */
+export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1): Plan {
+  const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
+  const stageLayers = evenPartition(tiny.num_hidden_layers, ranks);
+  return buildPlan({
+    hardware, model: tiny, precision, optimizer: defaultOptimizer(),
+    job: { seq: 32, microBatchSize: 2, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
+    schedule: ranks > 1 ? '1f1b' : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
+    rankDevice: stageLayers.map((_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
+  });
+}
+
+/** Non-negative least squares in two unknowns: min |y - b - a x - c z|^2 over x, z >= 0. */
+export function fitTwo(y: number[], b: number[], a: number[], c: number[]): { x: number; z: number } {
+  const r = y.map((v, i) => v - b[i]!);
+  const dot = (u: number[], v: number[]) => u.reduce((s, ui, i) => s + ui * v[i]!, 0);
+  const aa = dot(a, a), cc = dot(c, c), ac = dot(a, c), ar = dot(a, r), cr = dot(c, r);
+  const det = aa * cc - ac * ac;
+  const cands: { x: number; z: number }[] = [{ x: 0, z: 0 }];
+  if (aa > 0) cands.push({ x: Math.max(0, ar / aa), z: 0 });
+  if (cc > 0) cands.push({ x: 0, z: Math.max(0, cr / cc) });
+  if (Math.abs(det) > 1e-12 * aa * cc) {
+    const x = (ar * cc - cr * ac) / det, z = (cr * aa - ar * ac) / det;
+    if (x >= 0 && z >= 0) cands.push({ x, z });
+  }
+  const cost = (p: { x: number; z: number }) => r.reduce((s, ri, i) => s + (ri - a[i]! * p.x - c[i]! * p.z) ** 2, 0);
+  return cands.reduce((best, p) => (cost(p) < cost(best) ? p : best));
+}
+
+export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
+  const t0 = Date.now();
+  let devs: NativeDevices, build: BuildInfo;
+  devs = devices();
+  build = buildInfo();
+  const gpuMode = o.target ? o.target === 'gpu' : devs.cudaAvailable && devs.cuda.length > 0;
+  if (gpuMode && !(devs.cudaAvailable && devs.cuda.length > 0)) throw new InputError('--target gpu: this machine (or this build of the addon) has no CUDA GPU');
+  const G = gpuMode ? devs.cuda.length : Math.max(1, o.cpuRanks ?? 2);
+  const dev = gpuMode ? 'cuda:0' : 'cpu';
+  const dtype: 'bf16' | 'fp32' = gpuMode ? 'bf16' : 'fp32';
+  const date = today();
+  const machine = machineDescription(devs);
+  const how = (what: string): Provenance => ({ source: 'measured', date, how: `mmoc calibrate: ${what}`, machine });
+
+  const base = o.base && o.base.gpus.count === G && (o.base.gpus.kind === 'cpu') === !gpuMode ? o.base : undefined;
+  const p: HardwareProfile = JSON.parse(JSON.stringify(base ?? skeleton(o, devs, gpuMode)));
+  p.id = o.id;
+  const figures: Record<string, Provenance> = { ...(p.figures ?? {}) };
+  if (!base) {
+    const est: Provenance = { source: 'estimate', date, how: 'mmoc calibrate starting figure (not measured in this run)' };
+    for (const k of ['links', 'compute', 'cpu', 'disks', 'overheads', 'compute_slowdown_under_copies']) figures[k] = est;
+  }
+  const mark = (path: string, what: string) => { figures[path] = how(what); };
+  const parts = o.parts;
+  const quick = o.quick;
+  const rep = quick ? { warmup: 1, iters: 3, maxSec: 0.15 } : { warmup: 2, iters: 9, maxSec: 0.8 };
+  const jobs: Job[] = [];
+  const skipped: string[] = [];
+  // CPU quick: GEMMs and attention above this many flops are left to the roofline (time budget)
+  const flopBudget = gpuMode ? Infinity : quick ? 3e9 : 6e10;
+
+  // ---- compute: GEMMs at the model's shapes (and the overhead probe's), attention, kernels
+  const shapes: { m: number; n: number; k: number }[] = [];
+  const addShapes = (model: ModelConfig, mbs: number, seq: number) => {
+    for (const l of getInventory(model, gpuMode ? 'bf16-mixed' : 'fp32', mbs, seq).layers) {
+      for (const g of l.gemms) if (!g.name.startsWith('attn.')) shapes.push({ m: g.m, n: g.n, k: g.k });
+    }
+  };
+  for (const seq of o.seqs) for (const mbs of o.microBatchSizes) addShapes(o.model, mbs, seq);
+  if (parts.has('overheads')) addShapes(tiny, 2, 32);
+  const gemmPts: GemmPoint[] = [];
+  if (parts.has('gemm')) {
+    const us = uniq(shapes, (s) => `${s.m}x${s.n}x${s.k}`).sort((a, b) => a.m * a.n * a.k - b.m * b.n * b.k);
+    let over = 0;
+    for (const s of us) {
+      if (2 * s.m * s.n * s.k > flopBudget) { over++; continue; }
+      jobs.push({
+        part: 'gemm', label: `gemm ${dtype} ${s.m}x${s.n}x${s.k}`, task: { kind: 'gemm', device: dev, dtype, dims: [s.m, s.n, s.k], ...rep },
+        apply: (r) => gemmPts.push({ m: s.m, n: s.n, k: s.k, us: +r.medianUs.toFixed(3) }),
+      });
+    }
+    if (over) skipped.push(`gemm: ${over} shapes above ${flopBudget.toExponential(0)} flops on the CPU${quick ? ' (--quick)' : ''}: the roofline with the measured efficiency covers them`);
+  }
+  const attnPts: AttentionPoint[] = [];
+  if (parts.has('attention')) {
+    const shapesA: { batch: number; heads: number; kv_heads: number; seq: number; head_dim: number }[] = [];
+    const add = (m: ModelConfig, batch: number, seq: number) => shapesA.push({ batch, heads: m.num_attention_heads, kv_heads: m.num_key_value_heads, seq, head_dim: m.head_dim });
+    for (const seq of o.seqs) for (const mbs of o.microBatchSizes) add(o.model, mbs, seq);
+    if (parts.has('overheads')) add(tiny, 2, 32);
+    for (const s of uniq(shapesA, (x) => `${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`)) {
+      const flops = 4 * s.batch * s.heads * s.seq * s.seq * s.head_dim;
+      if (flops * 3.5 > flopBudget * 2) { skipped.push(`attention ${s.batch}x${s.heads}x${s.seq}x${s.head_dim}: above the CPU time budget`); continue; }
+      jobs.push({
+        part: 'attention', label: `attention ${dtype} b${s.batch} h${s.heads}/${s.kv_heads} s${s.seq} d${s.head_dim}`,
+        task: { kind: 'attention', device: dev, dtype, dims: [s.batch, s.heads, s.kv_heads, s.seq, s.head_dim], ...rep },
+        apply: (r) => attnPts.push({ ...s, causal: true, fwd_us: +r.value.toFixed(3), bwd_us: +r.value2.toFixed(3) }),
+      });
+    }
+  }
+  const kern: { bytes: number; us: number; name: string }[] = [];
+  if (parts.has('kernels')) {
+    const m = o.model, T = o.microBatchSizes[0]! * o.seqs[0]!;
+    const cap = gpuMode ? Infinity : quick ? 4e6 : 3e7; // elements: CPU time budget
+    const Tk = Math.max(1, Math.min(T, Math.floor(cap / Math.max(m.intermediate_size, m.vocab_size))));
+    for (const [name, width] of [['rmsnorm', m.hidden_size], ['rotary', m.hidden_size], ['swiglu', m.intermediate_size], ['add', m.hidden_size], ['loss', m.vocab_size]] as const) {
+      jobs.push({
+        part: 'kernels', label: `kernel ${name} ${Tk}x${width}`, task: { kind: 'kernel', device: dev, dtype, name, dims: [Tk, width], ...rep },
+        apply: (r) => kern.push({ bytes: r.value2, us: r.medianUs, name }),
+      });
+    }
+  }
+
+  // ---- links: host <-> GPU alone, all at once, duplex; peer copies
+  const linkBytes = quick ? 64 * 2 ** 20 : 256 * 2 ** 20;
+  const alone = new Map<string, number>();
+  const together = new Map<string, number>();
+  if (parts.has('links') && gpuMode) {
+    for (let g = 0; g < G; g++) {
+      for (const dir of ['h2d', 'd2h', 'duplex'] as const) {
+        jobs.push({ part: 'links', label: `${dir} pinned cuda:${g}`, task: { kind: 'copy', name: dir, gpus: [g], bytes: linkBytes, pinned: true, ...rep }, apply: (r) => alone.set(`${dir}:${g}`, r.value) });
+      }
+      jobs.push({ part: 'links', label: `h2d pageable cuda:${g}`, task: { kind: 'copy', name: 'h2d', gpus: [g], bytes: linkBytes / 2, pinned: false, ...rep, iters: 3 }, apply: (r) => alone.set(`pageable:${g}`, r.value) });
+      jobs.push({ part: 'links', label: `h2d latency cuda:${g}`, task: { kind: 'copy', name: 'h2d', gpus: [g], bytes: 4096, pinned: true, ...rep }, apply: (r) => alone.set(`lat:${g}`, r.medianUs) });
+    }
+    if (G > 1) {
+      const all = Array.from({ length: G }, (_, i) => i);
+      for (const dir of ['h2d', 'd2h', 'duplex'] as const) {
+        jobs.push({ part: 'links', label: `${dir} pinned on all ${G} GPUs at once`, task: { kind: 'copy', name: dir, gpus: all, bytes: linkBytes, pinned: true, ...rep }, apply: (r) => together.set(dir, r.value) });
+      }
+    }
+  } else if (parts.has('links')) skipped.push('links: no GPU (a CPU-rank profile takes its host links from the memory part)');
+  const peers: { a: number; b: number; GBps: number; lat: number }[] = [];
+  if (parts.has('p2p') && gpuMode && G > 1) {
+    for (let a = 0; a < G; a++) for (let b = a + 1; b < G; b++) {
+      const entry = { a, b, GBps: 0, lat: 0 };
+      peers.push(entry);
+      jobs.push({ part: 'p2p', label: `peer cuda:${a} -> cuda:${b}`, task: { kind: 'p2p', gpus: [a, b], bytes: linkBytes, ...rep }, apply: (r) => { entry.GBps = r.value; } });
+      jobs.push({ part: 'p2p', label: `peer latency cuda:${a} -> cuda:${b}`, task: { kind: 'p2p', gpus: [a, b], bytes: 4096, ...rep }, apply: (r) => { entry.lat = r.medianUs; } });
+    }
+  } else if (parts.has('p2p')) skipped.push(gpuMode ? 'p2p: one GPU' : 'p2p: no GPU (CPU ranks talk through Gloo; the peer link keeps its base figure)');
+
+  // ---- CPU optimizer, host memory, disks
+  const nCores = cpus().length;
+  const adamPts: { threads: number; params_per_s: number }[] = [];
+  if (parts.has('cpu')) {
+    const ths = quick ? uniq([1, nCores], String) : uniq([1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < nCores).concat([nCores]), String);
+    const n = gpuMode ? (quick ? 16e6 : 64e6) : quick ? 2e6 : 8e6;
+    for (const th of ths) {
+      jobs.push({ part: 'cpu', label: `adamw ${n / 1e6}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], threads: th, ...rep }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
+    }
+  }
+  let memGBps = 0;
+  if (parts.has('memory')) {
+    jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: quick ? 64 * 2 ** 20 : 512 * 2 ** 20, threads: nCores, ...rep }, apply: (r) => { memGBps = r.value; } });
+  }
+  const diskRes: { path: string; w: number; r: number; lat: number }[] = [];
+  if (parts.has('disk')) {
+    if (o.diskPaths.length === 0) skipped.push('disk: no --disk-path given');
+    for (const path of o.diskPaths) {
+      const e = { path, w: 0, r: 0, lat: 0 };
+      diskRes.push(e);
+      jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, bytes: quick ? 64 * 2 ** 20 : 1024 * 2 ** 20, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 2 : 8 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
+    }
+  }
+
+  // ---- overheads: launch, context and allocator, slowdown under copies, then the per-instruction fit
+  let launchUs: number | null = null;
+  let ctx: { bytes: number; frac: number } | null = null;
+  let slowdown: number | null = null;
+  let fit: { launch: number; perInstr: number; instructions: number; before: number; after: number } | null = null;
+  let peerFit: { latency: number; measuredStep: number; before: number } | null = null;
+  if (parts.has('overheads')) {
+    jobs.push({ part: 'overheads', label: `launch ${dev}`, task: { kind: 'launch', device: dev, ...rep, iters: Math.max(5, rep.iters) }, apply: (r) => { launchUs = r.value; } });
+    if (gpuMode) {
+      jobs.push({ part: 'overheads', label: 'CUDA context and allocator cuda:0', task: { kind: 'context', device: dev }, apply: (r) => { ctx = { bytes: r.value, frac: r.value2 }; } });
+      jobs.push({ part: 'overheads', label: 'compute slowdown under copies cuda:0', task: { kind: 'slowdown', device: dev, dtype: 'bf16', dims: [quick ? 4096 : 8192], bytes: linkBytes, ...rep }, apply: (r) => { slowdown = r.value; } });
+    }
+    jobs.push({
+      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank tiny-model run of the executor)`,
+      run: async () => {
+        applyCompute();
+        const steps = quick ? 3 : 5;
+        const N = Math.min(2, G);
+        const plan = probePlan(gpuMode, o.id, steps, N);
+        const res = await execute(plan, { steps, trace: true });
+        const byPc = new Map<string, number[]>();
+        const spans = new Map<number, [number, number]>();
+        for (const e of res.trace?.traceEvents ?? []) {
+          if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < 1) continue;
+          const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
+          spans.set(e.args.step, [Math.min(sp[0], e.ts ?? 0), Math.max(sp[1], (e.ts ?? 0) + (e.dur ?? 0))]);
+          const op = String(e.args.op ?? e.name);
+          if (!['forward', 'backward', 'optimizer_step'].includes(op)) continue;
+          const k = `${e.args.rank}:${e.args.pc}`;
+          (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
+        }
+        const measuredStep = median([...spans.values()].map(([a, b]) => b - a));
+        const sim = (launch: number, perInstr: number, peerLat?: number) => {
+          const q: HardwareProfile = { ...p, overheads: { ...p.overheads, kernel_launch_us: launch, per_instruction_us: perInstr } };
+          if (peerLat !== undefined) q.links = { ...p.links, peer: p.links.peer.map((x) => ({ ...x, latency_us: peerLat })) };
+          return simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
+        };
+        const durs = (launch: number, perInstr: number) => {
+          const r = sim(launch, perInstr);
+          return (key: string) => {
+            const [rank, pc] = key.split(':').map(Number) as [number, number];
+            const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
+            return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
+          };
+        };
+        const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1);
+        const keys = [...byPc.keys()].filter((k) => Number.isFinite(d0(k)));
+        const y = keys.map((k) => median(byPc.get(k)!));
+        const b = keys.map((k) => d0(k)), a = keys.map((k) => dL(k) - d0(k)), c = keys.map((k) => dP(k) - d0(k));
+        const f = fitTwo(y, b, a, c);
+        const sum = (xs: number[]) => xs.reduce((s, v) => s + v, 0);
+        const before = sum(keys.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
+        const after = sum(keys.map((_, i) => b[i]! + a[i]! * f.x + c[i]! * f.z));
+        fit = { launch: f.x, perInstr: f.z, instructions: keys.length, before: before / sum(y) - 1, after: after / sum(y) - 1 };
+        // CPU ranks: the per-message cost of a c10d (Gloo) send/receive, fitted so that the probe's
+        // simulated step time matches the measured one (bisection; step time grows with latency)
+        if (!gpuMode && N > 1 && p.links.peer.length && measuredStep > 0) {
+          let lo = 0, hi = 50_000;
+          const stepAt = (lat: number) => sim(f.x, f.z, lat).step_s * 1e6;
+          if (stepAt(lo) < measuredStep) {
+            for (let i = 0; i < 30; i++) { const mid = (lo + hi) / 2; if (stepAt(mid) < measuredStep) lo = mid; else hi = mid; }
+            peerFit = { latency: (lo + hi) / 2, measuredStep, before: stepAt(p.links.peer[0]!.latency_us) / measuredStep - 1 };
+          } else peerFit = { latency: 0, measuredStep, before: stepAt(p.links.peer[0]!.latency_us) / measuredStep - 1 };
+        }
+      },
+    });
+  }
+
+  // ---- run
+  const measurements: Measurement[] = [];
+  let computeApplied = false;
+  function applyCompute() {
+    if (computeApplied) return;
+    computeApplied = true;
+    const c = p.compute;
+    if (gemmPts.length) {
+      c.gemm = { ...(c.gemm ?? {}), [dtype]: gemmPts };
+      const best = Math.max(...gemmPts.map((g) => (2 * g.m * g.n * g.k) / g.us! / 1e6));
+      if (gpuMode) {
+        const peak = c.peak_tflops[dtype] ?? best / 0.8;
+        c.peak_tflops[dtype] = Math.max(peak, best);
+        c.gemm_efficiency[dtype] = Math.min(1, +(best / c.peak_tflops[dtype]!).toFixed(3));
+      } else {
+        // CPU: the best measured rate is the peak; efficiency 1 at it (outside the table: roofline at the best rate)
+        c.peak_tflops = { fp32: +best.toPrecision(4) };
+        c.gemm_efficiency = { fp32: 1 };
+      }
+      mark('compute.gemm', `${gemmPts.length} GEMMs at the shapes of ${o.model.name} (seq ${o.seqs.join(', ')}, micro-batch ${o.microBatchSizes.join(', ')}) and the probe model, ${dtype}, median of ${rep.iters}`);
+    }
+    if (attnPts.length) {
+      c.attention = { ...(c.attention ?? {}), [dtype]: attnPts };
+      mark('compute.attention', `causal attention forward and backward at seq ${o.seqs.join(', ')}, ${dtype}${build.sdpa ? ' (SDPA)' : ' (math path)'}`);
+    }
+    if (kern.length) {
+      const bytes = kern.reduce((s, k) => s + k.bytes, 0), us = kern.reduce((s, k) => s + k.us, 0);
+      c.memory_GBps = +(bytes / us / 1e3).toPrecision(4);
+      mark('compute.memory_GBps', `effective bandwidth of RMSNorm, rotary, SwiGLU, residual add and loss kernels together (${kern.map((k) => `${k.name} ${(k.bytes / k.us / 1e3).toFixed(1)}`).join(', ')} GB/s)`);
+    }
+  }
+
+  const total = jobs.length;
+  for (let i = 0; i < jobs.length; i++) {
+    const j = jobs[i]!;
+    o.progress?.(i, total, j.label);
+    const s = Date.now();
+    const m: Measurement = { part: j.part, label: j.label, seconds: 0 };
+    try {
+      if (j.run) await j.run();
+      else {
+        m.task = j.task;
+        m.result = await calibrateTask(j.task!);
+        j.apply?.(m.result);
+      }
+    } catch (e) {
+      m.error = (e as Error).message;
+    }
+    m.seconds = (Date.now() - s) / 1e3;
+    measurements.push(m);
+  }
+  o.progress?.(total, total, 'done');
+  applyCompute();
+
+  // links
+  if (alone.size) {
+    const l = p.links;
+    l.h2d = []; l.d2h = []; l.duplex = [];
+    for (let g = 0; g < G; g++) {
+      const lat = alone.get(`lat:${g}`);
+      l.h2d.push({ gpu: g, GBps: +(alone.get(`h2d:${g}`) ?? 1).toFixed(2), pageable_GBps: alone.has(`pageable:${g}`) ? +alone.get(`pageable:${g}`)!.toFixed(2) : undefined, latency_us: lat !== undefined ? +lat.toFixed(1) : undefined });
+      l.d2h.push({ gpu: g, GBps: +(alone.get(`d2h:${g}`) ?? 1).toFixed(2), latency_us: lat !== undefined ? +lat.toFixed(1) : undefined });
+      if (alone.has(`duplex:${g}`)) l.duplex.push({ gpu: g, GBps: +alone.get(`duplex:${g}`)!.toFixed(2) });
+    }
+    // host groups: GPUs copying at once reach the sum of their alone figures (own links), or less (shared)
+    const sum = (dir: string) => Array.from({ length: G }, (_, g) => alone.get(`${dir}:${g}`) ?? 0).reduce((a, b) => a + b, 0);
+    const shared = G > 1 && together.has('h2d') && together.get('h2d')! < 0.85 * sum('h2d');
+    if (shared) {
+      l.host_groups = [{ name: 'host', gpus: Array.from({ length: G }, (_, g) => g), h2d_GBps: +together.get('h2d')!.toFixed(2), d2h_GBps: +(together.get('d2h') ?? together.get('h2d')!).toFixed(2), duplex_GBps: together.has('duplex') ? +together.get('duplex')!.toFixed(2) : undefined }];
+    } else {
+      l.host_groups = Array.from({ length: G }, (_, g) => ({ name: `host${g}`, gpus: [g], h2d_GBps: +(alone.get(`h2d:${g}`) ?? 1).toFixed(2), d2h_GBps: +(alone.get(`d2h:${g}`) ?? 1).toFixed(2), duplex_GBps: alone.has(`duplex:${g}`) ? +alone.get(`duplex:${g}`)!.toFixed(2) : undefined }));
+    }
+    if (G > 1 && together.has('h2d')) {
+      l.host_total = { h2d_GBps: +together.get('h2d')!.toFixed(2), d2h_GBps: +(together.get('d2h') ?? together.get('h2d')!).toFixed(2), duplex_GBps: together.has('duplex') ? +together.get('duplex')!.toFixed(2) : undefined };
+    }
+    mark('links', `pinned ${linkBytes / 2 ** 20} MiB copies per GPU alone${G > 1 ? ` and on all ${G} at once (${shared ? 'shared: one host group' : 'no contention: a group per GPU'})` : ''}, duplex, pageable, 4 KiB latency`);
+  }
+  if (peers.some((x) => x.GBps > 0)) {
+    const ok = peers.filter((x) => x.GBps > 0);
+    const med = median(ok.map((x) => x.GBps));
+    const uniform = ok.every((x) => Math.abs(x.GBps - med) <= 0.15 * med);
+    p.links.peer = uniform
+      ? [{ gpus: Array.from({ length: G }, (_, g) => g), GBps: +med.toFixed(2), latency_us: +median(ok.map((x) => x.lat)).toFixed(1) }]
+      : ok.map((x) => ({ gpus: [x.a, x.b], GBps: +x.GBps.toFixed(2), latency_us: +x.lat.toFixed(1) }));
+    mark('links.peer', `device-to-device copies of ${linkBytes / 2 ** 20} MiB per pair (tensor copy, peer access) and 4 KiB latency`);
+  }
+  if (adamPts.length) {
+    adamPts.sort((a, b) => a.threads - b.threads);
+    p.cpu.optimizers = [{ name: 'adamw', dtype: 'fp32', points: adamPts }, ...p.cpu.optimizers.filter((x) => x.name !== 'adamw')];
+    mark('cpu.optimizers', `the executor's CPU AdamW update (fp32 master, m, v) by thread count`);
+  }
+  p.cpu.cores = nCores;
+  p.cpu.threads = nCores;
+  p.cpu.memory_bytes = totalmem();
+  p.cpu.name = cpus()[0]?.model?.trim();
+  if (memGBps > 0) {
+    p.cpu.memory_GBps = +memGBps.toFixed(2);
+    mark('cpu.memory_GBps', `memcpy with ${nCores} threads (read + write)`);
+    if (!gpuMode) {
+      // CPU ranks: a "host transfer" is a copy within host memory (one direction = half of read + write)
+      const one = +(memGBps / 2).toFixed(2);
+      for (const d of [p.links.h2d, p.links.d2h]) for (const e of d) e.GBps = one;
+      for (const hg of p.links.host_groups) { hg.h2d_GBps = one; hg.d2h_GBps = one; hg.duplex_GBps = one; }
+      mark('links', 'derived from the host memcpy bandwidth (CPU ranks)');
+    }
+  }
+  if (diskRes.some((d) => d.w > 0)) {
+    p.disks = diskRes.filter((d) => d.w > 0).map((d) => ({ path: d.path, read_GBps: +d.r.toFixed(3), write_GBps: +d.w.toFixed(3), concurrency: 2, latency_us: 100 }));
+    mark('disks', 'write then read of a file per path, O_DIRECT with 1 MiB aligned blocks, fsync (buffered where the filesystem refuses O_DIRECT)');
+  }
+  if (launchUs !== null) {
+    p.overheads.kernel_launch_us = +(launchUs as number).toFixed(3);
+    mark('overheads.kernel_launch_us', `median dispatch time of a tiny in-place op on ${dev}`);
+  }
+  if (ctx) {
+    const c = ctx as { bytes: number; frac: number };
+    p.overheads.cuda_context_bytes = Math.round(c.bytes);
+    p.overheads.allocator_overhead_fraction = Math.min(0.5, +c.frac.toFixed(4));
+    mark('overheads.cuda_context_bytes', 'device memory in use outside the caching allocator after the first allocation (context, cuBLAS workspace)');
+  }
+  if (slowdown !== null) {
+    p.compute_slowdown_under_copies = +(slowdown as number).toFixed(4);
+    mark('compute_slowdown_under_copies', 'bf16 GEMM alone against while H2D and D2H pinned copies run on the same GPU');
+  }
+  if (fit) {
+    const f = fit as { launch: number; perInstr: number; instructions: number; before: number; after: number };
+    p.overheads.kernel_launch_us = +f.launch.toFixed(3);
+    p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares, with kernel_launch_us) to ${f.instructions} measured instruction durations of a ${Math.min(2, G)}-rank tiny-model run of the executor on ${gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : 'the CPU'}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
+    figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
+  }
+  if (peerFit) {
+    const f = peerFit as { latency: number; measuredStep: number; before: number };
+    for (const x of p.links.peer) x.latency_us = +f.latency.toFixed(1);
+    mark('links.peer', `latency fitted to the measured step time (${(f.measuredStep / 1e3).toFixed(2)} ms) of a 2-rank 1F1B tiny-model run of the executor (c10d Gloo send/receive per message); the step time was ${(f.before * 100).toFixed(1)}% off before`);
+  }
+
+  const versions = `torch ${build.torchVersion}${build.cuda ? `, CUDA ${build.cudaVersion}` : ''}, node ${process.versions.node}, mmoc ${gitCommit() ?? 'unknown commit'}`;
+  p.description = o.description ?? `Calibrated by mmoc calibrate on ${machine} (${gpuMode ? `${G} GPU${G > 1 ? 's' : ''}` : `${G} CPU ranks`}).`;
+  p.provenance = { source: 'measured', date, how: o.command, machine, note: `${versions}; parts measured: ${[...parts].join(', ')}${quick ? ' (--quick)' : ''}` };
+  for (const k of Object.keys(figures)) if (figures[k]!.source === 'estimate' && figures[k]!.note === undefined) figures[k] = { ...figures[k]!, note: 'not measured: a starting estimate' };
+  p.figures = figures;
+  const out = parseHardwareProfile(JSON.parse(JSON.stringify(p)), `calibrated profile ${o.id}`);
+  return { profile: out, measurements, skipped, seconds: (Date.now() - t0) / 1e3 };
+}
+
+export { GB };
+export type { Dtype };
