@@ -13,7 +13,9 @@
 //  - fetch_params / upload_params / reload_act run on the host-to-device stream, offload_grads /
 //    offload_act on the device-to-host stream, in program order. A fetch waits for a free slot:
 //    the layer use prefetchDepth+1 fetches earlier must be done (release_params).
-//  - offload_grads waits for the last backward before it; allreduce_grads for that backward too,
+//  - offload_grads waits for the last backward before it; a backward that streams gradients to
+//    the host waits for the previous such pass's last offload (staging buffers), and a forward
+//    that offloads its input for the offload two forwards before; allreduce_grads for that backward too,
 //    and runs when every replica of the stage has arrived (a ring over the replicas' route).
 //  - CPU optimizer_step runs on the host CPU pool after the layer's last offload_grads and its
 //    disk_read; upload_params waits for the CPU step of its layer; disk_write waits for the CPU step;
@@ -167,6 +169,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const layerIdx = new Int32Array(inv.layers.length);
   layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
   const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
+  const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
   const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const perInstr = profile.overheads.per_instruction_us;
   const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
@@ -232,6 +235,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const fetchSlots: number[] = [];
     const lastGradOffload = new Map<number, TaskId>();
     let offBytes = 0;
+    let lastHostGradOff = -1 as TaskId;
+    const offActList: TaskId[] = [];
     const offLayers: number[] = [];
     const cpuStep = new Map<number, TaskId>();
     const diskReadOf = new Map<number, TaskId>();
@@ -251,6 +256,11 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const recvKeys = pendingRecv.length ? pendingRecv.splice(0) : null;
           const key = `${x.mb}:${s}`;
           if (!fwd && reloads.has(key)) deps.push(reloads.get(key)!);
+          // Staging buffers pace the compute: a backward that streams gradients to the host waits
+          // until the previous pass's gradients have left; a forward that offloads its input waits
+          // for the offload of two forwards before (two staging buffers).
+          if (!fwd && hostGradStage[s] && lastHostGradOff >= 0) deps.push(lastHostGradOff);
+          if (fwd && policy.stages[s]!.recompute && kept[s]!.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
           const memEff: MemEffect[] = [];
           if (kept[s]!.gpu > 0) {
             memEff.push(fwd
@@ -277,7 +287,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
                 const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, part[0]!.meta));
                 all.push(ft);
                 fetchTasks.push(ft);
-                fetchSlots.push(Math.max(1, Math.floor(part[0]!.slots / G)));
+                fetchSlots.push(Math.max(1, Math.ceil(part[0]!.slots / G)));
                 chunks.push({ ...part[0]!, task: ft, bytes });
               }
               fetches = chunks;
@@ -337,6 +347,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           if (coarse && prog[pc + 1]?.op === 'offload_grads') { offBytes += bytes; offLayers.push(x.layer); break; }
           t = g.task(spec(gpu.d2h, 0, bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
           lastGradOffload.set(x.layer, t);
+          if (!pl.gradsResident[i]) lastHostGradOff = t;
           for (const l of offLayers) lastGradOffload.set(l, t);
           offBytes = 0; offLayers.length = 0;
           break;
@@ -364,6 +375,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
           t = g.task(spec(gpu.d2h, 0, bytes, gpu.d2hRoute, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
           offActs.set(`${x.mb}:${x.stage}`, t);
+          offActList.push(t);
           break;
         }
         case 'reload_act': {
@@ -481,6 +493,24 @@ export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOp
     lowered, result, step_s: result.step_s, tokens_per_s: result.tokens_per_s ?? lowered.tokens / result.step_s,
     peak_bytes, bottleneck: result.critical?.bound ?? 'unknown',
   };
+}
+
+/** When the last forward/backward, the last CPU optimizer step and the last disk transfer of the
+ *  simulated step ended (seconds). */
+export function phaseEnds(plan: Plan, lowered: Lowered, result: SimResult): { compute: number; cpu: number; disk: number } {
+  let compute = 0, cpu = 0, disk = 0;
+  for (let r = 0; r < lowered.taskOf.length; r++) {
+    const prog = plan.program.ranks[r]!, tOf = lowered.taskOf[r]!;
+    for (let pc = 0; pc < prog.length; pc++) {
+      const t = tOf[pc]!;
+      if (t < 0) continue;
+      const x = prog[pc]!, e = result.end_us[t]!;
+      if (x.op === 'forward' || x.op === 'backward') { if (e > compute) compute = e; }
+      else if (x.op === 'optimizer_step' && x.tier === 'cpu') { if (e > cpu) cpu = e; }
+      else if (x.op === 'disk_read' || x.op === 'disk_write') { if (e > disk) disk = e; }
+    }
+  }
+  return { compute: compute / 1e6, cpu: cpu / 1e6, disk: disk / 1e6 };
 }
 
 const replicaCache = new Map<string, HardwareProfile>();

@@ -11,7 +11,7 @@ import type { Fractions, OptimizerSettings, Plan, Precision, ScheduleName, Stage
 import { getInventory, type Inventory } from './inventory.ts';
 import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
-import { layerTimes, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
+import { layerTimes, phaseEnds, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
 import { diskBuffersFor } from './program-gen.ts';
 import { InputError } from './errors.ts';
 
@@ -336,44 +336,39 @@ export function search(input: SearchInput): SearchResult {
   });
 
   // The step time of a candidate, as the search judges it: a data-parallel plan is simulated one
-  // replica at a time on that replica's share of the machine (replicaProfile); a plan with many
-  // micro-batches is simulated with m1 (N; 2N interleaved) and m1+dm (dm = 2; N interleaved) micro-batches and extrapolated along the
-  // steady state (a pipeline step is affine in M beyond the fill). The plans reported are then
-  // simulated in full.
+  // replica at a time on that replica's share of the machine (replicaProfile), at search fidelity
+  // (lowerPlan's coarse mode), and a plan with more micro-batches than the two short runs below is
+  // extrapolated from them. The plans reported are then simulated in full.
   const simulateCandidate = (c: Cand): number => {
     const inv = getInventory(model, precision, c.lay.mbs, input.seq);
-    const plan = planOf(c);
-    const prof = c.lay.D > 1 ? replicaProfile(profile, plan.layout.rankDevice, c.lay.N, c.lay.D) : profile;
-    const run = (p: Plan) => simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1, coarse: true }).step_s;
+    const rankDevice = isCpu ? Array.from({ length: c.lay.N * c.lay.D }, () => -1) : c.mapping.order.slice(0, c.lay.N * c.lay.D);
+    const prof = c.lay.D > 1 ? replicaProfile(profile, rankDevice, c.lay.N, c.lay.D) : profile;
+    const run = (p: Plan) => {
+      const sim = simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1, coarse: true });
+      return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
+    };
     const N = c.lay.N, M = c.lay.M;
-    // Fill the pipeline (m1 = N, 2N interleaved), then the per-micro-batch period from dm more.
-    const m1 = c.lay.v > 1 ? 2 * N : N, dm = c.lay.v > 1 ? N : 2;
-    // (Not with the delayed update: its CPU update runs concurrently from the step start and may
-    // bound short steps, which would make the measured slope meaningless.)
-    if (N > 1 && M > m1 + 2 * dm && !c.delayed) {
-      // The slope can be masked in short steps by a constant bound (a disk or CPU tail that ends
-      // last): then measure again further out, and fall back to the full simulation.
-      const lt = layerTimes(inv, profile);
-      let period = 0;
-      for (let r = 0; r < N; r++) {
-        let t = 0;
-        for (let st = r; st < c.lay.stageLayers.length; st += N) {
-          for (let l = c.lay.stageLayers[st]![0]; l < c.lay.stageLayers[st]![1]; l++) t += lt.fwd[l]! * (c.lay.recompute ? 2 : 1) + lt.bwd[l]!;
-        }
-        period = Math.max(period, t / 1e6);
-      }
-      let a = m1, b = m1 + dm;
-      let ta = run(planOf({ ...c, lay: { ...c.lay, M: a } }));
-      let tb = run(planOf({ ...c, lay: { ...c.lay, M: b } }));
-      while ((tb - ta) / (b - a) < 0.5 * period) {
-        const next = b + (b - a) * 2;
-        if (next >= M) return run(plan);
-        a = b; ta = tb; b = next;
-        tb = run(planOf({ ...c, lay: { ...c.lay, M: b } }));
-      }
-      return tb + ((tb - ta) / (b - a)) * (M - b);
+    // A pipeline step grows by the bottleneck's period per micro-batch (a flow shop: the sum of
+    // stage times plus (M-1) periods). The period is measured on the compute timeline (the end of
+    // the last forward/backward) between m1 and m1+dm micro-batches (1 and 3; interleaved
+    // schedules need multiples of N: 2N and 3N), which CPU or disk tails cannot mask. What follows
+    // the compute moves with it unless a fixed chain (the delayed CPU update from the step start,
+    // a long disk tier) bounds the step; the two runs tell which, and the step ends at the later
+    // of the two.
+    const m1 = c.lay.v > 1 ? 2 * N : 1, dm = c.lay.v > 1 ? N : 2;
+    if (M > m1 + dm) {
+      const a = run(planOf({ ...c, lay: { ...c.lay, M: m1 } }));
+      const b = run(planOf({ ...c, lay: { ...c.lay, M: m1 + dm } }));
+      const dc = b.ends.compute - a.ends.compute;
+      const grow = (Math.max(dc, 0) / dm) * (M - m1 - dm);
+      // How much of the compute's growth the step followed between the two runs (1: everything
+      // after the compute moves with it; 0: a fixed CPU/disk chain bounds the step).
+      const k = dc > 0 ? Math.min(1, Math.max(0, (b.step - a.step) / dc)) : 1;
+      const fixed = Math.max(b.ends.cpu, b.ends.disk);
+      const after = c.delayed ? b.step - Math.max(b.ends.compute, fixed) : Math.min(a.step - a.ends.compute, b.step - b.ends.compute);
+      return Math.max(b.step + k * grow, b.ends.compute + grow + Math.max(0, after));
     }
-    return run(plan);
+    return run(planOf(c)).step;
   };
   const results: { c: Cand; step: number; tps: number }[] = [];
   let best: number | null = null;
