@@ -17,10 +17,11 @@ import { execute, ExecuteError } from './launch.ts';
 const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
-function plan(schedule: ScheduleName, N: number, o: { M?: number; clip?: number | null; lr?: number; steps?: number; recompute?: boolean; seq?: number; constant?: boolean } = {}): Plan {
-  const parts = evenPartition(tiny.num_hidden_layers, N);
+function plan(schedule: ScheduleName, N: number, o: { M?: number; clip?: number | null; lr?: number; steps?: number; recompute?: boolean; seq?: number; constant?: boolean; tied?: boolean; v?: number } = {}): Plan {
+  const parts = evenPartition(tiny.num_hidden_layers, N * (o.v ?? 1));
+  const model = o.tied ? { ...tiny, name: 'tiny-tied', tie_word_embeddings: true } : tiny;
   const p = buildPlan({
-    hardware: 'cpu', model: tiny, precision: 'fp32',
+    hardware: 'cpu', model, precision: 'fp32',
     optimizer: { ...defaultOptimizer(), lr: o.lr ?? 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: o.constant ? 'constant' : 'cosine' },
     job: { seq: o.seq ?? 32, microBatchSize: 2, microBatches: o.M ?? 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
     schedule, stageLayers: parts, pipelineRanks: N, dataParallel: 1,
@@ -33,13 +34,13 @@ const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a)
 const run = (p: Plan, extra: Parameters<typeof execute>[1] = {}, hooks: Parameters<typeof execute>[2] = {}) =>
   execute(p, { threads: 1, timeoutSec: 30, ...extra }, hooks);
 
-test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute) equal 1 rank on the same micro-batches over 5 steps', { skip, timeout: 120_000 }, async () => {
+test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute; interleaved 2 x 2) equal 1 rank on the same micro-batches over 5 steps', { skip, timeout: 120_000 }, async () => {
   for (const clip of [0.5, null]) {
     const ref = await run(plan('gpipe', 1, { clip }));
     assert.equal(ref.losses.length, 5);
-    const variants: [ScheduleName, boolean][] = clip ? [['gpipe', false]] : [['1f1b', false], ['1f1b', true]];
+    const variants: [ScheduleName, boolean][] = clip ? [['gpipe', false]] : [['1f1b', false], ['1f1b', true], ['interleaved-1f1b', false]];
     for (const [sched, recompute] of variants) {
-      const r = await run(plan(sched, 2, { clip, recompute }));
+      const r = await run(plan(sched, 2, { clip, recompute, v: sched === 'interleaved-1f1b' ? 2 : 1 }));
       assert.equal(r.ranks, 2);
       assert.equal(r.backend, 'gloo');
       for (let i = 0; i < 5; i++) {
@@ -60,6 +61,18 @@ test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute) equal 
         delete process.env.MMOC_NO_FAST_PATHS;
       }
     }
+  }
+});
+
+test('tied embeddings with the embedding and the head on different ranks equal 1 rank (1F1B, and GPipe with clipping)', { skip, timeout: 120_000 }, async () => {
+  for (const [sched, clip] of [['1f1b', null], ['gpipe', 0.5]] as const) {
+    const ref = await run(plan('gpipe', 1, { clip, tied: true }));
+    const r = await run(plan(sched, 2, { clip, tied: true }));
+    for (let i = 0; i < 5; i++) {
+      assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `tied ${sched}: step ${i} loss ${r.losses[i]} vs 1 rank ${ref.losses[i]}`);
+      if (clip) assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-5, `tied ${sched}: grad norm step ${i}`);
+    }
+    assert.equal(r.params, ref.params, 'the tied copy is not counted twice');
   }
 });
 

@@ -474,7 +474,8 @@ void Model::initLayer(int layer, uint64_t seed) {
 int64_t Model::paramCount() const {
   int64_t n = 0;
   for (auto& kv : layers)
-    for (auto& p : kv.second) n += p.w.numel();
+    if (!copies.count(kv.first))
+      for (auto& p : kv.second) n += p.w.numel();
   return n;
 }
 
@@ -525,8 +526,9 @@ void Model::loadHF(const std::string& dir) {
 void Model::saveSafetensors(const std::string& path) const {
   std::vector<std::pair<std::string, at::Tensor>> ts;
   for (auto& kv : layers)
-    for (auto& part : hfParts(kv.first))
-      ts.emplace_back(part.name, kv.second.at(part.leaf).master.narrow(0, part.row0, part.rows).view(part.shape));
+    if (!copies.count(kv.first))
+      for (auto& part : hfParts(kv.first))
+        ts.emplace_back(part.name, kv.second.at(part.leaf).master.narrow(0, part.row0, part.rows).view(part.shape));
   writeStTensors(path, ts);
 }
 

@@ -4,6 +4,8 @@
 #include "pch.h"
 #include "api.h"
 
+#include <set>
+
 namespace mmoc {
 
 struct Param {
@@ -27,6 +29,7 @@ struct Model {
   bool mixed = false;
   std::map<int, std::vector<Param>> layers;  // inventory layer index -> params
   bool fast = true;                          // fused paths (GEMM-accumulated weight grads, fused RMSNorm)
+  std::set<int> copies;                      // layers held only as a copy (a tied embedding on the head's rank)
   at::Tensor ropeCos, ropeSin;               // [S, headDim] in compute dtype
 
   Model(const ModelCfg& c, at::Device d, const std::string& precision);

@@ -77,7 +77,8 @@ struct Rank {
   bool cuda;
   std::unique_ptr<Model> model;
   c10::intrusive_ptr<c10d::Store> store;
-  std::unique_ptr<Comm> fwd, bwd, world;
+  std::unique_ptr<Comm> fwd, bwd, world, tied;
+  bool tiedSplit = false, tiedSynced = false, tiedPending = false;
   std::vector<Pending> pending;
 
   // per step state
@@ -112,10 +113,16 @@ struct Rank {
       if (s.rank != cfg.rank) continue;
       for (int l = s.lo; l < s.hi; ++l) model->initLayer(l, cfg.seed);
     }
-    if (cfg.model.tied && model->layers.count(lastLayer()))
-      MMOC_CHECK(model->layers.count(0),
-                 "tie_word_embeddings needs the embedding (layer 0) and the head (layer "
-                     << lastLayer() << ") on the same rank; this layout splits them");
+    // Tied embedding with the embedding and the head on different ranks: the head's rank keeps an
+    // identical copy of the embedding (same per-layer seed, or loaded); the two ranks sum its
+    // gradient (at grad_norm when the program has one, else at the step end) and both apply the same
+    // AdamW update, so the copies stay equal.
+    const int r0 = cfg.stages.front().rank, rL = cfg.stages.back().rank;
+    tiedSplit = cfg.model.tied && r0 != rL && (cfg.rank == r0 || cfg.rank == rL);
+    if (tiedSplit && cfg.rank == rL) {
+      model->initLayer(0, cfg.seed);
+      model->copies.insert(0);
+    }
     if (!cfg.weightsDir.empty()) model->loadHF(cfg.weightsDir);
     model->prepareRope(cfg.seq);
     if (!cfg.dataPath.empty()) loadData();
@@ -131,8 +138,11 @@ struct Rank {
       fwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("fwd", store), cfg.rank, cfg.world, cuda, t);
       bwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("bwd", store), cfg.rank, cfg.world, cuda, t);
       world = makeComm(c10::make_intrusive<c10d::PrefixStore>("world", store), cfg.rank, cfg.world, cuda, t);
+      if (tiedSplit)
+        tied = makeComm(c10::make_intrusive<c10d::PrefixStore>("tied", store), cfg.rank == r0 ? 0 : 1, 2, cuda, t);
       // warm up every group (creates NCCL communicators up front)
-      for (Comm* c : {fwd.get(), bwd.get(), world.get()}) {
+      for (Comm* c : {fwd.get(), bwd.get(), world.get(), tied.get()}) {
+        if (!c) continue;
         auto x = at::zeros({1}, at::TensorOptions().device(device));
         c->allreduceSum(x)->wait();
       }
@@ -277,6 +287,24 @@ struct Rank {
     pending.push_back({c.send(t, peer, tag), t});
   }
 
+  /** Sums the tied embedding's gradient across the embedding's and the head's ranks (once a step). */
+  void syncTied() {
+    if (!tiedSplit || tiedSynced) return;
+    at::NoGradGuard ng;
+    auto g = model->layers.at(0)[0].grad();
+    if (!g.defined()) g = model->layers.at(0)[0].w.mutable_grad() = at::zeros_like(model->layers.at(0)[0].w);
+    tied->allreduceSum(g)->wait();
+    tiedSynced = true;
+  }
+  /** Step end: the tied sum when no grad_norm did it, and an update that waited for it. */
+  void finishTied() {
+    if (!tiedSplit) return;
+    syncTied();
+    if (tiedPending) adamw(0);
+    tiedPending = false;
+    tiedSynced = false;
+  }
+
   void waitPending() {
     for (auto& p : pending) p.work->wait();
     pending.clear();
@@ -316,9 +344,11 @@ struct Rank {
       }
       case OP_GRAD_NORM: {
         at::NoGradGuard ng;
+        syncTied();
         auto sq = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(device));
         for (auto& kv : model->layers)
-          for (auto& p : kv.second)
+          if (!model->copies.count(kv.first))  // a tied copy's gradient counts once, on its own rank
+            for (auto& p : kv.second)
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
         if (world) world->allreduceSum(sq)->wait();
         gradNorm = std::sqrt(sq.item<double>());
@@ -330,6 +360,12 @@ struct Rank {
                                      << " on tier cpu needs the offload engine (issue 6), not in this executor yet");
         MMOC_CHECK(in.fraction >= 1.0, "optimizer_step of layer " << in.layer << " with fraction " << in.fraction
                                            << " needs the offload engine (issue 6)");
+        if (tiedSplit && (in.layer == 0 || in.layer == lastLayer())) {
+          if (in.layer == lastLayer()) adamw(in.layer);  // final norm (and nothing tied in it)
+          if (tiedSynced) adamw(0);
+          else tiedPending = true;  // after the gradient sum at the step end
+          return 0;
+        }
         adamw(in.layer);
         return 0;
       }
@@ -521,6 +557,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
         }
       }
       pc = static_cast<int>(cfg.program.size());
+      r.finishTied();
       r.waitPending();
       r.sync();
       if (r.lossAcc.defined()) r.stepLoss = r.lossAcc.item<double>();
