@@ -35,7 +35,8 @@ export type CalibPart = (typeof CALIB_PARTS)[number];
 export interface CalibrateOptions {
   parts: ReadonlySet<CalibPart>;
   quick: boolean;
-  model: ModelConfig;
+  /** Models whose layer shapes are measured (kernels use the first). */
+  models: ModelConfig[];
   seqs: number[];
   microBatchSizes: number[];
   diskPaths: string[];
@@ -217,7 +218,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       for (const g of l.gemms) if (!g.name.startsWith('attn.')) shapes.push({ m: g.m, n: g.n, k: g.k });
     }
   };
-  for (const seq of o.seqs) for (const mbs of o.microBatchSizes) addShapes(o.model, mbs, seq);
+  for (const model of o.models) for (const seq of o.seqs) for (const mbs of o.microBatchSizes) addShapes(model, mbs, seq);
   if (parts.has('overheads')) addShapes(tiny, 2, 32);
   const gemmPts: GemmPoint[] = [];
   if (parts.has('gemm')) {
@@ -236,7 +237,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   if (parts.has('attention')) {
     const shapesA: { batch: number; heads: number; kv_heads: number; seq: number; head_dim: number }[] = [];
     const add = (m: ModelConfig, batch: number, seq: number) => shapesA.push({ batch, heads: m.num_attention_heads, kv_heads: m.num_key_value_heads, seq, head_dim: m.head_dim });
-    for (const seq of o.seqs) for (const mbs of o.microBatchSizes) add(o.model, mbs, seq);
+    for (const model of o.models) for (const seq of o.seqs) for (const mbs of o.microBatchSizes) add(model, mbs, seq);
     if (parts.has('overheads')) add(tiny, 2, 32);
     for (const s of uniq(shapesA, (x) => `${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`)) {
       const flops = 4 * s.batch * s.heads * s.seq * s.seq * s.head_dim;
@@ -250,7 +251,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   const kern: { bytes: number; us: number; name: string }[] = [];
   if (parts.has('kernels')) {
-    const m = o.model, T = o.microBatchSizes[0]! * o.seqs[0]!;
+    const m = o.models[0]!, T = o.microBatchSizes[0]! * o.seqs[0]!;
     const cap = gpuMode ? Infinity : quick ? 4e6 : 3e7; // elements: CPU time budget
     const Tk = Math.max(1, Math.min(T, Math.floor(cap / Math.max(m.intermediate_size, m.vocab_size))));
     for (const [name, width] of [['rmsnorm', m.hidden_size], ['rotary', m.hidden_size], ['swiglu', m.intermediate_size], ['add', m.hidden_size], ['loss', m.vocab_size]] as const) {
@@ -401,7 +402,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         c.peak_tflops = { fp32: +best.toPrecision(4) };
         c.gemm_efficiency = { fp32: 1 };
       }
-      mark('compute.gemm', `${gemmPts.length} GEMMs at the shapes of ${o.model.name} (seq ${o.seqs.join(', ')}, micro-batch ${o.microBatchSizes.join(', ')}) and the probe model, ${dtype}, median of ${rep.iters}`);
+      mark('compute.gemm', `${gemmPts.length} GEMMs at the shapes of ${o.models.map((m) => m.name).join(', ')} (seq ${o.seqs.join(', ')}, micro-batch ${o.microBatchSizes.join(', ')}) and the probe model, ${dtype}, median of ${rep.iters}`);
     }
     if (attnPts.length) {
       c.attention = { ...(c.attention ?? {}), [dtype]: attnPts };

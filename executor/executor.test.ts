@@ -131,6 +131,8 @@ test('the measured trace has one slice per executed instruction and pairs with t
       if ('mb' in ins) assert.equal(e.args!.mb, ins.mb);
       if ('stage' in ins) assert.equal(e.args!.stage, ins.stage);
       assert.ok(e.dur! >= 0 && e.ts! >= 0);
+      if (ins.op === 'forward' || ins.op === 'backward') assert.ok((e.args!.flops as number) > 0, 'compute slices carry their FLOPs');
+      if (ins.op.startsWith('send') || ins.op.startsWith('recv')) assert.equal(e.args!.bytes, 2 * 32 * 64 * 4, 'p2p slices carry their bytes');
     }
   }
   assert.ok(t.traceEvents.some((e) => e.ph === 'C' && e.name === 'memory'), 'memory counters');

@@ -13,7 +13,7 @@ import type { Plan } from '../planner/plan-types.ts';
 import { OPCODES, buildInfo, devices, requestStop, runRank, validateRankConfig, type RankProgress, type RankResult } from './native.ts';
 import { rankConfig, worldSize, type Rendezvous, type RunOptions } from './rank-config.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
-import { measuredTrace, flopsPerToken, peakFlops, type MeasuredTrace } from './trace.ts';
+import { measuredTrace, flopsPerStep, peakFlops, type MeasuredTrace } from './trace.ts';
 
 export interface ExecuteHooks {
   /** Per step, from rank 0 (every rank knows the step's loss after the step-end all-reduce). */
@@ -105,7 +105,7 @@ function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boo
   const tps = med > 0 ? tokens / med : 0;
   const params = results.reduce((a, r) => a + r.paramCount, 0);
   const peak = peakFlops(devs);
-  const mfu = peak ? (tps * flopsPerToken(plan.model, plan.job.seq)) / peak : null;
+  const mfu = peak && med > 0 ? flopsPerStep(plan) / med / peak : null;
   const out: ExecuteResult = {
     ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
     losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,

@@ -3,7 +3,7 @@
 // the instruction it came from (args.rank, args.pc, args.mb, args.stage, args.step), memory
 // counters, and the run's figures (tokens/s, MFU, per-device peak) in otherData.
 import type { ChromeTrace, TraceEvent } from '../sim/trace.ts';
-import type { ModelConfig } from '../planner/model-config.ts';
+import { getInventory, flopsPerStep as inventoryFlopsPerStep, type Inventory } from '../planner/inventory.ts';
 import type { Plan } from '../planner/plan-types.ts';
 import type { RankResult } from './native.ts';
 
@@ -29,19 +29,30 @@ export function peakFlops(devices: string[]): number | null {
   return sum || null;
 }
 
-/** Training FLOPs per token (forward + backward): 6 x matmul parameters + attention scores. */
-export function flopsPerToken(m: ModelConfig, seq: number): number {
-  const H = m.hidden_size, I = m.intermediate_size, L = m.num_hidden_layers, hd = m.head_dim;
-  const perLayer = H * m.num_attention_heads * hd * 2 + H * m.num_key_value_heads * hd * 2 + 3 * H * I;
-  const matmul = L * perLayer + m.vocab_size * H;
-  const attention = 12 * L * seq * m.num_attention_heads * hd;
-  return 6 * matmul + attention;
+/** Training FLOPs of one step (forward + backward of every micro-batch), from the planner's
+ *  inventory: the same FLOP count the simulator predicts with. */
+export function flopsPerStep(plan: Plan): number {
+  const inv = getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  return inventoryFlopsPerStep(inv, plan.job.microBatches) * plan.layout.dataParallel;
+}
+
+/** FLOPs of one instruction (forward or backward of a micro-batch over a stage), else 0. */
+function instrFlops(plan: Plan, inv: Inventory, op: string, stage: number): number {
+  if ((op !== 'forward' && op !== 'backward') || stage < 0) return 0;
+  const [lo, hi] = plan.layout.stages[stage]!.layers;
+  let f = 0;
+  for (let l = lo; l < hi; l++) {
+    const li = inv.layers[l]!;
+    f += op === 'forward' ? li.fwdFlops : li.bwdFlops + (plan.policy.stages[stage]?.recompute ? li.fwdFlops : 0);
+  }
+  return f;
 }
 
 const P2P = new Set(['send_act', 'recv_act', 'send_grad', 'recv_grad']);
 
 export function measuredTrace(plan: Plan, results: RankResult[], devices: string[], figures: Record<string, unknown>): MeasuredTrace {
   const t0 = Math.min(...results.map((r) => r.startUs));
+  const inv = getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
   const ev: TraceEvent[] = [];
   results.forEach((r, rank) => {
     const pid = rank + 1;
@@ -58,6 +69,8 @@ export function measuredTrace(plan: Plan, results: RankResult[], devices: string
       if (e.stage >= 0) args.stage = e.stage;
       if (e.layer >= 0) args.layer = e.layer;
       if (e.bytes > 0) args.bytes = e.bytes;
+      const flops = instrFlops(plan, inv, e.op, e.stage);
+      if (flops > 0) args.flops = flops;
       ev.push({ name: e.op, ph: 'X', pid, tid: P2P.has(e.op) ? 2 : 1, ts, dur: Math.round(e.durUs * 1000) / 1000, cat: 'measured', args });
       if (e.memBytes > 0 && e.memBytes !== lastMem) {
         ev.push({ name: 'memory', ph: 'C', pid, ts, args: { bytes: e.memBytes } });
