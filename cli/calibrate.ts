@@ -55,7 +55,7 @@ export function register(program: Command): void {
     .description('measure this machine (GEMMs at the model\'s shapes, attention, kernels, links, CPU AdamW, memory, disks, overheads) and write a hardware profile')
     .option('--quick', 'fewer repetitions and smaller transfers (under 30 s on a CPU machine)')
     .option('--only <parts>', `measure only these parts, keeping the others from the existing output file (${CALIB_PARTS.join(',')})`)
-    .option('--model <model>', 'the model whose layer shapes are measured (bundled name or config.json)', 'llama2-7b')
+    .option('--model <model>', 'the models whose layer shapes are measured, comma-separated (bundled names or config.json paths)', 'llama2-7b')
     .option('--seq <list>', 'sequence lengths of the job', '1024,2048')
     .option('--mbs <list>', 'micro-batch sizes of the job', '1')
     .option('--disk-path <dir...>', 'folders of the disk tier to measure (direct I/O)')
@@ -66,7 +66,7 @@ export function register(program: Command): void {
     .option('--json', 'print the profile and every measurement as JSON')
     .action(action(async (o: { quick?: boolean; only?: string; model: string; seq: string; mbs: string; diskPath?: string[]; target?: string; cpuRanks: string; output?: string; id?: string; json?: boolean }) => {
       const parts = parseParts(o.only);
-      const model = resolveModel(o.model).config;
+      const models = o.model.split(',').map((m) => resolveModel(m.trim()).config);
       const seqs = parseList(o.seq, '--seq');
       const mbs = parseList(o.mbs, '--mbs');
       if (o.target !== undefined && o.target !== 'cpu' && o.target !== 'gpu') throw new InputError(`--target: "${o.target}" must be gpu or cpu`);
@@ -86,7 +86,7 @@ export function register(program: Command): void {
       const start = Date.now();
       const tty = process.stderr.isTTY;
       const r = await calibrate({
-        parts, quick: !!o.quick, model, seqs, microBatchSizes: mbs, diskPaths: (o.diskPath ?? []).map((d) => resolve(d)), id,
+        parts, quick: !!o.quick, models, seqs, microBatchSizes: mbs, diskPaths: (o.diskPath ?? []).map((d) => resolve(d)), id,
         command: ['mmoc', ...process.argv.slice(2)].join(' '), base, target: o.target as 'cpu' | 'gpu' | undefined,
         cpuRanks: parsePositiveInt(o.cpuRanks, '--cpu-ranks'),
         progress: (done, total, label) => {

@@ -1,0 +1,303 @@
+// The GPU bench matrix (bench/gpu/matrix.sh) and the prediction-error evaluation of bench results
+// (test/prediction-error.test.ts).
+//
+//   node --import tsx bench/gpu/matrix.ts plans <out> <profile.json> [--cpu]   writes <out>/plans/*.json + manifest.json
+//   node --import tsx bench/gpu/matrix.ts assemble <out> <profile.json>       writes <out>/bench-result.json
+//
+// The plans: every schedule the executor runs (1F1B, GPipe, interleaved 1F1B), LLaMA-2-7B and
+// LLaMA-3.2-1B (grouped-query attention), 1 and 2 GPUs, several micro-batch sizes, recompute on
+// and off; no offload (the executor has no offload engine yet: native/src/runtime.cpp answers
+// fetch/offload/upload/disk instructions with "needs the offload engine (issue 6)"). A plan the
+// memory model says does not fit the device is left out with the reason. `--cpu`: the tiny model
+// on CPU ranks (a check of the harness on a machine without GPUs).
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { buildPlan, defaultOptimizer } from '../../planner/plan-build.ts';
+import { defaultPolicy, evenPartition } from '../../planner/memory.ts';
+import { parsePlan } from '../../planner/plan-schema.ts';
+import { planMemory, simulatePlan } from '../../planner/lower.ts';
+import { llama2_7b, llama32_1b, tiny } from '../../planner/test-models.ts';
+import type { ModelConfig } from '../../planner/model-config.ts';
+import type { Plan, Precision, ScheduleName } from '../../planner/plan-types.ts';
+import { parseHardwareProfile, type HardwareProfile } from '../../sim/index.ts';
+
+const GiB = 2 ** 30;
+
+export interface MatrixEntry {
+  name: string;
+  model: ModelConfig;
+  gpus: number;
+  schedule: ScheduleName;
+  /** Virtual stages per rank (interleaved). */
+  v: number;
+  mbs: number;
+  M: number;
+  recompute: boolean;
+  seq: number;
+}
+
+export function matrixEntries(cpu: boolean): MatrixEntry[] {
+  const e = (model: ModelConfig, gpus: number, schedule: ScheduleName, v: number, mbs: number, M: number, recompute: boolean, seq: number): MatrixEntry => ({
+    name: `${model.name}-${gpus}g-${schedule}${v > 1 ? `-v${v}` : ''}-mbs${mbs}x${M}${recompute ? '-rc' : ''}`, model, gpus, schedule, v, mbs, M, recompute, seq,
+  });
+  if (cpu) {
+    const t = tiny, s = 32;
+    return [
+      e(t, 2, '1f1b', 1, 2, 8, false, s), e(t, 2, '1f1b', 1, 2, 8, true, s), e(t, 2, 'gpipe', 1, 2, 8, false, s), e(t, 2, 'gpipe', 1, 4, 4, true, s),
+      e(t, 2, 'interleaved-1f1b', 2, 2, 8, false, s), e(t, 2, '1f1b', 1, 4, 4, false, s), e(t, 1, 'gpipe', 1, 2, 8, false, s), e(t, 1, 'gpipe', 1, 4, 4, true, s),
+      e(t, 2, 'interleaved-1f1b', 2, 1, 8, true, s), e(t, 2, '1f1b', 1, 1, 16, false, s), e(t, 1, '1f1b', 1, 8, 2, false, s), e(t, 2, 'gpipe', 1, 1, 16, true, s),
+    ];
+  }
+  const b7 = llama2_7b, b1 = llama32_1b, s = 1024;
+  return [
+    // LLaMA-2-7B, 8192 tokens a step
+    e(b7, 2, '1f1b', 1, 1, 8, false, s), e(b7, 2, '1f1b', 1, 1, 8, true, s), e(b7, 2, 'gpipe', 1, 1, 8, true, s),
+    e(b7, 2, 'interleaved-1f1b', 2, 1, 8, false, s), e(b7, 2, '1f1b', 1, 2, 4, true, s), e(b7, 1, 'gpipe', 1, 1, 8, true, s),
+    // LLaMA-3.2-1B (GQA, tied embeddings), 8192 tokens a step
+    e(b1, 1, 'gpipe', 1, 1, 8, false, s), e(b1, 1, 'gpipe', 1, 2, 4, true, s), e(b1, 1, '1f1b', 1, 4, 2, false, s),
+    e(b1, 2, '1f1b', 1, 1, 8, false, s), e(b1, 2, 'gpipe', 1, 2, 4, false, s), e(b1, 2, 'interleaved-1f1b', 2, 1, 8, true, s),
+    e(b1, 2, '1f1b', 1, 4, 2, true, s), e(b1, 2, '1f1b', 1, 2, 4, false, s),
+  ];
+}
+
+export function matrixPlan(x: MatrixEntry, hardware: string, cpu: boolean, steps: number): Plan {
+  const precision: Precision = cpu ? 'fp32' : 'bf16-mixed';
+  const stageLayers = evenPartition(x.model.num_hidden_layers, x.gpus * x.v);
+  return buildPlan({
+    hardware, model: x.model, precision, optimizer: { ...defaultOptimizer(), lr: 1e-5 },
+    job: { seq: x.seq, microBatchSize: x.mbs, microBatches: x.M, steps, gpuMemCapBytes: null, seed: 1 },
+    schedule: x.schedule, stageLayers, pipelineRanks: x.gpus, dataParallel: 1,
+    rankDevice: Array.from({ length: x.gpus }, (_, i) => (cpu ? -1 : i)), policy: stageLayers.map(() => defaultPolicy(x.recompute)),
+  });
+}
+
+interface Manifest { cpu: boolean; plans: { name: string; file: string; entry: Omit<MatrixEntry, 'model'> & { model: string } }[]; left_out: { name: string; reason: string }[] }
+
+function cmdPlans(out: string, profilePath: string, cpu: boolean): void {
+  const profile = parseHardwareProfile(JSON.parse(readFileSync(profilePath, 'utf8')), profilePath);
+  mkdirSync(join(out, 'plans'), { recursive: true });
+  const m: Manifest = { cpu, plans: [], left_out: [] };
+  for (const x of matrixEntries(cpu)) {
+    if (x.gpus > profile.gpus.count) { m.left_out.push({ name: x.name, reason: `needs ${x.gpus} devices, the profile has ${profile.gpus.count}` }); continue; }
+    const plan = matrixPlan(x, resolve(profilePath), cpu, cpu ? 5 : 6);
+    parsePlan(JSON.parse(JSON.stringify(plan)), x.name);
+    if (!cpu) {
+      const mem = planMemory(plan, profile);
+      const peak = Math.max(...mem.devices.map((d) => d.total));
+      if (peak > 0.96 * profile.gpus.memory_bytes) {
+        m.left_out.push({ name: x.name, reason: `the memory model predicts ${(peak / GiB).toFixed(1)} GiB on a ${(profile.gpus.memory_bytes / GiB).toFixed(1)} GiB device` });
+        continue;
+      }
+    }
+    const file = join(out, 'plans', `${x.name}.json`);
+    writeFileSync(file, JSON.stringify(plan));
+    m.plans.push({ name: x.name, file, entry: { ...x, model: x.model.name } });
+  }
+  writeFileSync(join(out, 'plans', 'manifest.json'), JSON.stringify(m, null, 1));
+  for (const p of m.plans) console.log(`${p.name}\t${p.file}`);
+  for (const l of m.left_out) console.error(`left out ${l.name}: ${l.reason}`);
+}
+
+function git(args: string[]): string | undefined {
+  const r = spawnSync('git', args, { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+}
+
+function cmdAssemble(out: string, profilePath: string): void {
+  const profile = parseHardwareProfile(JSON.parse(readFileSync(profilePath, 'utf8')), profilePath);
+  const m = JSON.parse(readFileSync(join(out, 'plans', 'manifest.json'), 'utf8')) as Manifest;
+  const jobs = new Map<string, { job: Record<string, unknown>; runs: Record<string, unknown>[] }>();
+  const jobOf = (model: string, seq: number, tokens: number, gpus: number) => {
+    const k = `${model}|${seq}|${tokens}|${gpus}`;
+    if (!jobs.has(k)) jobs.set(k, { job: { model, seq, tokens_per_step: tokens, gpus, gpu_mem_cap_gib: null }, runs: [] });
+    return jobs.get(k)!;
+  };
+  let doctor: { devices?: { cuda?: { name: string; totalBytes: number }[] }; build?: { torchVersion?: string; cudaVersion?: string } } = {};
+  try { doctor = JSON.parse(readFileSync(join(out, 'doctor.json'), 'utf8')); } catch { /* optional */ }
+  for (const p of m.plans) {
+    const plan = parsePlan(JSON.parse(readFileSync(p.file, 'utf8')), p.file);
+    const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches;
+    const sim = simulatePlan(plan, profile, { criticalPath: false });
+    const run: Record<string, unknown> = {
+      system: 'mmoc',
+      plan: {
+        name: p.name, schedule: plan.schedule, layout: plan.layout.stages.map((s) => `[${s.layers[0]},${s.layers[1]})@${plan.layout.rankDevice[s.rank]! >= 0 ? `cuda:${plan.layout.rankDevice[s.rank]}` : `cpu rank ${s.rank}`}`).join(' '),
+        micro_batches: plan.job.microBatches, micro_batch_size: plan.job.microBatchSize, recompute: p.entry.recompute, offload: 'none', precision: plan.precision,
+        plan: { ...plan, hardware: profile.id },
+      },
+      predicted: { step_s: +sim.step_s.toFixed(5), tokens_per_s: Math.round(tokens / sim.step_s), peak_gib: sim.peak_bytes.map((b) => +(b / GiB).toFixed(3)), bottleneck: sim.bottleneck },
+    };
+    const resFile = join(out, 'runs', `${p.name}.json`);
+    try {
+      const r = JSON.parse(readFileSync(resFile, 'utf8'));
+      run.measured = { step_s: +r.step_s_median.toFixed(5), tokens_per_s: Math.round(r.tokens_per_s), peak_gib: r.peak_bytes.map((b: number) => +(b / GiB).toFixed(3)), steps: r.steps, losses: r.losses.map((x: number) => +x.toFixed(4)) };
+    } catch (e) {
+      let why = `no result (${(e as Error).message.split('\n')[0]})`;
+      try { why = readFileSync(join(out, 'runs', `${p.name}.err`), 'utf8').trim().split('\n').slice(-2).join(' ').slice(0, 400) || why; } catch { /* none */ }
+      run.measured = null;
+      run.failed = why;
+    }
+    jobOf(p.entry.model, plan.job.seq, tokens, plan.layout.pipelineRanks).runs.push(run);
+  }
+  // peers: one JSON line each (.gpu/peers/run_peers.sh)
+  if (existsSync(join(out, 'peers.jsonl'))) {
+    for (const line of readFileSync(join(out, 'peers.jsonl'), 'utf8').split('\n').filter((l) => l.trim().startsWith('{'))) {
+      try {
+        const q = JSON.parse(line);
+        const model = String(q.model ?? 'llama2-7b').replace('llama-1b', 'llama3.2-1b');
+        const tokens = Number(q.tokens_per_step ?? 8192), gpus = Number(q.gpus ?? q.world ?? 2);
+        jobOf(model, Number(q.seq ?? 1024), tokens, gpus).runs.push({ system: q.peer, measured: { step_s: q.step_s, tokens_per_s: q.tokens_per_s, peak_gib: [q.peak_gib], note: 'peak_gib: max_memory_allocated, the maximum over ranks' }, raw: q });
+      } catch { /* not a result line */ }
+    }
+  }
+  const gpus = doctor.devices?.cuda?.map((g) => `${g.name} ${(g.totalBytes / GiB).toFixed(1)} GiB`) ?? [];
+  const result = {
+    date: new Date().toISOString().slice(0, 10),
+    commit: git(['rev-parse', '--short', 'HEAD']) ?? 'unknown',
+    machine: {
+      gpus, cpu_cores: cpus().length, host_memory_gib: Math.round(totalmem() / GiB), torch: doctor.build?.torchVersion, cuda: doctor.build?.cudaVersion,
+      note: `bench/gpu/matrix.sh${m.cpu ? ' (MMOC_BENCH_CPU=1: tiny model on CPU ranks, a harness check)' : ''}: calibrate, then every plan, then the peers, in one command`,
+    },
+    profile,
+    left_out: m.left_out,
+    results: [...jobs.values()],
+  };
+  writeFileSync(join(out, 'bench-result.json'), JSON.stringify(result, null, 1) + '\n');
+  const rows = evaluateBenchResult(result, 'bench-result.json', process.cwd());
+  console.log(formatEvaluation(rows));
+}
+
+// ---- prediction error of a bench result (the CI regression, test/prediction-error.test.ts)
+
+export interface RunError {
+  job: string;
+  label: string;
+  step: { predicted: number; measured: number; error: number };
+  tokens_per_s: { predicted: number; measured: number };
+  /** Per device: predicted and measured peak GiB and the relative error. */
+  peak: { predicted: number; measured: number; error: number }[];
+}
+export interface Evaluation {
+  source: string;
+  date?: string;
+  machine?: string;
+  /** The bounds apply (the profile was measured by mmoc calibrate on the machine). */
+  qualifies: boolean;
+  reason: string;
+  runs: RunError[];
+  skipped: { label: string; reason: string }[];
+  /** Pairs whose predicted order contradicts the measured one by more than the tie margin. */
+  ranking: string[];
+}
+
+export const STEP_BOUND = 0.1;
+export const PEAK_BOUND = 0.05;
+export const TIE = 0.03;
+
+function resolveProfile(p: unknown, root: string): { profile: HardwareProfile | null; why: string } {
+  try {
+    if (p && typeof p === 'object') return { profile: parseHardwareProfile(p, 'embedded profile'), why: 'embedded' };
+    if (typeof p === 'string') {
+      const cands = [join(root, 'configs', 'hardware', `${p}.json`), resolve(root, p)];
+      for (const c of cands) if (existsSync(c)) return { profile: parseHardwareProfile(JSON.parse(readFileSync(c, 'utf8')), c), why: c };
+      return { profile: null, why: `profile "${p}" is neither embedded nor a file of configs/hardware` };
+    }
+    return { profile: null, why: 'no profile' };
+  } catch (e) {
+    return { profile: null, why: (e as Error).message };
+  }
+}
+
+/** Re-simulates every mmoc run of a bench result (its embedded or referenced plan) on its profile. */
+export function evaluateBenchResult(json: unknown, source: string, root: string): Evaluation {
+  const ev: Evaluation = { source, qualifies: false, reason: '', runs: [], skipped: [], ranking: [] };
+  const r = json as { date?: string; machine?: unknown; profile?: unknown; results?: { job?: Record<string, unknown>; runs?: Record<string, unknown>[] }[] };
+  if (!r || typeof r !== 'object' || !Array.isArray(r.results)) { ev.reason = 'not a bench result (no results list)'; return ev; }
+  ev.date = r.date;
+  const mach = r.machine as { gpus?: string[] } | undefined;
+  ev.machine = Array.isArray(mach?.gpus) && mach!.gpus.length ? `${mach!.gpus.length}x ${mach!.gpus[0]}` : undefined;
+  const { profile, why } = resolveProfile(r.profile, root);
+  if (!profile) { ev.reason = why; return ev; }
+  ev.qualifies = profile.provenance.source === 'measured';
+  ev.reason = ev.qualifies ? `profile ${profile.id} measured ${profile.provenance.date} (${profile.provenance.how ?? ''})`
+    : `profile ${profile.id} is not a measured one (provenance ${profile.provenance.source}: ${profile.provenance.note ?? profile.provenance.how ?? ''}): errors reported, bounds not applied`;
+  for (const res of r.results) {
+    const jobLabel = res.job ? `${res.job.model} seq ${res.job.seq} x${res.job.tokens_per_step} tok on ${res.job.gpus}` : '?';
+    for (const run of res.runs ?? []) {
+      if (run.system !== 'mmoc') continue;
+      const pl = (run.plan ?? {}) as Record<string, unknown>;
+      const label = `${jobLabel}: ${String(pl.name ?? pl.file ?? pl.schedule ?? 'plan')}${pl.fast_paths ? ` (fast paths ${String(pl.fast_paths).split(' ')[0]})` : ''}`;
+      const meas = run.measured as { step_s?: number; tokens_per_s?: number; peak_gib?: number[] } | null | undefined;
+      if (!meas || typeof meas.step_s !== 'number') { ev.skipped.push({ label, reason: `not measured${run.failed ? `: ${String(run.failed).slice(0, 200)}` : ''}` }); continue; }
+      if (typeof pl.fast_paths === 'string' && /^off/.test(pl.fast_paths)) { ev.skipped.push({ label, reason: 'an executor ablation (MMOC_NO_FAST_PATHS), not a plan the simulator models' }); continue; }
+      let planJson: unknown = pl.plan && typeof pl.plan === 'object' ? pl.plan : undefined;
+      if (!planJson && typeof pl.file === 'string' && existsSync(join(root, pl.file))) planJson = JSON.parse(readFileSync(join(root, pl.file), 'utf8'));
+      if (!planJson) { ev.skipped.push({ label, reason: 'the result neither embeds its plan nor names a plan file in the repository' }); continue; }
+      let plan: Plan;
+      try { plan = parsePlan(planJson, label); } catch (e) { ev.skipped.push({ label, reason: `plan does not parse: ${(e as Error).message}` }); continue; }
+      const sim = simulatePlan(plan, profile, { criticalPath: false });
+      const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches * plan.layout.dataParallel;
+      const peaks = (meas.peak_gib ?? []).map((m, i) => {
+        const p = (sim.peak_bytes[i] ?? 0) / GiB;
+        return { predicted: +p.toFixed(3), measured: m, error: m > 0 ? (p - m) / m : 0 };
+      });
+      ev.runs.push({
+        job: jobLabel, label,
+        step: { predicted: sim.step_s, measured: meas.step_s, error: (sim.step_s - meas.step_s) / meas.step_s },
+        tokens_per_s: { predicted: tokens / sim.step_s, measured: meas.tokens_per_s ?? tokens / meas.step_s },
+        peak: peaks,
+      });
+    }
+  }
+  // ranking of the plans in the run by throughput: a pair counts when the measured rates differ by
+  // more than TIE and the predicted order is the opposite
+  for (let i = 0; i < ev.runs.length; i++) for (let j = i + 1; j < ev.runs.length; j++) {
+    const a = ev.runs[i]!, b = ev.runs[j]!;
+    const dm = a.tokens_per_s.measured - b.tokens_per_s.measured, dp = a.tokens_per_s.predicted - b.tokens_per_s.predicted;
+    if (Math.abs(dm) / Math.min(a.tokens_per_s.measured, b.tokens_per_s.measured) <= TIE) continue;
+    if (Math.abs(dp) / Math.min(a.tokens_per_s.predicted, b.tokens_per_s.predicted) <= TIE) continue;
+    if (Math.sign(dm) !== Math.sign(dp)) ev.ranking.push(`${a.label} vs ${b.label}: measured ${Math.round(a.tokens_per_s.measured)} vs ${Math.round(b.tokens_per_s.measured)} tok/s, predicted ${Math.round(a.tokens_per_s.predicted)} vs ${Math.round(b.tokens_per_s.predicted)}`);
+  }
+  return ev;
+}
+
+/** Mean absolute and worst errors of an evaluation. */
+export function summary(ev: Evaluation): { plans: number; stepMape: number; stepWorst: number; peakMape: number; peakWorst: number } {
+  const steps = ev.runs.map((r) => Math.abs(r.step.error));
+  const peaks = ev.runs.flatMap((r) => r.peak.map((p) => Math.abs(p.error)));
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((s, v) => s + v, 0) / xs.length : 0);
+  return { plans: ev.runs.length, stepMape: mean(steps), stepWorst: Math.max(0, ...steps), peakMape: mean(peaks), peakWorst: Math.max(0, ...peaks) };
+}
+
+export function formatEvaluation(ev: Evaluation): string {
+  const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
+  const s = summary(ev);
+  const lines = [`${ev.source}: ${ev.reason}`];
+  for (const r of ev.runs) {
+    lines.push(`  ${r.label}: step ${r.step.predicted.toFixed(4)} s predicted, ${r.step.measured.toFixed(4)} s measured (${pct(r.step.error)}); peak ${r.peak.map((p) => `${p.predicted.toFixed(2)}/${p.measured.toFixed(2)} GiB (${pct(p.error)})`).join(', ')}`);
+  }
+  for (const k of ev.skipped) lines.push(`  skipped ${k.label}: ${k.reason}`);
+  if (ev.runs.length) lines.push(`  ${s.plans} plans: step-time MAPE ${(s.stepMape * 100).toFixed(1)}% (worst ${(s.stepWorst * 100).toFixed(1)}%), peak-memory MAPE ${(s.peakMape * 100).toFixed(1)}% (worst ${(s.peakWorst * 100).toFixed(1)}%)`);
+  for (const x of ev.ranking) lines.push(`  ranking: ${x}`);
+  return lines.join('\n');
+}
+
+export function benchResultFiles(root: string): string[] {
+  const dir = join(root, 'bench', 'results');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f)) : [];
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('bench/gpu/matrix.ts')) {
+  const [cmd, out, profile] = process.argv.slice(2);
+  if (cmd === 'plans' && out && profile) cmdPlans(out, profile, process.argv.includes('--cpu'));
+  else if (cmd === 'assemble' && out && profile) cmdAssemble(out, profile);
+  else if (cmd === 'evaluate' && out) {
+    const files = out === 'all' ? benchResultFiles(process.cwd()) : [out];
+    for (const f of files) console.log(formatEvaluation(evaluateBenchResult(JSON.parse(readFileSync(f, 'utf8')), f, process.cwd())));
+  } else {
+    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all>');
+    process.exit(2);
+  }
+}
