@@ -87,6 +87,13 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
 }
 
 const NO: readonly number[] = [];
+const actNames: string[] = [];
+/** Interned buffer name of a stage's kept activations of a micro-batch. */
+function actName(mb: number, stage: number, K: number): string {
+  const i = mb * 64 + stage;
+  if (stage >= 64) return `act.${mb}.${stage}`;
+  return (actNames[i] ??= `act.${mb}.${stage}`);
+}
 
 /** Task specs and metas of one shape (keeps SimGraph.task monomorphic: the search builds millions). */
 function spec(
@@ -170,6 +177,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
   const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
   const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
+  const nL = inv.layers.length;
   const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const perInstr = profile.overheads.per_instruction_us;
   const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
@@ -226,20 +234,20 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     let lastBackward = -1 as TaskId;
     let lastCompute = -1 as TaskId;
     const pendingRecv: number[] = []; // pair keys awaiting their consumer
-    const reloads = new Map<string, TaskId>();
-    const offActs = new Map<string, TaskId>();
+    const reloads = new Int32Array(M * K).fill(-1); // by mb * K + stage
+    const offActs = new Int32Array(M * K).fill(-1);
     // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
     let pendingFetch: { layer: number; task: TaskId; bytes: number; slots: number; meta: TaskMeta }[] = [];
     const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
     const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
     const fetchSlots: number[] = [];
-    const lastGradOffload = new Map<number, TaskId>();
+    const lastGradOffload = new Int32Array(nL).fill(-1); // by layer
     let offBytes = 0;
     let lastHostGradOff = -1 as TaskId;
     const offActList: TaskId[] = [];
     const offLayers: number[] = [];
-    const cpuStep = new Map<number, TaskId>();
-    const diskReadOf = new Map<number, TaskId>();
+    const cpuStep = new Int32Array(nL).fill(-1);
+    const diskReadOf = new Int32Array(nL).fill(-1);
     let lastDiskWrite = -1 as TaskId;
     const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
 
@@ -254,8 +262,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           meta.mb = x.mb; meta.stage = s;
           const deps: TaskId[] = [];
           const recvKeys = pendingRecv.length ? pendingRecv.splice(0) : null;
-          const key = `${x.mb}:${s}`;
-          if (!fwd && reloads.has(key)) deps.push(reloads.get(key)!);
+          const key = x.mb * K + s;
+          if (!fwd && reloads[key]! >= 0) deps.push(reloads[key]!);
           // Staging buffers pace the compute: a backward that streams gradients to the host waits
           // until the previous pass's gradients have left; a forward that offloads its input waits
           // for the offload of two forwards before (two staging buffers).
@@ -264,8 +272,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const memEff: MemEffect[] = [];
           if (kept[s]!.gpu > 0) {
             memEff.push(fwd
-              ? { op: 'alloc', device: dev, buffer: `act.${x.mb}.${s}`, bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
-              : { op: 'free', device: dev, buffer: `act.${x.mb}.${s}`, at: 'end' });
+              ? { op: 'alloc', device: dev, buffer: actName(x.mb, s, K), bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
+              : { op: 'free', device: dev, buffer: actName(x.mb, s, K), at: 'end' });
           }
           const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
           let firstOfPass = -1 as TaskId;
@@ -346,9 +354,9 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           meta.layer = x.layer; meta.bytes = bytes;
           if (coarse && prog[pc + 1]?.op === 'offload_grads') { offBytes += bytes; offLayers.push(x.layer); break; }
           t = g.task(spec(gpu.d2h, 0, bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
-          lastGradOffload.set(x.layer, t);
+          lastGradOffload[x.layer] = t;
           if (!pl.gradsResident[i]) lastHostGradOff = t;
-          for (const l of offLayers) lastGradOffload.set(l, t);
+          for (const l of offLayers) lastGradOffload[l] = t;
           offBytes = 0; offLayers.length = 0;
           break;
         }
@@ -367,23 +375,23 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const k = `${x.layer}:${pr}`;
           (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
           (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
-          lastGradOffload.set(x.layer, t);
+          lastGradOffload[x.layer] = t;
           break;
         }
         case 'offload_act': {
           const bytes = kept[x.stage]!.host;
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
           t = g.task(spec(gpu.d2h, 0, bytes, gpu.d2hRoute, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
-          offActs.set(`${x.mb}:${x.stage}`, t);
+          offActs[x.mb * K + x.stage] = t;
           offActList.push(t);
           break;
         }
         case 'reload_act': {
           const bytes = kept[x.stage]!.host;
           meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          const off = offActs.get(`${x.mb}:${x.stage}`);
+          const off0 = offActs[x.mb * K + x.stage]!; const off = off0 >= 0 ? off0 : undefined;
           t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, off !== undefined ? [off] : NO, undefined, meta));
-          reloads.set(`${x.mb}:${x.stage}`, t);
+          reloads[x.mb * K + x.stage] = t;
           break;
         }
         case 'grad_norm': {
@@ -401,7 +409,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const elems = Math.round(n * (x.fraction ?? 1));
           meta.layer = x.layer;
           const deps: TaskId[] = [];
-          const off = lastGradOffload.get(x.layer);
+          const off0 = lastGradOffload[x.layer]!; const off = off0 >= 0 ? off0 : undefined;
           if (x.tier === 'gpu') {
             if (lastBackward >= 0) deps.push(lastBackward);
             if (off !== undefined) deps.push(off);
@@ -410,10 +418,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             lastCompute = t;
           } else {
             if (off !== undefined) deps.push(off);
-            const rd = diskReadOf.get(x.layer);
-            if (rd !== undefined) deps.push(rd);
+            const rd = diskReadOf[x.layer]!;
+            if (rd >= 0) deps.push(rd);
             t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
-            cpuStep.set(x.layer, t);
+            cpuStep[x.layer] = t;
           }
           break;
         }
@@ -422,7 +430,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const pl = place[s]!;
           const bytes = (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
           meta.layer = x.layer; meta.bytes = bytes;
-          const st = cpuStep.get(x.layer);
+          const st0 = cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
           t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
           break;
         }
@@ -437,9 +445,9 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           if (disk === undefined) throw new InputError(`hardware profile ${profile.id} has no disks for the plan's disk tier`);
           const deps: TaskId[] = [];
           if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
-          else { const st = cpuStep.get(x.layer); if (st !== undefined) deps.push(st); }
+          else { const st = cpuStep[x.layer]!; if (st >= 0) deps.push(st); }
           t = g.task(spec(disk, 0, bytes, undefined, deps, undefined, meta, x.op === 'disk_read' ? 'read' : 'write'));
-          if (x.op === 'disk_read') diskReadOf.set(x.layer, t); else lastDiskWrite = t;
+          if (x.op === 'disk_read') diskReadOf[x.layer] = t; else lastDiskWrite = t;
           break;
         }
         case 'barrier': {
