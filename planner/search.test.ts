@@ -128,3 +128,27 @@ test('on a small space the search finds the same optimum as brute force', () => 
   assert.ok(r.best!.prediction!.step_s <= best * (1 + 1e-9), `search ${r.best!.prediction!.step_s} vs brute force ${best}`);
   assert.ok(planMemory(r.best!, prof).peak <= cap);
 });
+
+test('the search-fidelity estimate stays within 5% of the full simulation for pipelines with and without optimizer offload', async () => {
+  const { estimateStep } = await import('./search.ts');
+  const prof = profile('h200x8');
+  const worst: string[] = [];
+  for (const [schedule, N, D, mbs, level] of [
+    ['1f1b', 8, 1, 1, 0], ['1f1b', 8, 1, 2, 4], ['gpipe', 4, 2, 1, 2], ['interleaved-1f1b', 4, 2, 1, 0], ['1f1b', 2, 4, 1, 4], ['1f1b', 1, 8, 1, 1],
+  ] as const) {
+    const v = schedule === 'interleaved-1f1b' ? 2 : 1;
+    const inv = getInventory(llama2_13b, 'bf16-mixed', mbs, 1024);
+    const parts = balancedPartition(Array.from({ length: 42 }, () => 1), N * v);
+    const rankDevice = [0, 1, 2, 3, 4, 5, 6, 7].slice(0, N * D);
+    const M = 64 / D / mbs;
+    const planFor = (m: number) => buildPlan({
+      hardware: prof.id, model: llama2_13b, precision: 'bf16-mixed', optimizer: defaultOptimizer(),
+      job: { seq: 1024, microBatchSize: mbs, microBatches: m, steps: 1, gpuMemCapBytes: null, seed: 0 }, schedule, stageLayers: parts,
+      pipelineRanks: N, dataParallel: D, rankDevice, policy: parts.map(() => levelPolicy(level, false, 'cpu', 1, D)), inventory: inv,
+    });
+    const full = simulatePlan(planFor(M), prof, { criticalPath: false }).step_s;
+    const est = estimateStep(planFor, prof, { N, D, v, M, delayed: false, rankDevice, inventory: inv });
+    if (Math.abs(est / full - 1) > 0.05) worst.push(`${schedule} ${N}x${D} mbs ${mbs} level ${level}: ${est} vs ${full}`);
+  }
+  assert.deepEqual(worst, []);
+});

@@ -342,33 +342,9 @@ export function search(input: SearchInput): SearchResult {
   const simulateCandidate = (c: Cand): number => {
     const inv = getInventory(model, precision, c.lay.mbs, input.seq);
     const rankDevice = isCpu ? Array.from({ length: c.lay.N * c.lay.D }, () => -1) : c.mapping.order.slice(0, c.lay.N * c.lay.D);
-    const prof = c.lay.D > 1 ? replicaProfile(profile, rankDevice, c.lay.N, c.lay.D) : profile;
-    const run = (p: Plan) => {
-      const sim = simulatePlan(p, prof, { memory: c.mem, inventory: inv, criticalPath: false, hostMemory: false, replicas: 1, coarse: true });
-      return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
-    };
-    const N = c.lay.N, M = c.lay.M;
-    // A pipeline step grows by the bottleneck's period per micro-batch (a flow shop: the sum of
-    // stage times plus (M-1) periods). The period is measured on the compute timeline (the end of
-    // the last forward/backward) between m1 and m1+dm micro-batches (1 and 3; interleaved
-    // schedules need multiples of N: 2N and 3N), which CPU or disk tails cannot mask. What follows
-    // the compute moves with it unless a fixed chain (the delayed CPU update from the step start,
-    // a long disk tier) bounds the step; the two runs tell which, and the step ends at the later
-    // of the two.
-    const m1 = c.lay.v > 1 ? 2 * N : 1, dm = c.lay.v > 1 ? N : 2;
-    if (M > m1 + dm) {
-      const a = run(planOf({ ...c, lay: { ...c.lay, M: m1 } }));
-      const b = run(planOf({ ...c, lay: { ...c.lay, M: m1 + dm } }));
-      const dc = b.ends.compute - a.ends.compute;
-      const grow = (Math.max(dc, 0) / dm) * (M - m1 - dm);
-      // How much of the compute's growth the step followed between the two runs (1: everything
-      // after the compute moves with it; 0: a fixed CPU/disk chain bounds the step).
-      const k = dc > 0 ? Math.min(1, Math.max(0, (b.step - a.step) / dc)) : 1;
-      const fixed = Math.max(b.ends.cpu, b.ends.disk);
-      const after = c.delayed ? b.step - Math.max(b.ends.compute, fixed) : Math.min(a.step - a.ends.compute, b.step - b.ends.compute);
-      return Math.max(b.step + k * grow, b.ends.compute + grow + Math.max(0, after));
-    }
-    return run(planOf(c)).step;
+    return estimateStep((M) => planOf({ ...c, lay: { ...c.lay, M } }), profile, {
+      N: c.lay.N, D: c.lay.D, v: c.lay.v, M: c.lay.M, delayed: c.delayed, rankDevice, memory: c.mem, inventory: inv,
+    });
   };
   const results: { c: Cand; step: number; tps: number }[] = [];
   let best: number | null = null;
@@ -451,6 +427,44 @@ export function search(input: SearchInput): SearchResult {
   let runnerUp: string | null = null;
   if (top.length > 1) runnerUp = whyLost(top[0]!, top[1]!, topSims[0]!, topSims[1]!);
   return { best: bestPlan, top, pareto, runnerUp, counts, infeasible: null, elapsed_s: (Date.now() - t0) / 1000 };
+}
+
+/**
+ * The step time of a plan as the search judges it (search fidelity): a data-parallel plan is
+ * simulated one replica at a time on that replica's share of the machine (replicaProfile), in
+ * lowerPlan's coarse mode, and a plan with more micro-batches than two short runs is extrapolated
+ * from them. A pipeline step grows by the bottleneck's period per micro-batch (a flow shop: the sum
+ * of stage times plus (M-1) periods); the period is measured on the compute timeline (the end of
+ * the last forward/backward) between m1 and m1+dm micro-batches (1 and 3; interleaved schedules
+ * need multiples of N: 2N and 3N), which CPU or disk tails cannot mask. What follows the compute
+ * moves with it unless a fixed chain (the delayed CPU update from the step start, a long disk
+ * tier) bounds the step; the two runs tell which, and the step ends at the later of the two.
+ * The plans the search reports are simulated in full.
+ */
+export function estimateStep(
+  planFor: (microBatches: number) => Plan, profile: HardwareProfile,
+  o: { N: number; D: number; v: number; M: number; delayed: boolean; rankDevice: number[]; memory?: MemoryReport; inventory?: Inventory },
+): number {
+  const prof = o.D > 1 ? replicaProfile(profile, o.rankDevice, o.N, o.D) : profile;
+  const run = (p: Plan) => {
+    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true });
+    return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
+  };
+  const { N, M } = o;
+  const m1 = o.v > 1 ? 2 * N : 1, dm = o.v > 1 ? N : 2;
+  if (M > m1 + dm) {
+    const a = run(planFor(m1));
+    const b = run(planFor(m1 + dm));
+    const dc = b.ends.compute - a.ends.compute;
+    const grow = (Math.max(dc, 0) / dm) * (M - m1 - dm);
+    // How much of the compute's growth the step followed between the two runs (1: everything
+    // after the compute moves with it; 0: a fixed CPU/disk chain bounds the step).
+    const k = dc > 0 ? Math.min(1, Math.max(0, (b.step - a.step) / dc)) : 1;
+    const fixed = Math.max(b.ends.cpu, b.ends.disk);
+    const after = o.delayed ? b.step - Math.max(b.ends.compute, fixed) : Math.min(a.step - a.ends.compute, b.step - b.ends.compute);
+    return Math.max(b.step + k * grow, b.ends.compute + grow + Math.max(0, after));
+  }
+  return run(planFor(M)).step;
 }
 
 function sumOf(a: number[]): number { let s = 0; for (const x of a) s += x; return s; }
