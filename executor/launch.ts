@@ -38,8 +38,11 @@ export interface ExecuteResult {
   step_s_median: number;
   tokens_per_step: number;
   tokens_per_s: number;
-  /** Per rank: peak bytes (CUDA: caching allocator's peak reserved; CPU: peak RSS). */
+  /** Per rank: peak bytes as ARCHITECTURE.md defines them. CUDA: the caching allocator's peak
+   *  reserved bytes plus the measured context and communication buffers; CPU: peak RSS. */
   peak_bytes: number[];
+  /** Per rank (CUDA): the caching allocator's peak reserved bytes alone. */
+  peak_reserved_bytes: number[];
   /** Per rank: peak allocated bytes (CUDA; the figure torch.cuda.max_memory_allocated gives). */
   peak_allocated_bytes: number[];
   params: number;
@@ -109,7 +112,7 @@ function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boo
   const out: ExecuteResult = {
     ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
     losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,
-    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes), params, mfu, devices: devs,
+    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes + r.overheadBytes), peak_reserved_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes), params, mfu, devices: devs,
   };
   if (trace) out.trace = measuredTrace(plan, results, devs, { tokens_per_s: tps, mfu, step_s: med });
   return out;

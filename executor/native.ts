@@ -104,6 +104,9 @@ export interface RankResult {
   peakBytes: number;
   /** CUDA: the caching allocator's peak allocated bytes (what torch.cuda.max_memory_allocated reports). */
   peakAllocBytes: number;
+  /** CUDA: device memory outside the caching allocator (context, NCCL buffers), the largest seen at
+   *  a step end; 0 on CPU. */
+  overheadBytes: number;
   paramCount: number;
   stepsDone: number;
   stopped: boolean;
@@ -127,7 +130,7 @@ interface RawAddon {
   readSafetensors(path: string): StTensor[];
   writeSafetensors(path: string, tensors: StTensor[]): void;
   runRank(cfg: unknown, onProgress: (p: RankProgress) => void): Promise<{
-    losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; peakAllocBytes: number; paramCount: number;
+    losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; peakAllocBytes: number; overheadBytes: number; paramCount: number;
     stepsDone: number; stopped: boolean; backend: string; startUs: number; traceInts: Int32Array; traceNums: Float64Array;
   }>;
   requestStop(): void;
@@ -304,7 +307,7 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
     });
   }
   return {
-    losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes, peakAllocBytes: r.peakAllocBytes,
+    losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes, peakAllocBytes: r.peakAllocBytes, overheadBytes: r.overheadBytes,
     paramCount: r.paramCount, stepsDone: r.stepsDone, stopped: r.stopped, backend: r.backend, startUs: r.startUs, trace,
   };
 }

@@ -125,6 +125,7 @@ struct RunResult {
   std::vector<double> losses, gradNorms, stepSec;
   std::vector<TraceEv> trace;
   int64_t peakBytes = 0, peakAllocBytes = 0, paramCount = 0;
+  int64_t overheadBytes = 0;  // CUDA: context + communication buffers (device used - allocator reserved)
   int stepsDone = 0;
   bool stopped = false;
   std::string backend;

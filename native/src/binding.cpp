@@ -259,6 +259,7 @@ class RunWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("stepSec", arr(res_.stepSec));
     o.Set("peakBytes", static_cast<double>(res_.peakBytes));
     o.Set("peakAllocBytes", static_cast<double>(res_.peakAllocBytes));
+    o.Set("overheadBytes", static_cast<double>(res_.overheadBytes));
     o.Set("paramCount", static_cast<double>(res_.paramCount));
     o.Set("stepsDone", res_.stepsDone);
     o.Set("stopped", res_.stopped);

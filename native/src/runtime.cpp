@@ -446,6 +446,18 @@ struct Rank {
 #endif
     return peakRssBytes();
   }
+  /** CUDA: what the device holds beyond the caching allocator (context, NCCL buffers, cuBLAS
+   *  workspaces outside the allocator): device used (cudaMemGetInfo) - allocator reserved. */
+  int64_t overhead() {
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      size_t freeB = 0, totalB = 0;
+      if (cudaMemGetInfo(&freeB, &totalB) != cudaSuccess) return 0;
+      return static_cast<int64_t>(totalB - freeB) - memBytes();
+    }
+#endif
+    return 0;
+  }
   int64_t peakAllocated() {
 #if MMOC_HAS_CUDA
     if (cuda) {
@@ -598,6 +610,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       pc = -1;
       throw fail(std::string("step-end all-reduce failed: ") + cppError(e));
     }
+    res.overheadBytes = std::max(res.overheadBytes, r.overhead());
     r.clearStep();
     const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
     res.losses.push_back(loss);
