@@ -132,7 +132,7 @@ function cmdAssemble(out: string, profilePath: string): void {
     const resFile = join(out, 'runs', `${p.name}.json`);
     try {
       const r = JSON.parse(readFileSync(resFile, 'utf8'));
-      run.measured = { step_s: +r.step_s_median.toFixed(5), tokens_per_s: Math.round(r.tokens_per_s), peak_gib: r.peak_bytes.map((b: number) => +(b / GiB).toFixed(3)), steps: r.steps, losses: r.losses.map((x: number) => +x.toFixed(4)) };
+      run.measured = { step_s: +r.step_s_median.toFixed(5), tokens_per_s: Math.round(r.tokens_per_s), peak_gib: (r.peak_bytes ?? []).map((b: number | null) => (typeof b === 'number' ? +(b / GiB).toFixed(3) : null)), steps: r.steps, losses: r.losses.map((x: number) => +x.toFixed(4)) };
     } catch (e) {
       let why = `no result (${(e as Error).message.split('\n')[0]})`;
       try { why = readFileSync(join(out, 'runs', `${p.name}.err`), 'utf8').trim().split('\n').slice(-2).join(' ').slice(0, 400) || why; } catch { /* none */ }
@@ -147,7 +147,7 @@ function cmdAssemble(out: string, profilePath: string): void {
       try {
         const q = JSON.parse(line);
         const model = String(q.model ?? 'llama2-7b').replace('llama-1b', 'llama3.2-1b');
-        const tokens = Number(q.tokens_per_step ?? 8192), gpus = Number(q.gpus ?? q.world ?? 2);
+        const tokens = Number(q.tokens_per_step ?? (q.tokens_per_s && q.step_s ? Math.round((q.tokens_per_s * q.step_s) / 1024) * 1024 : 8192)), gpus = Number(q.gpus ?? q.world ?? 2);
         jobOf(model, Number(q.seq ?? 1024), tokens, gpus).runs.push({ system: q.peer, measured: { step_s: q.step_s, tokens_per_s: q.tokens_per_s, peak_gib: [q.peak_gib], note: 'peak_gib: max_memory_allocated, the maximum over ranks' }, raw: q });
       } catch { /* not a result line */ }
     }
@@ -239,9 +239,10 @@ export function evaluateBenchResult(json: unknown, source: string, root: string)
       try { plan = parsePlan(planJson, label); } catch (e) { ev.skipped.push({ label, reason: `plan does not parse: ${(e as Error).message}` }); continue; }
       const sim = simulatePlan(plan, profile, { criticalPath: false });
       const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches * plan.layout.dataParallel;
-      const peaks = (meas.peak_gib ?? []).map((m, i) => {
+      const peaks = (meas.peak_gib ?? []).flatMap((m, i) => {
+        if (typeof m !== 'number' || !(m > 0)) return []; // not measured on that device
         const p = (sim.peak_bytes[i] ?? 0) / GiB;
-        return { predicted: +p.toFixed(3), measured: m, error: m > 0 ? (p - m) / m : 0 };
+        return [{ predicted: +p.toFixed(3), measured: m, error: (p - m) / m }];
       });
       ev.runs.push({
         job: jobLabel, label,
@@ -251,24 +252,25 @@ export function evaluateBenchResult(json: unknown, source: string, root: string)
       });
     }
   }
-  // ranking of the plans in the run by throughput: a pair counts when the measured rates differ by
-  // more than TIE and the predicted order is the opposite
+  // ranking of the plans of one job (model, tokens a step, GPUs) by throughput: a pair counts when
+  // the measured rates differ by more than TIE and the predicted order is the opposite
   for (let i = 0; i < ev.runs.length; i++) for (let j = i + 1; j < ev.runs.length; j++) {
     const a = ev.runs[i]!, b = ev.runs[j]!;
+    if (a.job !== b.job) continue;
     const dm = a.tokens_per_s.measured - b.tokens_per_s.measured, dp = a.tokens_per_s.predicted - b.tokens_per_s.predicted;
     if (Math.abs(dm) / Math.min(a.tokens_per_s.measured, b.tokens_per_s.measured) <= TIE) continue;
     if (Math.abs(dp) / Math.min(a.tokens_per_s.predicted, b.tokens_per_s.predicted) <= TIE) continue;
-    if (Math.sign(dm) !== Math.sign(dp)) ev.ranking.push(`${a.label} vs ${b.label}: measured ${Math.round(a.tokens_per_s.measured)} vs ${Math.round(b.tokens_per_s.measured)} tok/s, predicted ${Math.round(a.tokens_per_s.predicted)} vs ${Math.round(b.tokens_per_s.predicted)}`);
+    if (Math.sign(dm) !== Math.sign(dp)) ev.ranking.push(`${a.label} vs ${b.label.slice(b.job.length + 2)}: measured ${Math.round(a.tokens_per_s.measured)} vs ${Math.round(b.tokens_per_s.measured)} tok/s, predicted ${Math.round(a.tokens_per_s.predicted)} vs ${Math.round(b.tokens_per_s.predicted)}`);
   }
   return ev;
 }
 
 /** Mean absolute and worst errors of an evaluation. */
-export function summary(ev: Evaluation): { plans: number; stepMape: number; stepWorst: number; peakMape: number; peakWorst: number } {
+export function summary(ev: Evaluation): { plans: number; stepMape: number; stepWorst: number; peaks: number; peakMape: number; peakWorst: number } {
   const steps = ev.runs.map((r) => Math.abs(r.step.error));
   const peaks = ev.runs.flatMap((r) => r.peak.map((p) => Math.abs(p.error)));
   const mean = (xs: number[]) => (xs.length ? xs.reduce((s, v) => s + v, 0) / xs.length : 0);
-  return { plans: ev.runs.length, stepMape: mean(steps), stepWorst: Math.max(0, ...steps), peakMape: mean(peaks), peakWorst: Math.max(0, ...peaks) };
+  return { plans: ev.runs.length, stepMape: mean(steps), stepWorst: Math.max(0, ...steps), peaks: peaks.length, peakMape: mean(peaks), peakWorst: Math.max(0, ...peaks) };
 }
 
 export function formatEvaluation(ev: Evaluation): string {
@@ -279,7 +281,7 @@ export function formatEvaluation(ev: Evaluation): string {
     lines.push(`  ${r.label}: step ${r.step.predicted.toFixed(4)} s predicted, ${r.step.measured.toFixed(4)} s measured (${pct(r.step.error)}); peak ${r.peak.map((p) => `${p.predicted.toFixed(2)}/${p.measured.toFixed(2)} GiB (${pct(p.error)})`).join(', ')}`);
   }
   for (const k of ev.skipped) lines.push(`  skipped ${k.label}: ${k.reason}`);
-  if (ev.runs.length) lines.push(`  ${s.plans} plans: step-time MAPE ${(s.stepMape * 100).toFixed(1)}% (worst ${(s.stepWorst * 100).toFixed(1)}%), peak-memory MAPE ${(s.peakMape * 100).toFixed(1)}% (worst ${(s.peakWorst * 100).toFixed(1)}%)`);
+  if (ev.runs.length) lines.push(`  ${s.plans} plans: step-time MAPE ${(s.stepMape * 100).toFixed(1)}% (worst ${(s.stepWorst * 100).toFixed(1)}%), ${s.peaks ? `peak-memory MAPE ${(s.peakMape * 100).toFixed(1)}% (worst ${(s.peakWorst * 100).toFixed(1)}%)` : 'no peak memory measured'}`);
   for (const x of ev.ranking) lines.push(`  ranking: ${x}`);
   return lines.join('\n');
 }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The bench matrix, in one command on the GPU machine (under 9 minutes): build the addon, calibrate
+# the machine (profile -> $OUT/profile.json), plan and execute every plan of bench/gpu/matrix.ts
+# (1F1B, GPipe, interleaved 1F1B; LLaMA-2-7B and LLaMA-3.2-1B; 1 and 2 GPUs; several micro-batch
+# sizes; recompute on and off), run the peers of .gpu/peers in the same run, and write one bench
+# result (ARCHITECTURE.md format) to $OUT/bench-result.json, with the prediction errors printed.
+#   (this machine)  /work/shared/gpu/pack.sh
+#   (GPU machine)   source .gpu/env.sh && bash bench/gpu/matrix.sh
+#   (CPU check)     MMOC_BENCH_CPU=1 OUT=/tmp/m bash bench/gpu/matrix.sh   # tiny model on CPU ranks, no peers
+# Commit the result as bench/results/<date>-matrix-<machine>.json; test/prediction-error.test.ts
+# then bounds its errors.
+# Knobs: MMOC_BENCH_BUDGET_S (default 420: no plan or peer starts after it), MMOC_BENCH_QUICK=1
+# (calibrate --quick), MMOC_BENCH_NO_PEERS=1.
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/mmoc-matrix}
+mkdir -p "$OUT/runs"
+START=$(date +%s)
+BUDGET=${MMOC_BENCH_BUDGET_S:-420}
+CPU=${MMOC_BENCH_CPU:-0}
+elapsed() { echo $(( $(date +%s) - START )); }
+say() { echo "[$(elapsed) s] $*" | tee -a "$OUT/summary.txt"; }
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+TSX="node --import tsx"
+: > "$OUT/summary.txt"
+
+if [[ $CPU == 1 ]]; then
+  say "== CPU mode (MMOC_BENCH_CPU=1): tiny model on CPU ranks"
+  [[ -f native/build/Release/mmoc_native.node || -n ${MMOC_NATIVE_ADDON:-} ]] || node scripts/build-native.mjs > "$OUT/build.log" 2>&1
+  node bin/mmoc.js doctor --json > "$OUT/doctor.json" 2> /dev/null
+  say "== calibrate"
+  node bin/mmoc.js calibrate --quick --target cpu --only gemm,attention,kernels,cpu,memory,overheads --model tiny --seq 32 --mbs 1,2,4,8 \
+    --id matrix-cpu -o "$OUT/profile.json" > "$OUT/calibrate.txt" 2> "$OUT/calibrate.err"
+  say "calibrate rc=$? ($(head -1 "$OUT/calibrate.txt"))"
+  PLANFLAG=--cpu
+else
+  nvidia-smi --query-gpu=index,name,memory.total,memory.used,clocks.sm --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+  say "== build"
+  MMOC_FROM_SOURCE=1 node scripts/build-native.mjs --force > "$OUT/build.log" 2>&1 || {
+    say "build failed: again without the optional fast paths"; grep -nE "error" "$OUT/build.log" | head -20
+    MMOC_FROM_SOURCE=1 MMOC_CXX_FLAGS=-DMMOC_NO_FAST_PATHS node scripts/build-native.mjs --force > "$OUT/build2.log" 2>&1 || { tail -30 "$OUT/build2.log"; exit 1; }
+  }
+  say "built"
+  node bin/mmoc.js doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"
+  say "== calibrate"
+  node bin/mmoc.js calibrate ${MMOC_BENCH_QUICK:+--quick} --model llama2-7b,llama3.2-1b --seq 1024 --mbs 1,2,4 --disk-path /tmp \
+    --id matrix-gpu -o "$OUT/profile.json" --json > "$OUT/calibrate.json" 2> "$OUT/calibrate.err"
+  say "calibrate rc=$?"
+  tail -3 "$OUT/calibrate.err"
+  PLANFLAG=
+fi
+[[ -f $OUT/profile.json ]] || { say "no profile: stop"; exit 1; }
+
+say "== plans"
+$TSX bench/gpu/matrix.ts plans "$OUT" "$OUT/profile.json" $PLANFLAG > "$OUT/plans.tsv" 2> "$OUT/plans.err"
+cat "$OUT/plans.err"
+while IFS=$'\t' read -r name file; do
+  if (( $(elapsed) > BUDGET )); then say "skip $name: past the ${BUDGET} s budget"; continue; fi
+  case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
+  s=$(date +%s.%N)
+  timeout $T node bin/mmoc.js execute "$file" --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
+  rc=$?
+  [[ $rc -eq 0 ]] || rm -f "$OUT/runs/$name.json"
+  say "$name rc=$rc in $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}') s $(node -e 'try{const r=require(process.argv[1]);console.log(r.step_s_median.toFixed(4)+" s/step, "+Math.round(r.tokens_per_s)+" tok/s")}catch(e){}' "$OUT/runs/$name.json" 2>/dev/null)"
+  [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
+done < "$OUT/plans.tsv"
+
+if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( $(elapsed) < BUDGET )); then
+  say "== peers"
+  (cd .gpu/peers && OUT=$OUT T=110 ./run_peers.sh \
+    "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8" \
+    "run 2 fsdp_peer.py --model llama2-7b --mbs 4") > "$OUT/peers.out" 2>&1
+  say "peers: $(wc -l < "$OUT/peers.jsonl" 2>/dev/null || echo 0) results"
+fi
+
+say "== result"
+$TSX bench/gpu/matrix.ts assemble "$OUT" "$OUT/profile.json" | tee -a "$OUT/summary.txt"
+say "wrote $OUT/bench-result.json"
