@@ -49,6 +49,11 @@ test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute; interl
       }
       if (clip) for (let i = 0; i < 5; i++) assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-5, `grad norm step ${i}`);
     }
+    if (!clip) {
+      // one rank holding two consecutive stages (transfers to itself chain locally)
+      const v2 = await run(plan('interleaved-1f1b', 1, { v: 2 }));
+      for (let i = 0; i < 5; i++) assert.ok(relDiff(v2.losses[i]!, ref.losses[i]!) < 1e-5, `1 rank x 2 virtual stages: step ${i}`);
+    }
     // training moved the weights: the losses differ from step to step
     assert.notEqual(ref.losses[0], ref.losses[4]);
     if (clip) {

@@ -288,7 +288,7 @@ export function validateRankConfig(c: RankConfig): void {
       if (!(Number.isInteger(a.stage) && a.stage >= 0 && a.stage < c.stages.length)) throw new InputError(`${where}: stage ${a.stage} must be in 0..${c.stages.length - 1}`);
       if (c.stages[a.stage]!.rank !== c.rank && (ins.op === 'forward' || ins.op === 'backward')) throw new InputError(`${where}: ${ins.op} of stage ${a.stage}, which runs on rank ${c.stages[a.stage]!.rank}`);
     }
-    if (a.peer !== undefined && !(Number.isInteger(a.peer) && a.peer >= 0 && a.peer < c.world && a.peer !== c.rank)) throw new InputError(`${where}: peer ${a.peer} must be another rank in 0..${c.world - 1}`);
+    if (a.peer !== undefined && !(Number.isInteger(a.peer) && a.peer >= 0 && a.peer < c.world)) throw new InputError(`${where}: peer ${a.peer} must be a rank in 0..${c.world - 1}`);
     if (a.layer !== undefined && !(Number.isInteger(a.layer) && a.layer >= 0 && a.layer <= L + 1)) throw new InputError(`${where}: layer ${a.layer} must be in 0..${L + 1}`);
   });
 }

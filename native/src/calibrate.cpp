@@ -39,7 +39,7 @@ at::Device deviceOf(const std::string& d) {
 #if MMOC_HAS_CUDA
   if (d.rfind("cuda:", 0) == 0) {
     const int i = std::stoi(d.substr(5));
-    MMOC_CHECK(i >= 0 && i < static_cast<int>(at::cuda::device_count()), "calibrate: no device " << d);
+    MMOC_CHECK(i >= 0 && i < static_cast<int>(c10::cuda::device_count()), "calibrate: no device " << d);
     return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i));
   }
 #endif

@@ -313,6 +313,11 @@ struct Rank {
   int64_t exec(const Instr& in) {
     const int64_t actBytes = static_cast<int64_t>(cfg.microBatchSize) * cfg.seq * cfg.model.hidden *
                              c10::elementSize(model->compute);
+    // a transfer to or from this rank itself (consecutive stages on one rank): the stages chain
+    // locally (stageInput / backward hand the tensors over), nothing to send
+    if ((in.op == OP_SEND_ACT || in.op == OP_RECV_ACT || in.op == OP_SEND_GRAD || in.op == OP_RECV_GRAD) &&
+        in.peer == cfg.rank)
+      return 0;
     switch (in.op) {
       case OP_FORWARD: forward(in.mb, in.stage); return 0;
       case OP_BACKWARD: backward(in.mb, in.stage); return 0;
