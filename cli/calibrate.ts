@@ -61,10 +61,11 @@ export function register(program: Command): void {
     .option('--disk-path <dir...>', 'folders of the disk tier to measure (direct I/O)')
     .option('--target <kind>', 'gpu (default where GPUs exist) or cpu (ranks run on the CPU)')
     .option('--cpu-ranks <n>', 'CPU-rank profiles: how many ranks', '2')
+    .option('--threads <n>', 'CPU-rank profiles: intra-op threads per rank (default cores / ranks; pass the same to mmoc execute --threads)')
     .option('-o, --output <file>', 'where to write the profile (default configs/hardware/<id>.json)')
     .option('--id <name>', 'profile id (default: calibrated-<host>)')
     .option('--json', 'print the profile and every measurement as JSON')
-    .action(action(async (o: { quick?: boolean; only?: string; model: string; seq: string; mbs: string; diskPath?: string[]; target?: string; cpuRanks: string; output?: string; id?: string; json?: boolean }) => {
+    .action(action(async (o: { quick?: boolean; only?: string; model: string; seq: string; mbs: string; diskPath?: string[]; target?: string; cpuRanks: string; threads?: string; output?: string; id?: string; json?: boolean }) => {
       const parts = parseParts(o.only);
       const models = o.model.split(',').map((m) => resolveModel(m.trim()).config);
       const seqs = parseList(o.seq, '--seq');
@@ -89,6 +90,7 @@ export function register(program: Command): void {
         parts, quick: !!o.quick, models, seqs, microBatchSizes: mbs, diskPaths: (o.diskPath ?? []).map((d) => resolve(d)), id,
         command: ['mmoc', ...process.argv.slice(2)].join(' '), base, target: o.target as 'cpu' | 'gpu' | undefined,
         cpuRanks: parsePositiveInt(o.cpuRanks, '--cpu-ranks'),
+        rankThreads: o.threads !== undefined ? parsePositiveInt(o.threads, '--threads') : undefined,
         progress: (done, total, label) => {
           const line = bar(done, total, label, start);
           if (tty) process.stderr.write(`\r\x1b[K${line}${done === total ? '\n' : ''}`);

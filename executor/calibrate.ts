@@ -50,6 +50,9 @@ export interface CalibrateOptions {
   target?: 'cpu' | 'gpu';
   /** CPU-rank profiles: how many ranks (gpus.count). */
   cpuRanks?: number;
+  /** CPU-rank profiles: intra-op threads of each rank (default: cores / ranks, at least 1); the
+   *  compute benchmarks and the probe run with it: run `mmoc execute --threads` with the same. */
+  rankThreads?: number;
   progress?: (done: number, total: number, label: string) => void;
 }
 
@@ -190,6 +193,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const G = gpuMode ? devs.cuda.length : Math.max(1, o.cpuRanks ?? 2);
   const dev = gpuMode ? 'cuda:0' : 'cpu';
   const dtype: 'bf16' | 'fp32' = gpuMode ? 'bf16' : 'fp32';
+  const rankThreads = gpuMode ? 0 : Math.max(1, o.rankThreads ?? Math.floor(cpus().length / G));
   const date = today();
   const machine = machineDescription(devs);
   const how = (what: string): Provenance => ({ source: 'measured', date, how: `mmoc calibrate: ${what}`, machine });
@@ -205,7 +209,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const mark = (path: string, what: string) => { figures[path] = how(what); };
   const parts = o.parts;
   const quick = o.quick;
-  const rep = quick ? { warmup: 1, iters: 3, maxSec: 0.15 } : { warmup: 2, iters: 9, maxSec: 0.8 };
+  const rep = { ...(quick ? { warmup: 1, iters: 3, maxSec: 0.15 } : { warmup: 2, iters: 9, maxSec: 0.8 }), threads: rankThreads };
   const jobs: Job[] = [];
   const skipped: string[] = [];
   // CPU quick: GEMMs and attention above this many flops are left to the roofline (time budget)
@@ -298,12 +302,12 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     const ths = quick ? uniq([1, nCores], String) : uniq([1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < nCores).concat([nCores]), String);
     const n = gpuMode ? (quick ? 16e6 : 64e6) : quick ? 2e6 : 8e6;
     for (const th of ths) {
-      jobs.push({ part: 'cpu', label: `adamw ${n / 1e6}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], threads: th, ...rep }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
+      jobs.push({ part: 'cpu', label: `adamw ${n / 1e6}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
   let memGBps = 0;
   if (parts.has('memory')) {
-    jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: quick ? 64 * 2 ** 20 : 512 * 2 ** 20, threads: nCores, ...rep }, apply: (r) => { memGBps = r.value; } });
+    jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: quick ? 64 * 2 ** 20 : 512 * 2 ** 20, ...rep, threads: nCores }, apply: (r) => { memGBps = r.value; } });
   }
   const diskRes: { path: string; w: number; r: number; lat: number }[] = [];
   if (parts.has('disk')) {
@@ -334,7 +338,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const steps = quick ? 3 : 5;
         const N = Math.min(2, G);
         const plan = probePlan(gpuMode, o.id, steps, N);
-        const res = await execute(plan, { steps, trace: true });
+        const res = await execute(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
         const byPc = new Map<string, number[]>();
         const spans = new Map<number, [number, number]>();
         for (const e of res.trace?.traceEvents ?? []) {
@@ -522,7 +526,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
 
   const versions = `torch ${build.torchVersion}${build.cuda ? `, CUDA ${build.cudaVersion}` : ''}, node ${process.versions.node}, mmoc ${gitCommit() ?? 'unknown commit'}`;
   p.description = o.description ?? `Calibrated by mmoc calibrate on ${machine} (${gpuMode ? `${G} GPU${G > 1 ? 's' : ''}` : `${G} CPU ranks`}).`;
-  p.provenance = { source: 'measured', date, how: o.command, machine, note: `${versions}; parts measured: ${[...parts].join(', ')}${quick ? ' (--quick)' : ''}` };
+  p.provenance = { source: 'measured', date, how: o.command, machine, note: `${versions};${gpuMode ? '' : ` CPU ranks with ${rankThreads} intra-op thread${rankThreads > 1 ? 's' : ''} each (mmoc execute --threads ${rankThreads});`} parts measured: ${[...parts].join(', ')}${quick ? ' (--quick)' : ''}` };
   for (const k of Object.keys(figures)) if (figures[k]!.source === 'estimate' && figures[k]!.note === undefined) figures[k] = { ...figures[k]!, note: 'not measured: a starting estimate' };
   p.figures = figures;
   const out = parseHardwareProfile(JSON.parse(JSON.stringify(p)), `calibrated profile ${o.id}`);
