@@ -19,7 +19,7 @@ import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { tiny } from '../planner/test-models.ts';
 import { parseHardwareProfile } from '../sim/index.ts';
 import { nativeUnavailableReason } from '../executor/native.ts';
-import { fitTwo } from '../executor/calibrate.ts';
+import { fitThree, fitTwo } from '../executor/calibrate.ts';
 import { parseParts } from './calibrate.ts';
 import { repoRoot } from './model-files.ts';
 
@@ -45,6 +45,9 @@ test('the overhead fit recovers known coefficients and never goes negative', () 
   assert.ok(Math.abs(f.x - 3) < 1e-9 && Math.abs(f.z - 25) < 1e-9, JSON.stringify(f));
   const g = fitTwo(b.map((v) => v * 0.5), b, a, c);
   assert.deepEqual(g, { x: 0, z: 0 });
+  const h = fitThree(b.map((v, i) => 1.3 * v + a[i]! * 2 + 10), b, a, c);
+  assert.ok(Math.abs(h.s - 1.3) < 1e-9 && Math.abs(h.x - 2) < 1e-9 && Math.abs(h.z - 10) < 1e-9, JSON.stringify(h));
+  assert.deepEqual(fitThree(b.map((v) => -v), b, a, c), { s: 0, x: 0, z: 0 });
 });
 
 test('live CPU loop: calibrate --quick, plan the tiny model on 2 CPU ranks, execute, compare', { skip, timeout: 300_000 }, () => {

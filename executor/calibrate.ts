@@ -155,12 +155,12 @@ const median = (xs: number[]) => {
 };
 
 /** The probe plan of the overhead fit: the tiny model, one rank, one stage, GPipe. */
-export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1): Plan {
+export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
   const stageLayers = evenPartition(tiny.num_hidden_layers, ranks);
   return buildPlan({
     hardware, model: tiny, precision, optimizer: defaultOptimizer(),
-    job: { seq: 32, microBatchSize: 2, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
+    job: { seq: 32, microBatchSize: mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
     schedule: ranks > 1 ? '1f1b' : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
     rankDevice: stageLayers.map((_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
   });
@@ -181,6 +181,55 @@ export function fitTwo(y: number[], b: number[], a: number[], c: number[]): { x:
   }
   const cost = (p: { x: number; z: number }) => r.reduce((s, ri, i) => s + (ri - a[i]! * p.x - c[i]! * p.z) ** 2, 0);
   return cands.reduce((best, p) => (cost(p) < cost(best) ? p : best));
+}
+
+/** Non-negative least squares in three unknowns: min |y - s b - x a - z c|^2 over s, x, z >= 0
+ *  (every subset of free variables, normal equations, the best feasible one). */
+export function fitThree(y: number[], b: number[], a: number[], c: number[]): { s: number; x: number; z: number } {
+  const cols = [b, a, c];
+  const dot = (u: number[], v: number[]) => u.reduce((t, ui, i) => t + ui * v[i]!, 0);
+  let best = { s: 0, x: 0, z: 0 }, bestCost = dot(y, y);
+  for (let mask = 1; mask < 8; mask++) {
+    const idx = [0, 1, 2].filter((i) => mask & (1 << i));
+    const A = idx.map((i) => idx.map((j) => dot(cols[i]!, cols[j]!)));
+    const r = idx.map((i) => dot(cols[i]!, y));
+    const sol = solve(A, r);
+    if (!sol || sol.some((v) => !(v >= 0))) continue;
+    const coef = [0, 0, 0];
+    idx.forEach((i, k) => { coef[i] = sol[k]!; });
+    const cost = y.reduce((t, yi, i) => t + (yi - coef[0]! * b[i]! - coef[1]! * a[i]! - coef[2]! * c[i]!) ** 2, 0);
+    if (cost < bestCost) { bestCost = cost; best = { s: coef[0]!, x: coef[1]!, z: coef[2]! }; }
+  }
+  return best;
+}
+
+function solve(A: number[][], r: number[]): number[] | null {
+  const n = r.length;
+  const M = A.map((row, i) => [...row, r[i]!]);
+  for (let i = 0; i < n; i++) {
+    let piv = i;
+    for (let k = i + 1; k < n; k++) if (Math.abs(M[k]![i]!) > Math.abs(M[piv]![i]!)) piv = k;
+    if (Math.abs(M[piv]![i]!) < 1e-12 * Math.max(1, Math.abs(M[i]![i]!))) return null;
+    [M[i], M[piv]] = [M[piv]!, M[i]!];
+    for (let k = 0; k < n; k++) {
+      if (k === i) continue;
+      const f = M[k]![i]! / M[i]![i]!;
+      for (let j = i; j <= n; j++) M[k]![j]! -= f * M[i]![j]!;
+    }
+  }
+  return M.map((row, i) => row[n]! / row[i]!);
+}
+
+/** The profile with every compute time multiplied by `s` (tables, peak, memory bandwidth). */
+export function scaleCompute(p: HardwareProfile, s: number, dtype: Dtype): HardwareProfile {
+  if (s === 1) return p;
+  const c = JSON.parse(JSON.stringify(p.compute)) as HardwareProfile['compute'];
+  for (const pts of Object.values(c.gemm ?? {})) for (const g of pts ?? []) { if (g.us !== undefined) g.us = +(g.us * s).toFixed(3); if (g.tflops !== undefined) g.tflops /= s; }
+  for (const pts of Object.values(c.attention ?? {})) for (const x of pts ?? []) { if (x.fwd_us !== undefined) x.fwd_us = +(x.fwd_us * s).toFixed(3); if (x.bwd_us !== undefined) x.bwd_us = +(x.bwd_us * s).toFixed(3); }
+  for (const k of Object.keys(c.peak_tflops) as Dtype[]) c.peak_tflops[k] = +(c.peak_tflops[k]! / s).toPrecision(4);
+  c.memory_GBps = +(c.memory_GBps / s).toPrecision(4);
+  void dtype;
+  return { ...p, compute: c };
 }
 
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
@@ -323,8 +372,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   let launchUs: number | null = null;
   let ctx: { bytes: number; frac: number } | null = null;
   let slowdown: number | null = null;
-  let fit: { launch: number; perInstr: number; instructions: number; before: number; after: number } | null = null;
-  let peerFit: { latency: number; measuredStep: number; before: number } | null = null;
+  let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number } | null = null;
+  let peerFit: { latency: number; measuredStep: number[]; after: number[] } | null = null;
   if (parts.has('overheads')) {
     jobs.push({ part: 'overheads', label: `launch ${dev}`, task: { kind: 'launch', device: dev, ...rep, iters: Math.max(5, rep.iters) }, apply: (r) => { launchUs = r.value; } });
     if (gpuMode) {
@@ -332,56 +381,67 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'overheads', label: 'compute slowdown under copies cuda:0', task: { kind: 'slowdown', device: dev, dtype: 'bf16', dims: [quick ? 4096 : 8192], bytes: linkBytes, ...rep }, apply: (r) => { slowdown = r.value; } });
     }
     jobs.push({
-      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank tiny-model run of the executor)`,
+      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank tiny-model runs of the executor)`,
       run: async () => {
         applyCompute();
         const steps = quick ? 3 : 5;
         const N = Math.min(2, G);
-        const plan = probePlan(gpuMode, o.id, steps, N);
-        const res = await execute(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
-        const byPc = new Map<string, number[]>();
-        const spans = new Map<number, [number, number]>();
-        for (const e of res.trace?.traceEvents ?? []) {
-          if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < 1) continue;
-          const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
-          spans.set(e.args.step, [Math.min(sp[0], e.ts ?? 0), Math.max(sp[1], (e.ts ?? 0) + (e.dur ?? 0))]);
-          const op = String(e.args.op ?? e.name);
-          if (!['forward', 'backward', 'optimizer_step'].includes(op)) continue;
-          const k = `${e.args.rank}:${e.args.pc}`;
-          (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
+        // two micro-batch sizes on CPU ranks (separates fixed from size-proportional costs)
+        const sizes = gpuMode ? [2] : [1, 4];
+        const probes: { plan: Plan; byPc: Map<string, number[]>; step: number }[] = [];
+        for (const mbs of sizes) {
+          const plan = probePlan(gpuMode, o.id, steps, N, mbs);
+          const res = await execute(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
+          const byPc = new Map<string, number[]>();
+          const spans = new Map<number, [number, number]>();
+          for (const e of res.trace?.traceEvents ?? []) {
+            if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < 1) continue;
+            const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
+            spans.set(e.args.step, [Math.min(sp[0], e.ts ?? 0), Math.max(sp[1], (e.ts ?? 0) + (e.dur ?? 0))]);
+            const op = String(e.args.op ?? e.name);
+            if (!['forward', 'backward', 'optimizer_step'].includes(op)) continue;
+            const k = `${e.args.rank}:${e.args.pc}`;
+            (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
+          }
+          probes.push({ plan, byPc, step: median([...spans.values()].map(([x, y]) => y - x)) });
         }
-        const measuredStep = median([...spans.values()].map(([a, b]) => b - a));
-        const sim = (launch: number, perInstr: number, peerLat?: number) => {
-          const q: HardwareProfile = { ...p, overheads: { ...p.overheads, kernel_launch_us: launch, per_instruction_us: perInstr } };
-          if (peerLat !== undefined) q.links = { ...p.links, peer: p.links.peer.map((x) => ({ ...x, latency_us: peerLat })) };
-          return simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
-        };
-        const durs = (launch: number, perInstr: number) => {
-          const r = sim(launch, perInstr);
-          return (key: string) => {
-            const [rank, pc] = key.split(':').map(Number) as [number, number];
-            const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
-            return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
+        const sim = (plan: Plan, q: HardwareProfile) => simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
+        const withOv = (q: HardwareProfile, launch: number, perInstr: number, peerLat?: number): HardwareProfile => ({
+          ...q, overheads: { ...q.overheads, kernel_launch_us: launch, per_instruction_us: perInstr },
+          links: peerLat === undefined ? q.links : { ...q.links, peer: q.links.peer.map((x) => ({ ...x, latency_us: peerLat })) },
+        });
+        const y: number[] = [], b: number[] = [], a: number[] = [], c: number[] = [];
+        for (const pr of probes) {
+          const durs = (launch: number, perInstr: number) => {
+            const r = sim(pr.plan, withOv(p, launch, perInstr));
+            return (key: string) => {
+              const [rank, pc] = key.split(':').map(Number) as [number, number];
+              const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
+              return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
+            };
           };
-        };
-        const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1);
-        const keys = [...byPc.keys()].filter((k) => Number.isFinite(d0(k)));
-        const y = keys.map((k) => median(byPc.get(k)!));
-        const b = keys.map((k) => d0(k)), a = keys.map((k) => dL(k) - d0(k)), c = keys.map((k) => dP(k) - d0(k));
-        const f = fitTwo(y, b, a, c);
-        const sum = (xs: number[]) => xs.reduce((s, v) => s + v, 0);
-        const before = sum(keys.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
-        const after = sum(keys.map((_, i) => b[i]! + a[i]! * f.x + c[i]! * f.z));
-        fit = { launch: f.x, perInstr: f.z, instructions: keys.length, before: before / sum(y) - 1, after: after / sum(y) - 1 };
-        // CPU ranks: the per-message cost of a c10d (Gloo) send/receive, fitted so that the probe's
-        // simulated step time matches the measured one (bisection; step time grows with latency)
-        if (!gpuMode && N > 1 && p.links.peer.length && measuredStep > 0) {
-          let lo = 0, hi = 50_000;
-          const stepAt = (lat: number) => sim(f.x, f.z, lat).step_s * 1e6;
-          if (stepAt(lo) < measuredStep) {
-            for (let i = 0; i < 30; i++) { const mid = (lo + hi) / 2; if (stepAt(mid) < measuredStep) lo = mid; else hi = mid; }
-            peerFit = { latency: (lo + hi) / 2, measuredStep, before: stepAt(p.links.peer[0]!.latency_us) / measuredStep - 1 };
-          } else peerFit = { latency: 0, measuredStep, before: stepAt(p.links.peer[0]!.latency_us) / measuredStep - 1 };
+          const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1);
+          for (const k of pr.byPc.keys()) {
+            if (!Number.isFinite(d0(k))) continue;
+            y.push(median(pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
+          }
+        }
+        // GPUs: the tables hold (fixed scale 1); CPU ranks: a scale on the size-proportional part too
+        const f = gpuMode ? { ...fitTwo(y, b, a, c), s: 1 } : fitThree(y, b, a, c);
+        const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
+        const before = sum(y.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
+        const after = sum(y.map((_, i) => f.s * b[i]! + a[i]! * f.x + c[i]! * f.z));
+        fit = { launch: f.x, perInstr: f.z, scale: f.s, instructions: y.length, before: before / sum(y) - 1, after: after / sum(y) - 1 };
+        // CPU ranks: the per-message cost of a c10d (Gloo) send/receive, fitted so that the probes'
+        // simulated step times match the measured ones (least squares of the relative errors)
+        if (!gpuMode && N > 1 && p.links.peer.length && probes.every((pr) => pr.step > 0)) {
+          const q = scaleCompute(p, f.s, dtype);
+          const cost = (lat: number) => sum(probes.map((pr) => (sim(pr.plan, withOv(q, f.x, f.z, lat)).step_s * 1e6 / pr.step - 1) ** 2));
+          let best = 0, bestCost = cost(0);
+          for (let i = 0; i <= 40; i++) { const lat = 10 * 1.25 ** i; const v = cost(lat); if (v < bestCost) { best = lat; bestCost = v; } }
+          for (let i = 0; i < 20; i++) { const lat = best * (0.8 + 0.02 * i); const v = cost(lat); if (v < bestCost) { best = lat; bestCost = v; } }
+          const rel = probes.map((pr) => sim(pr.plan, withOv(q, f.x, f.z, best)).step_s * 1e6 / pr.step - 1);
+          peerFit = { latency: best, measuredStep: probes.map((pr) => pr.step), after: rel };
         }
       },
     });
@@ -512,16 +572,21 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     mark('compute_slowdown_under_copies', 'bf16 GEMM alone against while H2D and D2H pinned copies run on the same GPU');
   }
   if (fit) {
-    const f = fit as { launch: number; perInstr: number; instructions: number; before: number; after: number };
+    const f = fit as { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number };
     p.overheads.kernel_launch_us = +f.launch.toFixed(3);
     p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
-    mark('overheads.per_instruction_us', `fitted (non-negative least squares, with kernel_launch_us) to ${f.instructions} measured instruction durations of a ${Math.min(2, G)}-rank tiny-model run of the executor on ${gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : 'the CPU'}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
+    const where = gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : `the CPU (micro-batches of 1 and 4 sequences, ${rankThreads} thread${rankThreads > 1 ? 's' : ''} a rank)`;
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares, with kernel_launch_us${gpuMode ? '' : ' and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
     figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
+    if (!gpuMode && Math.abs(f.scale - 1) > 1e-3) {
+      Object.assign(p, scaleCompute(p, f.scale, dtype));
+      mark('compute.scale', `GEMM and attention tables, peak and memory bandwidth scaled by ${f.scale.toFixed(3)} (time): the executor's layers ran that much ${f.scale > 1 ? 'slower' : 'faster'} than the isolated benchmarks (same fit)`);
+    }
   }
   if (peerFit) {
-    const f = peerFit as { latency: number; measuredStep: number; before: number };
+    const f = peerFit as { latency: number; measuredStep: number[]; after: number[] };
     for (const x of p.links.peer) x.latency_us = +f.latency.toFixed(1);
-    mark('links.peer', `latency fitted to the measured step time (${(f.measuredStep / 1e3).toFixed(2)} ms) of a 2-rank 1F1B tiny-model run of the executor (c10d Gloo send/receive per message); the step time was ${(f.before * 100).toFixed(1)}% off before`);
+    mark('links.peer', `latency fitted to the measured step times (${f.measuredStep.map((x) => (x / 1e3).toFixed(2)).join(', ')} ms) of the 2-rank 1F1B tiny-model runs of the executor (c10d Gloo send/receive per message); step-time error after the fit ${f.after.map((x) => `${(x * 100).toFixed(1)}%`).join(', ')}`);
   }
 
   const versions = `torch ${build.torchVersion}${build.cuda ? `, CUDA ${build.cudaVersion}` : ''}, node ${process.versions.node}, mmoc ${gitCommit() ?? 'unknown commit'}`;

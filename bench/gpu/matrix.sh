@@ -34,6 +34,8 @@ if [[ $CPU == 1 ]]; then
     --id matrix-cpu -o "$OUT/profile.json" > "$OUT/calibrate.txt" 2> "$OUT/calibrate.err"
   say "calibrate rc=$? ($(head -1 "$OUT/calibrate.txt"))"
   PLANFLAG=--cpu
+  RT=$(( $(nproc) / 2 )); (( RT > 0 )) || RT=1
+  EXFLAGS="--threads $RT"   # as calibrate measured the ranks (cores / ranks threads each)
 else
   nvidia-smi --query-gpu=index,name,memory.total,memory.used,clocks.sm --format=csv > "$OUT/nvidia-smi.csv" 2>&1
   say "== build"
@@ -49,6 +51,7 @@ else
   say "calibrate rc=$?"
   tail -3 "$OUT/calibrate.err"
   PLANFLAG=
+  EXFLAGS=
 fi
 [[ -f $OUT/profile.json ]] || { say "no profile: stop"; exit 1; }
 
@@ -59,7 +62,7 @@ while IFS=$'\t' read -r name file; do
   if (( $(elapsed) > BUDGET )); then say "skip $name: past the ${BUDGET} s budget"; continue; fi
   case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
   s=$(date +%s.%N)
-  timeout $T node bin/mmoc.js execute "$file" --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
+  timeout $T node bin/mmoc.js execute "$file" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
   rc=$?
   [[ $rc -eq 0 ]] || rm -f "$OUT/runs/$name.json"
   say "$name rc=$rc in $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}') s $(node -e 'try{const r=require(process.argv[1]);console.log(r.step_s_median.toFixed(4)+" s/step, "+Math.round(r.tokens_per_s)+" tok/s")}catch(e){}' "$OUT/runs/$name.json" 2>/dev/null)"
