@@ -384,7 +384,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank tiny-model runs of the executor)`,
       run: async () => {
         applyCompute();
-        const steps = quick ? 3 : 5;
+        const steps = quick ? 4 : 6;
         const N = Math.min(2, G);
         // two micro-batch sizes on CPU ranks (separates fixed from size-proportional costs)
         const sizes = gpuMode ? [2] : [1, 4];
