@@ -131,8 +131,10 @@ export interface LowerOptions {
    *  one replica of a symmetric data-parallel plan on a profile whose shared resources are
    *  scaled to that replica's share (replicaProfile). */
   replicas?: number;
-  /** Search fidelity: streamed layers of a pass are fetched and computed in at most 4 chunks, and
-   *  consecutive per-micro-batch gradient offloads of a backward move as one transfer. */
+  /** Search fidelity: streamed layers of a pass are fetched and computed in at most 4 chunks,
+   *  consecutive per-micro-batch gradient offloads of a backward move as one transfer, and a
+   *  stage's end-of-step work (offloads, all-reduces, optimizer steps, uploads) in at most 4
+   *  chunks of layers. */
   coarse?: boolean;
 }
 
@@ -250,6 +252,31 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const diskReadOf = new Int32Array(nL).fill(-1);
     let lastDiskWrite = -1 as TaskId;
     const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
+    // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
+    // all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers.
+    let grpOf: Int32Array | null = null;
+    const grpAmt: number[] = [], grpTask: number[] = [];
+    if (coarse) {
+      grpOf = new Int32Array(prog.length).fill(-1);
+      const keys = new Map<string, number>();
+      let phase = 0;
+      for (let pc = 0; pc < prog.length; pc++) {
+        const x = prog[pc]!;
+        if (x.op === 'forward') phase = 1;
+        if (x.op !== 'offload_grads' && x.op !== 'allreduce_grads' && x.op !== 'optimizer_step' && x.op !== 'upload_params') continue;
+        const st = layerStage[x.layer]!, i = layerIdx[x.layer]!, pl = place[st]!;
+        if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
+        if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
+        const G = Math.ceil(pl.layers.length / 4);
+        const key = `${x.op}|${x.op === 'optimizer_step' ? x.tier : ''}|${st}|${Math.floor(i / G)}|${phase}`;
+        let gi = keys.get(key);
+        if (gi === undefined) { gi = grpAmt.length; keys.set(key, gi); grpAmt.push(0); grpTask.push(-1); }
+        grpOf[pc] = gi;
+        const n = pl.params[i]!;
+        grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
+          : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
+      }
+    }
 
     for (let pc = 0; pc < prog.length; pc++) {
       const x = prog[pc]! as Instr;
@@ -352,8 +379,11 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const pl = place[s]!;
           const bytes = pl.params[i]! * B.grad;
           meta.layer = x.layer; meta.bytes = bytes;
-          if (coarse && prog[pc + 1]?.op === 'offload_grads') { offBytes += bytes; offLayers.push(x.layer); break; }
-          t = g.task(spec(gpu.d2h, 0, bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
+          const grp = grpOf ? grpOf[pc]! : -1;
+          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
+          if (coarse && grp < 0 && prog[pc + 1]?.op === 'offload_grads' && !pl.gradsResident[layerIdx[(prog[pc + 1] as { layer: number }).layer]!]) { offBytes += bytes; offLayers.push(x.layer); break; }
+          t = g.task(spec(gpu.d2h, 0, grp >= 0 ? grpAmt[grp]! : bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
+          if (grp >= 0) grpTask[grp] = t;
           lastGradOffload[x.layer] = t;
           if (!pl.gradsResident[i]) lastHostGradOff = t;
           for (const l of offLayers) lastGradOffload[l] = t;
@@ -362,7 +392,9 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         }
         case 'allreduce_grads': {
           const s = layerStage[x.layer]!;
-          const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.grad;
+          const grp = grpOf ? grpOf[pc]! : -1;
+          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
+          const bytes = grp >= 0 ? grpAmt[grp]! : place[s]!.params[layerIdx[x.layer]!]! * B.grad;
           meta.layer = x.layer; meta.bytes = bytes;
           const am = metaOf(r, pc, 'allreduce_arrive'); am.layer = x.layer;
           const arrive = g.task(spec(undefined, 0, 0, undefined, lastBackward >= 0 ? [lastBackward] : NO, undefined, am));
@@ -376,6 +408,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
           (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
           lastGradOffload[x.layer] = t;
+          if (grp >= 0) grpTask[grp] = t;
           break;
         }
         case 'offload_act': {
@@ -405,8 +438,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         }
         case 'optimizer_step': {
           const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
+          const grp = grpOf ? grpOf[pc]! : -1;
+          if (grp >= 0 && grpTask[grp]! >= 0) { if (x.tier === 'cpu') cpuStep[x.layer] = grpTask[grp]!; break; }
           const n = place[s]!.params[i]!;
-          const elems = Math.round(n * (x.fraction ?? 1));
+          const elems = grp >= 0 ? grpAmt[grp]! : Math.round(n * (x.fraction ?? 1));
           meta.layer = x.layer;
           const deps: TaskId[] = [];
           const off0 = lastGradOffload[x.layer]!; const off = off0 >= 0 ? off0 : undefined;
@@ -423,15 +458,19 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
             cpuStep[x.layer] = t;
           }
+          if (grp >= 0) grpTask[grp] = t;
           break;
         }
         case 'upload_params': {
           const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
           const pl = place[s]!;
-          const bytes = (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
+          const grp = grpOf ? grpOf[pc]! : -1;
+          if (grp >= 0 && grpTask[grp]! >= 0) break;
+          const bytes = grp >= 0 ? grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
           meta.layer = x.layer; meta.bytes = bytes;
           const st0 = cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
           t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
+          if (grp >= 0) grpTask[grp] = t;
           break;
         }
         case 'disk_read':

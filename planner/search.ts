@@ -436,7 +436,7 @@ export function search(input: SearchInput): SearchResult {
  * from them. A pipeline step grows by the bottleneck's period per micro-batch (a flow shop: the sum
  * of stage times plus (M-1) periods); the period is measured on the compute timeline (the end of
  * the last forward/backward) between m1 and m1+dm micro-batches (1 and 3; interleaved schedules
- * need multiples of N: 2N and 3N), which CPU or disk tails cannot mask. What follows the compute
+ * need multiples of N: N and 2N), which CPU or disk tails cannot mask. What follows the compute
  * moves with it unless a fixed chain (the delayed CPU update from the step start, a long disk
  * tier) bounds the step; the two runs tell which, and the step ends at the later of the two.
  * The plans the search reports are simulated in full.
@@ -451,7 +451,7 @@ export function estimateStep(
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;
-  const m1 = o.v > 1 ? 2 * N : 1, dm = o.v > 1 ? N : 2;
+  const m1 = o.v > 1 ? N : 1, dm = o.v > 1 ? N : 2;
   if (M > m1 + dm) {
     const a = run(planFor(m1));
     const b = run(planFor(m1 + dm));
