@@ -426,8 +426,16 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             y.push(median(pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
           }
         }
-        // GPUs: the tables hold (fixed scale 1); CPU ranks: a scale on the size-proportional part too
-        const f = gpuMode ? { ...fitTwo(y, b, a, c), s: 1 } : fitThree(y, b, a, c);
+        // GPUs: the tables hold (scale 1) and a kernel costs the measured dispatch time (launches
+        // overlap large kernels, so a launch cost fitted on the tiny model would overcharge large
+        // ones): only the per-instruction cost is fitted. CPU ranks: scale, kernel and instruction.
+        let f: { s: number; x: number; z: number };
+        if (gpuMode) {
+          const L = launchUs ?? p.overheads.kernel_launch_us;
+          const res = y.map((v, i) => v - b[i]! - a[i]! * L);
+          const cc = c.reduce((t, v) => t + v * v, 0);
+          f = { s: 1, x: L, z: cc > 0 ? Math.max(0, res.reduce((t, v, i) => t + v * c[i]!, 0) / cc) : 0 };
+        } else f = fitThree(y, b, a, c);
         const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
         const before = sum(y.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
         const after = sum(y.map((_, i) => f.s * b[i]! + a[i]! * f.x + c[i]! * f.z));
@@ -576,8 +584,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.kernel_launch_us = +f.launch.toFixed(3);
     p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
     const where = gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : `the CPU (micro-batches of 1 and 4 sequences, ${rankThreads} thread${rankThreads > 1 ? 's' : ''} a rank)`;
-    mark('overheads.per_instruction_us', `fitted (non-negative least squares, with kernel_launch_us${gpuMode ? '' : ' and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
-    figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
+    if (!gpuMode) figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
     if (!gpuMode && Math.abs(f.scale - 1) > 1e-3) {
       Object.assign(p, scaleCompute(p, f.scale, dtype));
       mark('compute.scale', `GEMM and attention tables, peak and memory bandwidth scaled by ${f.scale.toFixed(3)} (time): the executor's layers ran that much ${f.scale > 1 ? 'slower' : 'faster'} than the isolated benchmarks (same fit)`);

@@ -17,15 +17,15 @@ import { execute, ExecuteError } from './launch.ts';
 const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
-function plan(schedule: ScheduleName, N: number, o: { M?: number; clip?: number | null; lr?: number; steps?: number; recompute?: boolean; seq?: number; constant?: boolean; tied?: boolean; v?: number } = {}): Plan {
+function plan(schedule: ScheduleName, N: number, o: { M?: number; clip?: number | null; lr?: number; steps?: number; recompute?: boolean; seq?: number; constant?: boolean; tied?: boolean; v?: number; D?: number } = {}): Plan {
   const parts = evenPartition(tiny.num_hidden_layers, N * (o.v ?? 1));
   const model = o.tied ? { ...tiny, name: 'tiny-tied', tie_word_embeddings: true } : tiny;
   const p = buildPlan({
     hardware: 'cpu', model, precision: 'fp32',
     optimizer: { ...defaultOptimizer(), lr: o.lr ?? 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: o.constant ? 'constant' : 'cosine' },
     job: { seq: o.seq ?? 32, microBatchSize: 2, microBatches: o.M ?? 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
-    schedule, stageLayers: parts, pipelineRanks: N, dataParallel: 1,
-    rankDevice: Array.from({ length: N }, () => -1), policy: parts.map(() => defaultPolicy(o.recompute ?? false)),
+    schedule, stageLayers: parts, pipelineRanks: N, dataParallel: o.D ?? 1,
+    rankDevice: Array.from({ length: N * (o.D ?? 1) }, () => -1), policy: parts.map(() => defaultPolicy(o.recompute ?? false)),
   });
   return parsePlan(JSON.parse(JSON.stringify(p)), 'plan.json');
 }
@@ -78,6 +78,22 @@ test('tied embeddings with the embedding and the head on different ranks equal 1
       if (clip) assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-5, `tied ${sched}: grad norm step ${i}`);
     }
     assert.equal(r.params, ref.params, 'the tied copy is not counted twice');
+  }
+});
+
+test('data parallel: 2 replicas x 1 stage, and 2 replicas x 2 stages with tied embeddings and clipping, equal 1 rank on the same micro-batches', { skip, timeout: 120_000 }, async () => {
+  for (const tied of [false, true]) {
+    const ref = await run(plan('gpipe', 1, { M: 4, clip: 0.5, tied, steps: 4 }));
+    const variants: [ScheduleName, number][] = tied ? [['1f1b', 2]] : [['gpipe', 1]];
+    for (const [sched, N] of variants) {
+      const r = await run(plan(sched, N, { M: 2, D: 2, clip: 0.5, tied, steps: 4 }));
+      assert.equal(r.ranks, 2 * N);
+      assert.equal(r.tokens_per_step, ref.tokens_per_step);
+      for (let i = 0; i < 4; i++) {
+        assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `D=2 N=${N} tied=${tied}: step ${i} loss ${r.losses[i]} vs ${ref.losses[i]}`);
+        assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-5, `D=2 N=${N} tied=${tied}: grad norm step ${i}`);
+      }
+    }
   }
 });
 

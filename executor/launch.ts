@@ -237,7 +237,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
         : dead.message + (others.length ? '\n' + others.join('\n') : ''),
     );
   }
-  if (opts.saveDir) writeCheckpointIndex(plan, opts.saveDir, world);
+  if (opts.saveDir) writeCheckpointIndex(plan, opts.saveDir, plan.layout.pipelineRanks);
   return summarise(plan, results as RankResult[], devs, opts.trace ?? false);
 }
 
@@ -260,7 +260,7 @@ export function safetensorsHeader(path: string): Record<string, { dtype: string;
 
 /** After every rank wrote its shard: the HF index (sharded) and config.json, so that the folder
  *  loads back with --weights (and in transformers). */
-function writeCheckpointIndex(plan: Plan, dir: string, world: number): void {
+function writeCheckpointIndex(plan: Plan, dir: string, shards: number): void {
   const m = plan.model;
   const config = {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: m.hidden_size, intermediate_size: m.intermediate_size,
@@ -269,11 +269,11 @@ function writeCheckpointIndex(plan: Plan, dir: string, world: number): void {
     rope_theta: m.rope_theta, tie_word_embeddings: m.tie_word_embeddings, hidden_act: 'silu', torch_dtype: 'float32',
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  if (world === 1) return;
+  if (shards === 1) return;
   const weightMap: Record<string, string> = {};
   let total = 0;
-  for (let r = 0; r < world; r++) {
-    const file = `model-${String(r + 1).padStart(5, '0')}-of-${String(world).padStart(5, '0')}.safetensors`;
+  for (let r = 0; r < shards; r++) {
+    const file = `model-${String(r + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`;
     for (const [name, t] of Object.entries(safetensorsHeader(join(dir, file)))) {
       weightMap[name] = file;
       total += t.data_offsets[1] - t.data_offsets[0];

@@ -64,6 +64,8 @@ export interface RankConfig {
   program: Instr[];
   rank: number;
   world: number;
+  /** Ranks in one pipeline (N); world = N x data-parallel replicas, rank = replica * N + pipeline rank. */
+  pipelineRanks: number;
   masterAddr: string;
   masterPort: number;
   device: string;
@@ -269,6 +271,10 @@ export function validateRankConfig(c: RankConfig): void {
   posInt(c.steps, 'steps');
   if (!Number.isInteger(c.world) || c.world < 1) throw new InputError(`WORLD_SIZE: ${c.world} must be a positive integer`);
   if (!Number.isInteger(c.rank) || c.rank < 0 || c.rank >= c.world) throw new InputError(`RANK: ${c.rank} must be in 0..${c.world - 1}`);
+  if (!Number.isInteger(c.pipelineRanks) || c.pipelineRanks < 1 || c.world % c.pipelineRanks !== 0) {
+    throw new InputError(`WORLD_SIZE: ${c.world} must be a multiple of layout.pipelineRanks (${c.pipelineRanks}) x layout.dataParallel`);
+  }
+  const prank = c.rank % c.pipelineRanks;
   if (!Number.isInteger(c.masterPort) || c.masterPort < 1 || c.masterPort > 65535) throw new InputError(`MASTER_PORT: ${c.masterPort} must be a port number (1-65535)`);
   if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
   const L = c.model.layers;
@@ -276,7 +282,7 @@ export function validateRankConfig(c: RankConfig): void {
   c.stages.forEach((s, i) => {
     if (s.lo !== next) throw new InputError(`layout.stages[${i}].layers: starts at ${s.lo}, expected ${next} (stages must cover layers 0..${L + 1} in order)`);
     if (!(s.hi > s.lo)) throw new InputError(`layout.stages[${i}].layers: [${s.lo}, ${s.hi}) is empty`);
-    if (!Number.isInteger(s.rank) || s.rank < 0 || s.rank >= c.world) throw new InputError(`layout.stages[${i}].rank: ${s.rank} must be in 0..${c.world - 1}`);
+    if (!Number.isInteger(s.rank) || s.rank < 0 || s.rank >= c.pipelineRanks) throw new InputError(`layout.stages[${i}].rank: ${s.rank} must be a pipeline rank in 0..${c.pipelineRanks - 1}`);
     next = s.hi;
   });
   if (next !== L + 2) throw new InputError(`layout.stages: cover layers 0..${next - 1}, but the model has layers 0..${L + 1} (embedding, ${L} decoder layers, head)`);
@@ -286,7 +292,7 @@ export function validateRankConfig(c: RankConfig): void {
     if (a.mb !== undefined && !(Number.isInteger(a.mb) && a.mb >= 0 && a.mb < c.microBatches)) throw new InputError(`${where}: mb ${a.mb} must be in 0..${c.microBatches - 1}`);
     if (a.stage !== undefined) {
       if (!(Number.isInteger(a.stage) && a.stage >= 0 && a.stage < c.stages.length)) throw new InputError(`${where}: stage ${a.stage} must be in 0..${c.stages.length - 1}`);
-      if (c.stages[a.stage]!.rank !== c.rank && (ins.op === 'forward' || ins.op === 'backward')) throw new InputError(`${where}: ${ins.op} of stage ${a.stage}, which runs on rank ${c.stages[a.stage]!.rank}`);
+      if (c.stages[a.stage]!.rank !== prank && (ins.op === 'forward' || ins.op === 'backward')) throw new InputError(`${where}: ${ins.op} of stage ${a.stage}, which runs on pipeline rank ${c.stages[a.stage]!.rank}`);
     }
     if (a.peer !== undefined && !(Number.isInteger(a.peer) && a.peer >= 0 && a.peer < c.world)) throw new InputError(`${where}: peer ${a.peer} must be a rank in 0..${c.world - 1}`);
     if (a.layer !== undefined && !(Number.isInteger(a.layer) && a.layer >= 0 && a.layer <= L + 1)) throw new InputError(`${where}: layer ${a.layer} must be in 0..${L + 1}`);

@@ -35,9 +35,6 @@ export function worldSize(plan: Plan): number {
 }
 
 export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankConfig {
-  if (plan.layout.dataParallel !== 1) {
-    throw new InputError(`layout.dataParallel: ${plan.layout.dataParallel}: the executor runs one pipeline (dataParallel 1) for now`);
-  }
   if (plan.optimizer.name !== 'adamw') throw new InputError(`optimizer.name: "${plan.optimizer.name}": the executor runs AdamW for now`);
   if (plan.optimizer.delayedUpdate) throw new InputError('optimizer.delayedUpdate needs the offload engine (issue 6)');
   const m = plan.model;
@@ -68,6 +65,7 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     program: plan.program.ranks[rv.rank] ?? [],
     rank: rv.rank,
     world: rv.world,
+    pipelineRanks: plan.layout.pipelineRanks,
     masterAddr: rv.masterAddr,
     masterPort: rv.masterPort,
     device: dev,

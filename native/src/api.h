@@ -100,6 +100,7 @@ struct RunCfg {
   std::vector<StageCfg> stages;
   std::vector<Instr> program;
   int rank = 0, world = 1;
+  int pipelineRanks = 1;  // N; world = N x data-parallel replicas; rank = replica * N + pipeline rank
   std::string masterAddr = "127.0.0.1";
   int masterPort = 29500;
   std::string device = "cpu";  // "cpu" or "cuda:N"

@@ -210,7 +210,8 @@ RunCfg parseRunCfg(const Napi::Object& o) {
     in.fraction = ia[i + 6] / 1e6;
     c.program.push_back(in);
   }
-  c.rank = inum(o, "rank"), c.world = inum(o, "world");
+  c.rank = inum(o, "rank"), c.world = inum(o, "world"), c.pipelineRanks = inum(o, "pipelineRanks");
+  if (c.pipelineRanks < 1 || c.world % c.pipelineRanks != 0) typeError(env, "native: pipelineRanks must divide world");
   c.masterAddr = str(o, "masterAddr"), c.masterPort = inum(o, "masterPort");
   c.device = str(o, "device"), c.dataPath = str(o, "dataPath"), c.weightsDir = str(o, "weightsDir");
   c.saveDir = str(o, "saveDir"), c.statusPath = str(o, "statusPath");

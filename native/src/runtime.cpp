@@ -77,7 +77,7 @@ struct Rank {
   bool cuda;
   std::unique_ptr<Model> model;
   c10::intrusive_ptr<c10d::Store> store;
-  std::unique_ptr<Comm> fwd, bwd, world, tied;
+  std::unique_ptr<Comm> fwd, bwd, world, tied, dp;
   bool tiedSplit = false, tiedSynced = false, tiedPending = false;
   std::vector<Pending> pending;
 
@@ -96,6 +96,9 @@ struct Rank {
   Rank(const RunCfg& c) : cfg(c), device(c.device), cuda(device.is_cuda()) {}
 
   int lastLayer() const { return cfg.model.layers + 1; }
+  int prank() const { return cfg.rank % cfg.pipelineRanks; }
+  int replica() const { return cfg.rank / cfg.pipelineRanks; }
+  int replicas() const { return cfg.world / cfg.pipelineRanks; }
   const StageCfg& stage(int s) const {
     MMOC_CHECK(s >= 0 && s < static_cast<int>(cfg.stages.size()), "stage " << s << " does not exist");
     return cfg.stages[s];
@@ -110,16 +113,16 @@ struct Rank {
     if (cfg.threads > 0) at::set_num_threads(cfg.threads);
     model = std::make_unique<Model>(cfg.model, device, cfg.precision);
     for (auto& s : cfg.stages) {
-      if (s.rank != cfg.rank) continue;
+      if (s.rank != prank()) continue;
       for (int l = s.lo; l < s.hi; ++l) model->initLayer(l, cfg.seed);
     }
     // Tied embedding with the embedding and the head on different ranks: the head's rank keeps an
     // identical copy of the embedding (same per-layer seed, or loaded); the two ranks sum its
     // gradient (at grad_norm when the program has one, else at the step end) and both apply the same
     // AdamW update, so the copies stay equal.
-    const int r0 = cfg.stages.front().rank, rL = cfg.stages.back().rank;
-    tiedSplit = cfg.model.tied && r0 != rL && (cfg.rank == r0 || cfg.rank == rL);
-    if (tiedSplit && cfg.rank == rL) {
+    const int r0 = cfg.stages.front().rank, rL = cfg.stages.back().rank;  // pipeline ranks
+    tiedSplit = cfg.model.tied && r0 != rL && (prank() == r0 || prank() == rL);
+    if (tiedSplit && prank() == rL) {
       model->initLayer(0, cfg.seed);
       model->copies.insert(0);
     }
@@ -138,10 +141,14 @@ struct Rank {
       fwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("fwd", store), cfg.rank, cfg.world, cuda, t);
       bwd = makeComm(c10::make_intrusive<c10d::PrefixStore>("bwd", store), cfg.rank, cfg.world, cuda, t);
       world = makeComm(c10::make_intrusive<c10d::PrefixStore>("world", store), cfg.rank, cfg.world, cuda, t);
+      const std::string rep = std::to_string(replica());
       if (tiedSplit)
-        tied = makeComm(c10::make_intrusive<c10d::PrefixStore>("tied", store), cfg.rank == r0 ? 0 : 1, 2, cuda, t);
+        tied = makeComm(c10::make_intrusive<c10d::PrefixStore>("tied" + rep, store), prank() == r0 ? 0 : 1, 2, cuda, t);
+      // data parallel: the replicas of this pipeline rank
+      if (replicas() > 1)
+        dp = makeComm(c10::make_intrusive<c10d::PrefixStore>("dp" + std::to_string(prank()), store), replica(), replicas(), cuda, t);
       // warm up every group (creates NCCL communicators up front)
-      for (Comm* c : {fwd.get(), bwd.get(), world.get(), tied.get()}) {
+      for (Comm* c : {fwd.get(), bwd.get(), world.get(), tied.get(), dp.get()}) {
         if (!c) continue;
         auto x = at::zeros({1}, at::TensorOptions().device(device));
         c->allreduceSum(x)->wait();
@@ -175,7 +182,8 @@ struct Rank {
     auto t = at::empty({B, S + 1}, at::TensorOptions().dtype(at::kLong));
     auto* p = t.data_ptr<int64_t>();
     for (int b = 0; b < B; ++b) {
-      const uint64_t sample = (static_cast<uint64_t>(step) * cfg.microBatches + mb) * B + b;
+      // replica k of D reads micro-batches k*M .. k*M+M-1 of the step's D*M
+      const uint64_t sample = ((static_cast<uint64_t>(step) * replicas() + replica()) * cfg.microBatches + mb) * B + b;
       if (fileTokens.empty()) {
         uint64_t x = cfg.seed * 0x9E3779B97F4A7C15ull + sample * 0xD1B54A32D192ED03ull + 1;
         for (int s = 0; s <= S; ++s) {
@@ -202,7 +210,7 @@ struct Rank {
                      at::TensorOptions().dtype(model->compute).device(device));
   }
 
-  bool isLocal(int s) const { return s >= 0 && s < static_cast<int>(cfg.stages.size()) && cfg.stages[s].rank == cfg.rank; }
+  bool isLocal(int s) const { return s >= 0 && s < static_cast<int>(cfg.stages.size()) && cfg.stages[s].rank == prank(); }
 
   at::Tensor stageInput(int mb, int s) {
     const auto& st = stage(s);
@@ -293,6 +301,8 @@ struct Rank {
     at::NoGradGuard ng;
     auto g = model->layers.at(0)[0].grad();
     if (!g.defined()) g = model->layers.at(0)[0].w.mutable_grad() = at::zeros_like(model->layers.at(0)[0].w);
+    // the head's copy is no layer of its stage, so no allreduce_grads summed it over the replicas
+    if (dp && model->copies.count(0)) dp->allreduceSum(g)->wait();
     tied->allreduceSum(g)->wait();
     tiedSynced = true;
   }
@@ -356,7 +366,8 @@ struct Rank {
             for (auto& p : kv.second)
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
         if (world) world->allreduceSum(sq)->wait();
-        gradNorm = std::sqrt(sq.item<double>());
+        // after allreduce_grads every replica holds the same gradients: count them once
+        gradNorm = std::sqrt(sq.item<double>() / replicas());
         clipCoef = (cfg.optim.clip > 0 && gradNorm > cfg.optim.clip) ? cfg.optim.clip / (gradNorm + 1e-6) : 1.0;
         return 4;
       }
@@ -373,6 +384,19 @@ struct Rank {
         }
         adamw(in.layer);
         return 0;
+      }
+      case OP_ALLREDUCE_GRADS: {
+        MMOC_CHECK(dp, "allreduce_grads needs data-parallel replicas (layout.dataParallel > 1)");
+        auto it = model->layers.find(in.layer);
+        MMOC_CHECK(it != model->layers.end(), "allreduce_grads of layer " << in.layer << ", which this rank does not hold");
+        int64_t bytes = 0;
+        for (auto& p : it->second) {
+          auto g = p.grad();
+          if (!g.defined()) continue;
+          dp->allreduceSum(g)->wait();  // in place: the sum over replicas (the loss is normalised by all of them)
+          bytes += g.numel() * g.element_size();
+        }
+        return bytes;
       }
       case OP_BARRIER: waitPending(); return 0;
       default:
@@ -536,7 +560,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   for (int step = 0; step < cfg.steps; ++step) {
     r.step = step;
     r.stepLoss = 0, r.hasLoss = false, r.gradNorm = 0, r.clipCoef = 1;
-    r.normaliser = static_cast<double>(B) * S * cfg.microBatches;
+    r.normaliser = static_cast<double>(B) * S * cfg.microBatches * (cfg.world / cfg.pipelineRanks);
     const auto t0 = Clock::now();
     std::vector<TraceEv> evs;
     std::vector<int64_t> bytes(cfg.program.size(), 0);
@@ -639,9 +663,10 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
     // Hugging Face shard names: model.safetensors alone, else model-0000r-of-0000N.safetensors (the
     // launcher writes model.safetensors.index.json once every rank has written its shard)
     char name[64];
-    if (cfg.world == 1) std::snprintf(name, sizeof name, "model.safetensors");
-    else std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", cfg.rank + 1, cfg.world);
-    r.model->saveSafetensors(cfg.saveDir + "/" + name);
+    // replica 0 writes (the replicas hold the same weights)
+    if (cfg.pipelineRanks == 1) std::snprintf(name, sizeof name, "model.safetensors");
+    else std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", r.prank() + 1, cfg.pipelineRanks);
+    if (r.replica() == 0) r.model->saveSafetensors(cfg.saveDir + "/" + name);
   }
   status.state(1);
   return res;
