@@ -15,6 +15,8 @@
 // figures measured just before: this is what makes small models, whose time is mostly fixed
 // per-op costs, predictable. On CPU ranks the same run also gives the per-message cost of a c10d
 // (Gloo) send/receive: the peer latency is fitted so that the run's simulated step time matches.
+// The fit takes each instruction's (and step's) fastest measured repetition: work running beside
+// calibrate only ever adds time, and a shared machine should not teach the model its neighbours.
 import { cpus, hostname, totalmem } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { parseHardwareProfile, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
@@ -403,7 +405,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const k = `${e.args.rank}:${e.args.pc}`;
             (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
           }
-          probes.push({ plan, byPc, step: median([...spans.values()].map(([x, y]) => y - x)) });
+          probes.push({ plan, byPc, step: Math.min(...[...spans.values()].map(([x, y]) => y - x)) });
         }
         const sim = (plan: Plan, q: HardwareProfile) => simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
         const withOv = (q: HardwareProfile, launch: number, perInstr: number, peerLat?: number): HardwareProfile => ({
@@ -423,7 +425,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1);
           for (const k of pr.byPc.keys()) {
             if (!Number.isFinite(d0(k))) continue;
-            y.push(median(pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
+            y.push(Math.min(...pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
           }
         }
         // GPUs: the tables hold (scale 1) and a kernel costs the measured dispatch time (launches

@@ -9,14 +9,15 @@
 #   (CPU check)     MMOC_BENCH_CPU=1 OUT=/tmp/m bash bench/gpu/matrix.sh   # tiny model on CPU ranks, no peers
 # Commit the result as bench/results/<date>-matrix-<machine>.json; test/prediction-error.test.ts
 # then bounds its errors.
-# Knobs: MMOC_BENCH_BUDGET_S (default 420: no plan or peer starts after it), MMOC_BENCH_QUICK=1
-# (calibrate --quick), MMOC_BENCH_NO_PEERS=1.
+# Knobs: MMOC_BENCH_BUDGET_S (default 400: no plan starts after it; the peers get what is left of
+# about 525 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
+# MMOC_BENCH_NO_PEERS=1.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmoc-matrix}
 mkdir -p "$OUT/runs"
 START=$(date +%s)
-BUDGET=${MMOC_BENCH_BUDGET_S:-420}
+BUDGET=${MMOC_BENCH_BUDGET_S:-400}
 CPU=${MMOC_BENCH_CPU:-0}
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { echo "[$(elapsed) s] $*" | tee -a "$OUT/summary.txt"; }
@@ -46,7 +47,7 @@ else
   say "built"
   node bin/mmoc.js doctor --json > "$OUT/doctor.json" 2> "$OUT/doctor.err"
   say "== calibrate"
-  node bin/mmoc.js calibrate ${MMOC_BENCH_QUICK:+--quick} --model llama2-7b,llama3.2-1b --seq 1024 --mbs 1,2,4 --disk-path /tmp \
+  node bin/mmoc.js calibrate $([[ -n ${MMOC_BENCH_FULL:-} ]] || echo --quick) --model llama2-7b,llama3.2-1b --seq 1024 --mbs 1,2,4 --disk-path /tmp \
     --id matrix-gpu -o "$OUT/profile.json" --json > "$OUT/calibrate.json" 2> "$OUT/calibrate.err"
   say "calibrate rc=$?"
   tail -3 "$OUT/calibrate.err"
@@ -69,9 +70,11 @@ while IFS=$'\t' read -r name file; do
   [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
 done < "$OUT/plans.tsv"
 
-if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( $(elapsed) < BUDGET )); then
-  say "== peers"
-  (cd .gpu/peers && OUT=$OUT T=110 ./run_peers.sh \
+# peers: what is left of ~525 s, less the assembly, split between the two
+PT=$(( (525 - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
+if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( PT >= 45 )); then
+  say "== peers (at most $PT s each)"
+  (cd .gpu/peers && OUT=$OUT T=$PT ./run_peers.sh \
     "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8" \
     "run 2 fsdp_peer.py --model llama2-7b --mbs 4") > "$OUT/peers.out" 2>&1
   say "peers: $(wc -l < "$OUT/peers.jsonl" 2>/dev/null || echo 0) results"
