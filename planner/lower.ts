@@ -542,6 +542,64 @@ export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOp
   };
 }
 
+/**
+ * The steady-state period of a pipeline (seconds per micro-batch): the busiest resource's work
+ * per micro-batch, over every rank of every replica: compute (forward, backward, recompute; slowed
+ * by concurrent copies), each GPU's host-to-device and device-to-host copies (streamed weights,
+ * activation reloads / offloads, host-accumulated gradients) on its copy engines, their shared
+ * host-link groups, and pipeline sends on the peer links. A flow shop's step is the fill plus
+ * (M-1) periods; the search extrapolates with it (search.ts estimateStep).
+ */
+export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inventory): number {
+  inv ??= getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const { layout, policy } = plan;
+  const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length;
+  const times = layerTimes(inv, profile);
+  const B = bytesPerParam(plan.precision, plan.optimizer.name);
+  const together = headHasEmbedding(layout.stages);
+  const perInstr = profile.overheads.per_instruction_us;
+  const act = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
+  const comp = new Float64Array(N), h2d = new Float64Array(N), d2h = new Float64Array(N), p2p = new Float64Array(N);
+  for (let s = 0; s < K; s++) {
+    const spec = layout.stages[s]!, p = policy.stages[s]!, r = spec.rank;
+    const pl = placeStage(inv, spec, p, together);
+    let f = 0, b = 0;
+    for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
+    comp[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
+    for (let i = 0; i < pl.layers.length; i++) {
+      if (!pl.paramsResident[i]) h2d[r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
+      if (!pl.gradsResident[i]) d2h[r] += pl.params[i]! * B.grad;
+    }
+    const host = stageKeptBytes(inv, spec, p).host;
+    h2d[r] += host; d2h[r] += host;
+    if (s > 0) p2p[r] += act;
+    if (s < K - 1) p2p[r] += act;
+  }
+  const gpuOf = (rank: number) => (layout.rankDevice[rank]! >= 0 ? layout.rankDevice[rank]! : rank);
+  let period = 0;
+  const groupH = new Map<number, number>(), groupD = new Map<number, number>();
+  for (let rank = 0; rank < N * D; rank++) {
+    const r = rank % N, gi = gpuOf(rank);
+    const hl = profile.links.h2d.find((x) => x.gpu === gi), dl = profile.links.d2h.find((x) => x.gpu === gi);
+    const tH = hl ? h2d[r]! / (hl.GBps * 1e3) : 0, tD = dl ? d2h[r]! / (dl.GBps * 1e3) : 0;
+    const dx = profile.links.duplex?.find((x) => x.gpu === gi);
+    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx.GBps * 1e3) : 0;
+    const copies = Math.max(tH, tD, tX);
+    const c = comp[r]! * (1 + (copies > 0 ? profile.compute_slowdown_under_copies * Math.min(1, copies / Math.max(1e-9, comp[r]!)) : 0));
+    const peer = profile.links.peer.find((e) => e.gpus.includes(gi));
+    const tP = peer ? p2p[r]! / 2 / (peer.GBps * 1e3) : 0;
+    period = Math.max(period, c, copies, tP);
+    const g = profile.links.host_groups.findIndex((x) => x.gpus.includes(gi));
+    if (g >= 0) { groupH.set(g, (groupH.get(g) ?? 0) + h2d[r]!); groupD.set(g, (groupD.get(g) ?? 0) + d2h[r]!); }
+  }
+  for (const [g, bytes] of groupH) {
+    const hg = profile.links.host_groups[g]!;
+    const db = groupD.get(g) ?? 0;
+    period = Math.max(period, bytes / (hg.h2d_GBps * 1e3), db / (hg.d2h_GBps * 1e3), hg.duplex_GBps ? (bytes + db) / (hg.duplex_GBps * 1e3) : 0);
+  }
+  return period / 1e6;
+}
+
 /** When the last forward/backward, the last CPU optimizer step and the last disk transfer of the
  *  simulated step ended (seconds). */
 export function phaseEnds(plan: Plan, lowered: Lowered, result: SimResult): { compute: number; cpu: number; disk: number } {

@@ -11,7 +11,7 @@ import type { Fractions, OptimizerSettings, Plan, Precision, ScheduleName, Stage
 import { getInventory, type Inventory } from './inventory.ts';
 import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
-import { layerTimes, phaseEnds, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
+import { layerTimes, phaseEnds, pipelinePeriod, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
 import { diskBuffersFor } from './program-gen.ts';
 import { InputError } from './errors.ts';
 
@@ -432,14 +432,11 @@ export function search(input: SearchInput): SearchResult {
 /**
  * The step time of a plan as the search judges it (search fidelity): a data-parallel plan is
  * simulated one replica at a time on that replica's share of the machine (replicaProfile), in
- * lowerPlan's coarse mode, and a plan with more micro-batches than two short runs is extrapolated
- * from them. A pipeline step grows by the bottleneck's period per micro-batch (a flow shop: the sum
- * of stage times plus (M-1) periods); the period is measured on the compute timeline (the end of
- * the last forward/backward) between m1 and m1+dm micro-batches (1 and 3; interleaved schedules
- * need multiples of N: N and 2N), which CPU or disk tails cannot mask. What follows the compute
- * moves with it unless a fixed chain (the delayed CPU update from the step start, a long disk
- * tier) bounds the step; the two runs tell which, and the step ends at the later of the two.
- * The plans the search reports are simulated in full.
+ * lowerPlan's coarse mode, with one micro-batch (N for interleaved schedules); more micro-batches
+ * add the pipeline's steady-state period each (a flow shop: the fill plus (M-1) periods; the period
+ * is the busiest resource's work per micro-batch, lower.ts pipelinePeriod). With the delayed update
+ * the CPU update runs from the step start and the step ends at the later of that fixed chain and
+ * the moved compute. The plans the search reports are simulated in full.
  */
 export function estimateStep(
   planFor: (microBatches: number) => Plan, profile: HardwareProfile,
@@ -451,18 +448,17 @@ export function estimateStep(
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;
-  const m1 = o.v > 1 ? N : 1, dm = o.v > 1 ? N : 2;
-  if (M > m1 + dm) {
-    const a = run(planFor(m1));
-    const b = run(planFor(m1 + dm));
-    const dc = b.ends.compute - a.ends.compute;
-    const grow = (Math.max(dc, 0) / dm) * (M - m1 - dm);
-    // How much of the compute's growth the step followed between the two runs (1: everything
-    // after the compute moves with it; 0: a fixed CPU/disk chain bounds the step).
-    const k = dc > 0 ? Math.min(1, Math.max(0, (b.step - a.step) / dc)) : 1;
-    const fixed = Math.max(b.ends.cpu, b.ends.disk);
-    const after = o.delayed ? b.step - Math.max(b.ends.compute, fixed) : Math.min(a.step - a.ends.compute, b.step - b.ends.compute);
-    return Math.max(b.step + k * grow, b.ends.compute + grow + Math.max(0, after));
+  const m1 = o.v > 1 ? N : 1;
+  if (M > m1) {
+    const short = planFor(m1);
+    const a = run(short);
+    const grow = pipelinePeriod(short, profile, o.inventory) * (M - m1);
+    if (!o.delayed) return a.step + grow;
+    // The delayed CPU update runs from the step start: the step ends at the later of that fixed
+    // chain and the (moved) compute, plus what follows both.
+    const fixed = Math.max(a.ends.cpu, a.ends.disk);
+    const after = a.step - Math.max(a.ends.compute, fixed);
+    return Math.max(a.step, a.ends.compute + grow + Math.max(0, after));
   }
   return run(planFor(M)).step;
 }
