@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs every `*.test.ts` beside the code it tests (and under test/) with Node's built-in test
 // runner, so the runner's summary closes the log. Usage: npm test [-- path-filter ...]
+// One file at a time: the executor and calibration tests start several rank processes and time
+// them, and a 2-core CI machine has no room for two such files at once.
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -24,5 +26,5 @@ for (const d of dirs) walk(join(root, d));
 const filters = process.argv.slice(2);
 const chosen = filters.length ? files.filter((f) => filters.some((x) => f.includes(x))) : files;
 if (chosen.length === 0) { console.error(`no test files match ${filters.join(' ')}`); process.exit(1); }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...chosen], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...chosen], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);
