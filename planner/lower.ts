@@ -127,6 +127,8 @@ export interface LowerOptions {
   memory?: MemoryReport;
   /** Record memory effects on the host and disk as well (default true). */
   hostMemory?: boolean;
+  /** Record memory effects (default true; the search judges memory by the model alone). */
+  memoryEffects?: boolean;
   /** Lower only the first `replicas` data-parallel replicas (default all). The search simulates
    *  one replica of a symmetric data-parallel plan on a profile whose shared resources are
    *  scaled to that replica's share (replicaProfile). */
@@ -185,6 +187,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
   const wantHost = opts.hostMemory !== false;
   const coarse = !!opts.coarse;
+  const withMem = opts.memoryEffects !== false;
 
   // Per stage: forward/backward time of the whole stage (recompute adds the forward).
   const stageF = new Float64Array(K), stageB = new Float64Array(K);
@@ -220,14 +223,14 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
     // Persistent state and reserved workspaces, allocated at the step start.
     const setupMem: MemEffect[] = [];
-    const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
+    const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0 && withMem) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
     persist('weights', dm.weights, 'weights');
     persist('gradients', dm.gradients, 'gradients');
     persist('master', dm.masterWeights, 'master');
     persist('optimizer', dm.optimizerStates, 'optimizer');
     persist('workspaces', dm.temporary.total, 'buffers');
     persist('context', dm.overhead, 'buffers');
-    if (wantHost && !isCpu) {
+    if (wantHost && withMem && !isCpu) {
       if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
     const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
@@ -258,7 +261,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const grpAmt: number[] = [], grpTask: number[] = [];
     if (coarse) {
       grpOf = new Int32Array(prog.length).fill(-1);
-      const keys = new Map<string, number>();
+      const keys = new Map<number, number>();
+      const OPC: Record<string, number> = { offload_grads: 0, allreduce_grads: 1, optimizer_step: 2, upload_params: 3 };
       let phase = 0;
       for (let pc = 0; pc < prog.length; pc++) {
         const x = prog[pc]!;
@@ -268,7 +272,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
         if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
         const G = Math.ceil(pl.layers.length / 4);
-        const key = `${x.op}|${x.op === 'optimizer_step' ? x.tier : ''}|${st}|${Math.floor(i / G)}|${phase}`;
+        const key = ((((OPC[x.op]! * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
         let gi = keys.get(key);
         if (gi === undefined) { gi = grpAmt.length; keys.set(key, gi); grpAmt.push(0); grpTask.push(-1); }
         grpOf[pc] = gi;
@@ -297,7 +301,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           if (!fwd && hostGradStage[s] && lastHostGradOff >= 0) deps.push(lastHostGradOff);
           if (fwd && policy.stages[s]!.recompute && kept[s]!.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
           const memEff: MemEffect[] = [];
-          if (kept[s]!.gpu > 0) {
+          if (withMem && kept[s]!.gpu > 0) {
             memEff.push(fwd
               ? { op: 'alloc', device: dev, buffer: actName(x.mb, s, K), bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
               : { op: 'free', device: dev, buffer: actName(x.mb, s, K), at: 'end' });
@@ -527,12 +531,12 @@ export interface PlanSimulation {
 }
 
 /** Lowers and simulates a plan. */
-export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean } = {}): PlanSimulation {
+export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean } = {}): PlanSimulation {
   const lowered = lowerPlan(plan, profile, opts);
   const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true });
   const N = plan.layout.pipelineRanks;
   const peak_bytes: number[] = [];
-  for (let r = 0; r < lowered.taskOf.length; r++) {
+  if (opts.peaks !== false) for (let r = 0; r < lowered.taskOf.length; r++) {
     const name = lowered.graph.deviceName[lowered.machine.gpus[lowered.rankGpu[r]!]!.device]!;
     peak_bytes.push(result.memory.find((m) => m.device === name)?.peak_bytes ?? 0);
   }
