@@ -102,9 +102,12 @@ function spec(
 ): TaskSpec {
   return { name: undefined, on, duration_us, bytes, links, cap_GBps: undefined, latency_us: undefined, dir, elements, workers, deps, waitFor: undefined, signal: undefined, mem, meta };
 }
-function metaOf(rank: number, pc: number, op: string): TaskMeta {
+function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
   return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
 }
+const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
+/** Search runs need no per-task metadata (it feeds traces): one shared, scribbled-on object. */
+function sharedMetaOf(): TaskMeta { return SHARED_META; }
 /** A barrier's dependencies: every task of the rank that is not on an in-order stream after it
  *  (all of them; cheap enough, and exact). */
 function tails(all: readonly number[]): readonly number[] {
@@ -127,6 +130,8 @@ export interface LowerOptions {
   memory?: MemoryReport;
   /** Record memory effects on the host and disk as well (default true). */
   hostMemory?: boolean;
+  /** Per-task metadata for traces (default true). */
+  meta?: boolean;
   /** Record memory effects (default true; the search judges memory by the model alone). */
   memoryEffects?: boolean;
   /** Lower only the first `replicas` data-parallel replicas (default all). The search simulates
@@ -188,6 +193,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const wantHost = opts.hostMemory !== false;
   const coarse = !!opts.coarse;
   const withMem = opts.memoryEffects !== false;
+  const metaOf = opts.meta === false ? sharedMetaOf : realMetaOf;
 
   // Per stage: forward/backward time of the whole stage (recompute adds the forward).
   const stageF = new Float64Array(K), stageB = new Float64Array(K);

@@ -444,7 +444,7 @@ export function estimateStep(
 ): number {
   const prof = o.D > 1 ? replicaProfile(profile, o.rankDevice, o.N, o.D) : profile;
   const run = (p: Plan) => {
-    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false });
+    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false, meta: false });
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;
