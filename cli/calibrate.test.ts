@@ -19,7 +19,7 @@ import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { tiny } from '../planner/test-models.ts';
 import { parseHardwareProfile } from '../sim/index.ts';
-import { nativeUnavailableReason } from '../executor/native.ts';
+import { calibrateTask, nativeUnavailableReason } from '../executor/native.ts';
 import { fitThree, fitTwo } from '../executor/calibrate.ts';
 import { parseParts } from './calibrate.ts';
 import { repoRoot } from './model-files.ts';
@@ -49,6 +49,27 @@ test('the overhead fit recovers known coefficients and never goes negative', () 
   const h = fitThree(b.map((v, i) => 1.3 * v + a[i]! * 2 + 10), b, a, c);
   assert.ok(Math.abs(h.s - 1.3) < 1e-9 && Math.abs(h.x - 2) < 1e-9 && Math.abs(h.z - 10) < 1e-9, JSON.stringify(h));
   assert.deepEqual(fitThree(b.map((v) => -v), b, a, c), { s: 0, x: 0, z: 0 });
+});
+
+test('native benchmarks on the CPU give positive figures; GPU-only ones say the build has no CUDA', { skip, timeout: 60_000 }, async () => {
+  const q = { warmup: 1, iters: 3, maxSec: 0.1 };
+  const g = await calibrateTask({ kind: 'gemm', dims: [64, 48, 32], ...q });
+  assert.ok(g.medianUs > 0 && g.minUs > 0 && g.minUs <= g.medianUs && g.samples >= 3);
+  const at = await calibrateTask({ kind: 'attention', dims: [1, 4, 2, 16, 8], ...q });
+  assert.ok(at.value > 0 && at.value2 > 0, 'attention forward and backward');
+  for (const name of ['rmsnorm', 'rotary', 'swiglu', 'add', 'loss']) {
+    const k = await calibrateTask({ kind: 'kernel', name, dims: [16, 64], ...q });
+    assert.ok(k.value > 0 && k.value2 > 0, name);
+  }
+  assert.ok((await calibrateTask({ kind: 'adamw', dims: [100_000], threads: 1, ...q })).value > 0);
+  assert.ok((await calibrateTask({ kind: 'memcpy', bytes: 1 << 20, threads: 1, ...q })).value > 0);
+  const d = await calibrateTask({ kind: 'disk', name: tmpdir(), bytes: 2 << 20, iters: 2, warmup: 0, maxSec: 1 });
+  assert.ok(d.value > 0 && d.value2 > 0);
+  const l = await calibrateTask({ kind: 'launch', ...q });
+  assert.ok(l.value > 0 && l.value2 > 0);
+  await assert.rejects(calibrateTask({ kind: 'copy', name: 'h2d', gpus: [0], bytes: 1024 }), /no CUDA/);
+  await assert.rejects(calibrateTask({ kind: 'kernel', name: 'nope', dims: [4, 4] }), /unknown kernel 'nope'/);
+  await assert.rejects(calibrateTask({ kind: 'gemm', dims: [0, 4, 4] }), /dims must be positive integers/);
 });
 
 test('live CPU loop: calibrate --quick, plan the tiny model on 2 CPU ranks, execute, compare', { skip, timeout: 400_000 }, () => {

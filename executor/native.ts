@@ -354,7 +354,7 @@ export interface CalibResult {
 }
 const CALIB_KINDS = new Set<CalibKind>(['gemm', 'attention', 'kernel', 'copy', 'p2p', 'adamw', 'memcpy', 'disk', 'slowdown', 'launch', 'context']);
 /** Runs one calibration benchmark on a native thread. */
-export function calibrateTask(task: Partial<CalibTask> & { kind: CalibKind }): Promise<CalibResult> {
+export async function calibrateTask(task: Partial<CalibTask> & { kind: CalibKind }): Promise<CalibResult> {
   const t: CalibTask = {
     device: 'cpu', dtype: 'fp32', name: '', dims: [], gpus: [], bytes: 0, threads: 0, pinned: true, warmup: 2, iters: 7, maxSec: 1, ...task,
   };
