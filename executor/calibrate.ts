@@ -56,6 +56,8 @@ export interface CalibrateOptions {
    *  compute benchmarks and the probe run with it: run `mmoc execute --threads` with the same. */
   rankThreads?: number;
   progress?: (done: number, total: number, label: string) => void;
+  /** Tests: stand-ins for the addon and the executor (a GPU machine's profile assembled on CPU). */
+  deps?: { devices?: () => NativeDevices; buildInfo?: () => BuildInfo; calibrateTask?: typeof calibrateTask; execute?: typeof execute };
 }
 
 export interface Measurement {
@@ -237,8 +239,8 @@ export function scaleCompute(p: HardwareProfile, s: number, dtype: Dtype): Hardw
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const t0 = Date.now();
   let devs: NativeDevices, build: BuildInfo;
-  devs = devices();
-  build = buildInfo();
+  devs = (o.deps?.devices ?? devices)();
+  build = (o.deps?.buildInfo ?? buildInfo)();
   const gpuMode = o.target ? o.target === 'gpu' : devs.cudaAvailable && devs.cuda.length > 0;
   if (gpuMode && !(devs.cudaAvailable && devs.cuda.length > 0)) throw new InputError('--target gpu: this machine (or this build of the addon) has no CUDA GPU');
   const G = gpuMode ? devs.cuda.length : Math.max(1, o.cpuRanks ?? 2);
@@ -393,7 +395,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const probes: { plan: Plan; byPc: Map<string, number[]>; step: number }[] = [];
         for (const mbs of sizes) {
           const plan = probePlan(gpuMode, o.id, steps, N, mbs);
-          const res = await execute(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
+          const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
           const byPc = new Map<string, number[]>();
           const spans = new Map<number, [number, number]>();
           for (const e of res.trace?.traceEvents ?? []) {
@@ -499,7 +501,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       if (j.run) await j.run();
       else {
         m.task = j.task;
-        m.result = await calibrateTask(j.task!);
+        m.result = await (o.deps?.calibrateTask ?? calibrateTask)(j.task!);
         j.apply?.(m.result);
       }
     } catch (e) {

@@ -1,0 +1,59 @@
+// The profile `mmoc calibrate` assembles on a GPU machine, from synthetic measurements (this
+// machine has no GPU): every part runs its GPU path in TypeScript and the profile validates.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { calibrate, CALIB_PARTS } from './calibrate.ts';
+import { llama2_7b, llama32_1b } from '../planner/test-models.ts';
+import type { CalibTask, CalibResult } from './native.ts';
+import { simulatePlan } from '../planner/lower.ts';
+import { probePlan } from './calibrate.ts';
+
+function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<CalibResult> {
+  const r = (medianUs: number, value = 0, value2 = 0): CalibResult => ({ medianUs, minUs: medianUs * 0.98, value, value2, samples: 5, note: '' });
+  switch (t.kind) {
+    case 'gemm': { const [m, n, k] = t.dims!; return Promise.resolve(r((2 * m! * n! * k!) / 700e6 + 5)); }
+    case 'attention': return Promise.resolve(r(300, 300, 750));
+    case 'kernel': return Promise.resolve(r(40, 3000, 40 * 3000 * 1e3));
+    case 'copy': return Promise.resolve(r(t.bytes! / 55e3, (t.gpus!.length > 1 ? 0.7 : 1) * 55 * t.gpus!.length * (t.name === 'duplex' ? 1.8 : 1), 55));
+    case 'p2p': return Promise.resolve(r(t.bytes! / 390e3, 390));
+    case 'adamw': return Promise.resolve(r(1000, 2e8 * t.threads!));
+    case 'memcpy': return Promise.resolve(r(1000, 150));
+    case 'disk': return Promise.resolve(r(1e6, 1.3, 1.5));
+    case 'slowdown': return Promise.resolve(r(1500, 0.04, 1440));
+    case 'launch': return Promise.resolve(r(4, 4, 12));
+    case 'context': return Promise.resolve(r(0, 520 * 2 ** 20, 0.03));
+  }
+}
+
+test('a 2-GPU profile assembles from every part and drives the simulator', async () => {
+  const gpu = { index: 0, name: 'NVIDIA H200', totalBytes: 150e9, freeBytes: 149e9, computeCapability: '9.0', multiProcessors: 132 };
+  const out = await calibrate({
+    parts: new Set(CALIB_PARTS), quick: true, models: [llama2_7b, llama32_1b], seqs: [1024], microBatchSizes: [1, 2], diskPaths: ['/tmp'],
+    id: 'fake-h200x2', command: 'mmoc calibrate (test)',
+    deps: {
+      devices: () => ({ cpuCores: 32, torchThreads: 32, cudaAvailable: true, cuda: [gpu, { ...gpu, index: 1 }] }),
+      buildInfo: () => ({ torchVersion: '2.11.0', compiler: 'gcc 13', cuda: true, cudaVersion: '13.0', sdpa: true, gloo: false, nccl: true, fusedAdamw: true }),
+      calibrateTask: fakeTask,
+      execute: async () => ({ trace: { traceEvents: [] } }) as never,
+    },
+  });
+  assert.deepEqual(out.measurements.filter((m) => m.error).map((m) => `${m.label}: ${m.error}`), []);
+  const p = out.profile;
+  assert.equal(p.gpus.count, 2);
+  assert.equal(p.gpus.kind, 'gpu');
+  assert.ok(p.compute.gemm!.bf16!.length >= 20, `${p.compute.gemm!.bf16!.length} GEMM shapes`);
+  assert.ok(p.compute.attention!.bf16!.length >= 4);
+  assert.equal(p.links.h2d.length, 2);
+  assert.equal(p.links.host_groups.length, 1, 'all-at-once below 85% of the sum: one shared group');
+  assert.ok(p.links.host_total);
+  assert.equal(p.links.peer.length, 1);
+  assert.equal(p.links.peer[0]!.GBps, 390);
+  assert.equal(p.disks[0]!.write_GBps, 1.3);
+  assert.equal(p.overheads.cuda_context_bytes, 520 * 2 ** 20);
+  assert.equal(p.overheads.kernel_launch_us, 4);
+  assert.equal(p.compute_slowdown_under_copies, 0.04);
+  assert.ok(p.compute.gemm_efficiency.bf16! > 0.5 && p.compute.gemm_efficiency.bf16! <= 1);
+  assert.equal(p.figures!['links']!.source, 'measured');
+  const sim = simulatePlan(probePlan(true, 'fake', 3, 2), p);
+  assert.ok(sim.step_s > 0);
+});
