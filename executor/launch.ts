@@ -158,7 +158,8 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
   const port = await freePort();
   const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');
-  const execArgv = workerPath.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  // tsx by absolute URL: the user's working directory may be anywhere (no node_modules there).
+  const execArgv = workerPath.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
   const children: ChildProcess[] = [];
   const results: (RankResult | null)[] = Array(world).fill(null);
   const failures: { rank: number; message: string; died: boolean }[] = [];
