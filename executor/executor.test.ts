@@ -69,6 +69,17 @@ test('2 ranks x 2 stages (GPipe with clipping, 1F1B, 1F1B with recompute; interl
   }
 });
 
+test('early update (a layer updated from its gradient hook during the last backward) equals the update at the optimizer_step instruction (1F1B, GPipe with recompute)', { skip, timeout: 120_000 }, async () => {
+  for (const [sched, recompute] of [['1f1b', false], ['gpipe', true]] as [ScheduleName, boolean][]) {
+    process.env.MMOC_NO_EARLY_UPDATE = '1';
+    let late;
+    try { late = await run(plan(sched, 2, { recompute })); } finally { delete process.env.MMOC_NO_EARLY_UPDATE; }
+    const early = await run(plan(sched, 2, { recompute }));
+    for (let i = 0; i < 5; i++) assert.ok(relDiff(early.losses[i]!, late.losses[i]!) < 1e-6, `${sched}: step ${i} loss ${early.losses[i]} vs ${late.losses[i]}`);
+    assert.notEqual(early.losses[0], early.losses[4]);
+  }
+});
+
 test('tied embeddings with the embedding and the head on different ranks equal 1 rank (1F1B, and GPipe with clipping)', { skip, timeout: 120_000 }, async () => {
   for (const [sched, clip] of [['1f1b', null], ['gpipe', 0.5]] as const) {
     const ref = await run(plan('gpipe', 1, { clip, tied: true }));

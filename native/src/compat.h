@@ -71,6 +71,14 @@
 #define MMOC_HAS_FUSED_ADAMW 0
 #endif
 
+// at::_foreach_copy_ (2.2+): the bf16 weights of a layer copied from the fp32 master in one launch
+#if MMOC_TORCH_AT_LEAST(2, 2) && !defined(MMOC_NO_FAST_PATHS) && __has_include(<ATen/ops/_foreach_copy.h>)
+#include <ATen/ops/_foreach_copy.h>
+#define MMOC_HAS_FOREACH_COPY 1
+#else
+#define MMOC_HAS_FOREACH_COPY 0
+#endif
+
 namespace mmoc {
 
 // The Work handle: c10d::Work in both 1.13 and 2.x.

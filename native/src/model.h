@@ -31,6 +31,10 @@ struct Model {
   bool fast = true;                          // fused paths (GEMM-accumulated weight grads, fused RMSNorm)
   std::set<int> copies;                      // layers held only as a copy (a tied embedding on the head's rank)
   at::Tensor ropeCos, ropeSin;               // [S, headDim] in compute dtype
+  at::Tensor ropeSinSigned;                  // [-sin | sin] halves: rotate_half(x) * sin == roll(x) * this
+  /** When set, forward registers a gradient hook on each decoder layer's input that calls it with
+   *  the layer index once that layer's backward is complete (the executor's early update). */
+  std::function<void(int)> onLayerGrad;
 
   Model(const ModelCfg& c, at::Device d, const std::string& precision);
   /** Creates the params of `layer` from a seed derived from (seed, layer): identical on any layout. */

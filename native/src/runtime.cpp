@@ -93,6 +93,20 @@ struct Rank {
   // data
   std::vector<uint32_t> fileTokens;
 
+  // Early update: with no grad_norm / allreduce_grads / offload in the program, a decoder layer's
+  // optimizer_step after its stage's last backward depends only on that layer's gradients, so it is
+  // issued from a gradient hook as soon as the layer's backward is complete (on CUDA on a side stream,
+  // overlapping the rest of the backward); the optimizer_step instruction then only orders the compute
+  // stream after it. MMOC_NO_EARLY_UPDATE=1 turns it off.
+  std::map<int, int> earlyLastMb;  // stage -> mb of its last backward (stages eligible for early update)
+  std::set<int> earlyLayers;       // layers whose update may be issued early
+  std::map<int, bool> earlyDone;   // layer -> issued early in this step
+  at::Tensor stepT;                // AdamW step count for the fused kernel, once per step
+#if MMOC_HAS_CUDA
+  c10::optional<c10::cuda::CUDAStream> optStream;
+  std::map<int, at::cuda::CUDAEvent> earlyEv;
+#endif
+
   Rank(const RunCfg& c) : cfg(c), device(c.device), cuda(device.is_cuda()) {}
 
   int lastLayer() const { return cfg.model.layers + 1; }
@@ -154,6 +168,86 @@ struct Rank {
         c->allreduceSum(x)->wait();
       }
     }
+    planEarlyUpdate();
+  }
+
+  void planEarlyUpdate() {
+    const char* off = std::getenv("MMOC_NO_EARLY_UPDATE");
+    if (off && *off && std::string(off) != "0") return;
+    const auto& prog = cfg.program;
+    std::map<int, int> lastBwdPc, lastBwdMb;
+    for (int pc = 0; pc < static_cast<int>(prog.size()); ++pc) {
+      const auto& in = prog[pc];
+      switch (in.op) {
+        case OP_FORWARD: case OP_SEND_ACT: case OP_RECV_ACT: case OP_SEND_GRAD: case OP_RECV_GRAD: case OP_BARRIER: break;
+        case OP_BACKWARD: lastBwdPc[in.stage] = pc, lastBwdMb[in.stage] = in.mb; break;
+        case OP_OPTIMIZER_STEP:
+          if (in.tier != 0 || in.fraction < 1.0) return;
+          break;
+        default: return;  // grad_norm (clipping needs every gradient), allreduce_grads, offload
+      }
+    }
+    const int L = cfg.model.layers;
+    for (auto& kv : lastBwdPc) {
+      const auto& st = stage(kv.first);
+      bool ok = true;
+      for (int l = std::max(st.lo, 1); l < std::min(st.hi, L + 1) && ok; ++l) {
+        bool found = false;
+        for (int pc = kv.second + 1; pc < static_cast<int>(prog.size()) && !found; ++pc)
+          found = prog[pc].op == OP_OPTIMIZER_STEP && prog[pc].layer == l;
+        ok = found;
+      }
+      if (!ok) continue;
+      earlyLastMb[kv.first] = lastBwdMb[kv.first];
+      for (int l = std::max(st.lo, 1); l < std::min(st.hi, L + 1); ++l) earlyLayers.insert(l);
+    }
+#if MMOC_HAS_CUDA
+    if (cuda && !earlyLayers.empty()) {
+      optStream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+      for (int l : earlyLayers) earlyEv.emplace(l, at::cuda::CUDAEvent(0));
+    }
+#endif
+  }
+
+  /** Gradient hook of layer `l` (its backward is complete): its update, now. */
+  void earlyUpdate(int l) {
+    if (!earlyLayers.count(l) || earlyDone[l]) return;
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      at::cuda::CUDAEvent ready(0);
+      ready.record(c10::cuda::getCurrentCUDAStream(device.index()));
+      ready.block(*optStream);
+      {
+        c10::cuda::CUDAStreamGuard g(*optStream);
+        adamw(l);
+      }
+      earlyEv.at(l).record(*optStream);
+      earlyDone[l] = true;
+      return;
+    }
+#endif
+    adamw(l);
+    earlyDone[l] = true;
+  }
+
+  /** Runs a stage's forward with the early-update hooks when it is the stage's last micro-batch. */
+  at::Tensor runStageHooked(int mb, int s, at::Tensor x) {
+    auto it = earlyLastMb.find(s);
+    if (it == earlyLastMb.end() || it->second != mb || !at::GradMode::is_enabled()) return runStage(mb, s, x);
+    model->onLayerGrad = [this](int l) { earlyUpdate(l); };
+    try {
+      auto y = runStage(mb, s, x);
+      model->onLayerGrad = nullptr;
+      return y;
+    } catch (...) {
+      model->onLayerGrad = nullptr;
+      throw;
+    }
+  }
+
+  void beginStep() {
+    earlyDone.clear();
+    if (cuda) stepT = at::full({}, static_cast<double>(step + 1), at::TensorOptions().dtype(at::kFloat).device(device));
   }
 
   void loadData() {
@@ -246,7 +340,7 @@ struct Rank {
       at::NoGradGuard ng;
       y = runStage(mb, s, x);
     } else {
-      y = runStage(mb, s, x);
+      y = runStageHooked(mb, s, x);
     }
     if (st.hi == lastLayer() + 1) {
       // kept on the device and read once at the step end (no host sync per micro-batch)
@@ -262,7 +356,7 @@ struct Rank {
     auto it = output.find({mb, s});
     MMOC_CHECK(it != output.end(), "backward mb " << mb << " stage " << s << " before its forward");
     at::Tensor y = it->second;
-    if (st.recompute) y = runStage(mb, s, stageInput(mb, s));
+    if (st.recompute) y = runStageHooked(mb, s, stageInput(mb, s));
     if (st.hi == lastLayer() + 1) {
       y.backward();
     } else {
@@ -376,6 +470,14 @@ struct Rank {
                                      << " on tier cpu needs the offload engine (issue 6), not in this executor yet");
         MMOC_CHECK(in.fraction >= 1.0, "optimizer_step of layer " << in.layer << " with fraction " << in.fraction
                                            << " needs the offload engine (issue 6)");
+        if (earlyDone[in.layer]) {
+          // issued by the layer's gradient hook: order the compute stream after it
+#if MMOC_HAS_CUDA
+          if (cuda) earlyEv.at(in.layer).block(c10::cuda::getCurrentCUDAStream(device.index()));
+#endif
+          earlyDone[in.layer] = false;
+          return 0;
+        }
         if (tiedSplit && (in.layer == 0 || in.layer == lastLayer())) {
           if (in.layer == lastLayer()) adamw(in.layer);  // final norm (and nothing tied in it)
           if (tiedSynced) adamw(0);
@@ -424,6 +526,7 @@ struct Rank {
 #if MMOC_HAS_FUSED_ADAMW
     if (cuda) {
       std::vector<at::Tensor> ps[2], gs[2], ms[2], vs[2], steps[2];
+      if (!stepT.defined()) stepT = at::full({}, static_cast<double>(t), at::TensorOptions().dtype(at::kFloat).device(device));
       for (auto& p : it->second) {
         if (!p.grad().defined()) continue;
         if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
@@ -431,15 +534,22 @@ struct Rank {
         if (clipCoef != 1.0) g.mul_(clipCoef);
         const int k = p.master.dim() >= 2 ? 0 : 1;
         ps[k].push_back(p.master), gs[k].push_back(g), ms[k].push_back(p.m), vs[k].push_back(p.v);
-        steps[k].push_back(at::full({}, static_cast<double>(t), at::TensorOptions().dtype(at::kFloat).device(device)));
+        steps[k].push_back(stepT);  // read only by the kernel: one scalar tensor for all
       }
       for (int k = 0; k < 2; ++k) {
         if (ps[k].empty()) continue;
         at::_fused_adamw_(ps[k], gs[k], ms[k], vs[k], {}, steps[k], lr, o.beta1, o.beta2, k == 0 ? o.weightDecay : 0.0,
                           o.eps, /*amsgrad=*/false, /*maximize=*/false);
       }
-      if (model->mixed)
+      if (model->mixed) {
+#if MMOC_HAS_FOREACH_COPY
+        std::vector<at::Tensor> ws, mas;
+        for (auto& p : it->second) ws.push_back(p.w), mas.push_back(p.master);
+        at::_foreach_copy_(ws, mas);
+#else
         for (auto& p : it->second) p.w.copy_(p.master);
+#endif
+      }
       return;
     }
 #endif
@@ -559,6 +669,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
 
   for (int step = 0; step < cfg.steps; ++step) {
     r.step = step;
+    r.beginStep();
     r.stepLoss = 0, r.hasLoss = false, r.gradNorm = 0, r.clipCoef = 1;
     r.normaliser = static_cast<double>(B) * S * cfg.microBatches * (cfg.world / cfg.pipelineRanks);
     const auto t0 = Clock::now();

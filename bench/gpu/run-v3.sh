@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Issue 5, v3 (early update + fused-kernel trims): build, a CUDA check that the early update equals
+# the update at the instruction (tiny model, fp32, 2 GPUs), then LLaMA-2-7B 1F1B and the torch
+# pipelining 1F1B peer in the same command. Logs to $OUT; a short table ends the output.
+#   (GPU machine, repo root) source .gpu/env.sh && bash bench/gpu/run-v3.sh
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/mmoc-gpu}
+mkdir -p "$OUT"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+export MMOC_FROM_SOURCE=1
+nvidia-smi --query-gpu=index,name,memory.total,memory.used,clocks.sm --format=csv > "$OUT/nvidia-smi.csv" 2>&1
+echo "== build" | tee "$OUT/summary.txt"
+s=$(date +%s); npm run build:native -- --force > "$OUT/build.log" 2>&1; brc=$?
+echo "build rc=$brc in $(( $(date +%s) - s )) s" | tee -a "$OUT/summary.txt"
+if [[ $brc -ne 0 ]]; then grep -nE "error" "$OUT/build.log" | head -30; exit 1; fi
+echo "== tiny fp32 on 2 GPUs: early update vs at the instruction" | tee -a "$OUT/summary.txt"
+for v in early late; do
+  if [[ $v == late ]]; then export MMOC_NO_EARLY_UPDATE=1; fi
+  timeout 120 node bin/mmoc.js execute bench/gpu/plan-tiny-cuda-2r-fp32.json --json > "$OUT/tiny-$v.json" 2> "$OUT/tiny-$v.err"
+  echo "$v rc=$? losses=$(node -e 'try{const r=require(require("path").resolve(process.argv[1]));console.log(r.losses.map(x=>x.toPrecision(9)).join(" "))}catch(e){console.log("-")}' "$OUT/tiny-$v.json")" | tee -a "$OUT/summary.txt"
+  tail -2 "$OUT/tiny-$v.err"
+done
+unset MMOC_NO_EARLY_UPDATE
+echo "== LLaMA-2-7B, 2 GPUs, 1F1B, 8 x 1024 tokens" | tee -a "$OUT/summary.txt"
+timeout 200 node bin/mmoc.js execute bench/gpu/plan-llama2-7b-1f1b.json --steps 8 --json --trace "$OUT/measured-llama2-7b-1f1b.json" > "$OUT/llama2-7b.json" 2> "$OUT/llama2-7b.err"
+echo "mmoc rc=$?" | tee -a "$OUT/summary.txt"
+tail -4 "$OUT/llama2-7b.err"
+if [[ -d .gpu/peers ]]; then
+  echo "== peer: torch pipelining 1F1B" | tee -a "$OUT/summary.txt"
+  (cd .gpu/peers && OUT=$OUT T=200 ./run_peers.sh "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8") > "$OUT/peer.out" 2>&1
+  tail -3 "$OUT/peer.out"
+fi
+node - "$OUT" <<'JS' | tee -a "$OUT/summary.txt"
+const fs = require('fs'), out = process.argv[2];
+const rows = [['system', 'tokens/s', 'step s', 'peak GiB/GPU (reserved)', 'peak GiB/GPU (allocated)', 'MFU']];
+try {
+  const m = JSON.parse(fs.readFileSync(out + '/llama2-7b.json', 'utf8'));
+  const g = (b) => (b / 2 ** 30).toFixed(2);
+  rows.push(['mmoc 1f1b', m.tokens_per_s.toFixed(0), m.step_s_median.toFixed(3), m.peak_bytes.map(g).join('/'), m.peak_allocated_bytes.map(g).join('/'), m.mfu === null ? '-' : (m.mfu * 100).toFixed(1) + '%']);
+} catch (e) { rows.push(['mmoc 1f1b', 'failed', '', '', '', '']); }
+try {
+  for (const l of fs.readFileSync(out + '/peers.jsonl', 'utf8').trim().split('\n')) {
+    const p = JSON.parse(l);
+    rows.push([p.peer, String(p.tokens_per_s), String(p.step_s), '-', String(p.peak_gib), '-']);
+  }
+} catch (e) { rows.push(['peer', 'not run', '', '', '', '']); }
+for (const r of rows) console.log('| ' + r.join(' | ') + ' |');
+JS
