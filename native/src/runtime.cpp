@@ -2,6 +2,12 @@
 // c10d point-to-point transfers between pipeline stages, global gradient-norm clipping, AdamW,
 // the learning-rate schedule, per-instruction timing and progress.
 #include "model.h"
+#if defined(MMOC_CUDA_KERNELS) && MMOC_CUDA_KERNELS && MMOC_HAS_CUDA
+#include "adamw_cuda.h"
+#define MMOC_HAS_CUDA_ADAMW 1
+#else
+#define MMOC_HAS_CUDA_ADAMW 0
+#endif
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -14,6 +20,11 @@ namespace mmoc {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+bool envOn(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
 
 double nowUs() {
   return std::chrono::duration<double, std::micro>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -102,8 +113,9 @@ struct Rank {
   std::set<int> earlyLayers;       // layers whose update may be issued early
   std::map<int, bool> earlyDone;   // layer -> issued early in this step
   at::Tensor stepT;                // AdamW step count for the fused kernel, once per step
+  bool useCudaAdamw = !envOn("MMOC_NO_CUDA_ADAMW");  // the project's multi-tensor kernel (if built)
 #if MMOC_HAS_CUDA
-  c10::optional<c10::cuda::CUDAStream> optStream;
+  std::optional<c10::cuda::CUDAStream> optStream;
   std::map<int, at::cuda::CUDAEvent> earlyEv;
 #endif
 
@@ -523,6 +535,43 @@ struct Rank {
     const double lr = lrAt(step);
     const int t = step + 1;
     const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+#if MMOC_HAS_CUDA_ADAMW
+    if (cuda && useCudaAdamw) {
+      // one launch per layer (up to kAdamWMaxChunks tensors each): gradients read in their own dtype,
+      // the bf16 weights written in the same pass
+      std::vector<AdamWChunk> chunks;
+      std::vector<at::Tensor> keep;
+      bool bf16 = false, first = true;
+      for (auto& p : it->second) {
+        auto g = p.grad();
+        if (!g.defined()) continue;
+        if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
+        if (!g.is_contiguous()) g = g.contiguous(), keep.push_back(g);
+        const bool gb = g.scalar_type() == at::kBFloat16;
+        MMOC_CHECK(gb || g.scalar_type() == at::kFloat, "CUDA AdamW: gradient dtype " << g.scalar_type());
+        MMOC_CHECK(p.master.is_contiguous() && p.m.is_contiguous() && p.v.is_contiguous() && p.master.scalar_type() == at::kFloat,
+                   "CUDA AdamW: fp32 contiguous master and states expected");
+        if (first) bf16 = gb, first = false;
+        MMOC_CHECK(gb == bf16, "CUDA AdamW: mixed gradient dtypes in one layer");
+        void* w = nullptr;
+        if (model->mixed) {
+          MMOC_CHECK(p.w.is_contiguous() && p.w.scalar_type() == at::kBFloat16, "CUDA AdamW: bf16 contiguous weights expected");
+          w = p.w.data_ptr();
+        }
+        chunks.push_back({p.master.data_ptr<float>(), p.m.data_ptr<float>(), p.v.data_ptr<float>(), g.data_ptr(), w,
+                          p.master.numel(), static_cast<float>(p.master.dim() >= 2 ? o.weightDecay : 0.0)});
+      }
+      auto stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
+      for (size_t i = 0; i < chunks.size(); i += kAdamWMaxChunks) {
+        const int n = static_cast<int>(std::min<size_t>(kAdamWMaxChunks, chunks.size() - i));
+        const char* err = adamwCudaLaunch(chunks.data() + i, n, bf16, static_cast<float>(lr), static_cast<float>(o.beta1),
+                                          static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(bc1),
+                                          static_cast<float>(bc2), static_cast<float>(clipCoef), stream);
+        MMOC_CHECK(!err, "CUDA AdamW launch: " << err);
+      }
+      return;  // `keep` (contiguous copies) go back to this stream's pool: reused only after the kernel
+    }
+#endif
 #if MMOC_HAS_FUSED_ADAMW
     if (cuda) {
       std::vector<at::Tensor> ps[2], gs[2], ms[2], vs[2], steps[2];
