@@ -12,12 +12,12 @@ export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:Tr
 export MMOC_FROM_SOURCE=1
 nvidia-smi --query-gpu=index,name,memory.total,memory.used,clocks.sm --format=csv > "$OUT/nvidia-smi.csv" 2>&1
 echo "== build" | tee "$OUT/summary.txt"
-s=$(date +%s); npm run build:native -- --force > "$OUT/build.log" 2>&1; brc=$?
+s=$(date +%s); node scripts/build-native.mjs --force > "$OUT/build.log" 2>&1; brc=$?
 echo "build rc=$brc in $(( $(date +%s) - s )) s" | tee -a "$OUT/summary.txt"
 if [[ $brc -ne 0 ]]; then
   grep -nE "error" "$OUT/build.log" | head -30
   echo "build failed: again without the CUDA kernels" | tee -a "$OUT/summary.txt"
-  MMOC_NO_CUDA_KERNELS=1 npm run build:native -- --force > "$OUT/build2.log" 2>&1 || { grep -nE "error" "$OUT/build2.log" | head -30; exit 1; }
+  MMOC_NO_CUDA_KERNELS=1 node scripts/build-native.mjs --force > "$OUT/build2.log" 2>&1 || { grep -nE "error" "$OUT/build2.log" | head -30; exit 1; }
 fi
 grep -E "mmoc:" "$OUT/build.log" "$OUT/build2.log" 2>/dev/null | tee -a "$OUT/summary.txt"
 echo "== tiny fp32 on 2 GPUs: early update vs at the instruction" | tee -a "$OUT/summary.txt"
