@@ -143,6 +143,22 @@ export interface LowerOptions {
    *  stage's end-of-step work (offloads, all-reduces, optimizer steps, uploads) in at most 4
    *  chunks of layers. */
   coarse?: boolean;
+  /** Build the tasks into a machine graph kept from the previous call with the same profile,
+   *  device count and cap (cleared first): for callers that are done with the previous result
+   *  (the search). */
+  reuseGraph?: boolean;
+}
+
+const machineCache = new WeakMap<HardwareProfile, Map<string, { graph: SimGraph; machine: Machine }>>();
+function machineFor(profile: HardwareProfile, gpus: number, cap: number | undefined, reuse: boolean): { graph: SimGraph; machine: Machine } {
+  if (!reuse) { const graph = new SimGraph(); return { graph, machine: buildMachine(graph, profile, { gpus, gpuMemoryBytes: cap }) }; }
+  let m = machineCache.get(profile);
+  if (!m) { m = new Map(); machineCache.set(profile, m); }
+  const key = `${gpus}|${cap}`;
+  let e = m.get(key);
+  if (!e) { const graph = new SimGraph(); e = { graph, machine: buildMachine(graph, profile, { gpus, gpuMemoryBytes: cap }) }; m.set(key, e); }
+  else e.graph.clearTasks();
+  return e;
 }
 
 /** Memory-model overhead per device from the profile: context + communicator buffers. */
@@ -175,8 +191,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (gi >= profile.gpus.count) throw new InputError(`layout.rankDevice: device ${gi} is not in hardware profile ${profile.id} (${profile.gpus.count} ${isCpu ? 'CPU ranks' : 'GPUs'})`);
     maxGpu = Math.max(maxGpu, gi);
   }
-  const g = new SimGraph();
-  const machine = buildMachine(g, profile, { gpus: maxGpu + 1, gpuMemoryBytes: plan.job.gpuMemCapBytes ?? undefined });
+  const { graph: g, machine } = machineFor(profile, maxGpu + 1, plan.job.gpuMemCapBytes ?? undefined, !!opts.reuseGraph);
   const times = layerTimes(inv, profile);
   const B = bytesPerParam(plan.precision, plan.optimizer.name);
   const together = headHasEmbedding(layout.stages);

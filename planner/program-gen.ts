@@ -37,6 +37,9 @@ export interface GenInput {
   diskBuffers: number;
   gradClip: boolean;
   delayedUpdate: boolean;
+  /** Generate the programs of only the first `replicas` data-parallel replicas (default all; the
+   *  search lowers one replica of a symmetric plan). */
+  replicas?: number;
 }
 
 /** Disk groups staged in host memory at once for `paths` paths of `concurrency` transfers. */
@@ -50,7 +53,8 @@ export function generateProgram(g: GenInput): Program {
   const together = headHasEmbedding(layout.stages);
   const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy[i]!, together));
   const ranks: Instr[][] = [];
-  for (let rep = 0; rep < D; rep++) {
+  const reps = Math.max(1, Math.min(D, g.replicas ?? D));
+  for (let rep = 0; rep < reps; rep++) {
     for (let pr = 0; pr < N; pr++) {
       ranks.push(rankProgram(g, place, pr, rep * N, K, M));
     }

@@ -7,12 +7,12 @@
 // only those that fit are lowered and simulated. A plan over the cap is never emitted.
 import type { HardwareProfile } from '../sim/index.ts';
 import type { ModelConfig } from './model-config.ts';
-import type { Fractions, OptimizerSettings, Plan, Precision, ScheduleName, StagePolicy } from './plan-types.ts';
+import { PLAN_VERSION, type Fractions, type Layout, type OptimizerSettings, type Plan, type Precision, type ScheduleName, type StagePolicy } from './plan-types.ts';
 import { getInventory, type Inventory } from './inventory.ts';
 import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
 import { layerTimes, phaseEnds, pipelinePeriod, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
-import { diskBuffersFor } from './program-gen.ts';
+import { diskBuffersFor, generateProgram } from './program-gen.ts';
 import { InputError } from './errors.ts';
 
 export interface SearchInput {
@@ -325,8 +325,30 @@ export function search(input: SearchInput): SearchResult {
       job: jobOf(c.lay, input.gpuMemCapBytes), schedule: c.lay.schedule, stageLayers: c.lay.stageLayers,
       pipelineRanks: c.lay.N, dataParallel: c.lay.D, rankDevice,
       policy: Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % c.lay.N]!, c.lay.recompute, c.tier, c.prefetch, c.lay.D)),
-      diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq),
+      diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq)
     });
+  };
+  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program'] } | null = null;
+  // The plan the search simulates: buildPlan's, with the programs of only the replicas lowered.
+  const searchPlanOf = (c: Cand, replicas: number, M: number): Plan => {
+    const N = c.lay.N, D = c.lay.D, K = N * c.lay.v;
+    const rankDevice = isCpu ? Array.from({ length: N * D }, () => -1) : c.mapping.order.slice(0, N * D);
+    const policy = Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D));
+    const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages: c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]], rank: i % N })), rankDevice };
+    const optimizer = { ...baseOpt, delayedUpdate: c.delayed };
+    // Candidates that differ only in the mapping (consecutive in the search) share the program.
+    const last = lastProg;
+    const program = last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
+      && last.delayed === c.delayed && last.M === M && last.replicas === replicas ? last.program : generateProgram({
+      inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
+      diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
+      delayedUpdate: c.delayed, replicas,
+    });
+    if (program !== last?.program) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program };
+    return {
+      version: PLAN_VERSION, hardware: profile.id, model, precision, optimizer, job: { ...jobOf(c.lay, input.gpuMemCapBytes), microBatches: M }, layout,
+      schedule: c.lay.schedule, policy: { stages: policy, diskPaths, diskConcurrency: diskConc }, program,
+    };
   };
   const summary = (c: Cand, step_s: number, tokens_per_s: number, bottleneck?: string): CandidateSummary => ({
     schedule: c.lay.schedule, pipelineRanks: c.lay.N, dataParallel: c.lay.D, virtualStages: c.lay.v, microBatchSize: c.lay.mbs,
@@ -342,7 +364,7 @@ export function search(input: SearchInput): SearchResult {
   const simulateCandidate = (c: Cand): number => {
     const inv = getInventory(model, precision, c.lay.mbs, input.seq);
     const rankDevice = isCpu ? Array.from({ length: c.lay.N * c.lay.D }, () => -1) : c.mapping.order.slice(0, c.lay.N * c.lay.D);
-    return estimateStep((M) => planOf({ ...c, lay: { ...c.lay, M } }), profile, {
+    return estimateStep((M) => searchPlanOf(c, 1, M), profile, {
       N: c.lay.N, D: c.lay.D, v: c.lay.v, M: c.lay.M, delayed: c.delayed, rankDevice, memory: c.mem, inventory: inv,
     });
   };
@@ -444,7 +466,7 @@ export function estimateStep(
 ): number {
   const prof = o.D > 1 ? replicaProfile(profile, o.rankDevice, o.N, o.D) : profile;
   const run = (p: Plan) => {
-    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false, meta: false });
+    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false, meta: false, reuseGraph: true });
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;

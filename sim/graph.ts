@@ -334,6 +334,28 @@ export class SimGraph {
     return t;
   }
 
+  /** Removes every task (with its dependencies, memory effects, buffers and named events), keeping
+   *  the devices, resources and links: a caller that simulates many graphs on one machine builds
+   *  the machine once and refills it. */
+  clearTasks(): void {
+    this.n = 0;
+    this.tName.length = 0;
+    this.linkList.n = 0;
+    this.edgeFrom.n = 0;
+    this.edgeTo.n = 0;
+    this.memKind.n = 0;
+    this.memAt.n = 0;
+    this.memBuf.n = 0;
+    this.memBytes.n = 0;
+    this.memClass.n = 0;
+    this.bufName.length = 0;
+    this.bufDevice.length = 0;
+    this.bufIds = [];
+    this.waits = [];
+    this.signals.clear();
+    this.version++;
+  }
+
   /** `after` may start only once `before` has ended. */
   dep(before: TaskId, after: TaskId): void {
     this.edgeFrom.push(before);
