@@ -20,19 +20,31 @@ if [[ $brc -ne 0 ]]; then
   MMOC_NO_CUDA_KERNELS=1 node scripts/build-native.mjs --force > "$OUT/build2.log" 2>&1 || { grep -nE "error" "$OUT/build2.log" | head -30; exit 1; }
 fi
 grep -E "mmoc:" "$OUT/build.log" "$OUT/build2.log" 2>/dev/null | tee -a "$OUT/summary.txt"
+if [[ " $* " != *" --no-tiny "* ]]; then
 echo "== tiny fp32 on 2 GPUs: early update vs at the instruction" | tee -a "$OUT/summary.txt"
 # early: early update + the project's CUDA AdamW; late: update at the instruction + torch's fused AdamW
-for v in early late; do
+for v in early late; do  # (--no-tiny skips this)
   if [[ $v == late ]]; then export MMOC_NO_EARLY_UPDATE=1 MMOC_NO_CUDA_ADAMW=1; fi
   timeout 120 node bin/mmoc.js execute bench/gpu/plan-tiny-cuda-2r-fp32.json --json > "$OUT/tiny-$v.json" 2> "$OUT/tiny-$v.err"
   echo "$v rc=$? losses=$(node -e 'try{const r=require(require("path").resolve(process.argv[1]));console.log(r.losses.map(x=>x.toPrecision(9)).join(" "))}catch(e){console.log("-")}' "$OUT/tiny-$v.json")" | tee -a "$OUT/summary.txt"
   tail -2 "$OUT/tiny-$v.err"
 done
 unset MMOC_NO_EARLY_UPDATE MMOC_NO_CUDA_ADAMW
-echo "== LLaMA-2-7B, 2 GPUs, 1F1B, 8 x 1024 tokens" | tee -a "$OUT/summary.txt"
-timeout 200 node bin/mmoc.js execute bench/gpu/plan-llama2-7b-1f1b.json --steps 8 --json --trace "$OUT/measured-llama2-7b-1f1b.json" > "$OUT/llama2-7b.json" 2> "$OUT/llama2-7b.err"
-echo "mmoc rc=$?" | tee -a "$OUT/summary.txt"
-tail -4 "$OUT/llama2-7b.err"
+fi
+# variants: default (early update on the first stage + CUDA AdamW), noearly (CUDA AdamW at the
+# instructions), torchadam (neither: torch's fused AdamW at the instructions, the v2 executor)
+for v in ${VARIANTS:-default noearly torchadam}; do
+  echo "== LLaMA-2-7B, 2 GPUs, 1F1B, 8 x 1024 tokens: $v" | tee -a "$OUT/summary.txt"
+  case $v in
+    noearly) e="MMOC_NO_EARLY_UPDATE=1" ;;
+    torchadam) e="MMOC_NO_EARLY_UPDATE=1 MMOC_NO_CUDA_ADAMW=1" ;;
+    earlyall) e="MMOC_EARLY_UPDATE_ALL=1" ;;
+    *) e="" ;;
+  esac
+  env $e timeout 200 node bin/mmoc.js execute bench/gpu/plan-llama2-7b-1f1b.json --steps 8 --json --trace "$OUT/measured-llama2-7b-1f1b-$v.json" > "$OUT/llama2-7b-$v.json" 2> "$OUT/llama2-7b-$v.err"
+  echo "mmoc $v rc=$?" | tee -a "$OUT/summary.txt"
+  tail -2 "$OUT/llama2-7b-$v.err"
+done
 if [[ -d .gpu/peers ]]; then
   echo "== peer: torch pipelining 1F1B" | tee -a "$OUT/summary.txt"
   (cd .gpu/peers && OUT=$OUT T=200 ./run_peers.sh "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8") > "$OUT/peer.out" 2>&1
@@ -41,11 +53,14 @@ fi
 node - "$OUT" <<'JS' | tee -a "$OUT/summary.txt"
 const fs = require('fs'), out = process.argv[2];
 const rows = [['system', 'tokens/s', 'step s', 'peak GiB/GPU (reserved)', 'peak GiB/GPU (allocated)', 'MFU']];
-try {
-  const m = JSON.parse(fs.readFileSync(out + '/llama2-7b.json', 'utf8'));
-  const g = (b) => (b / 2 ** 30).toFixed(2);
-  rows.push(['mmoc 1f1b', m.tokens_per_s.toFixed(0), m.step_s_median.toFixed(3), m.peak_bytes.map(g).join('/'), m.peak_allocated_bytes.map(g).join('/'), m.mfu === null ? '-' : (m.mfu * 100).toFixed(1) + '%']);
-} catch (e) { rows.push(['mmoc 1f1b', 'failed', '', '', '', '']); }
+for (const f of fs.readdirSync(out).filter((f) => /^llama2-7b-.*\.json$/.test(f))) {
+  const name = 'mmoc 1f1b ' + f.slice(10, -5);
+  try {
+    const m = JSON.parse(fs.readFileSync(out + '/' + f, 'utf8'));
+    const g = (b) => (b / 2 ** 30).toFixed(2);
+    rows.push([name, m.tokens_per_s.toFixed(0), m.step_s_median.toFixed(3), m.peak_bytes.map(g).join('/'), m.peak_allocated_bytes.map(g).join('/'), m.mfu === null ? '-' : (m.mfu * 100).toFixed(1) + '%']);
+  } catch (e) { rows.push([name, 'failed', '', '', '', '']); }
+}
 try {
   for (const l of fs.readFileSync(out + '/peers.jsonl', 'utf8').trim().split('\n')) {
     const p = JSON.parse(l);

@@ -200,9 +200,18 @@ struct Rank {
       }
     }
     const int L = cfg.model.layers;
+    const bool all = envOn("MMOC_EARLY_UPDATE_ALL");
     for (auto& kv : lastBwdPc) {
       const auto& st = stage(kv.first);
       bool ok = true;
+      // a stage whose last backward sends its input gradient to another rank keeps its updates at
+      // the instructions (after the send): updates overlapping that backward would delay the
+      // gradient the previous stage waits for (measured on 2x H200: the pipeline slows down)
+      if (!all)
+        for (int pc = kv.second + 1; pc < static_cast<int>(prog.size()) && ok; ++pc)
+          if (prog[pc].op == OP_SEND_GRAD && prog[pc].stage == kv.first && prog[pc].mb == lastBwdMb[kv.first] &&
+              prog[pc].peer != cfg.rank)
+            ok = false;
       for (int l = std::max(st.lo, 1); l < std::min(st.hi, L + 1) && ok; ++l) {
         bool found = false;
         for (int pc = kv.second + 1; pc < static_cast<int>(prog.size()) && !found; ++pc)
