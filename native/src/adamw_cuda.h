@@ -15,6 +15,7 @@ struct AdamWChunk {
   void* w;         // bf16 weight copy to write, or nullptr
   int64_t n;
   float wd;        // weight decay of this tensor (0 for norms)
+  int vec = 0;     // set by the launcher: 16-byte aligned, 4-wide loads
 };
 constexpr int kAdamWMaxChunks = 8;
 /** Launches the update of up to kAdamWMaxChunks tensors on `stream` (a cudaStream_t). Returns
