@@ -108,10 +108,22 @@ function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
 const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
 /** Search runs need no per-task metadata (it feeds traces): one shared, scribbled-on object. */
 function sharedMetaOf(): TaskMeta { return SHARED_META; }
-/** A barrier's dependencies: every task of the rank that is not on an in-order stream after it
- *  (all of them; cheap enough, and exact). */
-function tails(all: readonly number[]): readonly number[] {
-  return all;
+/** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
+ *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
+let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
+function tails(g: SimGraph, all: readonly number[]): number[] {
+  const R = g.resourceCount;
+  if (lastOnRes.length < R) { lastOnRes = new Int32Array(2 * R); isStream = new Uint8Array(2 * R); }
+  lastOnRes.fill(-1, 0, R);
+  for (let r = 0; r < R; r++) isStream[r] = g.resourceKind(r) === 'stream' ? 1 : 0;
+  const out: number[] = [];
+  const tRes = g.tRes;
+  for (let i = 0; i < all.length; i++) {
+    const t = all[i]!, r = tRes[t]!;
+    if (r >= 0 && isStream[r]) lastOnRes[r] = t; else out.push(t);
+  }
+  for (let r = 0; r < R; r++) if (lastOnRes[r]! >= 0) out.push(lastOnRes[r]!);
+  return out;
 }
 
 export interface Lowered {
@@ -233,6 +245,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const barriers: TaskId[] = [];
 
   const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
+  // Per-rank scratch (refilled for each rank).
+  const perLayerA = new Int32Array(nL), perLayerB = new Int32Array(nL), perLayerC = new Int32Array(nL);
+  const perMbA = new Int32Array(M * K), perMbB = new Int32Array(M * K);
+  const grpKeys = coarse ? new Int32Array(4 * 2 * K * 4 * 2) : null;
   for (let r = 0; r < lowered; r++) {
     const pr = r % N, rep = Math.floor(r / N);
     const gpu = machine.gpus[rankGpu[r]!]!;
@@ -260,20 +276,20 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     let lastBackward = -1 as TaskId;
     let lastCompute = -1 as TaskId;
     const pendingRecv: number[] = []; // pair keys awaiting their consumer
-    const reloads = new Int32Array(M * K).fill(-1); // by mb * K + stage
-    const offActs = new Int32Array(M * K).fill(-1);
+    const reloads = perMbA.fill(-1); // by mb * K + stage
+    const offActs = perMbB.fill(-1);
     // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
     let pendingFetch: { layer: number; task: TaskId; bytes: number; slots: number; meta: TaskMeta }[] = [];
     const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
     const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
     const fetchSlots: number[] = [];
-    const lastGradOffload = new Int32Array(nL).fill(-1); // by layer
+    const lastGradOffload = perLayerA.fill(-1); // by layer
     let offBytes = 0;
     let lastHostGradOff = -1 as TaskId;
     const offActList: TaskId[] = [];
     const offLayers: number[] = [];
-    const cpuStep = new Int32Array(nL).fill(-1);
-    const diskReadOf = new Int32Array(nL).fill(-1);
+    const cpuStep = perLayerB.fill(-1);
+    const diskReadOf = perLayerC.fill(-1);
     let lastDiskWrite = -1 as TaskId;
     const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
     // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
@@ -282,8 +298,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const grpAmt: number[] = [], grpTask: number[] = [];
     if (coarse) {
       grpOf = new Int32Array(prog.length).fill(-1);
-      const keys = new Map<number, number>();
-      const OPC: Record<string, number> = { offload_grads: 0, allreduce_grads: 1, optimizer_step: 2, upload_params: 3 };
+      const keys = grpKeys!.fill(-1);
       let phase = 0;
       for (let pc = 0; pc < prog.length; pc++) {
         const x = prog[pc]!;
@@ -293,9 +308,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
         if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
         if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
         const G = Math.ceil(pl.layers.length / 4);
-        const key = ((((OPC[x.op]! * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
-        let gi = keys.get(key);
-        if (gi === undefined) { gi = grpAmt.length; keys.set(key, gi); grpAmt.push(0); grpTask.push(-1); }
+        const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
+        const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
+        let gi = keys[key]!;
+        if (gi < 0) { gi = grpAmt.length; keys[key] = gi; grpAmt.push(0); grpTask.push(-1); }
         grpOf[pc] = gi;
         const n = pl.params[i]!;
         grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
@@ -515,7 +531,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           break;
         }
         case 'barrier': {
-          t = g.task(spec(undefined, 0, 0, undefined, tails(all), undefined, meta));
+          t = g.task(spec(undefined, 0, 0, undefined, tails(g, all), undefined, meta));
           barriers.push(t);
           break;
         }

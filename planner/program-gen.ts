@@ -40,6 +40,17 @@ export interface GenInput {
   /** Generate the programs of only the first `replicas` data-parallel replicas (default all; the
    *  search lowers one replica of a symmetric plan). */
   replicas?: number;
+  /** Every instruction with the same fields in the same order (absent ones undefined): one object
+   *  shape, so that the search's lowering reads them monomorphically; and no release_params (the
+   *  lowering paces fetches by slots, not by releases). Only for programs the search lowers and
+   *  drops: a plan that is written out or executed needs the regular form. */
+  uniform?: boolean;
+}
+
+/** An instruction with every field of every op, absent ones undefined (one hidden class). */
+function uniformInstr(x: Instr): Instr {
+  const a = x as { op: Instr['op']; mb?: number; stage?: number; peer?: number; layer?: number; tier?: 'gpu' | 'cpu'; fraction?: number; path?: number };
+  return { op: a.op, mb: a.mb, stage: a.stage, peer: a.peer, layer: a.layer, tier: a.tier, fraction: a.fraction, path: a.path } as unknown as Instr;
 }
 
 /** Disk groups staged in host memory at once for `paths` paths of `concurrency` transfers. */
@@ -65,7 +76,8 @@ export function generateProgram(g: GenInput): Program {
 function rankProgram(g: GenInput, place: StagePlacement[], pr: number, base: number, K: number, M: number): Instr[] {
   const { layout, policy } = g;
   const D = layout.dataParallel;
-  const out: Instr[] = [];
+  const list: Instr[] = [];
+  const out = g.uniform ? { push: (x: Instr) => list.push(uniformInstr(x)) } : list;
   const passes = schedulePasses(g.schedule, layout.pipelineRanks, layout.virtualStages, M, pr);
   const peer = (stage: number) => base + layout.stages[stage]!.rank;
   const myStages: number[] = [];
@@ -140,7 +152,7 @@ function rankProgram(g: GenInput, place: StagePlacement[], pr: number, base: num
       if (s > 0) out.push({ op: 'recv_act', mb: p.mb, stage: s, peer: peer(s - 1) });
       for (const l of st) out.push({ op: 'fetch_params', layer: l });
       out.push({ op: 'forward', mb: p.mb, stage: s });
-      for (const l of st) out.push({ op: 'release_params', layer: l });
+      if (!g.uniform) for (const l of st) out.push({ op: 'release_params', layer: l });
       if (offAct) out.push({ op: 'offload_act', mb: p.mb, stage: s });
       if (s < g.layout.stages.length - 1) out.push({ op: 'send_act', mb: p.mb, stage: s, peer: peer(s + 1) });
     } else {
@@ -149,7 +161,7 @@ function rankProgram(g: GenInput, place: StagePlacement[], pr: number, base: num
       const order = pol.recompute ? [...st, ...[...st].reverse()] : [...st].reverse();
       for (const l of order) out.push({ op: 'fetch_params', layer: l });
       out.push({ op: 'backward', mb: p.mb, stage: s });
-      for (const l of order) out.push({ op: 'release_params', layer: l });
+      if (!g.uniform) for (const l of order) out.push({ op: 'release_params', layer: l });
       for (let i = pl.layers.length - 1; i >= 0; i--) if (!pl.gradsResident[i]) out.push({ op: 'offload_grads', layer: pl.layers[i]! });
       if (s > 0) out.push({ op: 'send_grad', mb: p.mb, stage: s, peer: peer(s - 1) });
       const left = remaining.get(s)! - 1;
@@ -174,5 +186,5 @@ function rankProgram(g: GenInput, place: StagePlacement[], pr: number, base: num
     }
   }
   out.push({ op: 'barrier' });
-  return out;
+  return list;
 }

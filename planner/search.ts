@@ -342,7 +342,7 @@ export function search(input: SearchInput): SearchResult {
       && last.delayed === c.delayed && last.M === M && last.replicas === replicas ? last.program : generateProgram({
       inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
       diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
-      delayedUpdate: c.delayed, replicas,
+      delayedUpdate: c.delayed, replicas, uniform: true,
     });
     if (program !== last?.program) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program };
     return {
