@@ -150,7 +150,7 @@ export interface LowerOptions {
    *  one replica of a symmetric data-parallel plan on a profile whose shared resources are
    *  scaled to that replica's share (replicaProfile). */
   replicas?: number;
-  /** Search fidelity: streamed layers of a pass are fetched and computed in at most 4 chunks,
+  /** Search fidelity: streamed layers of a pass are fetched and computed in at most 2 chunks,
    *  consecutive per-micro-batch gradient offloads of a backward move as one transfer, and a
    *  stage's end-of-step work (offloads, all-reduces, optimizer steps, uploads) in at most 4
    *  chunks of layers. */
@@ -353,18 +353,18 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             let fetches = pendingFetch;
             pendingFetch = [];
             if (coarse) {
-              // At most 4 chunks of consecutive layers; slots counted in chunks.
-              const G = Math.ceil(fetches.length / 4);
+              // At most 2 chunks of consecutive layers; slots counted in chunks.
+              const G = Math.ceil(fetches.length / 2);
               const chunks: typeof fetches = [];
               for (let c = 0; c < fetches.length; c += G) {
-                const part = fetches.slice(c, c + G);
+                const head = fetches[c]!;
                 let bytes = 0;
-                for (const f of part) bytes += f.bytes;
-                const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, part[0]!.meta));
+                for (let j = c, e = Math.min(fetches.length, c + G); j < e; j++) bytes += fetches[j]!.bytes;
+                const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, head.meta));
                 all.push(ft);
                 fetchTasks.push(ft);
-                fetchSlots.push(Math.max(1, Math.ceil(part[0]!.slots / G)));
-                chunks.push({ ...part[0]!, task: ft, bytes });
+                fetchSlots.push(Math.max(1, Math.ceil(head.slots / G)));
+                chunks.push({ layer: head.layer, task: ft, bytes, slots: head.slots, meta: head.meta });
               }
               fetches = chunks;
             }
