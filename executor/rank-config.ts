@@ -36,7 +36,6 @@ export function worldSize(plan: Plan): number {
 
 export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankConfig {
   if (plan.optimizer.name !== 'adamw') throw new InputError(`optimizer.name: "${plan.optimizer.name}": the executor runs AdamW for now`);
-  if (plan.optimizer.delayedUpdate) throw new InputError('optimizer.delayedUpdate needs the offload engine (issue 6)');
   const m = plan.model;
   const dev = opts.device ?? (() => {
     const d = plan.layout.rankDevice[rv.rank];

@@ -13,6 +13,7 @@ struct Param {
   at::Tensor w;       // compute-precision leaf (requires grad)
   at::Tensor master;  // fp32 master copy (bf16-mixed only; else == w)
   at::Tensor m, v;    // AdamW states (fp32), created on first optimizer step
+  int rankForDecay = -1;  // a flat view of a tensor: the tensor's rank (weight decay on rank >= 2)
   at::Tensor acc;     // weight gradient accumulated by the GEMM itself (LinearAccum), else undefined
   /** The accumulated gradient of this parameter (undefined before its first backward). */
   at::Tensor grad() const { return acc.defined() ? acc : w.grad(); }

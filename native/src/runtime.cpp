@@ -26,6 +26,38 @@ bool envOn(const char* name) {
   return v && *v && std::string(v) != "0";
 }
 
+inline float toF(float x) { return x; }
+inline float toF(c10::BFloat16 x) { return static_cast<float>(x); }
+inline float toF(c10::Half x) { return static_cast<float>(x); }
+
+/** CPU AdamW over n elements: fp32 master p, m, v; the gradient in its own dtype G (bf16 converted
+ *  inside the loop, no fp32 gradient pass); when W is not void the compute-precision weights are
+ *  written in the same pass. Threads over tiles (at::parallel_for: OpenMP in libtorch), SIMD inside
+ *  a tile. Same arithmetic as the on-device plain path (sqrt(v / bc2), addcdiv by -lr / bc1). */
+template <class G, class W>
+void cpuAdamW(float* p, float* m, float* v, const G* g, W* w, int64_t n, float lr, float b1, float b2, float eps,
+              float bc1, float bc2, float wd, float gs) {
+  const float decay = 1.0f - lr * wd, stepSize = -lr / bc1, c1 = 1.0f - b1, c2 = 1.0f - b2;
+  constexpr int64_t kTile = 4096;
+  const bool write = w != nullptr;  // loop-invariant: the compiler unswitches it
+  at::parallel_for(0, (n + kTile - 1) / kTile, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t a = t * kTile, b = std::min(n, a + kTile);
+#pragma omp simd
+      for (int64_t i = a; i < b; ++i) {
+        const float gi = toF(g[i]) * gs;
+        float pi = p[i];
+        if (wd != 0.0f) pi *= decay;
+        const float mi = m[i] * b1 + gi * c1;
+        const float vi = v[i] * b2 + gi * gi * c2;
+        pi += stepSize * (mi / (std::sqrt(vi / bc2) + eps));
+        p[i] = pi, m[i] = mi, v[i] = vi;
+        if (write) w[i] = static_cast<W>(pi);
+      }
+    }
+  });
+}
+
 double nowUs() {
   return std::chrono::duration<double, std::micro>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -113,6 +145,20 @@ struct Rank {
   std::set<int> earlyLayers;       // layers whose update may be issued early
   std::map<int, bool> earlyDone;   // layer -> issued early in this step
   at::Tensor stepT;                // AdamW step count for the fused kernel, once per step
+
+  // Offload engine (issue 6): a layer's parameters as one flat sequence (its tensors in order);
+  // elements [0, start) are updated on the device, [start, n) on the host from a host group:
+  // fp32 master, m, v, the gradient in compute precision, and the updated compute-precision weights.
+  struct HostGroup {
+    int64_t n = 0, start = 0;
+    at::Tensor master, m, v, grad, wout;
+    int updates = 0, gradStep = -1;
+    bool gradValid = false, accumulate = false;
+    double clipAtGrad = 1.0;
+  };
+  std::map<int, HostGroup> host;
+  std::map<int, int64_t> hostStart;  // layer -> first host element (from the program's cpu optimizer_step)
+  std::map<int, int> offloadsPerStep;
   bool useCudaAdamw = !envOn("MMOC_NO_CUDA_ADAMW");  // the project's multi-tensor kernel (if built)
 #if MMOC_HAS_CUDA
   std::optional<c10::cuda::CUDAStream> optStream;
@@ -180,7 +226,122 @@ struct Rank {
         c->allreduceSum(x)->wait();
       }
     }
+    planOffload();
     planEarlyUpdate();
+  }
+
+  int64_t layerNumel(int layer) const {
+    int64_t n = 0;
+    for (auto& p : model->layers.at(layer)) n += p.w.numel();
+    return n;
+  }
+
+  void planOffload() {
+    for (const auto& in : cfg.program) {
+      if (in.op == OP_OFFLOAD_GRADS) offloadsPerStep[in.layer]++;
+      if (in.op == OP_OPTIMIZER_STEP && in.tier == 1) {
+        MMOC_CHECK(model->layers.count(in.layer), "optimizer_step of layer " << in.layer << ", which this rank does not hold");
+        const int64_t n = layerNumel(in.layer);
+        hostStart[in.layer] = n - std::llround(in.fraction * static_cast<double>(n));
+      }
+    }
+  }
+
+  /** Calls fn(param, offset in the param, length, offset in the layer) for the layer's elements [a, b). */
+  template <class F>
+  void segments(int layer, int64_t a, int64_t b, F fn) {
+    int64_t off = 0;
+    for (auto& p : model->layers.at(layer)) {
+      const int64_t k = p.w.numel();
+      const int64_t lo = std::max(a, off), hi = std::min(b, off + k);
+      if (lo < hi) fn(p, lo - off, hi - lo, lo);
+      off += k;
+    }
+  }
+
+  HostGroup& hostGroup(int layer) {
+    auto it = host.find(layer);
+    if (it != host.end()) return it->second;
+    auto hs = hostStart.find(layer);
+    MMOC_CHECK(hs != hostStart.end(), "layer " << layer << " has no optimizer_step on tier cpu in the program");
+    HostGroup g;
+    g.n = layerNumel(layer), g.start = hs->second;
+    const int64_t h = g.n - g.start;
+    auto f32 = at::TensorOptions().dtype(at::kFloat).pinned_memory(cuda);
+    g.master = at::empty({h}, f32), g.m = at::zeros({h}, f32), g.v = at::zeros({h}, f32);
+    g.grad = at::zeros({h}, f32.dtype(model->compute));
+    if (model->mixed) g.wout = at::empty({h}, f32.dtype(model->compute));
+    at::NoGradGuard ng;
+    segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+      g.master.narrow(0, pos - g.start, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
+    });
+    g.accumulate = offloadsPerStep[layer] > 1;
+    return host.emplace(layer, std::move(g)).first->second;
+  }
+
+  int64_t offloadGrads(int layer) {
+    at::NoGradGuard ng;
+    auto& g = hostGroup(layer);
+    if (g.accumulate && g.gradStep != step) g.grad.zero_();
+    segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+      auto src = p.grad();
+      auto dst = g.grad.narrow(0, pos - g.start, len);
+      if (!src.defined()) {
+        if (!g.accumulate) dst.zero_();
+        return;
+      }
+      auto s = src.reshape({-1}).narrow(0, off, len);
+      if (g.accumulate) dst.add_(s.to(at::kCPU));
+      else dst.copy_(s);
+    });
+    if (g.accumulate) {
+      MMOC_CHECK(g.start == 0, "layer " << layer << ": gradients accumulated on the host need the whole update on the host");
+      for (auto& p : model->layers.at(layer)) p.zeroGrad();  // the device buffer is free again
+    }
+    g.gradValid = true, g.gradStep = step;
+    return (g.n - g.start) * c10::elementSize(model->compute);
+  }
+
+  void hostStep(int layer) {
+    auto& g = hostGroup(layer);
+    if (!g.gradValid) return;  // delayed update in the first step: no gradients yet
+    const auto& o = cfg.optim;
+    const double lr = lrAt(g.gradStep);
+    const int t = ++g.updates;
+    const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+    const double gs = g.gradStep == step ? clipCoef : g.clipAtGrad;
+    segments(layer, g.start, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
+      const int64_t i = pos - g.start;
+      const float wd = p.w.dim() >= 2 ? static_cast<float>(o.weightDecay) : 0.0f;
+      float* pm = g.master.data_ptr<float>() + i;
+      float* pmm = g.m.data_ptr<float>() + i;
+      float* pv = g.v.data_ptr<float>() + i;
+      const auto args = std::make_tuple(static_cast<float>(lr), static_cast<float>(o.beta1), static_cast<float>(o.beta2),
+                                        static_cast<float>(o.eps), static_cast<float>(bc1), static_cast<float>(bc2), wd,
+                                        static_cast<float>(gs));
+      auto run = [&](auto* gp, auto* wp) {
+        std::apply([&](auto... a) { cpuAdamW(pm, pmm, pv, gp + i, wp ? wp + i : wp, len, a...); }, args);
+      };
+      switch (model->compute) {
+        case at::kFloat: run(g.grad.data_ptr<float>(), static_cast<float*>(nullptr)); break;
+        case at::kBFloat16:
+          if (g.wout.defined()) run(g.grad.data_ptr<c10::BFloat16>(), g.wout.data_ptr<c10::BFloat16>());
+          else run(g.grad.data_ptr<c10::BFloat16>(), static_cast<c10::BFloat16*>(nullptr));
+          break;
+        default: MMOC_FAIL("CPU AdamW: compute dtype " << model->compute << " not supported");
+      }
+    });
+    g.gradValid = false;
+  }
+
+  int64_t uploadParams(int layer) {
+    at::NoGradGuard ng;
+    auto& g = hostGroup(layer);
+    const auto& src = g.wout.defined() ? g.wout : g.master;
+    segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+      p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/false);
+    });
+    return (g.n - g.start) * c10::elementSize(model->compute);
   }
 
   void planEarlyUpdate() {
@@ -264,6 +425,11 @@ struct Rank {
       model->onLayerGrad = nullptr;
       throw;
     }
+  }
+
+  void endStep() {
+    for (auto& kv : host)
+      if (kv.second.gradStep == step) kv.second.clipAtGrad = clipCoef;
   }
 
   void beginStep() {
@@ -480,6 +646,9 @@ struct Rank {
           if (!model->copies.count(kv.first))  // a tied copy's gradient counts once, on its own rank
             for (auto& p : kv.second)
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
+        for (auto& kv : host)  // gradients accumulated on the host (the device buffers are gone)
+          if (kv.second.accumulate && kv.second.gradStep == step && !model->copies.count(kv.first))
+            sq += kv.second.grad.to(at::kFloat).pow(2).sum().to(device);
         if (world) world->allreduceSum(sq)->wait();
         // after allreduce_grads every replica holds the same gradients: count them once
         gradNorm = std::sqrt(sq.item<double>() / replicas());
@@ -487,10 +656,19 @@ struct Rank {
         return 4;
       }
       case OP_OPTIMIZER_STEP: {
-        MMOC_CHECK(in.tier == 0, "optimizer_step of layer " << in.layer
-                                     << " on tier cpu needs the offload engine (issue 6), not in this executor yet");
-        MMOC_CHECK(in.fraction >= 1.0, "optimizer_step of layer " << in.layer << " with fraction " << in.fraction
-                                           << " needs the offload engine (issue 6)");
+        if (in.tier == 1) {
+          MMOC_CHECK(!(tiedSplit && (in.layer == 0 || in.layer == lastLayer())),
+                     "optimizer_step on tier cpu of a tied layer split across ranks is not supported");
+          hostStep(in.layer);
+          return 0;
+        }
+        if (in.fraction < 1.0) {
+          auto hs = hostStart.find(in.layer);
+          MMOC_CHECK(hs != hostStart.end(), "optimizer_step of layer " << in.layer << " on the gpu with fraction " << in.fraction
+                                              << " but no cpu step for the rest");
+          adamw(in.layer, hs->second);
+          return 0;
+        }
         if (earlyDone[in.layer]) {
           // issued by the layer's gradient hook: order the compute stream after it
 #if MMOC_HAS_CUDA
@@ -522,6 +700,8 @@ struct Rank {
         return bytes;
       }
       case OP_BARRIER: waitPending(); return 0;
+      case OP_OFFLOAD_GRADS: return offloadGrads(in.layer);
+      case OP_UPLOAD_PARAMS: return uploadParams(in.layer);
       default:
         MMOC_FAIL(opName(in.op) << " needs the offload engine (issue 6), not in this executor yet");
     }
@@ -536,10 +716,34 @@ struct Rank {
     return o.lr * (o.minLrRatio + (1 - o.minLrRatio) * 0.5 * (1 + std::cos(M_PI * prog)));
   }
 
-  void adamw(int layer) {
+  /** AdamW of a layer's elements [0, end) (all when end < 0; the rest is the host's). */
+  void adamw(int layer, int64_t end = -1) {
     at::NoGradGuard ng;
-    auto it = model->layers.find(layer);
-    MMOC_CHECK(it != model->layers.end(), "optimizer_step of layer " << layer << ", which this rank does not hold");
+    auto it0 = model->layers.find(layer);
+    MMOC_CHECK(it0 != model->layers.end(), "optimizer_step of layer " << layer << ", which this rank does not hold");
+    if (end < 0) return adamwParams(layer, it0->second);
+    // views of the device part: flat narrow views share storage with the params and their states
+    std::vector<Param> views;
+    for (auto& p : it0->second)
+      if (!p.m.defined() && p.grad().defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
+    segments(layer, 0, end, [&](Param& p, int64_t off, int64_t len, int64_t) {
+      if (!p.grad().defined()) return;
+      Param q;
+      auto flat = [&](const at::Tensor& t) { return t.detach().reshape({-1}).narrow(0, off, len); };
+      q.name = p.name, q.w = flat(p.w), q.master = model->mixed ? flat(p.master) : q.w, q.m = flat(p.m), q.v = flat(p.v);
+      q.acc = flat(p.grad());
+      // weight decay follows the tensor's rank, not the view's
+      q.rankForDecay = static_cast<int>(p.w.dim());
+      views.push_back(q);
+    });
+    adamwParams(layer, views);
+  }
+
+  static bool decays(const Param& p) { return p.rankForDecay >= 0 ? p.rankForDecay >= 2 : p.master.dim() >= 2; }
+
+  void adamwParams(int layer, std::vector<Param>& params) {
+    struct It { std::vector<Param>& second; } itv{params};
+    auto* it = &itv;
     const auto& o = cfg.optim;
     const double lr = lrAt(step);
     const int t = step + 1;
@@ -568,7 +772,7 @@ struct Rank {
           w = p.w.data_ptr();
         }
         chunks.push_back({p.master.data_ptr<float>(), p.m.data_ptr<float>(), p.v.data_ptr<float>(), g.data_ptr(), w,
-                          p.master.numel(), static_cast<float>(p.master.dim() >= 2 ? o.weightDecay : 0.0)});
+                          p.master.numel(), static_cast<float>(decays(p) ? o.weightDecay : 0.0)});
       }
       auto stream = c10::cuda::getCurrentCUDAStream(device.index()).stream();
       for (size_t i = 0; i < chunks.size(); i += kAdamWMaxChunks) {
@@ -590,7 +794,7 @@ struct Rank {
         if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
         auto g = p.grad().to(at::kFloat);
         if (clipCoef != 1.0) g.mul_(clipCoef);
-        const int k = p.master.dim() >= 2 ? 0 : 1;
+        const int k = decays(p) ? 0 : 1;
         ps[k].push_back(p.master), gs[k].push_back(g), ms[k].push_back(p.m), vs[k].push_back(p.v);
         steps[k].push_back(stepT);  // read only by the kernel: one scalar tensor for all
       }
@@ -616,7 +820,7 @@ struct Rank {
       if (!p.m.defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
       auto g = p.grad().to(at::kFloat);
       if (clipCoef != 1.0) g = g * clipCoef;
-      if (o.weightDecay > 0 && p.master.dim() >= 2) p.master.mul_(1 - lr * o.weightDecay);
+      if (o.weightDecay > 0 && decays(p)) p.master.mul_(1 - lr * o.weightDecay);
       p.m.mul_(o.beta1).add_(g, 1 - o.beta1);
       p.v.mul_(o.beta2).addcmul_(g, g, 1 - o.beta2);
       auto denom = (p.v / bc2).sqrt_().add_(o.eps);
@@ -768,6 +972,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       }
       pc = static_cast<int>(cfg.program.size());
       r.finishTied();
+      r.endStep();
       r.waitPending();
       r.sync();
       if (r.lossAcc.defined()) r.stepLoss = r.lossAcc.item<double>();
