@@ -2,6 +2,9 @@
 // the optimizer update (master, m, v) on the host, in part or whole, and gradients on the host.
 // Each run must equal the resident run (fp32): the host AdamW is the same update.
 import { test } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../planner/memory.ts';
@@ -27,7 +30,7 @@ function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean
   });
   return parsePlan(JSON.parse(JSON.stringify(p)), 'plan.json');
 }
-const run = (p: Plan) => execute(p, { threads: 1, timeoutSec: 30 }, {});
+const run = (p: Plan, dataPath?: string) => execute(p, { threads: 1, timeoutSec: 30, ...(dataPath ? { dataPath } : {}) }, {});
 const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a), Math.abs(b), 1e-12);
 const ops = (p: Plan) => new Set(p.program.ranks.flat().map((i) => i.op + ('tier' in i ? ':' + i.tier : '') + ('fraction' in i && i.fraction !== undefined ? ':f' : '')));
 
@@ -49,5 +52,33 @@ test('offloaded AdamW (whole on the host; half on the device, half on the host; 
       if (clip) for (let i = 0; i < 5; i++) assert.ok(relDiff(r.grad_norms[i]!, ref.grad_norms[i]!) < 1e-6, `${name}: grad norm step ${i}`);
     }
     assert.notEqual(ref.losses[0], ref.losses[4]);
+  }
+});
+
+test('delayed update (host AdamW one step behind) matches the hand-derived delayed sequence: with the same batch every step, losses are L(W0), L(W0), L(W1), then stale gradients', { skip, timeout: 120_000 }, async () => {
+  // one step's worth of sequences (4 micro-batches x 2): every step reads the same batch
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-delayed-'));
+  try {
+    const S = 32, n = 8;
+    const toks = new Uint16Array(n * (S + 1));
+    for (let i = 0; i < toks.length; i++) toks[i] = (i * 53 + 7) % 256;
+    writeFileSync(join(dir, 'tokens.bin'), toks);
+    const data = join(dir, 'tokens.bin');
+    const ref = await run(plan(2, { steps: 4 }), data);
+    const p = plan(2, { steps: 4, pol: hostOpt, delayed: true });
+    // the delayed program updates on the host at the start of a step and uploads after the last backward
+    const r0 = p.program.ranks[0]!;
+    assert.equal(r0[0]!.op, 'optimizer_step');
+    const d = await run(p, data);
+    // step 0: W0 (no gradients yet, nothing applied); step 1: still W0 on the device (W1 = AdamW(W0, g(W0))
+    // is computed on the host at its start and uploaded at its end); step 2: W1, which is exactly the
+    // resident run's weights at step 1 (same gradient, same step count and learning rate)
+    assert.ok(relDiff(d.losses[0]!, ref.losses[0]!) < 1e-6, `step 0: ${d.losses[0]} vs ${ref.losses[0]}`);
+    assert.ok(relDiff(d.losses[1]!, ref.losses[0]!) < 1e-6, `step 1 uses W0: ${d.losses[1]} vs ${ref.losses[0]}`);
+    assert.ok(relDiff(d.losses[2]!, ref.losses[1]!) < 1e-6, `step 2 uses W1: ${d.losses[2]} vs ${ref.losses[1]}`);
+    // step 3 uses W2 = AdamW(W1, g(W0)): a stale gradient, not the resident W2 = AdamW(W1, g(W1))
+    assert.ok(relDiff(d.losses[3]!, ref.losses[2]!) > 1e-6, `step 3 must differ from the resident step 2 (stale gradient)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
