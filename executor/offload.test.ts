@@ -82,3 +82,19 @@ test('delayed update (host AdamW one step behind) matches the hand-derived delay
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('parameter streaming (half the layers fetched from the host copy) and activation offload (checkpointed stage inputs in host memory) give the same losses as the resident run', { skip, timeout: 180_000 }, async () => {
+  const streamed: Pol = (p) => ({ ...hostOpt(p), params: { gpu: 0.5, cpu: 0.5, disk: 0 } });
+  const ref = await run(plan(2));
+  const p = plan(2, { pol: streamed });
+  assert.ok(ops(p).has('fetch_params') && ops(p).has('release_params'), 'the program streams parameters');
+  const r = await run(p);
+  for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-6, `streamed: step ${i} loss ${r.losses[i]} vs ${ref.losses[i]}`);
+  const refRc = await run(plan(2, { recompute: true }));
+  const actOff: Pol = (p) => ({ ...p, activations: { gpu: 0, cpu: 1, disk: 0 } });
+  const pa = plan(2, { recompute: true, pol: actOff });
+  assert.ok(ops(pa).has('offload_act') && ops(pa).has('reload_act'), 'the program offloads activations');
+  const ra = await run(pa);
+  for (let i = 0; i < 5; i++) assert.ok(relDiff(ra.losses[i]!, refRc.losses[i]!) < 1e-6, `activation offload: step ${i} loss ${ra.losses[i]} vs ${refRc.losses[i]}`);
+  for (let i = 0; i < 5; i++) assert.ok(relDiff(refRc.losses[i]!, ref.losses[i]!) < 1e-5, `recompute equals no recompute: step ${i}`);
+});

@@ -152,7 +152,7 @@ struct Rank {
   struct HostGroup {
     int64_t n = 0, start = 0;
     at::Tensor master, m, v, grad, wout;
-    int updates = 0, gradStep = -1;
+    int updates = 0, gradStep = -1, onDevice = 0;  // onDevice: the update count the device copy holds
     bool gradValid = false, accumulate = false;
     double clipAtGrad = 1.0;
   };
@@ -334,10 +334,46 @@ struct Rank {
     g.gradValid = false;
   }
 
+  /** A streamed layer's weights come from the host copy (updated there by the host AdamW). */
+  int64_t fetchParams(int layer) {
+    auto it = host.find(layer);
+    if (it == host.end()) {
+      MMOC_CHECK(model->layers.count(layer), "fetch_params of layer " << layer << ", which this rank does not hold");
+      return 0;  // before the first host update the device copy is the initial weights
+    }
+    // the device copy already holds the latest host update (graphs of this step saved it: no copy)
+    if (it->second.onDevice == it->second.updates) return 0;
+    return uploadParams(layer);
+  }
+
+  /** The stage input kept for recompute, to host memory (the device tensor is dropped). */
+  std::map<Key, at::Tensor> hostAct;
+  int64_t offloadAct(int mb, int s) {
+    if (stage(s).lo == 0) return 0;  // the first stage's input is the token ids
+    auto it = input.find({mb, s});
+    MMOC_CHECK(it != input.end(), "offload_act mb " << mb << " stage " << s << ": no stage input (before its forward?)");
+    auto h = at::empty(it->second.sizes(), it->second.options().device(at::kCPU).pinned_memory(cuda).requires_grad(false));
+    h.copy_(it->second.detach());
+    hostAct[{mb, s}] = h;
+    input.erase(it);
+    return h.numel() * h.element_size();
+  }
+  int64_t reloadAct(int mb, int s) {
+    if (stage(s).lo == 0) return 0;
+    auto it = hostAct.find({mb, s});
+    MMOC_CHECK(it != hostAct.end(), "reload_act mb " << mb << " stage " << s << " without offload_act before it");
+    auto d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true).requires_grad_(true);
+    input[{mb, s}] = d;
+    const int64_t bytes = d.numel() * d.element_size();
+    hostAct.erase(it);
+    return bytes;
+  }
+
   int64_t uploadParams(int layer) {
     at::NoGradGuard ng;
     auto& g = hostGroup(layer);
     const auto& src = g.wout.defined() ? g.wout : g.master;
+    g.onDevice = g.updates;
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/false);
     });
@@ -701,6 +737,10 @@ struct Rank {
       }
       case OP_BARRIER: waitPending(); return 0;
       case OP_OFFLOAD_GRADS: return offloadGrads(in.layer);
+      case OP_FETCH_PARAMS: return fetchParams(in.layer);
+      case OP_RELEASE_PARAMS: return 0;  // the device copy stays allocated (see native/README.md)
+      case OP_OFFLOAD_ACT: return offloadAct(in.mb, in.stage);
+      case OP_RELOAD_ACT: return reloadAct(in.mb, in.stage);
       case OP_UPLOAD_PARAMS: return uploadParams(in.layer);
       default:
         MMOC_FAIL(opName(in.op) << " needs the offload engine (issue 6), not in this executor yet");
@@ -875,7 +915,7 @@ struct Rank {
   }
 
   void clearStep() {
-    input.clear(), output.clear(), gradOut.clear(), gradIn.clear();
+    input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear();
     tokens.clear(), labels.clear(), mask.clear();
     for (auto& kv : model->layers)
       for (auto& p : kv.second) p.zeroGrad();
