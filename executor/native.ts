@@ -73,6 +73,8 @@ export interface RankConfig {
   weightsDir: string;
   saveDir: string;
   statusPath: string;
+  /** The plan's disk paths (policy.diskPaths), newline-separated; empty: none. */
+  diskPaths: string;
   trace: boolean;
   timeoutSec: number;
   threads: number;
@@ -241,7 +243,7 @@ function encodeProgram(program: Instr[], where: string): Int32Array {
     const a = ins as Partial<Record<'mb' | 'stage' | 'peer' | 'layer' | 'path', number>> & { tier?: string; fraction?: number };
     const fraction = a.fraction ?? 1;
     if (!(fraction > 0 && fraction <= 1)) throw new InputError(`${where}[${pc}]: fraction ${fraction} must be in (0, 1]`);
-    out.set([op, a.mb ?? -1, a.stage ?? -1, a.peer ?? -1, a.layer ?? a.path ?? -1, a.tier === 'cpu' ? 1 : 0, Math.round(fraction * 1e6)], pc * 7);
+    out.set([op, a.mb ?? -1, a.stage ?? -1, a.peer ?? a.path ?? -1, a.layer ?? a.path ?? -1, a.tier === 'cpu' ? 1 : 0, Math.round(fraction * 1e6)], pc * 7);
   });
   return out;
 }

@@ -2,7 +2,7 @@
 // the optimizer update (master, m, v) on the host, in part or whole, and gradients on the host.
 // Each run must equal the resident run (fp32): the host AdamW is the same update.
 import { test } from 'node:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -18,7 +18,7 @@ const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
 type Pol = (p: StagePolicy) => StagePolicy;
-function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number } = {}): Plan {
+function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[] } = {}): Plan {
   const parts = evenPartition(tiny.num_hidden_layers, N);
   const p = buildPlan({
     hardware: 'cpu', model: tiny, precision: 'fp32',
@@ -27,6 +27,7 @@ function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean
     schedule: o.sched ?? '1f1b', stageLayers: parts, pipelineRanks: N, dataParallel: 1,
     rankDevice: Array.from({ length: N }, () => -1),
     policy: parts.map(() => (o.pol ?? ((x) => x))(defaultPolicy(o.recompute ?? false))),
+    ...(o.diskPaths ? { diskPaths: o.diskPaths } : {}),
   });
   return parsePlan(JSON.parse(JSON.stringify(p)), 'plan.json');
 }
@@ -97,4 +98,31 @@ test('parameter streaming (half the layers fetched from the host copy) and activ
   const ra = await run(pa);
   for (let i = 0; i < 5; i++) assert.ok(relDiff(ra.losses[i]!, refRc.losses[i]!) < 1e-6, `activation offload: step ${i} loss ${ra.losses[i]} vs ${refRc.losses[i]}`);
   for (let i = 0; i < 5; i++) assert.ok(relDiff(refRc.losses[i]!, ref.losses[i]!) < 1e-5, `recompute equals no recompute: step ${i}`);
+});
+
+test('optimizer states on disk (two directories, temporary name + rename, checksum) give the same losses as in host memory; a corrupted state file is detected and named', { skip, timeout: 180_000 }, async () => {
+  const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-disk-a-')), mkdtempSync(join(tmpdir(), 'mmoc-disk-b-'))];
+  try {
+    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
+    const ref = await run(plan(2, { pol: hostOpt }));
+    const pd = plan(2, { pol: onDisk, diskPaths: dirs });
+    assert.ok(ops(pd).has('disk_read') && ops(pd).has('disk_write'), `the program uses the disk (${[...ops(pd)].join(' ')})`);
+    const pdd = pd;
+    const r = await run(pdd);
+    for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-6, `disk: step ${i} loss ${r.losses[i]} vs host memory ${ref.losses[i]}`);
+    const files = dirs.map((d) => readdirSync(d));
+    assert.ok(files[0]!.length > 0 && files[1]!.length > 0, `both directories hold state files: ${JSON.stringify(files)}`);
+    assert.ok(files.flat().every((f) => f.endsWith('.state')), 'no temporary files left');
+    // corrupt the file of a layer after step 1 writes it: the next read names it
+    const layer = pdd.program.ranks[0]!.find((i) => i.op === 'disk_write')!;
+    process.env.MMOC_FAULT_CORRUPT_STATE = String((layer as { layer: number }).layer);
+    try {
+      await assert.rejects(run(pdd), (e: Error) => {
+        assert.match(e.message, new RegExp(`mmoc-rank0-layer${(layer as { layer: number }).layer}\\.state: checksum mismatch in the optimizer state of layer ${(layer as { layer: number }).layer}`));
+        return true;
+      });
+    } finally { delete process.env.MMOC_FAULT_CORRUPT_STATE; }
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
 });

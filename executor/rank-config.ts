@@ -72,6 +72,7 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     weightsDir: opts.weightsDir ?? '',
     saveDir: opts.saveDir ?? '',
     statusPath: rv.statusPath,
+    diskPaths: (plan.policy.diskPaths ?? []).join('\n'),
     trace: opts.trace ?? false,
     timeoutSec: opts.timeoutSec ?? 120,
     threads: opts.threads ?? 0,

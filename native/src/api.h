@@ -107,6 +107,7 @@ struct RunCfg {
   std::string dataPath;        // raw little-endian uint16 tokens (uint32 when vocab > 65536); empty: synthetic
   std::string weightsDir;      // Hugging Face folder with safetensors; empty: seeded init
   std::string saveDir;         // write the rank's weights as safetensors (HF names) at the end; empty: none
+  std::string diskPaths;       // the plan's disk paths, newline-separated (disk tier)
   std::string statusPath;      // a small file the rank keeps its current instruction in; empty: none
   bool trace = false;
   double timeoutSec = 60;

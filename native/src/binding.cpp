@@ -215,6 +215,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   c.masterAddr = str(o, "masterAddr"), c.masterPort = inum(o, "masterPort");
   c.device = str(o, "device"), c.dataPath = str(o, "dataPath"), c.weightsDir = str(o, "weightsDir");
   c.saveDir = str(o, "saveDir"), c.statusPath = str(o, "statusPath");
+  if (o.Has("diskPaths")) c.diskPaths = str(o, "diskPaths");
   c.trace = boolean(o, "trace"), c.timeoutSec = num(o, "timeoutSec"), c.threads = inum(o, "threads");
   return c;
 }
