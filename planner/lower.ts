@@ -26,8 +26,8 @@ import {
   SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, computeOf,
   type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
 } from '../sim/index.ts';
-import type { Plan } from './plan-types.ts';
-import type { Instr } from './program.ts';
+import type { Plan, StagePolicy } from './plan-types.ts';
+import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
@@ -161,6 +161,14 @@ export interface LowerOptions {
   reuseGraph?: boolean;
 }
 
+interface StagePre {
+  stages: readonly StageSpec[]; inv: Inventory; place: StagePlacement[]; layerStage: Int32Array; layerIdx: Int32Array;
+  kept: { full: number; kept: number; gpu: number; host: number }[]; hostGradStage: boolean[];
+  /** Per rank program: its coarse end-of-step groups. */
+  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: number[] }>;
+}
+const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
+
 const machineCache = new WeakMap<HardwareProfile, Map<string, { graph: SimGraph; machine: Machine }>>();
 function machineFor(profile: HardwareProfile, gpus: number, cap: number | undefined, reuse: boolean): { graph: SimGraph; machine: Machine } {
   if (!reuse) { const graph = new SimGraph(); return { graph, machine: buildMachine(graph, profile, { gpus, gpuMemoryBytes: cap }) }; }
@@ -207,12 +215,20 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const times = layerTimes(inv, profile);
   const B = bytesPerParam(plan.precision, plan.optimizer.name);
   const together = headHasEmbedding(layout.stages);
-  const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy.stages[i]!, together));
-  const layerStage = new Int32Array(inv.layers.length);
-  const layerIdx = new Int32Array(inv.layers.length);
-  layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
-  const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
-  const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
+  // Placement per stage (a search that lowers one program for several mappings passes the same
+  // stage and policy arrays: computed once for them).
+  let pre = opts.reuseGraph ? stageCache.get(policy.stages) : undefined;
+  if (!pre || pre.stages !== layout.stages || pre.inv !== inv) {
+    const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy.stages[i]!, together));
+    const layerStage = new Int32Array(inv.layers.length);
+    const layerIdx = new Int32Array(inv.layers.length);
+    layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
+    const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
+    const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
+    pre = { stages: layout.stages, inv, place, layerStage, layerIdx, kept, hostGradStage, groups: new WeakMap() };
+    if (opts.reuseGraph) stageCache.set(policy.stages, pre);
+  }
+  const { place, layerStage, layerIdx, kept, hostGradStage } = pre;
   const nL = inv.layers.length;
   const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const perInstr = profile.overheads.per_instruction_us;
@@ -295,9 +311,16 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
     // all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers.
     let grpOf: Int32Array | null = null;
-    const grpAmt: number[] = [], grpTask: number[] = [];
-    if (coarse) {
+    let grpAmt: number[] = [];
+    const grpTask: number[] = [];
+    const cachedGroups = coarse ? pre.groups.get(prog) : undefined;
+    if (cachedGroups) {
+      grpOf = cachedGroups.grpOf;
+      grpAmt = cachedGroups.grpAmt;
+      for (let i = 0; i < grpAmt.length; i++) grpTask.push(-1);
+    } else if (coarse) {
       grpOf = new Int32Array(prog.length).fill(-1);
+      pre.groups.set(prog, { grpOf, grpAmt });
       const keys = grpKeys!.fill(-1);
       let phase = 0;
       for (let pc = 0; pc < prog.length; pc++) {

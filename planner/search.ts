@@ -328,23 +328,26 @@ export function search(input: SearchInput): SearchResult {
       diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq)
     });
   };
-  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program'] } | null = null;
+  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[]; stages: Layout['stages'] } | null = null;
   // The plan the search simulates: buildPlan's, with the programs of only the replicas lowered.
   const searchPlanOf = (c: Cand, replicas: number, M: number): Plan => {
     const N = c.lay.N, D = c.lay.D, K = N * c.lay.v;
     const rankDevice = isCpu ? Array.from({ length: N * D }, () => -1) : c.mapping.order.slice(0, N * D);
-    const policy = Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D));
-    const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages: c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]], rank: i % N })), rankDevice };
     const optimizer = { ...baseOpt, delayedUpdate: c.delayed };
-    // Candidates that differ only in the mapping (consecutive in the search) share the program.
+    // Candidates that differ only in the mapping (consecutive in the search) share the program,
+    // the policy and the stage list (the lowering caches placements by them).
     const last = lastProg;
-    const program = last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
-      && last.delayed === c.delayed && last.M === M && last.replicas === replicas ? last.program : generateProgram({
+    const same = !!last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
+      && last.delayed === c.delayed && last.M === M && last.replicas === replicas;
+    const policy = same ? last.policy : Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D));
+    const stages = same ? last.stages : c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
+    const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages, rankDevice };
+    const program = same ? last.program : generateProgram({
       inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
       diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
       delayedUpdate: c.delayed, replicas, uniform: true,
     });
-    if (program !== last?.program) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program };
+    if (!same) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program, policy, stages };
     return {
       version: PLAN_VERSION, hardware: profile.id, model, precision, optimizer, job: { ...jobOf(c.lay, input.gpuMemCapBytes), microBatches: M }, layout,
       schedule: c.lay.schedule, policy: { stages: policy, diskPaths, diskConcurrency: diskConc }, program,
