@@ -169,6 +169,14 @@ interface StagePre {
 }
 const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
 
+/** Scratch arrays of the lowering, by slot (contents undefined; at least n long). */
+const scratchArrays: Int32Array[] = [];
+function scratchI32(slot: number, n: number): Int32Array {
+  let a = scratchArrays[slot];
+  if (!a || a.length < n) { a = new Int32Array(Math.max(64, 2 * n)); scratchArrays[slot] = a; }
+  return a;
+}
+
 const machineCache = new WeakMap<HardwareProfile, Map<string, { graph: SimGraph; machine: Machine }>>();
 function machineFor(profile: HardwareProfile, gpus: number, cap: number | undefined, reuse: boolean): { graph: SimGraph; machine: Machine } {
   if (!reuse) { const graph = new SimGraph(); return { graph, machine: buildMachine(graph, profile, { gpus, gpuMemoryBytes: cap }) }; }
@@ -255,16 +263,15 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const pairKey = (kind: number, mb: number, from: number, rep: number) => ((kind * M + mb) * K + from) * D + rep;
   const sendOf = new Int32Array(2 * M * K * D).fill(-1);
   const recvBy: number[] = []; // pairs: key, consumer task
-  const arArrive = new Map<string, TaskId[]>(); // allreduce: layer+pipelineRank -> arrive tasks
-  const arTasks = new Map<string, TaskId[]>();
+  const arArrive = new Map<number, TaskId[]>(); // allreduce: layer * N + pipelineRank -> arrive tasks
+  const arTasks = new Map<number, TaskId[]>();
   const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
   const barriers: TaskId[] = [];
 
   const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
   // Per-rank scratch (refilled for each rank).
-  const perLayerA = new Int32Array(nL), perLayerB = new Int32Array(nL), perLayerC = new Int32Array(nL);
-  const perMbA = new Int32Array(M * K), perMbB = new Int32Array(M * K);
-  const grpKeys = coarse ? new Int32Array(4 * 2 * K * 4 * 2) : null;
+  const perLayerA = scratchI32(0, nL), perLayerB = scratchI32(1, nL), perLayerC = scratchI32(2, nL);
+  const perMbA = scratchI32(3, M * K), perMbB = scratchI32(4, M * K);
   for (let r = 0; r < lowered; r++) {
     const pr = r % N, rep = Math.floor(r / N);
     const gpu = machine.gpus[rankGpu[r]!]!;
@@ -321,7 +328,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     } else if (coarse) {
       grpOf = new Int32Array(prog.length).fill(-1);
       pre.groups.set(prog, { grpOf, grpAmt });
-      const keys = grpKeys!.fill(-1);
+      const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
       let phase = 0;
       for (let pc = 0; pc < prog.length; pc++) {
         const x = prog[pc]!;
@@ -468,7 +475,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
           const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
           t = g.task(spec(gpu.comm, 0, route.length ? ringBytes : 0, route, NO, undefined, meta));
-          const k = `${x.layer}:${pr}`;
+          const k = x.layer * N + pr;
           (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
           (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
           lastGradOffload[x.layer] = t;

@@ -158,6 +158,24 @@ function scratch(n: number): Scratch {
   return pool;
 }
 
+/** Pooled small arrays by slot (at least n long; contents undefined). */
+const poolI32: Int32Array[] = [], poolF64: Float64Array[] = [], poolU8: Uint8Array[] = [];
+function pI32(slot: number, n: number): Int32Array {
+  let a = poolI32[slot];
+  if (!a || a.length < n) { a = new Int32Array(Math.max(16, n)); poolI32[slot] = a; }
+  return a;
+}
+function pF64(slot: number, n: number): Float64Array {
+  let a = poolF64[slot];
+  if (!a || a.length < n) { a = new Float64Array(Math.max(16, n)); poolF64[slot] = a; }
+  return a;
+}
+function pU8(slot: number, n: number): Uint8Array {
+  let a = poolU8[slot];
+  if (!a || a.length < n) { a = new Uint8Array(Math.max(16, n)); poolU8[slot] = a; }
+  return a;
+}
+
 class Engine {
   readonly g: SimGraph;
   readonly f: Frozen;
@@ -253,40 +271,43 @@ class Engine {
     this.mark = sc.mark;
     this.compF = sc.compF;
     this.newRate = sc.newRate;
+    // Per-resource, per-link and per-device state: pooled (sized by the graph's machine, which a
+    // caller that simulates many graphs reuses), reset here. Nothing of it goes into results.
     const R = g.resourceCount;
-    this.qHead = f.qOff.slice(0, R);
-    this.busy = new Int32Array(R).fill(-1);
-    this.slots = Int32Array.from(g.resSlots);
-    this.fifoHead = new Int32Array(R).fill(-1);
-    this.fifoTail = new Int32Array(R).fill(-1);
-    this.lastOnRes = new Int32Array(R).fill(-1);
-    this.resRunning = new Int32Array(R);
-    this.resBusySince = new Float64Array(R);
-    this.resBusy = new Float64Array(R);
-    this.resBytes = new Float64Array(R);
-    this.runList = new Int32Array(f.runTotal);
-    this.runCnt = new Int32Array(R);
-    this.busyWorkers = new Int32Array(R);
+    this.qHead = pI32(0, R); this.qHead.set(f.qOff.subarray(0, R));
+    this.busy = pI32(1, R); this.busy.fill(-1, 0, R);
+    this.slots = pI32(2, R); for (let r = 0; r < R; r++) this.slots[r] = g.resSlots[r];
+    this.fifoHead = pI32(3, R); this.fifoHead.fill(-1, 0, R);
+    this.fifoTail = pI32(4, R); this.fifoTail.fill(-1, 0, R);
+    this.lastOnRes = pI32(5, R); this.lastOnRes.fill(-1, 0, R);
+    this.resRunning = pI32(6, R); this.resRunning.fill(0, 0, R);
+    this.resBusySince = pF64(0, R); this.resBusySince.fill(0, 0, R);
+    this.resBusy = pF64(1, R); this.resBusy.fill(0, 0, R);
+    this.resBytes = pF64(2, R); this.resBytes.fill(0, 0, R);
+    this.runList = pI32(7, f.runTotal);
+    this.runCnt = pI32(8, R); this.runCnt.fill(0, 0, R);
+    this.busyWorkers = pI32(9, R); this.busyWorkers.fill(0, 0, R);
     const L = g.linkCount;
-    this.lf = new Int32Array(f.lfOff[L]);
-    this.lfN = new Int32Array(L);
-    this.linkBusySince = new Float64Array(L);
-    this.linkBusy = new Float64Array(L);
-    this.linkBytes = new Float64Array(L);
-    this.devCopies = new Int32Array(g.deviceCount);
-    this.lmark = new Int32Array(L);
-    this.compL = new Int32Array(Math.max(16, L));
-    this.lres = new Float64Array(L);
-    this.lunf = new Int32Array(L);
+    this.lf = pI32(10, f.lfOff[L]);
+    this.lfN = pI32(11, L); this.lfN.fill(0, 0, L);
+    this.linkBusySince = pF64(3, L); this.linkBusySince.fill(0, 0, L);
+    this.linkBusy = pF64(4, L); this.linkBusy.fill(0, 0, L);
+    this.linkBytes = pF64(5, L); this.linkBytes.fill(0, 0, L);
+    this.devCopies = pI32(12, g.deviceCount); this.devCopies.fill(0, 0, g.deviceCount);
+    this.lmark = pI32(13, L); this.lmark.fill(0, 0, L);
+    this.compL = pI32(14, Math.max(16, L));
+    this.lres = pF64(6, L);
+    this.lunf = pI32(15, L);
     const D = g.deviceCount;
-    this.cur = new Float64Array(D);
-    this.curClass = new Float64Array(D * NCLASS);
-    this.peak = new Float64Array(D);
-    this.peakTime = new Float64Array(D);
-    this.peakClass = new Float64Array(D * NCLASS);
-    this.peakLog = new Int32Array(D).fill(-1);
-    this.bufLive = new Uint8Array(g.bufName.length);
-    this.bufOwner = new Int32Array(g.bufName.length).fill(-1);
+    this.cur = pF64(7, D); this.cur.fill(0, 0, D);
+    this.curClass = pF64(8, D * NCLASS); this.curClass.fill(0, 0, D * NCLASS);
+    this.peak = pF64(9, D); this.peak.fill(0, 0, D);
+    this.peakTime = pF64(10, D); this.peakTime.fill(0, 0, D);
+    this.peakClass = pF64(11, D * NCLASS); this.peakClass.fill(0, 0, D * NCLASS);
+    this.peakLog = pI32(16, D); this.peakLog.fill(-1, 0, D);
+    const nb = g.bufName.length;
+    this.bufLive = pU8(0, nb); this.bufLive.fill(0, 0, nb);
+    this.bufOwner = pI32(17, nb); this.bufOwner.fill(-1, 0, nb);
     const M = g.memKind.n;
     this.logEff = new Int32Array(M);
     this.logTime = new Float64Array(M);
