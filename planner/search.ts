@@ -171,6 +171,8 @@ function mappings(profile: HardwareProfile, gpus: number): { name: 'identity' | 
 interface Layout0 {
   N: number; D: number; v: number; schedule: ScheduleName; mbs: number; M: number; recompute: boolean;
   partition: 'time' | 'even'; stageLayers: [number, number][];
+  /** Cache key of the interleaved program (memory model). */
+  key?: string;
 }
 
 function offloadText(levels: number[], tier: HostTier, prefetch: number, delayed: boolean): string {
@@ -249,7 +251,7 @@ export function search(input: SearchInput): SearchResult {
   // Interleaved schedules count micro-batches in flight off the program.
   const progCache = new Map<string, import('./program.ts').Program>();
   function interleavedProgram(lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean) {
-    const key = `${lay.N}|${lay.M}|${lay.mbs}|${lay.stageLayers.join()}|${lay.recompute}`;
+    const key = (lay.key ??= `${lay.N}|${lay.M}|${lay.mbs}|${lay.stageLayers.join()}|${lay.recompute}`);
     let p = progCache.get(key);
     if (!p) {
       // Activation counts depend only on the pass order, not on the offload policy.
@@ -296,9 +298,10 @@ export function search(input: SearchInput): SearchResult {
       const anyStream = levels.some((l) => l >= 7);
       for (const tier of anyHost ? tiers : ['cpu' as HostTier]) {
         for (const prefetch of anyStream ? [1, 2, 4] : [1]) {
+          // The memory model does not depend on the delayed update (the policy is the same).
+          const policy = Array.from({ length: K }, (_, s) => levelPolicy(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D));
+          const mem = memOf(lay, inv, policy, false);
           for (const delayed of input.allowDelayedUpdate && anyHost ? [false, true] : [false]) {
-            const policy = Array.from({ length: K }, (_, s) => levelPolicy(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D));
-            const mem = memOf(lay, inv, policy, delayed);
             for (const mapping of maps) {
               counts.considered++;
               const host = mem.hostTotal;
