@@ -213,6 +213,7 @@ test('bad input is refused in TypeScript with exact messages before it reaches C
   const p = plan('1f1b', 2);
   await assert.rejects(run(p, { device: 'gpu0' }), { message: 'device: "gpu0" must be "cpu" or "cuda:N"' });
   const q = JSON.parse(JSON.stringify(plan('gpipe', 1))) as Plan;
-  q.program.ranks[0]!.unshift({ op: 'fetch_params', layer: 1 });
-  await assert.rejects(run(q), /rank 0 step 0 pc 0 \(fetch_params layer 1\): \[runtime\.cpp:\d+\] fetch_params needs the offload engine/);
+  // an instruction the rank cannot run fails in C++ with the rank, step, pc and file:line
+  q.program.ranks[0]!.unshift({ op: 'upload_params', layer: 1 });
+  await assert.rejects(run(q), /rank 0 step 0 pc 0 \(upload_params layer 1\): \[runtime\.cpp:\d+\] layer 1 has no optimizer_step on tier cpu in the program/);
 });

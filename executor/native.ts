@@ -127,8 +127,11 @@ export const OPCODES: readonly Opcode[] = [
   'disk_read', 'disk_write', 'barrier',
 ];
 
+export interface CpuAdamBench { n: number; threads: number; oursF32: number; oursBf16: number; torch: number; torchImpl: string; copySec: number }
+
 interface RawAddon {
   buildInfo(): BuildInfo;
+  benchCpuAdamW(n: number, threads: number, reps: number): CpuAdamBench;
   devices(): NativeDevices;
   selfTest(device: string): Promise<SelfTestResult>;
   readSafetensors(path: string): StTensor[];
@@ -203,6 +206,13 @@ export function nativeUnavailableReason(): string | null {
 
 export function buildInfo(): BuildInfo {
   return raw().buildInfo();
+}
+/** The host AdamW against torch's CPU AdamW (seconds a step, median of `reps`; bench/cpu-adam.ts). */
+export function benchCpuAdamW(n: number, threads: number, reps: number): CpuAdamBench {
+  for (const [k, v] of [['n', n], ['threads', threads], ['reps', reps]] as const) {
+    if (!Number.isInteger(v) || v <= 0) throw new InputError(`benchCpuAdamW: ${k} must be a positive integer, got ${v}`);
+  }
+  return raw().benchCpuAdamW(n, threads, reps);
 }
 export function devices(): NativeDevices {
   return raw().devices();

@@ -51,6 +51,16 @@ struct SelfTest {
   std::string error;
 };
 BuildInfo buildInfo();
+/** CPU AdamW benchmark: the project's host AdamW (fp32 gradients, and bf16 gradients with bf16
+ *  weights written) against torch's CPU AdamW on the same n parameters and thread count. Seconds
+ *  per step, median of `reps`. */
+struct AdamBench {
+  int64_t n = 0;
+  int threads = 0;
+  double oursF32 = 0, oursBf16 = 0, torch = 0, copySec = 0;  // copySec: dst.copy_(src) of n fp32 (8 bytes a param)
+  std::string torchImpl;
+};
+AdamBench benchCpuAdamW(int64_t n, int threads, int reps);
 Devices devices();
 SelfTest selfTest(const std::string& device);
 

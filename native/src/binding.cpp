@@ -67,6 +67,25 @@ Napi::Value BuildInfoJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value BenchCpuAdamWJs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    auto b = benchCpuAdamW(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int32Value(),
+                           info[2].As<Napi::Number>().Int32Value());
+    auto o = Napi::Object::New(env);
+    o.Set("n", static_cast<double>(b.n));
+    o.Set("threads", b.threads);
+    o.Set("oursF32", b.oursF32);
+    o.Set("oursBf16", b.oursBf16);
+    o.Set("torch", b.torch);
+    o.Set("torchImpl", b.torchImpl);
+    o.Set("copySec", b.copySec);
+    return o;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
 Napi::Value DevicesJs(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   Devices d;
@@ -371,6 +390,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfoJs));
   exports.Set("devices", Napi::Function::New(env, DevicesJs));
+  exports.Set("benchCpuAdamW", Napi::Function::New(env, BenchCpuAdamWJs));
   exports.Set("selfTest", Napi::Function::New(env, SelfTestJs));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensorsJs));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensorsJs));

@@ -27,34 +27,82 @@ bool envOn(const char* name) {
 }
 
 inline float toF(float x) { return x; }
-inline float toF(c10::BFloat16 x) { return static_cast<float>(x); }
+// bf16 <-> fp32 by bit operations (vectorizable; c10::BFloat16's conversions are not)
+inline float toF(c10::BFloat16 x) {
+  const uint32_t u = static_cast<uint32_t>(x.x) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline c10::BFloat16 fromF(float f, c10::BFloat16*) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // round to nearest even
+  c10::BFloat16 b;
+  b.x = static_cast<uint16_t>(f != f ? 0x7fc0u : r);
+  return b;
+}
+inline float fromF(float f, float*) { return f; }
 inline float toF(c10::Half x) { return static_cast<float>(x); }
 
-/** CPU AdamW over n elements: fp32 master p, m, v; the gradient in its own dtype G (bf16 converted
- *  inside the loop, no fp32 gradient pass); when W is not void the compute-precision weights are
- *  written in the same pass. Threads over tiles (at::parallel_for: OpenMP in libtorch), SIMD inside
- *  a tile. Same arithmetic as the on-device plain path (sqrt(v / bc2), addcdiv by -lr / bc1). */
+/** One tile of the CPU AdamW: fp32 master p, m, v; the gradient in its own dtype G (bf16 converted
+ *  inside the loop, no fp32 gradient pass); when w is given the compute-precision weights are
+ *  written in the same pass. Same arithmetic as the on-device plain path (sqrt(v / bc2), addcdiv by
+ *  -lr / bc1). Compiled with -fno-math-errno so that sqrt vectorizes. */
+template <class G, class W>
+__attribute__((always_inline)) inline void adamTile(float* __restrict p, float* __restrict m, float* __restrict v,
+                                                    const G* __restrict g, W* __restrict w, int64_t a, int64_t b, float b1,
+                                                    float b2, float eps, float bc2, float wd, float decay, float stepSize,
+                                                    float gs) {
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float dec = wd != 0.0f ? decay : 1.0f;
+#pragma omp simd
+  for (int64_t i = a; i < b; ++i) {
+    const float gi = toF(g[i]) * gs;
+    float pi = p[i] * dec;
+    const float mi = m[i] * b1 + gi * c1;
+    const float vi = v[i] * b2 + gi * gi * c2;
+    pi += stepSize * (mi / (std::sqrt(vi / bc2) + eps));
+    p[i] = pi, m[i] = mi, v[i] = vi;
+    if (w) w[i] = fromF(pi, w);
+  }
+}
+
+// SIMD width chosen at run time (GCC function multi-versioning: AVX-512, AVX2 or the baseline)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define MMOC_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define MMOC_SIMD_CLONES
+#endif
+MMOC_SIMD_CLONES void adamTileF32(float* p, float* m, float* v, const float* g, float* w, int64_t a, int64_t b, float b1,
+                                  float b2, float eps, float bc2, float wd, float decay, float stepSize, float gs) {
+  if (w) adamTile(p, m, v, g, w, a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+  else adamTile(p, m, v, g, static_cast<float*>(nullptr), a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+}
+MMOC_SIMD_CLONES void adamTileBf16(float* p, float* m, float* v, const c10::BFloat16* g, c10::BFloat16* w, int64_t a,
+                                   int64_t b, float b1, float b2, float eps, float bc2, float wd, float decay,
+                                   float stepSize, float gs) {
+  if (w) adamTile(p, m, v, g, w, a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+  else adamTile(p, m, v, g, static_cast<c10::BFloat16*>(nullptr), a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+}
+inline void adamTileAny(float* p, float* m, float* v, const float* g, float* w, int64_t a, int64_t b, float b1, float b2,
+                        float eps, float bc2, float wd, float decay, float stepSize, float gs) {
+  adamTileF32(p, m, v, g, w, a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+}
+inline void adamTileAny(float* p, float* m, float* v, const c10::BFloat16* g, c10::BFloat16* w, int64_t a, int64_t b,
+                        float b1, float b2, float eps, float bc2, float wd, float decay, float stepSize, float gs) {
+  adamTileBf16(p, m, v, g, w, a, b, b1, b2, eps, bc2, wd, decay, stepSize, gs);
+}
+
+/** CPU AdamW over n elements: tiles of 4096 (48 KiB of fp32 state) spread over the intra-op threads
+ *  (at::parallel_for: OpenMP in libtorch), SIMD inside a tile. */
 template <class G, class W>
 void cpuAdamW(float* p, float* m, float* v, const G* g, W* w, int64_t n, float lr, float b1, float b2, float eps,
               float bc1, float bc2, float wd, float gs) {
-  const float decay = 1.0f - lr * wd, stepSize = -lr / bc1, c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float decay = 1.0f - lr * wd, stepSize = -lr / bc1;
   constexpr int64_t kTile = 4096;
-  const bool write = w != nullptr;  // loop-invariant: the compiler unswitches it
   at::parallel_for(0, (n + kTile - 1) / kTile, 4, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t a = t * kTile, b = std::min(n, a + kTile);
-#pragma omp simd
-      for (int64_t i = a; i < b; ++i) {
-        const float gi = toF(g[i]) * gs;
-        float pi = p[i];
-        if (wd != 0.0f) pi *= decay;
-        const float mi = m[i] * b1 + gi * c1;
-        const float vi = v[i] * b2 + gi * gi * c2;
-        pi += stepSize * (mi / (std::sqrt(vi / bc2) + eps));
-        p[i] = pi, m[i] = mi, v[i] = vi;
-        if (write) w[i] = static_cast<W>(pi);
-      }
-    }
+    adamTileAny(p, m, v, g, w, t0 * kTile, std::min(n, t1 * kTile), b1, b2, eps, bc2, wd, decay, stepSize, gs);
   });
 }
 
@@ -1161,6 +1209,56 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   }
   status.state(1);
   return res;
+}
+
+AdamBench benchCpuAdamW(int64_t n, int threads, int reps) {
+  MMOC_CHECK(n > 0 && threads > 0 && reps > 0, "benchCpuAdamW: n, threads and reps must be positive");
+  at::set_num_threads(threads);
+  at::NoGradGuard ng;
+  AdamBench b;
+  b.n = n, b.threads = threads;
+  auto f32 = at::TensorOptions().dtype(at::kFloat);
+  auto p = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32), g = at::randn({n}, f32) * 1e-3;
+  auto gb = g.to(at::kBFloat16), wb = at::empty({n}, f32.dtype(at::kBFloat16));
+  auto median = [&](auto fn) {
+    std::vector<double> t;
+    fn();  // warm-up (first touch of the pages)
+    for (int r = 0; r < reps; ++r) {
+      const auto a = Clock::now();
+      fn();
+      t.push_back(std::chrono::duration<double>(Clock::now() - a).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  {
+    auto dst = at::empty({n}, f32);
+    b.copySec = median([&] { dst.copy_(p); });
+  }
+  b.oursF32 = median([&] {
+    cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), g.data_ptr<float>(), static_cast<float*>(nullptr), n,
+             1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, 1.0f);
+  });
+  b.oursBf16 = median([&] {
+    cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), gb.data_ptr<c10::BFloat16>(),
+             wb.data_ptr<c10::BFloat16>(), n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, 1.0f);
+  });
+#if MMOC_TORCH_AT_LEAST(2, 4)
+  {
+    std::vector<at::Tensor> ps{p}, gs{g}, ms{m}, vs{v}, st{at::full({}, 1.0, f32)};
+    b.torchImpl = "at::_fused_adamw_ (CPU)";
+    b.torch = median([&] { at::_fused_adamw_(ps, gs, ms, vs, {}, st, 1e-4, 0.9, 0.999, 0.01, 1e-8, false, false); });
+  }
+#else
+  {
+    auto w = p.clone().requires_grad_(true);
+    w.mutable_grad() = g.clone();
+    torch::optim::AdamW opt({w}, torch::optim::AdamWOptions(1e-4).weight_decay(0.01));
+    b.torchImpl = "torch::optim::AdamW::step (libtorch " TORCH_VERSION ")";
+    b.torch = median([&] { opt.step(); });
+  }
+#endif
+  return b;
 }
 
 }  // namespace mmoc
