@@ -1,0 +1,47 @@
+// Offload plans for a CUDA check of the offload engine (issue 6): the tiny model on 2 GPUs with the
+// optimizer update half on the host, wholly on the host with gradients accumulated there, streamed
+// parameters, activation offload, optimizer states on disk; and LLaMA-2-7B with the whole update on
+// the host (a first GPU figure; copies are synchronous so far).
+//   node --import tsx bench/gpu/make-offload-plans.ts
+import { writeFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildPlan, defaultOptimizer } from '../../planner/plan-build.ts';
+import { defaultPolicy, evenPartition } from '../../planner/memory.ts';
+import { parsePlan } from '../../planner/plan-schema.ts';
+import { llama2_7b, tiny } from '../../planner/test-models.ts';
+import type { ModelConfig } from '../../planner/model-config.ts';
+import type { Precision, StagePolicy } from '../../planner/plan-types.ts';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const F = (gpu: number, cpu: number, disk = 0) => ({ gpu, cpu, disk });
+type Pol = (p: StagePolicy) => StagePolicy;
+function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number }) {
+  const parts = evenPartition(model.num_hidden_layers, 2);
+  const plan = buildPlan({
+    hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5 },
+    job: { seq: o.seq, microBatchSize: 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 1 },
+    schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1,
+    rankDevice: [0, 1], policy: parts.map(() => o.pol(defaultPolicy(o.recompute ?? false))),
+    ...(o.diskPaths ? { diskPaths: o.diskPaths } : {}),
+  });
+  parsePlan(JSON.parse(JSON.stringify(plan)), name);
+  writeFileSync(join(here, name), JSON.stringify(plan, null, 1) + '\n');
+}
+const host: Pol = (p) => ({ ...p, master: F(0, 1), optState: F(0, 1) });
+const half: Pol = (p) => ({ ...p, master: F(0.5, 0.5), optState: F(0.5, 0.5) });
+const hostGrads: Pol = (p) => ({ ...host(p), grads: F(0, 1) });
+const streamed: Pol = (p) => ({ ...host(p), params: F(0.5, 0.5) });
+const act: Pol = (p) => ({ ...p, activations: F(0, 1) });
+const disk: Pol = (p) => ({ ...p, master: F(0, 0, 1), optState: F(0, 0, 1) });
+const t = { M: 4, seq: 64 };
+write('plan-tiny-cuda-2r-fp32-host.json', tiny, { ...t, precision: 'fp32', pol: host });
+write('plan-tiny-cuda-2r-fp32-half.json', tiny, { ...t, precision: 'fp32', pol: half });
+write('plan-tiny-cuda-2r-fp32-hostgrads.json', tiny, { ...t, precision: 'fp32', pol: hostGrads });
+write('plan-tiny-cuda-2r-fp32-streamed.json', tiny, { ...t, precision: 'fp32', pol: streamed });
+write('plan-tiny-cuda-2r-fp32-disk.json', tiny, { ...t, precision: 'fp32', pol: disk, diskPaths: ['/tmp/mmoc-disk-a', '/tmp/mmoc-disk-b'] });
+write('plan-tiny-cuda-2r-fp32-rc.json', tiny, { ...t, precision: 'fp32', pol: (p) => p, recompute: true });
+write('plan-tiny-cuda-2r-fp32-act.json', tiny, { ...t, precision: 'fp32', pol: act, recompute: true });
+write('plan-tiny-cuda-2r-host.json', tiny, { ...t, precision: 'bf16-mixed', pol: host });
+write('plan-tiny-cuda-2r-half.json', tiny, { ...t, precision: 'bf16-mixed', pol: half });
+write('plan-llama2-7b-1f1b-hostadam.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, steps: 4 });
