@@ -37,3 +37,25 @@ test('a folder without config.json, a bad JSON file and an unknown name are name
   assert.throws(() => resolveModel(join(dir, 'bad.json')), (e: Error) => e instanceof InputError && /bad\.json: model config is not valid JSON/.test(e.message));
   assert.throws(() => resolveModel('llama9-1t'), (e: Error) => e instanceof InputError && /"llama9-1t" is neither a bundled model \(.*llama2-7b.*\)/.test(e.message));
 });
+
+test('mmoc memory answers six distinct bad config files with exit code 2 and the precise message', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { repoRoot } = await import('./model-files.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'mmoc-badcfg-'));
+  const good = { model_type: 'llama', hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, vocab_size: 32000, rope_theta: 10000 };
+  const cases: [string, string, string][] = [
+    ['kv.json', JSON.stringify({ ...good, num_key_value_heads: 5 }), 'kv.json: num_key_value_heads (5) must divide num_attention_heads (32)'],
+    ['missing.json', JSON.stringify({ ...good, hidden_size: undefined }), 'missing.json: hidden_size is required'],
+    ['type.json', JSON.stringify({ ...good, vocab_size: '32000' }), 'type.json: vocab_size ("32000") must be a number'],
+    ['broken.json', '{"hidden_size": 4096,', 'broken.json: model config is not valid JSON'],
+    ['gpt2.json', JSON.stringify({ ...good, model_type: 'gpt2' }), 'gpt2.json: model_type "gpt2" is not a LLaMA-family model'],
+    ['theta.json', JSON.stringify({ ...good, rope_parameters: { rope_theta: 500000 } }), 'theta.json: rope_theta (10000) disagrees with rope_parameters.rope_theta (500000)'],
+  ];
+  for (const [name, text, msg] of cases) {
+    writeFileSync(join(dir, name), text);
+    const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), 'memory', '--model', join(dir, name), '--json'], { encoding: 'utf8', cwd: dir });
+    assert.equal(r.status, 2, `${name}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(msg), `${name}: expected "${msg}" in ${r.stderr}`);
+    assert.equal(r.stdout, '', `${name}: nothing on stdout`);
+  }
+});
