@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { parseModelConfig, type ModelConfig } from '../planner/model-config.ts';
 import { InputError } from '../planner/errors.ts';
 
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The folder holding package.json: two levels up from the sources (cli/), three from dist/cli/. */
+function findRepoRoot(start: string): string {
+  for (let d = start; ; d = dirname(d)) {
+    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'configs'))) return d;
+    if (dirname(d) === d) return resolve(start, '..');
+  }
+}
+export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 export const bundledModelsDir = join(repoRoot, 'configs', 'models');
 
 export function bundledModelNames(): string[] {
