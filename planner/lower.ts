@@ -23,7 +23,7 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, computeOf,
+  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, computeOf,
   type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
@@ -520,7 +520,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             if (lastBackward >= 0) deps.push(lastBackward);
             if (off !== undefined) deps.push(off);
             const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-            t = g.task(spec(gpu.compute, elementwiseTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, 0, undefined, deps, undefined, meta));
+            t = g.task(spec(gpu.compute, optimizerTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, 0, undefined, deps, undefined, meta));
             lastCompute = t;
           } else {
             if (off !== undefined) deps.push(off);

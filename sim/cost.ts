@@ -145,6 +145,14 @@ export function elementwiseTime_us(p: HardwareProfile, device: ComputeDevice, by
   return { us: bytes / (c.memory_GBps * 1e3), how: 'roofline', extrapolated: false, flops: 0, bytes };
 }
 
+/** The GPU (or CPU-rank) optimizer update moving `bytes` through device memory: the measured rate of
+ *  the executor's fused AdamW (compute.optimizer_GBps), else the elementwise rate memory_GBps. */
+export function optimizerTime_us(p: HardwareProfile, device: ComputeDevice, bytes: number): CostEstimate {
+  const c = computeOf(p, device);
+  const measured = c.optimizer_GBps !== undefined;
+  return { us: bytes / ((measured ? c.optimizer_GBps! : c.memory_GBps) * 1e3), how: measured ? 'table' : 'roofline', extrapolated: false, flops: 0, bytes };
+}
+
 /** Bytes over a link of `GBps` after `latency_us`, alone on the link. */
 export function transferTime_us(bytes: number, GBps: number, latency_us = 0): number {
   return latency_us + bytes / (GBps * 1e3);

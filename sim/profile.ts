@@ -82,6 +82,10 @@ export interface ComputeProfile {
   attention_efficiency?: Partial<Record<Dtype, number>>;
   /** Device memory bandwidth reached by elementwise / memory-bound kernels. */
   memory_GBps: number;
+  /** Device memory bandwidth of the executor's fused multi-tensor AdamW update (bytes as the cost
+   *  model counts them: weights, gradients, master weights and optimizer states read and written),
+   *  measured by `mmoc calibrate`. Absent in older profiles: memory_GBps stands in. */
+  optimizer_GBps?: number;
   /** Measured GEMMs per dtype. */
   gemm?: Partial<Record<Dtype, GemmPoint[]>>;
   /** Measured attention per dtype. */
@@ -254,6 +258,7 @@ function checkCompute(v: V, x: unknown, path: string): void {
   }
   if (c.attention_efficiency !== undefined) checkDtypeMap(v, c.attention_efficiency, `${path}.attention_efficiency`, (n, p) => v.frac(n, p));
   v.pos(c.memory_GBps, `${path}.memory_GBps`);
+  v.optPos(c, 'optimizer_GBps', path);
   if (c.gemm !== undefined) {
     checkDtypeMap(v, c.gemm, `${path}.gemm`, (a, p) => {
       v.arr(a, p).forEach((pt, i) => {
