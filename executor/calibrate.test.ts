@@ -16,7 +16,8 @@ function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<
     case 'kernel': return Promise.resolve(r(40, 3000, 40 * 3000 * 1e3));
     case 'copy': return Promise.resolve(r(t.bytes! / 55e3, (t.gpus!.length > 1 ? 0.7 : 1) * 55 * t.gpus!.length * (t.name === 'duplex' ? 1.8 : 1), 55));
     case 'p2p': return Promise.resolve(r(t.bytes! / 390e3, 390));
-    case 'adamw': return Promise.resolve(r(1000, 2e8 * t.threads!));
+    // the GPU AdamW (device cuda:N): 130G params/s, i.e. 3.9 TB/s at the cost model's 30 bytes a parameter
+    case 'adamw': return Promise.resolve(t.device?.startsWith('cuda') ? r(1000, 1.3e11, t.dims![0]) : r(1000, 2e8 * t.threads!));
     case 'memcpy': return Promise.resolve(r(1000, 150));
     case 'disk': return Promise.resolve(r(1e6, 1.3, 1.5));
     case 'slowdown': return Promise.resolve(r(1500, 0.04, 1440));
@@ -52,6 +53,8 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.overheads.cuda_context_bytes, 520 * 2 ** 20);
   assert.equal(p.overheads.kernel_launch_us, 4);
   assert.equal(p.compute_slowdown_under_copies, 0.04);
+  assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
+  assert.equal(p.figures!['compute.optimizer_GBps']!.source, 'measured');
   assert.ok(p.compute.gemm_efficiency.bf16! > 0.5 && p.compute.gemm_efficiency.bf16! <= 1);
   assert.equal(p.figures!['links']!.source, 'measured');
   const sim = simulatePlan(probePlan(true, 'fake', 3, 2), p);

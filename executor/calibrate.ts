@@ -31,6 +31,9 @@ import { InputError } from '../planner/errors.ts';
 import { buildInfo, calibrateTask, devices, type CalibResult, type CalibTask, type NativeDevices, type BuildInfo } from './native.ts';
 import { execute } from './launch.ts';
 
+/** Bytes a parameter of a bf16-mixed AdamW update as the cost model counts them (planner/lower.ts:
+ *  2 x weight + gradient + 2 x master + 2 x optimizer states). */
+export const OPTIMIZER_BYTES_PER_PARAM = 2 * 2 + 2 + 2 * 4 + 2 * 8;
 export const CALIB_PARTS = ['gemm', 'attention', 'kernels', 'links', 'p2p', 'cpu', 'memory', 'disk', 'overheads'] as const;
 export type CalibPart = (typeof CALIB_PARTS)[number];
 
@@ -319,6 +322,19 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     }
   }
 
+  // the executor's GPU AdamW (fused multi-tensor kernel) on a decoder layer's worth of parameters:
+  // the optimizer_step rate, far above the unfused elementwise kernels' memory_GBps
+  let gpuAdamw: { params_per_s: number; params: number; note: string } | null = null;
+  if (parts.has('kernels') && gpuMode) {
+    const m = o.models[0]!;
+    const layer = 2 * m.hidden_size * m.hidden_size + 2 * m.hidden_size * (m.num_key_value_heads * (m.hidden_size / m.num_attention_heads)) + 3 * m.hidden_size * m.intermediate_size;
+    const n = Math.max(1 << 20, Math.round(layer));
+    jobs.push({
+      part: 'kernels', label: `adamw ${(n / 1e6).toFixed(0)}M params on ${dev}`, task: { kind: 'adamw', device: dev, dims: [n], ...rep },
+      apply: (r) => { if (r.value > 0) gpuAdamw = { params_per_s: r.value, params: n, note: r.note ?? '' }; },
+    });
+  }
+
   // ---- links: host <-> GPU alone, all at once, duplex; peer copies
   const linkBytes = quick ? 64 * 2 ** 20 : 256 * 2 ** 20;
   const alone = new Map<string, number>();
@@ -488,6 +504,13 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       const bytes = kern.reduce((s, k) => s + k.bytes, 0), us = kern.reduce((s, k) => s + k.us, 0);
       c.memory_GBps = +(bytes / us / 1e3).toPrecision(4);
       mark('compute.memory_GBps', `effective bandwidth of RMSNorm, rotary, SwiGLU, residual add and loss kernels together (${kern.map((k) => `${k.name} ${(k.bytes / k.us / 1e3).toFixed(1)}`).join(', ')} GB/s)`);
+    }
+    if (gpuAdamw) {
+      const a = gpuAdamw as { params_per_s: number; params: number; note: string };
+      // in the cost model's byte count of a bf16-mixed AdamW update (sim/cost.ts optimizerTime_us):
+      // weights 2x2, gradient 2, master 2x4, m and v 2x8 = 30 bytes a parameter
+      c.optimizer_GBps = +(a.params_per_s * OPTIMIZER_BYTES_PER_PARAM / 1e9).toPrecision(4);
+      mark('compute.optimizer_GBps', `the executor's GPU AdamW on ${(a.params / 1e6).toFixed(0)}M parameters: ${(a.params_per_s / 1e9).toFixed(2)}G params/s x ${OPTIMIZER_BYTES_PER_PARAM} bytes (${a.note})`);
     }
   }
 

@@ -5,7 +5,9 @@
 //   kernel     rmsnorm | rotary | swiglu | loss | add        value = effective GB/s (ideal bytes / time)
 //   copy       h2d | d2h | duplex on `gpus` at once          value = aggregate GB/s, value2 = slowest GPU's GB/s
 //   p2p        gpus[0] -> gpus[1]                            value = GB/s
-//   adamw      CPU AdamW (the executor's update), `threads`  value = parameters/s
+//   adamw      the executor's AdamW update: on the CPU with `threads`, or on `device` cuda:N (the
+//              multi-tensor CUDA kernel of adamw_cuda.cu where built, else at::_fused_adamw_)
+//                                                            value = parameters/s
 //   memcpy     host memcpy with `threads`                    value = GB/s (read + write)
 //   disk       direct I/O write then read in `name`          value = write GB/s, value2 = read GB/s
 //   slowdown   GEMM while H2D and D2H copies run             value = fraction slower
@@ -14,6 +16,12 @@
 #include "pch.h"
 #include "api.h"
 #include "calibrate.h"
+#if defined(MMOC_CUDA_KERNELS) && MMOC_CUDA_KERNELS && MMOC_HAS_CUDA
+#include "adamw_cuda.h"
+#define MMOC_CALIB_CUDA_ADAMW 1
+#else
+#define MMOC_CALIB_CUDA_ADAMW 0
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -222,8 +230,82 @@ CalibResult kernel(const CalibTask& t) {
   return r;
 }
 
+#if MMOC_HAS_CUDA
+/** The executor's GPU AdamW update of `n` parameters split like a decoder layer's tensors: fp32
+ *  master, m and v; bf16 gradients read and bf16 weights written in the same pass. The same kernel
+ *  (and launch grouping) as runtime.cpp's adamwParams; timed with device events. */
+CalibResult adamwGpu(const CalibTask& t, const at::Device& dev) {
+  const int64_t n = t.dims[0];
+  constexpr int kParts = 7;  // q|k|v, o, gate|up, down, two norms: about a layer's tensor count
+  const int64_t each = std::max<int64_t>(1, (n + kParts - 1) / kParts);
+  at::NoGradGuard ng;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
+  std::vector<at::Tensor> P, M, V, G, W;
+  for (int i = 0; i < kParts; ++i) {
+    P.push_back(at::randn({each}, f32));
+    M.push_back(at::randn({each}, f32).mul_(0.01));
+    V.push_back(at::rand({each}, f32).mul_(0.01).add_(1e-6));
+    G.push_back(at::randn({each}, f32).to(at::kBFloat16));
+    W.push_back(P.back().to(at::kBFloat16));
+  }
+  const double lr = 1e-4, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.01;
+  int step = 0;
+  CalibResult r;
+#if MMOC_CALIB_CUDA_ADAMW
+  std::vector<AdamWChunk> chunks;
+  for (int i = 0; i < kParts; ++i) {
+    AdamWChunk c;
+    c.p = P[i].data_ptr<float>();
+    c.m = M[i].data_ptr<float>();
+    c.v = V[i].data_ptr<float>();
+    c.g = G[i].data_ptr();
+    c.w = W[i].data_ptr();
+    c.n = each;
+    c.wd = static_cast<float>(wd);
+    chunks.push_back(c);
+  }
+  auto stream = c10::cuda::getCurrentCUDAStream(dev.index()).stream();
+  r = timeReps(dev, t, [&](int) {
+    ++step;
+    const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
+    for (size_t i = 0; i < chunks.size(); i += kAdamWMaxChunks) {
+      const int k = static_cast<int>(std::min<size_t>(kAdamWMaxChunks, chunks.size() - i));
+      const char* err = adamwCudaLaunch(chunks.data() + i, k, /*gradIsBf16=*/true, static_cast<float>(lr), static_cast<float>(b1),
+                                        static_cast<float>(b2), static_cast<float>(eps), static_cast<float>(bc1),
+                                        static_cast<float>(bc2), /*gscale=*/1.0f, stream);
+      MMOC_CHECK(!err, "calibrate adamw: CUDA AdamW launch: " << err);
+    }
+  });
+  r.note = "the executor's multi-tensor CUDA AdamW (adamw_cuda.cu): fp32 master, m, v; bf16 gradients and weights";
+#elif MMOC_HAS_FUSED_ADAMW
+  auto stepT = at::full({}, 1.0, f32);
+  r = timeReps(dev, t, [&](int) {
+    ++step;
+    stepT.fill_(static_cast<double>(step));
+    std::vector<at::Tensor> gs;
+    for (auto& g : G) gs.push_back(g.to(at::kFloat));
+    std::vector<at::Tensor> steps(kParts, stepT);
+    at::_fused_adamw_(P, gs, M, V, {}, steps, lr, b1, b2, wd, eps, /*amsgrad=*/false, /*maximize=*/false);
+    for (int i = 0; i < kParts; ++i) W[i].copy_(P[i]);
+  });
+  r.note = "the executor's GPU AdamW fallback: gradient to fp32, at::_fused_adamw_, weight copy";
+#else
+  MMOC_FAIL("calibrate adamw: this build has neither the CUDA AdamW kernel nor at::_fused_adamw_");
+#endif
+  r.value = (each * kParts) / (r.medianUs * 1e-6);
+  r.value2 = static_cast<double>(each * kParts);
+  return r;
+}
+#endif
+
 CalibResult adamw(const CalibTask& t) {
   MMOC_CHECK(t.dims.size() == 1 && t.dims[0] > 0, "calibrate adamw: dims must be [parameters]");
+#if MMOC_HAS_CUDA
+  if (t.device != "cpu") {
+    const auto dev = deviceOf(t.device);
+    if (dev.is_cuda()) return adamwGpu(t, dev);
+  }
+#endif
   const int64_t n = t.dims[0];
   const int before = at::get_num_threads();
   if (t.threads > 0) at::set_num_threads(t.threads);
