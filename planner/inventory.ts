@@ -80,8 +80,9 @@ export interface Inventory {
   params: number;
   /** Bytes per element of activations (2 or 4). */
   actBytes: number;
-  /** Per micro-batch, the head's fp32 loss workspace: logits upcast to fp32 (forward) and the
-   *  fp32 gradient of the logits (backward), one at a time: T * vocab * 4. */
+  /** Per micro-batch, the head's fp32 loss workspace in the backward beyond the kept fp32
+   *  log-probabilities: the gradients of the log-probabilities and of the fp32 logits together,
+   *  T * vocab * 8 (the forward's bf16 logits + fp32 copy, T * vocab * (a + 4), are not more). */
   lossWorkspaceBytes: number;
 }
 
@@ -191,7 +192,9 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
       { name: 'norm input', elements: T * h, dtype: 'act' },
       { name: 'norm.rstd', elements: T, dtype: 'fp32' },
       { name: 'norm.out (lm_head input)', elements: T * h, dtype: 'act' },
-      { name: 'logits', elements: T * V, dtype: 'act' },
+      // cross_entropy saves log_softmax's fp32 output for its backward (the bf16 logits and their
+      // fp32 copy are freed when the forward returns: native/src/model.cpp)
+      { name: 'log-probabilities (fp32, saved by log_softmax)', elements: T * V, dtype: 'fp32' },
       { name: 'loss.logsumexp', elements: T, dtype: 'fp32' },
       { name: 'labels', elements: T, dtype: 'int64' },
     ],
@@ -199,7 +202,7 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
   }));
   let params = 0;
   for (const l of layers) params += l.params;
-  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 4 };
+  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 8 };
 }
 
 const invCache = new Map<string, Inventory>();

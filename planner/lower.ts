@@ -189,9 +189,10 @@ function machineFor(profile: HardwareProfile, gpus: number, cap: number | undefi
   return e;
 }
 
-/** Memory-model overhead per device from the profile: context + communicator buffers. */
-export function profileOverheadBytes(profile: HardwareProfile): number {
-  return profile.gpus.kind === 'cpu' ? 0 : profile.overheads.cuda_context_bytes + profile.overheads.comm_buffer_bytes;
+/** Memory-model overhead per device from the profile: context, plus communicator buffers where
+ *  the plan has more than one rank (`ranks`; unknown: counted). */
+export function profileOverheadBytes(profile: HardwareProfile, ranks = 2): number {
+  return profile.gpus.kind === 'cpu' ? 0 : profile.overheads.cuda_context_bytes + (ranks > 1 ? profile.overheads.comm_buffer_bytes : 0);
 }
 
 /** The memory model of a plan (the same inputs the lowering uses). */
@@ -200,7 +201,7 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
     model: plan.model, precision: plan.precision, optimizer: plan.optimizer.name, mbs: plan.job.microBatchSize,
     seq: plan.job.seq, microBatches: plan.job.microBatches, schedule: plan.schedule, stages: plan.layout.stages,
     pipelineRanks: plan.layout.pipelineRanks, dataParallel: plan.layout.dataParallel, policy: plan.policy.stages,
-    overheadBytes: profileOverheadBytes(profile), allocatorOverheadFraction: profile.overheads.allocator_overhead_fraction, diskPaths: plan.policy.diskPaths.length,
+    overheadBytes: profileOverheadBytes(profile, plan.layout.pipelineRanks * plan.layout.dataParallel), allocatorOverheadFraction: profile.overheads.allocator_overhead_fraction, diskPaths: plan.policy.diskPaths.length,
     diskConcurrency: plan.policy.diskConcurrency ?? 2,
     program: plan.layout.virtualStages > 1 ? plan.program : undefined,
     inventory: inv ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq),

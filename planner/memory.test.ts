@@ -36,14 +36,18 @@ test('LLaMA-2-7B on one GPU, mixed AdamW: 16 bytes a parameter of state, activat
   assert.equal(d.weights + d.gradients + d.masterWeights + d.optimizerStates, 107_814_649_856);
   const layer = (8 * T * h + 3 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 134,881,280
   assert.equal(layer, 134_881_280);
-  const head = 2 * T * h * 2 + T * V * 2 + T * 4 * 2 + T * 8; // 82,329,600
+  // the head keeps cross_entropy's fp32 log-probabilities (T x V x 4), not the bf16 logits
+  const head = 2 * T * h * 2 + T * V * 4 + T * 4 * 2 + T * 8; // 16,777,216 + 131,072,000 + 8,192 + 8,192 = 147,865,600
+  assert.equal(head, 147_865_600);
   const embed = T * 8;
   assert.equal(d.activations.perMicroBatch, 32 * layer + head + embed);
   assert.equal(d.activations.inFlight, 1);
-  assert.equal(d.temporary.lossWorkspace, T * V * 4 + T * V * 2);
+  // backward: the fp32 gradients of the log-probabilities and of the fp32 logits together (8 bytes a
+  // logit), above the forward's bf16 logits + fp32 copy (2 + 4)
+  assert.equal(d.temporary.lossWorkspace, T * V * 8);
   assert.equal(d.temporary.backward, T * (2 * h + 2 * I) * 2);
   assert.equal(d.temporary.comm, 0);
-  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 6 + T * (2 * h + 2 * I) * 2);
+  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 8 + T * (2 * h + 2 * I) * 2);
   assert.equal(r.hostTotal, 0);
   assert.equal(r.disk.total, 0);
 });
@@ -64,7 +68,7 @@ test('recompute keeps only the stage input per micro-batch and reserves one micr
   const d1 = r.devices[1]!;
   assert.equal(d1.activations.perMicroBatch, T * h * 2);
   assert.equal(d1.activations.bytes, 8 * T * h * 2);
-  const layer = 134_881_280, head = 82_329_600;
+  const layer = 134_881_280, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
   assert.equal(d1.temporary.recompute, 16 * layer + head);
   assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8); // token ids
 });
