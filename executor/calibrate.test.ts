@@ -35,7 +35,7 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
       devices: () => ({ cpuCores: 32, torchThreads: 32, cudaAvailable: true, cuda: [gpu, { ...gpu, index: 1 }] }),
       buildInfo: () => ({ torchVersion: '2.11.0', compiler: 'gcc 13', cuda: true, cudaVersion: '13.0', sdpa: true, gloo: false, nccl: true, fusedAdamw: true }),
       calibrateTask: fakeTask,
-      execute: async () => ({ trace: { traceEvents: [] } }) as never,
+      execute: async () => ({ trace: { traceEvents: [] }, peak_bytes: [5 * 2 ** 30, 5.25 * 2 ** 30], peak_reserved_bytes: [2 * 2 ** 30, 2.25 * 2 ** 30] }) as never,
     },
   });
   assert.deepEqual(out.measurements.filter((m) => m.error).map((m) => `${m.label}: ${m.error}`), []);
@@ -51,6 +51,8 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.links.peer[0]!.GBps, 390);
   assert.equal(p.disks[0]!.write_GBps, 1.3);
   assert.equal(p.overheads.cuda_context_bytes, 520 * 2 ** 20);
+  // 3 GiB outside the allocator at the 2-rank probe run's peak, less the context
+  assert.equal(p.overheads.comm_buffer_bytes, 3 * 2 ** 30 - 520 * 2 ** 20);
   assert.equal(p.overheads.kernel_launch_us, 4);
   assert.equal(p.compute_slowdown_under_copies, 0.04);
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');

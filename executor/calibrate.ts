@@ -394,6 +394,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   let slowdown: number | null = null;
   let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number } | null = null;
   let peerFit: { latency: number; measuredStep: number[]; after: number[] } | null = null;
+  let probeOutside: number | null = null;
   if (parts.has('overheads')) {
     jobs.push({ part: 'overheads', label: `launch ${dev}`, task: { kind: 'launch', device: dev, ...rep, iters: Math.max(5, rep.iters) }, apply: (r) => { launchUs = r.value; } });
     if (gpuMode) {
@@ -412,6 +413,13 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         for (const mbs of sizes) {
           const plan = probePlan(gpuMode, o.id, steps, N, mbs);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
+          // device memory outside the caching allocator of each rank at its peak (context, library
+          // workspaces and, on more than one rank, the NCCL communicators' buffers)
+          const pk = (res as { peak_bytes?: number[]; peak_reserved_bytes?: number[] });
+          if (gpuMode && N > 1 && Array.isArray(pk.peak_bytes) && Array.isArray(pk.peak_reserved_bytes)) {
+            const outside = pk.peak_bytes.map((b, i) => b - (pk.peak_reserved_bytes![i] ?? b)).filter((x) => Number.isFinite(x));
+            if (outside.length) probeOutside = Math.max(probeOutside ?? 0, ...outside);
+          }
           const byPc = new Map<string, number[]>();
           const spans = new Map<number, [number, number]>();
           for (const e of res.trace?.traceEvents ?? []) {
@@ -601,6 +609,12 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.cuda_context_bytes = Math.round(c.bytes);
     p.overheads.allocator_overhead_fraction = Math.min(0.5, +c.frac.toFixed(4));
     mark('overheads.cuda_context_bytes', 'device memory in use outside the caching allocator after the first allocation (context, cuBLAS workspace)');
+  }
+  if (probeOutside !== null && probeOutside > 0) {
+    // what a multi-rank run holds outside the allocator beyond the context: NCCL buffers and the
+    // workspaces of the executor's streams (the memory model adds it on plans of more than one rank)
+    p.overheads.comm_buffer_bytes = Math.max(0, Math.round((probeOutside as number) - p.overheads.cuda_context_bytes));
+    mark('overheads.comm_buffer_bytes', `device memory outside the caching allocator at the peak of a ${Math.min(2, G)}-rank executor run (NCCL), less cuda_context_bytes`);
   }
   if (slowdown !== null) {
     p.compute_slowdown_under_copies = +(slowdown as number).toFixed(4);
