@@ -56,7 +56,7 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
   const launch = profile.overheads.kernel_launch_us;
   for (let i = 0; i < n; i++) {
     const l = inv.layers[i]!;
-    let f = 0, b = 0;
+    let f = 0, b = 0, nf = 0, nb = 0; // device time; kernel launches
     for (const g of l.gemms) {
       if (g.name.startsWith('attn.')) continue;
       const t = gemmTime_us(profile, dev, useDtype, g.m, g.n, g.k).us * g.batch;
@@ -68,18 +68,20 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
       b += attentionTime_us(profile, dev, useDtype, shape, 'bwd').us;
       // Norms, rotary, SiLU*up, residual adds: about 12 T*h and 4 T*I elements read+written.
       const ew = (12 * T * mc.hidden_size + 4 * T * mc.intermediate_size) * a;
-      f += elementwiseTime_us(profile, dev, ew).us + 20 * launch;
-      b += elementwiseTime_us(profile, dev, 2 * ew).us + 40 * launch;
+      f += elementwiseTime_us(profile, dev, ew).us; nf = 20;
+      b += elementwiseTime_us(profile, dev, 2 * ew).us; nb = 40;
     } else if (l.kind === 'embedding') {
-      f += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us + launch;
-      b += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us + 2 * launch;
+      f += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nf = 1;
+      b += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nb = 2;
     } else {
       // Final norm, the fp32 loss over the logits (read logits, write fp32, softmax, gradient).
-      f += elementwiseTime_us(profile, dev, T * mc.vocab_size * (a + 8) + 4 * T * mc.hidden_size * a).us + 8 * launch;
-      b += elementwiseTime_us(profile, dev, T * mc.vocab_size * (8 + a) + 8 * T * mc.hidden_size * a).us + 10 * launch;
+      f += elementwiseTime_us(profile, dev, T * mc.vocab_size * (a + 8) + 4 * T * mc.hidden_size * a).us; nf = 8;
+      b += elementwiseTime_us(profile, dev, T * mc.vocab_size * (8 + a) + 8 * T * mc.hidden_size * a).us; nb = 10;
     }
-    fwd[i] = f;
-    bwd[i] = b;
+    // A GPU runs the kernels queued while the host launches the next ones: launches cost time only
+    // where they outlast the device work. CPU ranks run each op as it is dispatched.
+    fwd[i] = dev === 'gpu' ? Math.max(f, nf * launch) : f + nf * launch;
+    bwd[i] = dev === 'gpu' ? Math.max(b, nb * launch) : b + nb * launch;
   }
   const r = { fwd, bwd };
   m.set(profile, r);
