@@ -313,6 +313,9 @@ export function memoryModel(job: MemoryJob): MemoryReport {
         const kind = inv.layers[pl.layers[i]!]!.kind;
         if (kind === 'decoder') hasDecoder = true;
         if (kind === 'head') hasHead = true;
+        // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
+        // backward) before it is added to the stored one.
+        if (kind === 'embedding' && pl.gradsResident[i]) bwdWs = Math.max(bwdWs, n * B.grad);
         const g = pl.gpuElems[i]!, hostEl = n - g;
         if (pl.paramsResident[i]) weights += n * B.weight;
         else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
