@@ -208,6 +208,12 @@ CalibResult kernel(const CalibTask& t) {
   if (t.name == "rmsnorm") {
     auto w = randn({W}, dt, dev);
     bytes = 2.0 * T * W * es;
+#if MMOC_HAS_RMS_NORM
+    // the executor's fast path on a GPU (model.cpp rmsnorm): the fused at::rms_norm
+    if (dev.is_cuda()) {
+      r = timeReps(dev, t, [&](int i) { at::rms_norm(X[i % sets], {W}, w, 1e-5); }, ahead);
+    } else
+#endif
     r = timeReps(dev, t, [&](int i) {
       auto x = X[i % sets];
       auto xf = x.to(at::kFloat);
@@ -217,11 +223,19 @@ CalibResult kernel(const CalibTask& t) {
     MMOC_CHECK(W % 2 == 0, "calibrate kernel rotary: width must be even");
     auto cs = randn({T, W}, dt, dev), sn = randn({T, W}, dt, dev);
     bytes = 2.0 * T * W * es;
-    r = timeReps(dev, t, [&](int i) {
-      auto x = X[i % sets];
-      auto x1 = x.narrow(1, 0, W / 2), x2 = x.narrow(1, W / 2, W / 2);
-      (x * cs + at::cat({-x2, x1}, 1) * sn);
-    }, ahead);
+    if (dev.is_cuda()) {
+      // the executor's fast path (model.cpp forward): rotate_half(x) * sin as roll(x, W/2) * [-sin | sin]
+      r = timeReps(dev, t, [&](int i) {
+        auto x = X[i % sets];
+        at::addcmul(x * cs, at::roll(x, {W / 2}, {-1}), sn);
+      }, ahead);
+    } else {
+      r = timeReps(dev, t, [&](int i) {
+        auto x = X[i % sets];
+        auto x1 = x.narrow(1, 0, W / 2), x2 = x.narrow(1, W / 2, W / 2);
+        (x * cs + at::cat({-x2, x1}, 1) * sn);
+      }, ahead);
+    }
   } else if (t.name == "swiglu") {
     bytes = 3.0 * T * W * es;
     r = timeReps(dev, t, [&](int i) { at::silu(X[i % sets]).mul_(Y[i % sets]); }, ahead);
