@@ -23,7 +23,7 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, computeOf,
+  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, kernelTime_us, computeOf,
   type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
@@ -66,17 +66,21 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
       const shape = { batch: inv.mbs, heads: mc.num_attention_heads, kv_heads: mc.num_key_value_heads, seq: inv.seq, head_dim: mc.head_dim, causal: true };
       f += attentionTime_us(profile, dev, useDtype, shape, 'fwd').us;
       b += attentionTime_us(profile, dev, useDtype, shape, 'bwd').us;
-      // Norms, rotary, SiLU*up, residual adds: about 12 T*h and 4 T*I elements read+written.
-      const ew = (12 * T * mc.hidden_size + 4 * T * mc.intermediate_size) * a;
-      f += elementwiseTime_us(profile, dev, ew).us; nf = 20;
-      b += elementwiseTime_us(profile, dev, 2 * ew).us; nb = 40;
+      // Norms, rotary, SiLU*up, residual adds: about 12 T*h and 4 T*I elements read+written (two
+      // norms 4 T*h, two adds 6 T*h, rotary 2 T*h, SwiGLU 4 T*I), each kernel at its own rate;
+      // the backward moves twice as much.
+      const Th = T * mc.hidden_size * a;
+      const ew = kernelTime_us(profile, dev, 'rmsnorm', 4 * Th).us + kernelTime_us(profile, dev, 'add', 6 * Th).us
+        + kernelTime_us(profile, dev, 'rotary', 2 * Th).us + kernelTime_us(profile, dev, 'swiglu', 4 * T * mc.intermediate_size * a).us;
+      f += ew; nf = 20;
+      b += 2 * ew; nb = 40;
     } else if (l.kind === 'embedding') {
       f += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nf = 1;
       b += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nb = 2;
     } else {
       // Final norm, the fp32 loss over the logits (read logits, write fp32, softmax, gradient).
-      f += elementwiseTime_us(profile, dev, T * mc.vocab_size * (a + 8) + 4 * T * mc.hidden_size * a).us; nf = 8;
-      b += elementwiseTime_us(profile, dev, T * mc.vocab_size * (8 + a) + 8 * T * mc.hidden_size * a).us; nb = 10;
+      f += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (a + 8)).us + kernelTime_us(profile, dev, 'rmsnorm', 4 * T * mc.hidden_size * a).us; nf = 8;
+      b += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (8 + a)).us + kernelTime_us(profile, dev, 'rmsnorm', 8 * T * mc.hidden_size * a).us; nb = 10;
     }
     // A GPU runs the kernels queued while the host launches the next ones: launches cost time only
     // where they outlast the device work. CPU ranks run each op as it is dispatched.

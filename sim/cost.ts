@@ -2,7 +2,7 @@
 // knowledge). Compute is looked up in the profile's calibrated tables, interpolating the achieved
 // rate in log(flops) between measured shapes; outside the tables (or with none) it is a roofline
 // with the profile's efficiency, and the estimate says it extrapolated. Times in microseconds.
-import type { AttentionPoint, ComputeProfile, Dtype, GemmPoint, HardwareProfile } from './profile.ts';
+import type { AttentionPoint, ComputeProfile, Dtype, ElementwiseKernel, GemmPoint, HardwareProfile } from './profile.ts';
 
 export interface CostEstimate {
   us: number;
@@ -143,6 +143,13 @@ function attnView(all: AttentionPoint[], dir: 'fwd' | 'bwd', causal: boolean): A
 export function elementwiseTime_us(p: HardwareProfile, device: ComputeDevice, bytes: number): CostEstimate {
   const c = computeOf(p, device);
   return { us: bytes / (c.memory_GBps * 1e3), how: 'roofline', extrapolated: false, flops: 0, bytes };
+}
+
+/** Elementwise kernel `kernel` moving `bytes`: its measured rate (compute.kernel_GBps), else memory_GBps. */
+export function kernelTime_us(p: HardwareProfile, device: ComputeDevice, kernel: ElementwiseKernel, bytes: number): CostEstimate {
+  const c = computeOf(p, device);
+  const rate = c.kernel_GBps?.[kernel];
+  return { us: bytes / ((rate ?? c.memory_GBps) * 1e3), how: rate !== undefined ? 'table' : 'roofline', extrapolated: false, flops: 0, bytes };
 }
 
 /** The GPU (or CPU-rank) optimizer update moving `bytes` through device memory: the measured rate of

@@ -73,6 +73,10 @@ export interface PeerLink {
   via_host?: boolean;
 }
 
+/** The elementwise kernels calibrate times (native/src/calibrate.cpp `kernel`). */
+export const ELEMENTWISE_KERNELS = ['rmsnorm', 'rotary', 'swiglu', 'add', 'loss'] as const;
+export type ElementwiseKernel = (typeof ELEMENTWISE_KERNELS)[number];
+
 export interface ComputeProfile {
   /** Dense peak per dtype. */
   peak_tflops: Partial<Record<Dtype, number>>;
@@ -86,6 +90,9 @@ export interface ComputeProfile {
    *  model counts them: weights, gradients, master weights and optimizer states read and written),
    *  measured by `mmoc calibrate`. Absent in older profiles: memory_GBps stands in. */
   optimizer_GBps?: number;
+  /** Effective bandwidth (ideal bytes / time) of each elementwise kernel as the executor runs it,
+   *  measured by `mmoc calibrate`; a kernel absent here runs at memory_GBps. */
+  kernel_GBps?: Partial<Record<ElementwiseKernel, number>>;
   /** Measured GEMMs per dtype. */
   gemm?: Partial<Record<Dtype, GemmPoint[]>>;
   /** Measured attention per dtype. */
@@ -259,6 +266,13 @@ function checkCompute(v: V, x: unknown, path: string): void {
   if (c.attention_efficiency !== undefined) checkDtypeMap(v, c.attention_efficiency, `${path}.attention_efficiency`, (n, p) => v.frac(n, p));
   v.pos(c.memory_GBps, `${path}.memory_GBps`);
   v.optPos(c, 'optimizer_GBps', path);
+  if (c.kernel_GBps !== undefined) {
+    const k = v.obj(c.kernel_GBps, `${path}.kernel_GBps`);
+    for (const name of Object.keys(k)) {
+      if (!(ELEMENTWISE_KERNELS as readonly string[]).includes(name)) v.fail(`${path}.kernel_GBps.${name}`, `is not a kernel (${ELEMENTWISE_KERNELS.join(', ')})`);
+      v.pos(k[name], `${path}.kernel_GBps.${name}`);
+    }
+  }
   if (c.gemm !== undefined) {
     checkDtypeMap(v, c.gemm, `${path}.gemm`, (a, p) => {
       v.arr(a, p).forEach((pt, i) => {
