@@ -56,6 +56,8 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.overheads.kernel_launch_us, 4);
   assert.equal(p.compute_slowdown_under_copies, 0.04);
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
+  assert.deepEqual(Object.keys(p.compute.kernel_GBps ?? {}).sort(), ['add', 'loss', 'rmsnorm', 'rotary', 'swiglu']);
+  assert.equal(p.compute.kernel_GBps!.add, 3000, 'kernel add: 40 us for 40 * 3000 * 1e3 bytes');
   assert.equal(p.figures!['compute.optimizer_GBps']!.source, 'measured');
   assert.ok(p.compute.gemm_efficiency.bf16! > 0.5 && p.compute.gemm_efficiency.bf16! <= 1);
   assert.equal(p.figures!['links']!.source, 'measured');

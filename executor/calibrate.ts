@@ -512,6 +512,12 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       const bytes = kern.reduce((s, k) => s + k.bytes, 0), us = kern.reduce((s, k) => s + k.us, 0);
       c.memory_GBps = +(bytes / us / 1e3).toPrecision(4);
       mark('compute.memory_GBps', `effective bandwidth of RMSNorm, rotary, SwiGLU, residual add and loss kernels together (${kern.map((k) => `${k.name} ${(k.bytes / k.us / 1e3).toFixed(1)}`).join(', ')} GB/s)`);
+      if (gpuMode) {
+        // each kernel's own rate: the cost model charges a layer's norms, adds, rotary and SwiGLU
+        // and the head's loss at theirs (the blend above is weighted by this byte mix, mostly loss)
+        c.kernel_GBps = Object.fromEntries(kern.filter((k) => k.us > 0).map((k) => [k.name, +(k.bytes / k.us / 1e3).toPrecision(4)]));
+        mark('compute.kernel_GBps', `effective bandwidth of each kernel as the executor runs it (ideal bytes / time, back to back behind a GEMM): ${kern.map((k) => `${k.name} ${(k.bytes / k.us / 1e3).toFixed(1)}`).join(', ')} GB/s`);
+      }
     }
     if (gpuAdamw) {
       const a = gpuAdamw as { params_per_s: number; params: number; note: string };
