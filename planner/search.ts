@@ -205,7 +205,7 @@ export function search(input: SearchInput): SearchResult {
   const diskPaths = allowDisk ? profile.disks.map((d) => `${d.path}/mmoc`) : [];
   const diskConc = allowDisk ? Math.min(...profile.disks.map((d) => d.concurrency)) : 2;
   const counts = { considered: 0, pruned: 0, simulated: 0 };
-  const overheadBytes = profileOverheadBytes(profile);
+  const overheadBytes = profileOverheadBytes(profile, G);
   const allocFrac = profile.overheads.allocator_overhead_fraction;
   const maps = mappings(profile, G);
 
@@ -548,7 +548,7 @@ function explainInfeasible(
       const m = memoryModel({
         model: input.model, precision, optimizer: opt, mbs: 1, seq, microBatches: Math.max(1, input.globalBatch / D), schedule: '1f1b',
         stages: parts.map((layers, i) => ({ layers, rank: i })), pipelineRanks: N, dataParallel: D, policy: pol,
-        overheadBytes: profileOverheadBytes(input.profile), allocatorOverheadFraction: input.profile.overheads.allocator_overhead_fraction,
+        overheadBytes: profileOverheadBytes(input.profile, gpus), allocatorOverheadFraction: input.profile.overheads.allocator_overhead_fraction,
         diskPaths: Math.max(1, input.profile.disks.length), diskConcurrency: 2,
       });
       if (m.hostTotal <= hostCap || disk) bestPeak = Math.min(bestPeak, m.peak);
