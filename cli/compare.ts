@@ -10,6 +10,8 @@ import { compareTraces, sideBySide, type CompareReport, type ErrorRow } from '..
 import { chromeTrace, type ChromeTrace } from '../sim/index.ts';
 
 export interface CompareCliResult extends CompareReport {
+  /** False on CPU ranks: the measured peak is the process resident set, not tensor bytes. */
+  peak_comparable: boolean;
   plan: string;
   measured: string;
   hardware: string;
@@ -38,8 +40,9 @@ export function formatCompare(r: CompareCliResult): string {
     'busy time by rank and resource (per step)',
     ...r.by_resource.map((o) => line(`  rank ${o.rank} ${o.resource}`, o, us)),
     '',
-    'peak memory by rank',
-    ...r.peak_bytes.map((o) => line(`  rank ${o.rank}`, o, (b) => `${(b / GiB).toFixed(3)} GiB`)),
+    ...(r.peak_comparable
+      ? ['peak memory by rank', ...r.peak_bytes.map((o) => line(`  rank ${o.rank}`, o, (b) => `${(b / GiB).toFixed(3)} GiB`))]
+      : ['peak memory: not compared on CPU ranks (the executor reports the process resident set there; the memory model counts tensors)']),
   ];
   return out.join('\n');
 }
@@ -73,6 +76,8 @@ export function register(program: Command): void {
         throw new InputError(`${displayPath(measuredPath)}: no instruction pairs with ${displayPath(planPath)} (was it measured from this plan?)`);
       }
       if (o.sideBySide) writeFileAtomic(o.sideBySide, JSON.stringify(sideBySide(predicted, measured)));
-      emit(o, { plan: displayPath(planPath), measured: displayPath(measuredPath), hardware: profile.id, ...report }, formatCompare);
+      const devices = measured.otherData?.devices;
+      const peak_comparable = !(Array.isArray(devices) && devices.length > 0 && devices.every((d) => String(d).startsWith('cpu')));
+      emit(o, { plan: displayPath(planPath), measured: displayPath(measuredPath), hardware: profile.id, peak_comparable, ...report }, formatCompare);
     }));
 }

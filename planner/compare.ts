@@ -117,10 +117,12 @@ export function compareTraces(predicted: ChromeTrace, measured: ChromeTrace, opt
     if (!meas) { onlyP++; continue; }
     paired++;
     const m = median([...meas.durs.values()]);
-    const o = byOp.get(s.op) ?? { p: 0, m: 0, n: 0 };
+    // the executor names a slice by its opcode; the simulator may name the task it lowered to
+    const opName = meas.s.op;
+    const o = byOp.get(opName) ?? { p: 0, m: 0, n: 0 };
     o.p += dur; o.m += m; o.n++;
-    byOp.set(s.op, o);
-    const resource = resourceClassOf(s.op, s.tier ?? meas.s.tier);
+    byOp.set(opName, o);
+    const resource = resourceClassOf(opName, s.tier ?? meas.s.tier);
     const rk = `${s.rank}:${resource}`;
     const r = byRes.get(rk) ?? { rank: s.rank, resource, p: 0, m: 0 };
     r.p += dur; r.m += m;
