@@ -2,7 +2,7 @@
 // knowledge). Compute is looked up in the profile's calibrated tables, interpolating the achieved
 // rate in log(flops) between measured shapes; outside the tables (or with none) it is a roofline
 // with the profile's efficiency, and the estimate says it extrapolated. Times in microseconds.
-import type { AttentionPoint, ComputeProfile, Dtype, ElementwiseKernel, GemmPoint, HardwareProfile } from './profile.ts';
+import type { AttentionPoint, AttentionShape, ComputeProfile, Dtype, ElementwiseKernel, GemmPoint, HardwareProfile } from './profile.ts';
 
 export interface CostEstimate {
   us: number;
@@ -90,15 +90,7 @@ export function gemmTime_us(p: HardwareProfile, device: ComputeDevice, dtype: Dt
   return { us: roofline(c, dtype, flops, bytes, c.gemm_efficiency[dtype]), how: 'roofline', extrapolated: true, flops, bytes };
 }
 
-export interface AttentionShape {
-  batch: number;
-  heads: number;
-  kv_heads: number;
-  seq: number;
-  head_dim: number;
-  /** Causal mask (default true): half the score matrix. */
-  causal?: boolean;
-}
+export type { AttentionShape };
 
 /** FLOPs of attention (scores and weighted sum); backward counts 2.5x forward. */
 export function attentionFlops(s: AttentionShape, dir: 'fwd' | 'bwd'): number {

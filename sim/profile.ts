@@ -31,14 +31,19 @@ export interface GemmPoint {
   tflops?: number;
 }
 
-/** A measured attention kernel (fwd and/or bwd), batch x heads x seq x head_dim. */
-export interface AttentionPoint {
+/** The shape of an attention call: batch x heads (kv_heads for K/V) x seq x head_dim. */
+export interface AttentionShape {
   batch: number;
   heads: number;
   kv_heads: number;
   seq: number;
   head_dim: number;
+  /** Causal mask (default true): half the score matrix. */
   causal?: boolean;
+}
+
+/** A measured attention kernel (fwd and/or bwd) at one shape. */
+export interface AttentionPoint extends AttentionShape {
   fwd_us?: number;
   bwd_us?: number;
 }
