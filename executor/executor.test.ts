@@ -217,3 +217,15 @@ test('bad input is refused in TypeScript with exact messages before it reaches C
   q.program.ranks[0]!.unshift({ op: 'upload_params', layer: 1 });
   await assert.rejects(run(q), /rank 0 step 0 pc 0 \(upload_params layer 1\): \[runtime\.cpp:\d+\] layer 1 has no optimizer_step on tier cpu in the program/);
 });
+
+test('a plan predicted to peak over its own per-GPU cap is refused before any rank starts, naming the rank, its stages and the bytes', async () => {
+  const p = plan('1f1b', 2);
+  const peak = 3 * 2 ** 30;
+  const capped: Plan = { ...p, job: { ...p.job, gpuMemCapBytes: 2 * 2 ** 30 }, prediction: { ...(p.prediction ?? { step_s: 1, tokens_per_s: 1 }), peak_bytes: [peak / 2, peak] } as Plan['prediction'] };
+  let spawned = 0;
+  await assert.rejects(execute(capped, { threads: 1 }, { onSpawn: () => { spawned++; } }), (e: Error) => {
+    assert.match(e.message, /rank 1 \(stage 1 \(layers \d+-\d+\)\) is predicted to peak at 3\.00 GiB \(3221225472 bytes\), over the plan's job\.gpuMemCapBytes of 2\.00 GiB .* by 1\.00 GiB: re-plan under the cap \(mmoc plan --gpu-mem 2GiB\)/);
+    return true;
+  });
+  assert.equal(spawned, 0, 'no rank was started');
+});

@@ -3,6 +3,7 @@
 // rank cleanly on Ctrl-C, and when a rank dies stops the others within seconds with an error that
 // names the rank and its last instruction. Under torchrun (RANK and WORLD_SIZE set) the process is
 // itself one rank and runs in-process.
+import { InputError } from '../planner/errors.ts';
 import { fork, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -143,6 +144,24 @@ function checkDevices(plan: Plan, world: number, opts: RunOptions): void {
 }
 
 /** Runs `plan` on this machine: one child process per rank (or in-process under torchrun). */
+/** Before anything starts: a plan whose own prediction exceeds its per-GPU cap cannot fit (the
+ *  executor enforces the cap through the caching allocator, so it would fail mid-run). Names the
+ *  rank, its stages and the bytes. */
+export function checkMemoryCap(plan: Plan): void {
+  const cap = plan.job.gpuMemCapBytes;
+  const peaks = plan.prediction?.peak_bytes;
+  if (cap === null || cap === undefined || !peaks) return;
+  const GiB = 2 ** 30;
+  peaks.forEach((peak, rank) => {
+    if (!(peak > cap)) return;
+    const stages = plan.layout.stages.flatMap((s, i) => (s.rank === rank % plan.layout.pipelineRanks ? [`${i} (layers ${s.layers[0]}-${s.layers[1] - 1})`] : []));
+    throw new InputError(
+      `plan: rank ${rank} (stage ${stages.join(', ')}) is predicted to peak at ${(peak / GiB).toFixed(2)} GiB (${peak} bytes), over the plan's ` +
+      `job.gpuMemCapBytes of ${(cap / GiB).toFixed(2)} GiB (${cap} bytes) by ${((peak - cap) / GiB).toFixed(2)} GiB: re-plan under the cap ` +
+      `(mmoc plan --gpu-mem ${(cap / GiB).toFixed(0)}GiB), or raise the cap`);
+  });
+}
+
 export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks = {}): Promise<ExecuteResult> {
   const world = worldSize(plan);
   const steps = opts.steps ?? plan.job.steps;
@@ -155,6 +174,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
     validateRankConfig(rankConfig(plan, { rank, world, masterAddr: '127.0.0.1', masterPort: 1, statusPath: '' }, { ...opts, steps }));
   }
   checkDevices(plan, world, opts);
+  checkMemoryCap(plan);
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
   const port = await freePort();
   const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');

@@ -78,6 +78,9 @@ export interface RankConfig {
   trace: boolean;
   timeoutSec: number;
   threads: number;
+  /** The plan's per-GPU memory cap (job.gpuMemCapBytes), enforced through the caching allocator on
+   *  CUDA ranks (a smaller card emulated on a larger one); 0: none. */
+  gpuMemCapBytes: number;
 }
 export interface RankProgress {
   step: number;
@@ -96,6 +99,9 @@ export interface RankTraceEvent {
   mb: number;
   stage: number;
   layer: number;
+  /** Where the work ran: 'issue' (the interpreter, compute stream), 'd2h' / 'h2d' (copy streams),
+   *  'cpu' (the host worker's CPU update), 'disk' (the host worker's disk transfer). */
+  track: TraceTrack;
   tsUs: number;
   durUs: number;
   bytes: number;
@@ -119,6 +125,10 @@ export interface RankResult {
   startUs: number;
   trace: RankTraceEvent[];
 }
+
+export type TraceTrack = 'issue' | 'd2h' | 'h2d' | 'cpu' | 'disk';
+/** Track numbering shared with native/src/runtime.cpp (enum Track). */
+const TRACKS: readonly TraceTrack[] = ['issue', 'd2h', 'h2d', 'cpu', 'disk'];
 
 /** Opcode numbering shared with native/src/api.h (enum Op). */
 export const OPCODES: readonly Opcode[] = [
@@ -288,6 +298,7 @@ export function validateRankConfig(c: RankConfig): void {
   }
   const prank = c.rank % c.pipelineRanks;
   if (!Number.isInteger(c.masterPort) || c.masterPort < 1 || c.masterPort > 65535) throw new InputError(`MASTER_PORT: ${c.masterPort} must be a port number (1-65535)`);
+  if (!(Number.isInteger(c.gpuMemCapBytes) && c.gpuMemCapBytes >= 0)) throw new InputError(`job.gpuMemCapBytes: ${c.gpuMemCapBytes} must be a whole number of bytes (0: no cap)`);
   if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
   const L = c.model.layers;
   let next = 0;
@@ -317,10 +328,11 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
   const program = encodeProgram(cfg.program, `program.ranks[${cfg.rank}]`);
   const r = await raw().runRank({ ...cfg, program }, onProgress);
   const trace: RankTraceEvent[] = [];
-  for (let i = 0; i < r.traceInts.length / 6; i++) {
+  for (let i = 0; i < r.traceInts.length / 7; i++) {
     const I = r.traceInts, N = r.traceNums;
     trace.push({
-      step: I[i * 6]!, pc: I[i * 6 + 1]!, op: OPCODES[I[i * 6 + 2]!]!, mb: I[i * 6 + 3]!, stage: I[i * 6 + 4]!, layer: I[i * 6 + 5]!,
+      step: I[i * 7]!, pc: I[i * 7 + 1]!, op: OPCODES[I[i * 7 + 2]!]!, mb: I[i * 7 + 3]!, stage: I[i * 7 + 4]!, layer: I[i * 7 + 5]!,
+      track: TRACKS[I[i * 7 + 6]!] ?? 'issue',
       tsUs: N[i * 4]!, durUs: N[i * 4 + 1]!, bytes: N[i * 4 + 2]!, memBytes: N[i * 4 + 3]!,
     });
   }

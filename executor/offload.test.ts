@@ -126,3 +126,45 @@ test('optimizer states on disk (two directories, temporary name + rename, checks
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });
+
+test('asynchronous offload work is traced on its own tracks: CPU updates on "CPU update", uploads on "copy host -> GPU", disk transfers on "disk", each at the pc that issued it', { skip, timeout: 180_000 }, async () => {
+  const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-trk-'))];
+  try {
+    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
+    for (const [pol, disk] of [[hostOpt, false], [onDisk, true]] as [Pol, boolean][]) {
+      const p = plan(2, { pol, steps: 2, ...(disk ? { diskPaths: dirs } : {}) });
+      const r = await execute(p, { threads: 1, timeoutSec: 30, trace: true }, {});
+      const ev = r.trace!.traceEvents;
+      const tid = (pid: number, name: string) => ev.find((e) => e.ph === 'M' && e.name === 'thread_name' && e.pid === pid && (e.args as { name: string }).name === name)?.tid;
+      for (const pid of [1, 2]) {
+        const cpuTid = tid(pid, 'CPU update'), h2dTid = tid(pid, 'copy host -> GPU');
+        assert.ok(cpuTid !== undefined && h2dTid !== undefined, `rank ${pid - 1} has the CPU-update and upload tracks`);
+        const slices = ev.filter((e) => e.ph === 'X' && e.pid === pid);
+        const cpuSteps = slices.filter((e) => e.name === 'optimizer_step' && e.tid === cpuTid);
+        const prog = p.program.ranks[pid - 1]!;
+        const want = prog.filter((i) => i.op === 'optimizer_step' && i.tier === 'cpu').length * 2;
+        assert.equal(cpuSteps.length, want, `rank ${pid - 1}: every CPU optimizer_step of 2 steps is a slice on the CPU track`);
+        for (const e of cpuSteps) {
+          const a = e.args as { pc: number };
+          assert.equal(prog[a.pc]!.op, 'optimizer_step', 'the slice carries the pc that issued it');
+          assert.ok((e.dur ?? 0) > 0, 'a CPU update takes time');
+        }
+        assert.ok(slices.some((e) => e.name === 'upload_params' && e.tid === h2dTid), `rank ${pid - 1}: uploads on the host -> GPU track`);
+        if (disk) assert.ok(slices.some((e) => e.name === 'disk_write' && e.tid === tid(pid, 'disk')), `rank ${pid - 1}: disk writes on the disk track`);
+      }
+    }
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('a host task that fails (a missing disk directory) ends the run naming the rank, the layer and the path', { skip, timeout: 60_000 }, async () => {
+  const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
+  const missing = join(tmpdir(), `mmoc-no-such-dir-${process.pid}`);
+  const p = plan(2, { pol: onDisk, steps: 2, diskPaths: [missing] });
+  await assert.rejects(execute(p, { threads: 1, timeoutSec: 30 }, {}), (e: Error) => {
+    assert.match(e.message, /rank \d step 0/);
+    assert.match(e.message, new RegExp(`disk_write of layer \\d+: .*${missing}.*cannot create`));
+    return true;
+  });
+});

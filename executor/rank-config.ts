@@ -76,5 +76,6 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     trace: opts.trace ?? false,
     timeoutSec: opts.timeoutSec ?? 120,
     threads: opts.threads ?? 0,
+    gpuMemCapBytes: plan.job.gpuMemCapBytes ?? 0,
   };
 }

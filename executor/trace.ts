@@ -5,7 +5,7 @@
 import type { ChromeTrace, TraceEvent } from '../sim/trace.ts';
 import { getInventory, flopsPerStep as inventoryFlopsPerStep, type Inventory } from '../planner/inventory.ts';
 import type { Plan } from '../planner/plan-types.ts';
-import type { RankResult } from './native.ts';
+import type { RankResult, RankTraceEvent } from './native.ts';
 
 export type MeasuredTrace = ChromeTrace;
 
@@ -49,6 +49,10 @@ function instrFlops(plan: Plan, inv: Inventory, op: string, stage: number): numb
 }
 
 const P2P = new Set(['send_act', 'recv_act', 'send_grad', 'recv_grad']);
+/** Asynchronous work on its own tracks: [track, tid, name]. */
+const ASYNC_TRACKS: readonly [RankTraceEvent['track'], number, string][] = [
+  ['d2h', 3, 'copy GPU -> host'], ['h2d', 4, 'copy host -> GPU'], ['cpu', 5, 'CPU update'], ['disk', 6, 'disk'],
+];
 
 export function measuredTrace(plan: Plan, results: RankResult[], devices: string[], figures: Record<string, unknown>): MeasuredTrace {
   const t0 = Math.min(...results.map((r) => r.startUs));
@@ -60,6 +64,8 @@ export function measuredTrace(plan: Plan, results: RankResult[], devices: string
     ev.push({ name: 'process_sort_index', ph: 'M', pid, args: { sort_index: rank } });
     ev.push({ name: 'thread_name', ph: 'M', pid, tid: 1, args: { name: 'compute' } });
     ev.push({ name: 'thread_name', ph: 'M', pid, tid: 2, args: { name: 'p2p' } });
+    const used = new Set(r.trace.map((e) => e.track));
+    for (const [track, tid, name] of ASYNC_TRACKS) if (used.has(track)) ev.push({ name: 'thread_name', ph: 'M', pid, tid, args: { name } });
     const off = r.startUs - t0;
     let lastMem = -1;
     for (const e of r.trace) {
@@ -71,7 +77,8 @@ export function measuredTrace(plan: Plan, results: RankResult[], devices: string
       if (e.bytes > 0) args.bytes = e.bytes;
       const flops = instrFlops(plan, inv, e.op, e.stage);
       if (flops > 0) args.flops = flops;
-      ev.push({ name: e.op, ph: 'X', pid, tid: P2P.has(e.op) ? 2 : 1, ts, dur: Math.round(e.durUs * 1000) / 1000, cat: 'measured', args });
+      const tid = ASYNC_TRACKS.find(([t]) => t === e.track)?.[1] ?? (P2P.has(e.op) ? 2 : 1);
+      ev.push({ name: e.op, ph: 'X', pid, tid, ts, dur: Math.round(e.durUs * 1000) / 1000, cat: 'measured', args });
       if (e.memBytes > 0 && e.memBytes !== lastMem) {
         ev.push({ name: 'memory', ph: 'C', pid, ts, args: { bytes: e.memBytes } });
         lastMem = e.memBytes;

@@ -122,6 +122,7 @@ struct RunCfg {
   bool trace = false;
   double timeoutSec = 60;
   int threads = 0;  // intra-op threads on CPU; 0: leave torch's default
+  int64_t gpuMemCapBytes = 0;  // the plan's per-GPU cap, enforced through the caching allocator; 0: none
 };
 struct Progress {
   int step = 0;
@@ -130,6 +131,7 @@ struct Progress {
 };
 struct TraceEv {
   int step = 0, pc = 0, op = 0, mb = -1, stage = -1, layer = -1;
+  int track = 0;  // 0: the interpreter (compute stream), 1: GPU -> host copy, 2: host -> GPU copy, 3: CPU update, 4: disk
   double tsUs = 0, durUs = 0;
   int64_t bytes = 0, memBytes = 0;
 };

@@ -236,6 +236,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   c.saveDir = str(o, "saveDir"), c.statusPath = str(o, "statusPath");
   if (o.Has("diskPaths")) c.diskPaths = str(o, "diskPaths");
   c.trace = boolean(o, "trace"), c.timeoutSec = num(o, "timeoutSec"), c.threads = inum(o, "threads");
+  c.gpuMemCapBytes = static_cast<int64_t>(num(o, "gpuMemCapBytes"));
   return c;
 }
 
@@ -288,12 +289,12 @@ class RunWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("startUs", res_.startUs);
     // trace: columns as typed arrays (compact across the process boundary)
     const size_t n = res_.trace.size();
-    auto ints = Napi::Int32Array::New(env, n * 6);
+    auto ints = Napi::Int32Array::New(env, n * 7);
     auto dbl = Napi::Float64Array::New(env, n * 4);
     for (size_t i = 0; i < n; ++i) {
       const auto& e = res_.trace[i];
-      ints[i * 6] = e.step, ints[i * 6 + 1] = e.pc, ints[i * 6 + 2] = e.op;
-      ints[i * 6 + 3] = e.mb, ints[i * 6 + 4] = e.stage, ints[i * 6 + 5] = e.layer;
+      ints[i * 7] = e.step, ints[i * 7 + 1] = e.pc, ints[i * 7 + 2] = e.op;
+      ints[i * 7 + 3] = e.mb, ints[i * 7 + 4] = e.stage, ints[i * 7 + 5] = e.layer, ints[i * 7 + 6] = e.track;
       dbl[i * 4] = e.tsUs, dbl[i * 4 + 1] = e.durUs, dbl[i * 4 + 2] = static_cast<double>(e.bytes);
       dbl[i * 4 + 3] = static_cast<double>(e.memBytes);
     }

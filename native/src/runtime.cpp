@@ -14,7 +14,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <deque>
+#include <mutex>
+#include <optional>
 
 namespace mmoc {
 namespace {
@@ -152,6 +155,96 @@ struct StatusFile {
   }
 };
 
+/** One thread that runs a rank's host work in issue order (CPU AdamW, disk transfers, and the
+ *  uploads that follow an update): the interpreter issues and goes on (program.ts: asynchronous),
+ *  and waits for a ticket only where the program says so. The first error stops the queue (later
+ *  tasks are skipped) and is rethrown at the interpreter's next wait, naming the task. */
+class HostWorker {
+ public:
+  using Task = std::function<void()>;
+  ~HostWorker() { stop(); }
+  /** Starts the thread; `init` runs on it first (device, thread count). */
+  void start(std::function<void()> init) {
+    if (th_.joinable()) return;
+    th_ = std::thread([this, init] {
+      try {
+        if (init) init();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> l(mu_);
+        err_ = std::string("host worker set-up: ") + e.what();
+      }
+      run();
+    });
+  }
+  bool started() const { return th_.joinable(); }
+  /** Queues `t`; returns its ticket (waitFor(ticket) waits until it ran). */
+  uint64_t push(Task t, std::string what) {
+    std::lock_guard<std::mutex> l(mu_);
+    q_.emplace_back(std::move(t), std::move(what));
+    cv_.notify_one();
+    return ++issued_;
+  }
+  void waitFor(uint64_t ticket) {
+    std::unique_lock<std::mutex> l(mu_);
+    done_.wait(l, [&] { return finished_ >= ticket; });
+    if (!err_.empty()) throw Error(err_);
+  }
+  void drain() { waitFor(issued()); }
+  uint64_t issued() {
+    std::lock_guard<std::mutex> l(mu_);
+    return issued_;
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      quit_ = true;
+      cv_.notify_all();
+    }
+    if (th_.joinable()) th_.join();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::pair<Task, std::string> t;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return quit_ || !q_.empty(); });
+        if (q_.empty()) return;
+        t = std::move(q_.front());
+        q_.pop_front();
+      }
+      std::string err;
+      bool skip;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        skip = !err_.empty();
+      }
+      if (!skip) {
+        try {
+          t.first();
+        } catch (const std::exception& e) {
+          err = t.second + ": " + e.what();
+        }
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      if (!err.empty() && err_.empty()) err_ = err;
+      ++finished_;
+      done_.notify_all();
+    }
+  }
+  std::thread th_;
+  std::mutex mu_;
+  std::condition_variable cv_, done_;
+  std::deque<std::pair<Task, std::string>> q_;
+  uint64_t issued_ = 0, finished_ = 0;
+  bool quit_ = false;
+  std::string err_;
+};
+
+/** Where an asynchronous instruction's work ran (the measured trace's tracks). */
+enum Track : int { TRACK_ISSUE = 0, TRACK_D2H = 1, TRACK_H2D = 2, TRACK_CPU = 3, TRACK_DISK = 4 };
+
 struct Key {
   int mb, stage;
   bool operator<(const Key& o) const { return mb != o.mb ? mb < o.mb : stage < o.stage; }
@@ -199,19 +292,119 @@ struct Rank {
   // fp32 master, m, v, the gradient in compute precision, and the updated compute-precision weights.
   struct HostGroup {
     int64_t n = 0, start = 0;
-    at::Tensor master, m, v, grad, wout;
+    at::Tensor master, m, v, wout;
+    // gradients in compute precision; with the delayed update two buffers (step parity): the CPU
+    // step of the previous step's gradients reads one while this step's backward fills the other
+    at::Tensor grad[2];
     int updates = 0, gradStep = -1, onDevice = 0;  // onDevice: the update count the device copy holds
-    bool gradValid = false, accumulate = false;
+    bool gradValid = false, accumulate = false, delayed = false, masterFreed = false;
+    int diskPath = -1;  // the path of its last disk_write (-1: never written)
     double clipAtGrad = 1.0;
+    uint64_t ticket = 0;              // the group's last host task (update, disk, upload)
+    uint64_t gradTicket[2] = {0, 0};  // the last host task that reads grad[i]
+#if MMOC_HAS_CUDA
+    std::shared_ptr<at::cuda::CUDAEvent> gradEv[2];  // the GPU -> host copy into grad[i] is done
+#endif
+    int buf(int s) const { return delayed ? (s & 1) : 0; }
   };
   std::map<int, HostGroup> host;
   std::map<int, int64_t> hostStart;  // layer -> first host element (from the program's cpu optimizer_step)
   std::map<int, int> offloadsPerStep;
+  std::set<int> delayedLayers;  // layers whose CPU step comes before the step's first backward
   bool useCudaAdamw = !envOn("MMOC_NO_CUDA_ADAMW");  // the project's multi-tensor kernel (if built)
 #if MMOC_HAS_CUDA
   std::optional<c10::cuda::CUDAStream> optStream;
   std::map<int, at::cuda::CUDAEvent> earlyEv;
 #endif
+
+  // ---- asynchronous work (issue 6): copies on two copy streams (GPU -> host, host -> GPU), host
+  // work (CPU AdamW, disk transfers, uploads after an update) on one worker thread in issue order.
+  // Each piece of it is a slice of the measured trace on its own track, at the pc that issued it.
+  HostWorker worker;
+  Clock::time_point origin = Clock::now();
+  int curPc = 0;
+  int hostThreads = 1;
+  struct Slice {
+    int step = 0, pc = 0, track = 0;
+    double tsUs = 0, durUs = 0;  // wall clock since origin (host work)
+#if MMOC_HAS_CUDA
+    std::shared_ptr<at::cuda::CUDAEvent> a, b;  // device work: timed by events on its stream
+#endif
+  };
+  std::mutex sliceMu;
+  std::vector<Slice> slices;
+#if MMOC_HAS_CUDA
+  std::optional<c10::cuda::CUDAStream> d2h, h2d;
+#endif
+
+  double sinceOriginUs() const { return std::chrono::duration<double, std::micro>(Clock::now() - origin).count(); }
+  void addSlice(Slice sl) {
+    if (!cfg.trace) return;
+    std::lock_guard<std::mutex> l(sliceMu);
+    slices.push_back(std::move(sl));
+  }
+  std::vector<Slice> takeSlices() {
+    std::lock_guard<std::mutex> l(sliceMu);
+    std::vector<Slice> out;
+    out.swap(slices);
+    return out;
+  }
+  /** Queues `fn` on the host worker (started on first use), timed as a slice on `track` (< 0: fn
+   *  records its own). */
+  uint64_t hostTask(int track, std::string what, std::function<void()> fn) {
+    if (!worker.started()) {
+      const int dev = cuda ? device.index() : -1, threads = hostThreads;
+      worker.start([dev, threads] {
+#if MMOC_HAS_CUDA
+        if (dev >= 0) c10::cuda::set_device(static_cast<c10::DeviceIndex>(dev));
+#endif
+        at::set_num_threads(threads);
+      });
+    }
+    const int st = step, pc = curPc;
+    return worker.push(
+        [this, st, pc, track, fn] {
+          at::NoGradGuard ng;
+          const double a = sinceOriginUs();
+          fn();
+          if (track < 0) return;
+          Slice sl;
+          sl.step = st, sl.pc = pc, sl.track = track, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
+          addSlice(std::move(sl));
+        },
+        std::move(what));
+  }
+#if MMOC_HAS_CUDA
+  /** Makes copy stream `s` wait for everything issued on the compute stream so far. */
+  void afterCompute(const c10::cuda::CUDAStream& s) {
+    at::cuda::CUDAEvent e(cudaEventDisableTiming);
+    e.record(c10::cuda::getCurrentCUDAStream(device.index()));
+    e.block(s);
+  }
+  /** Enqueues `fn`'s work on stream `s` between two timing events; returns the end event. */
+  std::shared_ptr<at::cuda::CUDAEvent> onStream(const c10::cuda::CUDAStream& s, int track, int st, int pc,
+                                                const std::function<void()>& fn) {
+    auto a = std::make_shared<at::cuda::CUDAEvent>(0), b = std::make_shared<at::cuda::CUDAEvent>(0);
+    a->record(s);
+    {
+      c10::cuda::CUDAStreamGuard g(s);
+      fn();
+    }
+    b->record(s);
+    Slice sl;
+    sl.step = st, sl.pc = pc, sl.track = track, sl.a = a, sl.b = b;
+    addSlice(std::move(sl));
+    return b;
+  }
+#endif
+  /** Step end: every host task done and every copy landed. */
+  void drainAsync() {
+    worker.drain();
+#if MMOC_HAS_CUDA
+    if (d2h) d2h->synchronize();
+    if (h2d) h2d->synchronize();
+#endif
+  }
 
   Rank(const RunCfg& c) : cfg(c), device(c.device), cuda(device.is_cuda()) {}
 
@@ -276,6 +469,26 @@ struct Rank {
     }
     planOffload();
     planEarlyUpdate();
+    capMemory();
+  }
+
+  /** The plan's per-GPU cap (e.g. a 48 GiB card emulated on a larger one): the caching allocator may
+   *  reserve at most the cap less what the device already holds outside it (context, communicator
+   *  buffers, measured now, after the communicators were created). */
+  void capMemory() {
+    if (cfg.gpuMemCapBytes <= 0 || !cuda) return;
+#if MMOC_HAS_CUDA
+    size_t freeB = 0, totalB = 0;
+    MMOC_CHECK(cudaMemGetInfo(&freeB, &totalB) == cudaSuccess, "cudaMemGetInfo failed on " << device);
+    const int64_t outside = overhead();
+    MMOC_CHECK(cfg.gpuMemCapBytes > outside + (int64_t(256) << 20),
+               "the plan's GPU memory cap (" << (cfg.gpuMemCapBytes >> 20) << " MiB, job.gpuMemCapBytes) leaves no room: " << device
+                                             << " already holds " << (outside >> 20) << " MiB outside the allocator (context, communicators)");
+    MMOC_CHECK(cfg.gpuMemCapBytes <= static_cast<int64_t>(totalB),
+               "the plan's GPU memory cap (" << (cfg.gpuMemCapBytes >> 20) << " MiB) exceeds " << device << "'s " << (totalB >> 20) << " MiB");
+    const double fraction = static_cast<double>(cfg.gpuMemCapBytes - outside) / static_cast<double>(totalB);
+    c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, device.index());
+#endif
   }
 
   int64_t layerNumel(int layer) const {
@@ -285,14 +498,36 @@ struct Rank {
   }
 
   void planOffload() {
-    for (const auto& in : cfg.program) {
+    int firstBwd = -1;
+    for (int pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc)
+      if (cfg.program[pc].op == OP_BACKWARD) {
+        firstBwd = pc;
+        break;
+      }
+    for (int pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc) {
+      const auto& in = cfg.program[pc];
       if (in.op == OP_OFFLOAD_GRADS) offloadsPerStep[in.layer]++;
       if (in.op == OP_OPTIMIZER_STEP && in.tier == 1) {
         MMOC_CHECK(model->layers.count(in.layer), "optimizer_step of layer " << in.layer << ", which this rank does not hold");
         const int64_t n = layerNumel(in.layer);
         hostStart[in.layer] = n - std::llround(in.fraction * static_cast<double>(n));
+        if (firstBwd >= 0 && pc < firstBwd) delayedLayers.insert(in.layer);
       }
     }
+    // host threads of this rank's worker: the cores shared by the ranks on this host
+    if (cfg.threads > 0) {
+      hostThreads = cfg.threads;
+    } else {
+      int local = cfg.world;
+      if (const char* lw = std::getenv("LOCAL_WORLD_SIZE"); lw && std::atoi(lw) > 0) local = std::atoi(lw);
+      hostThreads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, local));
+    }
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      d2h = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+      h2d = c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index());
+    }
+#endif
   }
 
   /** Calls fn(param, offset in the param, length, offset in the layer) for the layer's elements [a, b). */
@@ -307,6 +542,9 @@ struct Rank {
     }
   }
 
+  /** Pinned on CUDA ranks (page-locked: the copies run at link speed and asynchronously). */
+  at::TensorOptions hostOpts(at::ScalarType t) const { return at::TensorOptions().dtype(t).pinned_memory(cuda); }
+
   HostGroup& hostGroup(int layer) {
     auto it = host.find(layer);
     if (it != host.end()) return it->second;
@@ -315,71 +553,124 @@ struct Rank {
     HostGroup g;
     g.n = layerNumel(layer), g.start = hs->second;
     const int64_t h = g.n - g.start;
-    auto f32 = at::TensorOptions().dtype(at::kFloat).pinned_memory(cuda);
-    g.master = at::empty({h}, f32), g.m = at::zeros({h}, f32), g.v = at::zeros({h}, f32);
-    g.grad = at::zeros({h}, f32.dtype(model->compute));
-    if (model->mixed) g.wout = at::empty({h}, f32.dtype(model->compute));
+    g.master = at::empty({h}, hostOpts(at::kFloat)), g.m = at::zeros({h}, hostOpts(at::kFloat)), g.v = at::zeros({h}, hostOpts(at::kFloat));
+    g.delayed = delayedLayers.count(layer) > 0;
+    g.grad[0] = at::zeros({h}, hostOpts(model->compute));
+    if (g.delayed) g.grad[1] = at::zeros({h}, hostOpts(model->compute));
+    if (model->mixed) g.wout = at::empty({h}, hostOpts(model->compute));
     at::NoGradGuard ng;
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       g.master.narrow(0, pos - g.start, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
     });
+    // a layer updated wholly on the host keeps no fp32 master on the device (4 bytes a parameter)
+    if (model->mixed && g.start == 0) {
+      for (auto& p : model->layers.at(layer)) p.master = at::Tensor();
+      g.masterFreed = true;
+    }
     g.accumulate = offloadsPerStep[layer] > 1;
     return host.emplace(layer, std::move(g)).first->second;
+  }
+
+  /** Before saving: layers whose master lives on the host get it back as views of the host copy. */
+  void restoreMasters() {
+    worker.drain();
+    for (auto& kv : host) {
+      auto& g = kv.second;
+      if (!g.masterFreed) continue;
+      if (!g.master.defined()) diskRead(g, kv.first, g.diskPath);  // the master is on disk
+      segments(kv.first, 0, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
+        p.master = g.master.narrow(0, pos, len).view(p.w.sizes());
+      });
+    }
   }
 
   int64_t offloadGrads(int layer) {
     at::NoGradGuard ng;
     auto& g = hostGroup(layer);
-    if (g.accumulate && g.gradStep != step) g.grad.zero_();
-    segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-      auto src = p.grad();
-      auto dst = g.grad.narrow(0, pos - g.start, len);
-      if (!src.defined()) {
-        if (!g.accumulate) dst.zero_();
-        return;
-      }
-      auto s = src.reshape({-1}).narrow(0, off, len);
-      if (g.accumulate) dst.add_(s.to(at::kCPU));
-      else dst.copy_(s);
-    });
+    const int bi = g.buf(step);
+    worker.waitFor(g.gradTicket[bi]);  // the CPU step that reads this buffer is done with it
+    auto& dstAll = g.grad[bi];
+    const int64_t bytes = (g.n - g.start) * c10::elementSize(model->compute);
     if (g.accumulate) {
+      // after every backward: add into the host accumulator (synchronous), free the device buffer
       MMOC_CHECK(g.start == 0, "layer " << layer << ": gradients accumulated on the host need the whole update on the host");
-      for (auto& p : model->layers.at(layer)) p.zeroGrad();  // the device buffer is free again
+      if (g.gradStep != step) dstAll.zero_();
+      segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+        auto src = p.grad();
+        if (src.defined()) dstAll.narrow(0, pos - g.start, len).add_(src.reshape({-1}).narrow(0, off, len).to(at::kCPU));
+      });
+      for (auto& p : model->layers.at(layer)) p.zeroGrad();
+      g.gradValid = true, g.gradStep = step;
+      return bytes;
     }
+    auto copy = [&](bool async) {
+      segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+        auto src = p.grad();
+        auto dst = dstAll.narrow(0, pos - g.start, len);
+        if (!src.defined()) dst.zero_();
+        else dst.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/async);
+      });
+    };
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      // on the GPU -> host copy stream after the layer's backward; the device buffers stay until the
+      // step end (clearStep runs after the copy streams are drained)
+      afterCompute(*d2h);
+      g.gradEv[bi] = onStream(*d2h, TRACK_D2H, step, curPc, [&] { copy(true); });
+      g.gradValid = true, g.gradStep = step;
+      return bytes;
+    }
+#endif
+    copy(false);
     g.gradValid = true, g.gradStep = step;
-    return (g.n - g.start) * c10::elementSize(model->compute);
+    return bytes;
   }
 
+  /** Issues the CPU AdamW of the layer's host part on the worker (after its gradients landed). */
   void hostStep(int layer) {
     auto& g = hostGroup(layer);
     if (!g.gradValid) return;  // delayed update in the first step: no gradients yet
     const auto& o = cfg.optim;
     const double lr = lrAt(g.gradStep);
     const int t = ++g.updates;
-    const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
-    const double gs = g.gradStep == step ? clipCoef : g.clipAtGrad;
-    segments(layer, g.start, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
-      const int64_t i = pos - g.start;
-      const float wd = p.w.dim() >= 2 ? static_cast<float>(o.weightDecay) : 0.0f;
-      float* pm = g.master.data_ptr<float>() + i;
-      float* pmm = g.m.data_ptr<float>() + i;
-      float* pv = g.v.data_ptr<float>() + i;
-      const auto args = std::make_tuple(static_cast<float>(lr), static_cast<float>(o.beta1), static_cast<float>(o.beta2),
-                                        static_cast<float>(o.eps), static_cast<float>(bc1), static_cast<float>(bc2), wd,
-                                        static_cast<float>(gs));
-      auto run = [&](auto* gp, auto* wp) {
-        std::apply([&](auto... a) { cpuAdamW(pm, pmm, pv, gp + i, wp ? wp + i : wp, len, a...); }, args);
-      };
-      switch (model->compute) {
-        case at::kFloat: run(g.grad.data_ptr<float>(), static_cast<float*>(nullptr)); break;
-        case at::kBFloat16:
-          if (g.wout.defined()) run(g.grad.data_ptr<c10::BFloat16>(), g.wout.data_ptr<c10::BFloat16>());
-          else run(g.grad.data_ptr<c10::BFloat16>(), static_cast<c10::BFloat16*>(nullptr));
-          break;
-        default: MMOC_FAIL("CPU AdamW: compute dtype " << model->compute << " not supported");
-      }
-    });
+    const float bc1 = static_cast<float>(1 - std::pow(o.beta1, t)), bc2 = static_cast<float>(1 - std::pow(o.beta2, t));
+    const float gs = static_cast<float>(g.gradStep == step ? clipCoef : g.clipAtGrad);
+    const int bi = g.buf(g.gradStep);
     g.gradValid = false;
+    HostGroup* gp = &g;  // std::map nodes are stable
+#if MMOC_HAS_CUDA
+    std::shared_ptr<at::cuda::CUDAEvent> ready = g.gradEv[bi];
+#endif
+    std::ostringstream what;
+    what << "CPU AdamW of layer " << layer;
+    g.ticket = g.gradTicket[bi] = hostTask(TRACK_CPU, what.str(), [=] {
+#if MMOC_HAS_CUDA
+      if (ready) ready->synchronize();
+#endif
+      auto& g = *gp;
+      MMOC_CHECK(g.master.defined() && g.m.defined() && g.v.defined(), "optimizer state of layer " << layer << " is not in host memory (disk_read missing?)");
+      segments(layer, g.start, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
+        const int64_t i = pos - g.start;
+        const float wd = p.w.dim() >= 2 ? static_cast<float>(o.weightDecay) : 0.0f;
+        float* pm = g.master.data_ptr<float>() + i;
+        float* pmm = g.m.data_ptr<float>() + i;
+        float* pv = g.v.data_ptr<float>() + i;
+        const auto args = std::make_tuple(static_cast<float>(lr), static_cast<float>(o.beta1), static_cast<float>(o.beta2),
+                                          static_cast<float>(o.eps), bc1, bc2, wd, gs);
+        auto run = [&](auto* gp2, auto* wp) {
+          std::apply([&](auto... a) { cpuAdamW(pm, pmm, pv, gp2 + i, wp ? wp + i : wp, len, a...); }, args);
+        };
+        const auto& gr = g.grad[bi];
+        switch (model->compute) {
+          case at::kFloat: run(gr.data_ptr<float>(), static_cast<float*>(nullptr)); break;
+          case at::kBFloat16:
+            if (g.wout.defined()) run(gr.data_ptr<c10::BFloat16>(), g.wout.data_ptr<c10::BFloat16>());
+            else run(gr.data_ptr<c10::BFloat16>(), static_cast<c10::BFloat16*>(nullptr));
+            break;
+          default: MMOC_FAIL("CPU AdamW: compute dtype " << model->compute << " not supported");
+        }
+      });
+    });
   }
 
   // ---- disk tier: a layer's host optimizer-state group (master, m, v) in one file per layer and
@@ -402,8 +693,9 @@ struct Rank {
     for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
     return h;
   }
-  int64_t diskWrite(int layer, int path) {
-    auto& g = hostGroup(layer);
+  /** On the worker: the group's master, m, v to its file (temporary name, then rename). */
+  int64_t diskWrite(HostGroup& g, int layer, int path, int st) {
+    g.diskPath = path;
     const std::string f = diskFile(layer, path), tmp = f + ".tmp";
     const int64_t h = g.n - g.start;
     uint64_t sum = 1469598103934665603ull;
@@ -421,7 +713,7 @@ struct Rank {
     onDisk.insert(layer);
     // fault injection for the tests: MMOC_FAULT_CORRUPT_STATE=<layer> flips a data byte of that
     // layer's file after it is written in step 1
-    if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && step == 1) {
+    if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) {
       std::fstream io(f, std::ios::binary | std::ios::in | std::ios::out);
       io.seekp(32 + 5);
       char c = 0x5a;
@@ -432,8 +724,8 @@ struct Rank {
     if (model->mixed) g.master = at::Tensor();
     return 3 * h * 4;
   }
-  int64_t diskRead(int layer, int path) {
-    auto& g = hostGroup(layer);
+  /** On the worker: the group's master, m, v from its file, checksum verified. */
+  int64_t diskRead(HostGroup& g, int layer, int path) {
     if (!onDisk.count(layer)) return 0;  // nothing written yet: the group is the initial state
     const std::string f = diskFile(layer, path);
     std::ifstream in(f, std::ios::binary);
@@ -466,17 +758,34 @@ struct Rank {
     }
     // the device copy already holds the latest host update (graphs of this step saved it: no copy)
     if (it->second.onDevice == it->second.updates) return 0;
-    return uploadParams(layer);
+    worker.waitFor(it->second.ticket);  // the update (and upload) of the host copy is done
+    it->second.onDevice = it->second.updates;
+    return copyUp(it->second, layer, /*computeWaits=*/true);
   }
 
   /** The stage input kept for recompute, to host memory (the device tensor is dropped). */
   std::map<Key, at::Tensor> hostAct;
+#if MMOC_HAS_CUDA
+  std::map<Key, std::shared_ptr<at::cuda::CUDAEvent>> actEv;  // its GPU -> host copy is done
+#endif
   int64_t offloadAct(int mb, int s) {
     if (stage(s).lo == 0) return 0;  // the first stage's input is the token ids
     auto it = input.find({mb, s});
     MMOC_CHECK(it != input.end(), "offload_act mb " << mb << " stage " << s << ": no stage input (before its forward?)");
-    auto h = at::empty(it->second.sizes(), it->second.options().device(at::kCPU).pinned_memory(cuda).requires_grad(false));
-    h.copy_(it->second.detach());
+    auto d = it->second.detach();
+    auto h = at::empty(d.sizes(), d.options().device(at::kCPU).pinned_memory(cuda).requires_grad(false));
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      afterCompute(*d2h);
+      actEv[{mb, s}] = onStream(*d2h, TRACK_D2H, step, curPc, [&] { h.copy_(d, /*non_blocking=*/true); });
+      // the device block goes back to the allocator only once the copy stream is done with it
+      c10::cuda::CUDACachingAllocator::recordStream(d.storage().data_ptr(), *d2h);
+    } else {
+      h.copy_(d);
+    }
+#else
+    h.copy_(d);
+#endif
     hostAct[{mb, s}] = h;
     input.erase(it);
     return h.numel() * h.element_size();
@@ -485,22 +794,100 @@ struct Rank {
     if (stage(s).lo == 0) return 0;
     auto it = hostAct.find({mb, s});
     MMOC_CHECK(it != hostAct.end(), "reload_act mb " << mb << " stage " << s << " without offload_act before it");
-    auto d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true).requires_grad_(true);
+    at::Tensor d;
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      d = at::empty(it->second.sizes(), it->second.options().device(device).pinned_memory(false));
+      auto ev = actEv.at({mb, s});
+      actEv.erase({mb, s});
+      ev->block(*h2d);        // its offload landed
+      afterCompute(*h2d);     // the block `d` got may have been freed by kernels still running
+      auto hsrc = it->second;
+      auto done = onStream(*h2d, TRACK_H2D, step, curPc, [&] { d.copy_(hsrc, /*non_blocking=*/true); });
+      c10::cuda::CUDACachingAllocator::recordStream(d.storage().data_ptr(), *h2d);
+      done->block(c10::cuda::getCurrentCUDAStream(device.index()));  // the backward waits on the device, not here
+      hostKeep.push_back(hsrc);  // the pinned source lives until the step end
+    } else {
+      d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true);
+    }
+#else
+    d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true);
+#endif
+    d.requires_grad_(true);
     input[{mb, s}] = d;
     const int64_t bytes = d.numel() * d.element_size();
     hostAct.erase(it);
     return bytes;
   }
+  std::vector<at::Tensor> hostKeep;  // pinned sources of copies in flight (cleared at the step end)
 
-  int64_t uploadParams(int layer) {
+  /** The CPU-updated weights of a layer to the device (host -> GPU copy stream on CUDA). */
+  int64_t copyUp(HostGroup& g, int layer, bool computeWaits) {
     at::NoGradGuard ng;
-    auto& g = hostGroup(layer);
     const auto& src = g.wout.defined() ? g.wout : g.master;
+    MMOC_CHECK(src.defined(), "upload of layer " << layer << ": its weights are not in host memory");
+    auto copy = [&](bool async) {
+      segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+        p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/async);
+      });
+    };
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      auto done = onStream(*h2d, TRACK_H2D, step, curPc, [&] { copy(true); });
+      if (computeWaits) done->block(c10::cuda::getCurrentCUDAStream(device.index()));
+    } else {
+      copy(false);
+    }
+#else
+    copy(false);
+#endif
+    return (g.n - g.start) * c10::elementSize(model->compute);
+  }
+
+  /** upload_params: after the layer's CPU step (on the worker, in order), its weights go up. */
+  int64_t uploadParams(int layer) {
+    auto& g = hostGroup(layer);
     g.onDevice = g.updates;
-    segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-      p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/false);
+    HostGroup* gp = &g;
+#if MMOC_HAS_CUDA
+    // the copy overwrites weights the compute stream may still read (kernels issued before this)
+    std::shared_ptr<at::cuda::CUDAEvent> issued;
+    if (cuda) {
+      issued = std::make_shared<at::cuda::CUDAEvent>(cudaEventDisableTiming);
+      issued->record(c10::cuda::getCurrentCUDAStream(device.index()));
+    }
+#endif
+    const int st = step, pc = curPc;
+    std::ostringstream what;
+    what << "upload_params of layer " << layer;
+    g.ticket = hostTask(/*track: the copy times itself*/ -1, what.str(), [=] {
+#if MMOC_HAS_CUDA
+      if (issued) issued->block(*h2d);
+#endif
+      copyUpOnWorker(*gp, layer, st, pc);
     });
     return (g.n - g.start) * c10::elementSize(model->compute);
+  }
+  void copyUpOnWorker(HostGroup& g, int layer, int st, int pc) {
+    // the slice of the copy itself (on CUDA the h2d stream's events; on CPU the wall clock)
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      at::NoGradGuard ng;
+      const auto& src = g.wout.defined() ? g.wout : g.master;
+      MMOC_CHECK(src.defined(), "upload of layer " << layer << ": its weights are not in host memory");
+      onStream(*h2d, TRACK_H2D, st, pc, [&] {
+        segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+          p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/true);
+        });
+      });
+      return;
+    }
+#endif
+    const double a = sinceOriginUs();
+    copyUp(g, layer, false);
+    Slice sl;
+    sl.step = st, sl.pc = pc, sl.track = TRACK_H2D, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
+    addSlice(std::move(sl));
   }
 
   void planEarlyUpdate() {
@@ -807,7 +1194,7 @@ struct Rank {
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
         for (auto& kv : host)  // gradients accumulated on the host (the device buffers are gone)
           if (kv.second.accumulate && kv.second.gradStep == step && !model->copies.count(kv.first))
-            sq += kv.second.grad.to(at::kFloat).pow(2).sum().to(device);
+            sq += kv.second.grad[kv.second.buf(step)].to(at::kFloat).pow(2).sum().to(device);
         if (world) world->allreduceSum(sq)->wait();
         // after allreduce_grads every replica holds the same gradients: count them once
         gradNorm = std::sqrt(sq.item<double>() / replicas());
@@ -861,8 +1248,21 @@ struct Rank {
       case OP_BARRIER: waitPending(); return 0;
       case OP_OFFLOAD_GRADS: return offloadGrads(in.layer);
       case OP_FETCH_PARAMS: return fetchParams(in.layer);
-      case OP_DISK_WRITE: return diskWrite(in.layer, in.layer >= 0 ? in.peer : 0);
-      case OP_DISK_READ: return diskRead(in.layer, in.peer);
+      case OP_DISK_WRITE:
+      case OP_DISK_READ: {
+        // on the worker after the group's update (disk_write) or after the write before it (disk_read)
+        auto& g = hostGroup(in.layer);
+        HostGroup* gp = &g;
+        const int layer = in.layer, path = std::max(0, in.peer), st = step;
+        const bool write = in.op == OP_DISK_WRITE;
+        std::ostringstream what;
+        what << opName(in.op) << " of layer " << layer;
+        g.ticket = hostTask(TRACK_DISK, what.str(), [=] {
+          if (write) diskWrite(*gp, layer, path, st);
+          else diskRead(*gp, layer, path);
+        });
+        return 3 * (g.n - g.start) * 4;
+      }
       case OP_RELEASE_PARAMS: return 0;  // the device copy stays allocated (see native/README.md)
       case OP_OFFLOAD_ACT: return offloadAct(in.mb, in.stage);
       case OP_RELOAD_ACT: return reloadAct(in.mb, in.stage);
@@ -1040,7 +1440,10 @@ struct Rank {
   }
 
   void clearStep() {
-    input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear();
+    input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear(), hostKeep.clear();
+#if MMOC_HAS_CUDA
+    actEv.clear();
+#endif
     tokens.clear(), labels.clear(), mask.clear();
     for (auto& kv : model->layers)
       for (auto& p : kv.second) p.zeroGrad();
@@ -1066,9 +1469,14 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       if (in.layer >= 0) os << " layer " << in.layer;
       if (in.peer >= 0) os << " peer " << in.peer;
       os << ")";
+    } else if (pc == static_cast<int>(cfg.program.size())) {
+      os << " step " << r.step << " at the step end";
     } else {
       os << " during set-up";
     }
+    if (msg.find("out of memory") != std::string::npos && r.cuda)
+      os << " [the GPU ran out of memory" << (cfg.gpuMemCapBytes > 0 ? " under the plan's cap of " + std::to_string(cfg.gpuMemCapBytes >> 20) + " MiB" : "")
+         << ": re-plan with a lower --gpu-mem, more offload or recompute, or a smaller micro-batch]";
     os << ": " << msg;
     return Error(os.str());
   };
@@ -1083,6 +1491,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   res.paramCount = r.model->paramCount();
   res.startUs = nowUs();
   const auto origin = Clock::now();
+  r.origin = origin;
   const int64_t tokensPerStep = static_cast<int64_t>(cfg.microBatchSize) * cfg.seq * cfg.microBatches;
   const int B = cfg.microBatchSize, S = cfg.seq;
 
@@ -1116,6 +1525,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       for (pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc) {
         const Instr& in = cfg.program[pc];
         status.set(step, pc, in);
+        r.curPc = pc;
         const auto a = Clock::now();
 #if MMOC_HAS_CUDA
         if (r.cuda && cfg.trace) evStart[pc].record();
@@ -1139,6 +1549,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       r.finishTied();
       r.endStep();
       r.waitPending();
+      r.drainAsync();
       r.sync();
       if (r.lossAcc.defined()) r.stepLoss = r.lossAcc.item<double>();
       r.lossAcc = at::Tensor();
@@ -1155,6 +1566,20 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       }
     }
 #endif
+    // asynchronous work: its own slices (copy streams, CPU updates, disk) replace the issue slices
+    for (auto& sl : r.takeSlices()) {
+      if (sl.step != step || sl.pc < 0 || sl.pc >= static_cast<int>(evs.size())) continue;
+      auto& e = evs[sl.pc];
+      e.track = sl.track;
+#if MMOC_HAS_CUDA
+      if (sl.a) {
+        e.tsUs = stepEvUs + stepEv.elapsed_time(*sl.a) * 1000.0;
+        e.durUs = sl.a->elapsed_time(*sl.b) * 1000.0;
+        continue;
+      }
+#endif
+      e.tsUs = sl.tsUs, e.durUs = sl.durUs;
+    }
     if (cfg.trace && !r.cuda) {
       const int64_t m = rssBytes();
       for (auto& e : evs) e.memBytes = m;
@@ -1205,6 +1630,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
     // replica 0 writes (the replicas hold the same weights)
     if (cfg.pipelineRanks == 1) std::snprintf(name, sizeof name, "model.safetensors");
     else std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", r.prank() + 1, cfg.pipelineRanks);
+    if (r.replica() == 0) r.restoreMasters();
     if (r.replica() == 0) r.model->saveSafetensors(cfg.saveDir + "/" + name);
   }
   status.state(1);
