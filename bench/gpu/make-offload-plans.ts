@@ -1,7 +1,7 @@
 // Offload plans for a CUDA check of the offload engine (issue 6): the tiny model on 2 GPUs with the
 // optimizer update half on the host, wholly on the host with gradients accumulated there, streamed
 // parameters, activation offload, optimizer states on disk; and LLaMA-2-7B with the whole update on
-// the host (a first GPU figure; copies are synchronous so far).
+// the host, without and with the delayed update, and with recompute and part of the update on the GPU.
 //   node --import tsx bench/gpu/make-offload-plans.ts
 import { writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -16,10 +16,10 @@ import type { Precision, StagePolicy } from '../../planner/plan-types.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const F = (gpu: number, cpu: number, disk = 0) => ({ gpu, cpu, disk });
 type Pol = (p: StagePolicy) => StagePolicy;
-function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number }) {
+function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean }) {
   const parts = evenPartition(model.num_hidden_layers, 2);
   const plan = buildPlan({
-    hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5 },
+    hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5, delayedUpdate: o.delayed ?? false },
     job: { seq: o.seq, microBatchSize: 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 1 },
     schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1,
     rankDevice: [0, 1], policy: parts.map(() => o.pol(defaultPolicy(o.recompute ?? false))),
@@ -45,3 +45,9 @@ write('plan-tiny-cuda-2r-fp32-act.json', tiny, { ...t, precision: 'fp32', pol: a
 write('plan-tiny-cuda-2r-host.json', tiny, { ...t, precision: 'bf16-mixed', pol: host });
 write('plan-tiny-cuda-2r-half.json', tiny, { ...t, precision: 'bf16-mixed', pol: half });
 write('plan-llama2-7b-1f1b-hostadam.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, steps: 4 });
+// the same with the one-step-delayed update (the host AdamW hides under the next step's compute), and
+// with recompute and a fraction of the update kept on the GPU (issue 6's second target: <= 34 GiB a GPU)
+write('plan-llama2-7b-1f1b-hostadam-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, steps: 4, delayed: true });
+const part = (g: number): Pol => (p) => ({ ...p, master: F(g, 1 - g), optState: F(g, 1 - g) });
+write('plan-llama2-7b-1f1b-rc-opt40gpu-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: part(0.4), recompute: true, steps: 4, delayed: true });
+write('plan-llama2-7b-1f1b-rc-hostadam-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, recompute: true, steps: 4, delayed: true });
