@@ -497,6 +497,16 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const peak = c.peak_tflops[dtype] ?? best / 0.8;
         c.peak_tflops[dtype] = Math.max(peak, best);
         c.gemm_efficiency[dtype] = Math.min(1, +(best / c.peak_tflops[dtype]!).toFixed(3));
+        // Each GEMM is timed from an idle device (start event, then the host's cuBLAS call), so every
+        // table time includes the host dispatch; the executor queues its GEMMs behind running work.
+        // The smallest GEMMs (the probe model's, a few MFLOP: a few us on the device) take little
+        // more than that dispatch: their least time, less their roofline at peak, estimates it.
+        const pk = c.peak_tflops[dtype]!;
+        const gap = Math.min(...gemmPts.map((g) => g.us! - (2 * g.m * g.n * g.k) / (pk * 1e6)));
+        if (gap > 0) {
+          c.gemm_dispatch_us = +gap.toFixed(2);
+          mark('compute.gemm_dispatch_us', `host dispatch in the GEMM table times: the least table time (${Math.min(...gemmPts.map((g) => g.us!)).toFixed(1)} us, a probe-model GEMM) less its FLOPs at peak`);
+        }
       } else {
         // CPU: the best measured rate is the peak; efficiency 1 at it (outside the table: roofline at the best rate)
         c.peak_tflops = { fp32: +best.toPrecision(4) };

@@ -98,6 +98,10 @@ export interface ComputeProfile {
   /** Effective bandwidth (ideal bytes / time) of each elementwise kernel as the executor runs it,
    *  measured by `mmoc calibrate`; a kernel absent here runs at memory_GBps. */
   kernel_GBps?: Partial<Record<ElementwiseKernel, number>>;
+  /** Host dispatch time included in every `gemm` table time (microseconds): calibrate timed each
+   *  GEMM from an idle device (start event, then the host's cuBLAS call), while the executor queues
+   *  its GEMMs behind running work. The cost model takes it off the table times. Absent: 0. */
+  gemm_dispatch_us?: number;
   /** Measured GEMMs per dtype. */
   gemm?: Partial<Record<Dtype, GemmPoint[]>>;
   /** Measured attention per dtype. */
@@ -271,6 +275,7 @@ function checkCompute(v: V, x: unknown, path: string): void {
   if (c.attention_efficiency !== undefined) checkDtypeMap(v, c.attention_efficiency, `${path}.attention_efficiency`, (n, p) => v.frac(n, p));
   v.pos(c.memory_GBps, `${path}.memory_GBps`);
   v.optPos(c, 'optimizer_GBps', path);
+  if (c.gemm_dispatch_us !== undefined) v.nonneg(c.gemm_dispatch_us, `${path}.gemm_dispatch_us`);
   if (c.kernel_GBps !== undefined) {
     const k = v.obj(c.kernel_GBps, `${path}.kernel_GBps`);
     for (const name of Object.keys(k)) {
