@@ -169,9 +169,16 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
         { name: 'input (residual)', elements: T * h, dtype: 'act' },
         { name: 'input_layernorm.rstd', elements: T, dtype: 'fp32' },
         { name: 'input_layernorm.out (q/k/v_proj input)', elements: T * h, dtype: 'act' },
-        { name: 'q (after rotary)', elements: T * qd, dtype: 'act' },
-        { name: 'k (after rotary)', elements: T * kvd, dtype: 'act' },
-        { name: 'v', elements: T * kvd, dtype: 'act' },
+        // q and k are rotated together (one tensor; attention keeps views of it). v is a view of
+        // the fused q|k|v GEMM output, so with as many K/V heads as query heads attention's saved v
+        // keeps that whole output alive; with grouped-query attention k and v are expanded to the
+        // query heads (copies, which attention saves) and the q|k|v output is freed
+        // (native/src/model.cpp).
+        { name: 'q|k (after rotary)', elements: T * (qd + kvd), dtype: 'act' },
+        ...(nkv === nh
+          ? [{ name: 'q|k|v (GEMM output, kept by the view v)', elements: T * (qd + 2 * kvd), dtype: 'act' as const }]
+          : [{ name: 'k expanded to the query heads', elements: T * qd, dtype: 'act' as const },
+            { name: 'v expanded to the query heads', elements: T * qd, dtype: 'act' as const }]),
         { name: 'attn.out (o_proj input)', elements: T * qd, dtype: 'act' },
         { name: 'attn.logsumexp', elements: mbs * nh * seq, dtype: 'fp32' },
         { name: 'residual after attention', elements: T * h, dtype: 'act' },
