@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, residentLayers, type MemoryJob } from './memory.ts';
+import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, ncclExtraBytes, residentLayers, type MemoryJob } from './memory.ts';
 import { llama2_7b, tiny } from './test-models.ts';
 import type { StagePolicy } from './plan-types.ts';
 
@@ -140,4 +140,21 @@ test('evenPartition covers layers contiguously, embedding first and head last', 
   assert.deepEqual(evenPartition(4, 6), [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]);
   const tinyParts = evenPartition(tiny.num_hidden_layers, 2);
   assert.deepEqual(tinyParts, [[0, 3], [3, 6]]);
+});
+
+test('NCCL memory beyond a 2-rank 1F1B rank: a communicator for a split tied embedding, a connection per further peer and direction', () => {
+  const G = 500, C = 200;
+  const stages = (ranks: number[]) => ranks.map((rank, i) => ({ layers: [i, i + 1] as [number, number], rank }));
+  const job = (ranks: number[], tied = false) => ({ model: { ...llama2_7b, tie_word_embeddings: tied }, stages: stages(ranks), dataParallel: 1, commGroupBytes: G, p2pConnectionBytes: C });
+  // 2-rank 1F1B: the profile's comm_buffer_bytes covers it
+  assert.deepEqual([0, 1].map((r) => ncclExtraBytes(job([0, 1]), r)), [0, 0]);
+  // interleaved on 2 ranks: both directions on the forward and the backward communicators
+  assert.deepEqual([0, 1].map((r) => ncclExtraBytes(job([0, 1, 0, 1]), r)), [2 * C, 2 * C]);
+  // a tied embedding split across ranks 0 and 3 of 4: its communicator on those two; the middle
+  // ranks send and receive both ways
+  assert.deepEqual([0, 1, 2, 3].map((r) => ncclExtraBytes(job([0, 1, 2, 3], true), r)), [G, 2 * C, 2 * C, G]);
+  assert.equal(ncclExtraBytes(job([0]), 0), 0);
+  // the memory model adds it to each device's overhead
+  const m = memoryModel(job7b({ K: 2, model: { ...llama2_7b, tie_word_embeddings: true }, overheadBytes: 1000, commGroupBytes: G, p2pConnectionBytes: C }));
+  assert.deepEqual(m.devices.map((d) => d.overhead), [1000 + G, 1000 + G]);
 });

@@ -144,7 +144,14 @@ export interface Overheads {
   cuda_context_bytes: number;
   /** Caching-allocator overhead (fragmentation) as a fraction of live bytes. */
   allocator_overhead_fraction: number;
+  /** Device memory of the communicators of a 2-rank 1F1B run (NCCL: forward, backward and world
+   *  communicators, one send and one receive connection), per GPU of a plan of several ranks. */
   comm_buffer_bytes: number;
+  /** Per GPU, each further communicator (a split tied embedding's, data parallelism's). Absent: 0. */
+  comm_group_bytes?: number;
+  /** Per GPU, each further point-to-point connection (a send or a receive to one peer on the forward
+   *  or backward communicator, e.g. both directions under interleaving). Absent: 0. */
+  p2p_connection_bytes?: number;
 }
 
 export interface HardwareProfile {
@@ -422,6 +429,7 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
 
   const ov = v.obj(o.overheads, 'overheads');
   for (const k of ['kernel_launch_us', 'per_instruction_us', 'cuda_context_bytes', 'comm_buffer_bytes']) v.nonneg(ov[k], `overheads.${k}`);
+  for (const k of ['comm_group_bytes', 'p2p_connection_bytes']) if (ov[k] !== undefined) v.nonneg(ov[k], `overheads.${k}`);
   const af = v.nonneg(ov.allocator_overhead_fraction, 'overheads.allocator_overhead_fraction');
   if (af >= 1) v.fail('overheads.allocator_overhead_fraction', 'must be below 1');
   v.nonneg(o.compute_slowdown_under_copies, 'compute_slowdown_under_copies');
