@@ -80,9 +80,10 @@ export interface Inventory {
   params: number;
   /** Bytes per element of activations (2 or 4). */
   actBytes: number;
-  /** Per micro-batch, the head's fp32 loss workspace in the backward beyond the kept fp32
-   *  log-probabilities: the gradients of the log-probabilities and of the fp32 logits together,
-   *  T * vocab * 8 (the forward's bf16 logits + fp32 copy, T * vocab * (a + 4), are not more). */
+  /** Per micro-batch, the head's loss workspace beyond the kept fp32 log-probabilities, as the
+   *  caching allocator reserves it: the forward's bf16 logits and fp32 copy (T * vocab * (a + 4)),
+   *  then the backward's second fp32 buffer (the gradients of the log-probabilities and of the fp32
+   *  logits, 4 bytes a logit each: the first reuses the fp32 copy's block), T * vocab * (a + 8). */
   lossWorkspaceBytes: number;
 }
 
@@ -209,7 +210,7 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
   }));
   let params = 0;
   for (const l of layers) params += l.params;
-  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 8 };
+  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * (a + 8) };
 }
 
 const invCache = new Map<string, Inventory>();

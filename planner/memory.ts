@@ -347,9 +347,12 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       if (p.recompute) recompute = Math.max(recompute, k.full);
       if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
       // Beyond the kept fp32 log-probabilities: in the forward the bf16 logits and their fp32 copy
-      // (a + 4 bytes a logit); in the backward the gradients of the log-probabilities and of the fp32
-      // logits, both fp32, live together with the saved log-probabilities (8 bytes): the larger.
-      if (hasHead) lossWs = Math.max(lossWs, Math.max(inv.lossWorkspaceBytes, T * job.model.vocab_size * (a + 4)));
+      // (a + 4 bytes a logit), freed when it returns; in the backward the gradients of the
+      // log-probabilities and of the fp32 logits (4 + 4 bytes). The caching allocator reserves both:
+      // the first backward buffer takes the fp32 copy's block, the second fits in no freed block (the
+      // bf16 logits' is half its size), so a + 8 bytes a logit stay reserved, not max(a + 4, 8)
+      // (the measured reserved-over-allocated of the 1B head ranks: T x V x 2 bytes).
+      if (hasHead) lossWs = Math.max(lossWs, inv.lossWorkspaceBytes);
       if (hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
       const boundary = T * h * a;
       comm = Math.max(comm, (s < K - 1 ? 2 * boundary : 0) + (s > 0 ? boundary : 0));
