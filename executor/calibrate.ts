@@ -162,14 +162,15 @@ const median = (xs: number[]) => {
 };
 
 /** The probe plan of the overhead fit: the tiny model, one rank, one stage, GPipe. */
-export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2): Plan {
+export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
-  const stageLayers = evenPartition(tiny.num_hidden_layers, ranks);
+  const v = variant.interleaved && ranks > 1 ? 2 : 1;
+  const stageLayers = evenPartition(tiny.num_hidden_layers, ranks * v);
   return buildPlan({
-    hardware, model: tiny, precision, optimizer: defaultOptimizer(),
+    hardware, model: variant.tied ? { ...tiny, tie_word_embeddings: true } : tiny, precision, optimizer: defaultOptimizer(),
     job: { seq: 32, microBatchSize: mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
-    schedule: ranks > 1 ? '1f1b' : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
-    rankDevice: stageLayers.map((_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
+    schedule: ranks > 1 ? (v > 1 ? 'interleaved-1f1b' : '1f1b') : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
+    rankDevice: Array.from({ length: ranks }, (_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
   });
 }
 
@@ -395,6 +396,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number } | null = null;
   let peerFit: { latency: number; measuredStep: number[]; after: number[] } | null = null;
   let probeOutside: number | null = null;
+  /** Device memory outside the allocator (rank 0, cuda:0) of the memory probes, less what this
+   *  process holds on cuda:0: 1 rank; 2-rank 1F1B; with a split tied embedding; interleaved. */
+  let outside: { one: number; two: number; tied: number; inter: number } | null = null;
   if (parts.has('overheads')) {
     jobs.push({ part: 'overheads', label: `launch ${dev}`, task: { kind: 'launch', device: dev, ...rep, iters: Math.max(5, rep.iters) }, apply: (r) => { launchUs = r.value; } });
     if (gpuMode) {
@@ -432,6 +436,22 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
           }
           probes.push({ plan, byPc, step: Math.min(...[...spans.values()].map(([x, y]) => y - x)) });
+        }
+        if (gpuMode && N > 1) {
+          // Memory outside the caching allocator, by difference of executor runs: the ranks read
+          // cudaMemGetInfo, which counts every process on the device, this one too (its context and
+          // the blocks its benchmarks keep cached): that is measured first and taken off.
+          const here = (await (o.deps?.calibrateTask ?? calibrateTask)({ kind: 'device_used', device: 'cuda:0' })).value;
+          const rank0Outside = async (plan: Plan) => {
+            const r = await (o.deps?.execute ?? execute)(plan, { steps: 2 }) as { peak_bytes?: number[]; peak_reserved_bytes?: number[] };
+            const b = r.peak_bytes?.[0], res = r.peak_reserved_bytes?.[0];
+            return typeof b === 'number' && typeof res === 'number' ? b - res - here : NaN;
+          };
+          const one = await rank0Outside(probePlan(gpuMode, o.id, 2, 1, 2));
+          const two = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2));
+          const tied = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { tied: true }));
+          const inter = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { interleaved: true }));
+          if ([one, two, tied, inter].every(Number.isFinite) && one > 0) outside = { one, two, tied, inter };
         }
         const sim = (plan: Plan, q: HardwareProfile) => simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
         const withOv = (q: HardwareProfile, launch: number, perInstr: number, peerLat?: number): HardwareProfile => ({
@@ -497,6 +517,16 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const peak = c.peak_tflops[dtype] ?? best / 0.8;
         c.peak_tflops[dtype] = Math.max(peak, best);
         c.gemm_efficiency[dtype] = Math.min(1, +(best / c.peak_tflops[dtype]!).toFixed(3));
+        // Each GEMM is timed from an idle device (start event, then the host's cuBLAS call), so every
+        // table time includes the host dispatch; the executor queues its GEMMs behind running work.
+        // The smallest GEMMs (the probe model's, a few MFLOP: a few us on the device) take little
+        // more than that dispatch: their least time, less their roofline at peak, estimates it.
+        const pk = c.peak_tflops[dtype]!;
+        const gap = Math.min(...gemmPts.map((g) => g.us! - (2 * g.m * g.n * g.k) / (pk * 1e6)));
+        if (gap > 0) {
+          c.gemm_dispatch_us = +gap.toFixed(2);
+          mark('compute.gemm_dispatch_us', `host dispatch in the GEMM table times: the least table time (${Math.min(...gemmPts.map((g) => g.us!)).toFixed(1)} us, a probe-model GEMM) less its FLOPs at peak`);
+        }
       } else {
         // CPU: the best measured rate is the peak; efficiency 1 at it (outside the table: roofline at the best rate)
         c.peak_tflops = { fp32: +best.toPrecision(4) };
@@ -616,7 +646,23 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.allocator_overhead_fraction = Math.min(0.5, +c.frac.toFixed(4));
     mark('overheads.cuda_context_bytes', 'device memory in use outside the caching allocator after the first allocation (context, cuBLAS workspace)');
   }
-  if (probeOutside !== null && probeOutside > 0) {
+  if (outside) {
+    // A 1-rank run's memory outside the allocator is the executor's context (with the kernels and
+    // library workspaces it loads, more than a bare context); each further structure of a multi-rank
+    // run adds NCCL memory: the communicators of a 2-rank 1F1B run, a further communicator (the
+    // tied embedding's), two further point-to-point connections per rank (interleaving sends both
+    // ways on the forward and the backward communicators).
+    const x = outside as { one: number; two: number; tied: number; inter: number };
+    p.overheads.cuda_context_bytes = Math.round(x.one);
+    p.overheads.comm_buffer_bytes = Math.max(0, Math.round(x.two - x.one));
+    p.overheads.comm_group_bytes = Math.max(0, Math.round(x.tied - x.two));
+    p.overheads.p2p_connection_bytes = Math.max(0, Math.round((x.inter - x.two) / 2));
+    const how = `rank 0's device memory outside the caching allocator in executor runs of the tiny model (less what the calibrating process holds on cuda:0)`;
+    mark('overheads.cuda_context_bytes', `${how}: 1 rank`);
+    mark('overheads.comm_buffer_bytes', `${how}: 2-rank 1F1B less 1 rank`);
+    mark('overheads.comm_group_bytes', `${how}: 2-rank 1F1B with a split tied embedding less without`);
+    mark('overheads.p2p_connection_bytes', `${how}: 2-rank interleaved 1F1B less 1F1B, halved (two more connections a rank)`);
+  } else if (probeOutside !== null && probeOutside > 0) {
     // what a multi-rank run holds outside the allocator beyond the context: NCCL buffers and the
     // workspaces of the executor's streams (the memory model adds it on plans of more than one rank)
     p.overheads.comm_buffer_bytes = Math.max(0, Math.round((probeOutside as number) - p.overheads.cuda_context_bytes));

@@ -348,7 +348,7 @@ export function requestStop(): void {
 }
 
 // ---- calibrate (`mmoc calibrate`; executor/calibrate.ts, native/src/calibrate.h): one native benchmark a call
-export type CalibKind = 'gemm' | 'attention' | 'kernel' | 'copy' | 'p2p' | 'adamw' | 'memcpy' | 'disk' | 'slowdown' | 'launch' | 'context';
+export type CalibKind = 'gemm' | 'attention' | 'kernel' | 'copy' | 'p2p' | 'adamw' | 'memcpy' | 'disk' | 'slowdown' | 'launch' | 'context' | 'device_used';
 export interface CalibTask {
   kind: CalibKind;
   /** 'cpu' or 'cuda:N'. */
@@ -376,7 +376,7 @@ export interface CalibResult {
   samples: number;
   note: string;
 }
-const CALIB_KINDS = new Set<CalibKind>(['gemm', 'attention', 'kernel', 'copy', 'p2p', 'adamw', 'memcpy', 'disk', 'slowdown', 'launch', 'context']);
+const CALIB_KINDS = new Set<CalibKind>(['gemm', 'attention', 'kernel', 'copy', 'p2p', 'adamw', 'memcpy', 'disk', 'slowdown', 'launch', 'context', 'device_used']);
 /** Runs one calibration benchmark on a native thread. */
 export async function calibrateTask(task: Partial<CalibTask> & { kind: CalibKind }): Promise<CalibResult> {
   const t: CalibTask = {

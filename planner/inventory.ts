@@ -80,9 +80,10 @@ export interface Inventory {
   params: number;
   /** Bytes per element of activations (2 or 4). */
   actBytes: number;
-  /** Per micro-batch, the head's fp32 loss workspace in the backward beyond the kept fp32
-   *  log-probabilities: the gradients of the log-probabilities and of the fp32 logits together,
-   *  T * vocab * 8 (the forward's bf16 logits + fp32 copy, T * vocab * (a + 4), are not more). */
+  /** Per micro-batch, the head's loss workspace beyond the kept fp32 log-probabilities, as the
+   *  caching allocator reserves it: the forward's bf16 logits and fp32 copy (T * vocab * (a + 4)),
+   *  then the backward's second fp32 buffer (the gradients of the log-probabilities and of the fp32
+   *  logits, 4 bytes a logit each: the first reuses the fp32 copy's block), T * vocab * (a + 8). */
   lossWorkspaceBytes: number;
 }
 
@@ -169,9 +170,16 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
         { name: 'input (residual)', elements: T * h, dtype: 'act' },
         { name: 'input_layernorm.rstd', elements: T, dtype: 'fp32' },
         { name: 'input_layernorm.out (q/k/v_proj input)', elements: T * h, dtype: 'act' },
-        { name: 'q (after rotary)', elements: T * qd, dtype: 'act' },
-        { name: 'k (after rotary)', elements: T * kvd, dtype: 'act' },
-        { name: 'v', elements: T * kvd, dtype: 'act' },
+        // q and k are rotated together (one tensor; attention keeps views of it). v is a view of
+        // the fused q|k|v GEMM output, so with as many K/V heads as query heads attention's saved v
+        // keeps that whole output alive; with grouped-query attention k and v are expanded to the
+        // query heads (copies, which attention saves) and the q|k|v output is freed
+        // (native/src/model.cpp).
+        { name: 'q|k (after rotary)', elements: T * (qd + kvd), dtype: 'act' },
+        ...(nkv === nh
+          ? [{ name: 'q|k|v (GEMM output, kept by the view v)', elements: T * (qd + 2 * kvd), dtype: 'act' as const }]
+          : [{ name: 'k expanded to the query heads', elements: T * qd, dtype: 'act' as const },
+            { name: 'v expanded to the query heads', elements: T * qd, dtype: 'act' as const }]),
         { name: 'attn.out (o_proj input)', elements: T * qd, dtype: 'act' },
         { name: 'attn.logsumexp', elements: mbs * nh * seq, dtype: 'fp32' },
         { name: 'residual after attention', elements: T * h, dtype: 'act' },
@@ -202,7 +210,7 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
   }));
   let params = 0;
   for (const l of layers) params += l.params;
-  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * 8 };
+  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * (a + 8) };
 }
 
 const invCache = new Map<string, Inventory>();

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, residentLayers, type MemoryJob } from './memory.ts';
+import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, ncclExtraBytes, residentLayers, type MemoryJob } from './memory.ts';
 import { llama2_7b, tiny } from './test-models.ts';
 import type { StagePolicy } from './plan-types.ts';
 
@@ -34,23 +34,25 @@ test('LLaMA-2-7B on one GPU, mixed AdamW: 16 bytes a parameter of state, activat
   assert.equal(d.masterWeights, 4 * P7);
   assert.equal(d.optimizerStates, 8 * P7);
   assert.equal(d.weights + d.gradients + d.masterWeights + d.optimizerStates, 107_814_649_856);
-  const layer = (8 * T * h + 3 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 134,881,280
-  assert.equal(layer, 134_881_280);
+  // 10 T*h: x, norm1 out, q|k (2), the q|k|v GEMM output kept by the view v (3), attn out,
+  // residual, norm2 out
+  const layer = (10 * T * h + 3 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 151,658,496
+  assert.equal(layer, 151_658_496);
   // the head keeps cross_entropy's fp32 log-probabilities (T x V x 4), not the bf16 logits
   const head = 2 * T * h * 2 + T * V * 4 + T * 4 * 2 + T * 8; // 16,777,216 + 131,072,000 + 8,192 + 8,192 = 147,865,600
   assert.equal(head, 147_865_600);
   const embed = T * 8;
   assert.equal(d.activations.perMicroBatch, 32 * layer + head + embed);
   assert.equal(d.activations.inFlight, 1);
-  // backward: the fp32 gradients of the log-probabilities and of the fp32 logits together (8 bytes a
-  // logit), above the forward's bf16 logits + fp32 copy (2 + 4)
-  assert.equal(d.temporary.lossWorkspace, T * V * 8);
+  // the forward's bf16 logits + fp32 copy (2 + 4 bytes a logit), then the backward's second fp32
+  // gradient (4), which fits in none of their freed blocks: 10 bytes a logit stay reserved
+  assert.equal(d.temporary.lossWorkspace, T * V * 10);
   // backward workspace: the embedding's dense vocab x hidden bf16 gradient (V * h * 2 = 262,144,000)
   // is larger than a decoder layer's (T * (2h + 2I) * 2 = 62,128,128)
   assert.equal(d.temporary.backward, Math.max(V * h * 2, T * (2 * h + 2 * I) * 2));
   assert.equal(d.temporary.backward, 262_144_000);
   assert.equal(d.temporary.comm, 0);
-  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 8 + V * h * 2);
+  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 10 + V * h * 2);
   assert.equal(r.hostTotal, 0);
   assert.equal(r.disk.total, 0);
 });
@@ -71,7 +73,7 @@ test('recompute keeps only the stage input per micro-batch and reserves one micr
   const d1 = r.devices[1]!;
   assert.equal(d1.activations.perMicroBatch, T * h * 2);
   assert.equal(d1.activations.bytes, 8 * T * h * 2);
-  const layer = 134_881_280, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
+  const layer = 151_658_496, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
   assert.equal(d1.temporary.recompute, 16 * layer + head);
   assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8); // token ids
 });
@@ -138,4 +140,21 @@ test('evenPartition covers layers contiguously, embedding first and head last', 
   assert.deepEqual(evenPartition(4, 6), [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 6]]);
   const tinyParts = evenPartition(tiny.num_hidden_layers, 2);
   assert.deepEqual(tinyParts, [[0, 3], [3, 6]]);
+});
+
+test('NCCL memory beyond a 2-rank 1F1B rank: a communicator for a split tied embedding, a connection per further peer and direction', () => {
+  const G = 500, C = 200;
+  const stages = (ranks: number[]) => ranks.map((rank, i) => ({ layers: [i, i + 1] as [number, number], rank }));
+  const job = (ranks: number[], tied = false) => ({ model: { ...llama2_7b, tie_word_embeddings: tied }, stages: stages(ranks), dataParallel: 1, commGroupBytes: G, p2pConnectionBytes: C });
+  // 2-rank 1F1B: the profile's comm_buffer_bytes covers it
+  assert.deepEqual([0, 1].map((r) => ncclExtraBytes(job([0, 1]), r)), [0, 0]);
+  // interleaved on 2 ranks: both directions on the forward and the backward communicators
+  assert.deepEqual([0, 1].map((r) => ncclExtraBytes(job([0, 1, 0, 1]), r)), [2 * C, 2 * C]);
+  // a tied embedding split across ranks 0 and 3 of 4: its communicator on those two; the middle
+  // ranks send and receive both ways
+  assert.deepEqual([0, 1, 2, 3].map((r) => ncclExtraBytes(job([0, 1, 2, 3], true), r)), [G, 2 * C, 2 * C, G]);
+  assert.equal(ncclExtraBytes(job([0]), 0), 0);
+  // the memory model adds it to each device's overhead
+  const m = memoryModel(job7b({ K: 2, model: { ...llama2_7b, tie_word_embeddings: true }, overheadBytes: 1000, commGroupBytes: G, p2pConnectionBytes: C }));
+  assert.deepEqual(m.devices.map((d) => d.overhead), [1000 + G, 1000 + G]);
 });

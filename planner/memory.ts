@@ -45,6 +45,12 @@ export interface MemoryJob {
   policy: StagePolicy[];
   /** Per GPU: CUDA context, allocator and communicator overhead (from the hardware profile). */
   overheadBytes?: number;
+  /** Per GPU, device memory of each NCCL communicator beyond those of a 2-rank 1F1B plan (which
+   *  overheadBytes includes): the tied embedding's and the data-parallel one (profile). */
+  commGroupBytes?: number;
+  /** Per GPU, device memory of each point-to-point connection (a send or a receive to one peer on
+   *  the forward or the backward communicator) beyond the two of a 2-rank 1F1B rank (profile). */
+  p2pConnectionBytes?: number;
   /** Caching-allocator overhead (fragmentation) as a fraction of the other bytes (profile). */
   allocatorOverheadFraction?: number;
   /** Disk paths and concurrent transfers per path (for the host-side disk staging buffers). */
@@ -341,9 +347,12 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       if (p.recompute) recompute = Math.max(recompute, k.full);
       if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
       // Beyond the kept fp32 log-probabilities: in the forward the bf16 logits and their fp32 copy
-      // (a + 4 bytes a logit); in the backward the gradients of the log-probabilities and of the fp32
-      // logits, both fp32, live together with the saved log-probabilities (8 bytes): the larger.
-      if (hasHead) lossWs = Math.max(lossWs, Math.max(inv.lossWorkspaceBytes, T * job.model.vocab_size * (a + 4)));
+      // (a + 4 bytes a logit), freed when it returns; in the backward the gradients of the
+      // log-probabilities and of the fp32 logits (4 + 4 bytes). The caching allocator reserves both:
+      // the first backward buffer takes the fp32 copy's block, the second fits in no freed block (the
+      // bf16 logits' is half its size), so a + 8 bytes a logit stay reserved, not max(a + 4, 8)
+      // (the measured reserved-over-allocated of the 1B head ranks: T x V x 2 bytes).
+      if (hasHead) lossWs = Math.max(lossWs, inv.lossWorkspaceBytes);
       if (hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
       const boundary = T * h * a;
       comm = Math.max(comm, (s < K - 1 ? 2 * boundary : 0) + (s > 0 ? boundary : 0));
@@ -379,7 +388,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     };
     temporary.total = lossWs + recompute + bwdWs + paramBuf + gradBuf + actStage + comm;
     const live = weights + grads + master + opt + actBytes + temporary.total;
-    const overhead = (job.overheadBytes ?? 0) + Math.round(live * (job.allocatorOverheadFraction ?? 0));
+    const overhead = (job.overheadBytes ?? 0) + ncclExtraBytes(job, r) + Math.round(live * (job.allocatorOverheadFraction ?? 0));
     const total = live + overhead;
     devices.push({
       rank: r, stages: myStages, weights, gradients: grads, masterWeights: master, optimizerStates: opt,
@@ -400,6 +409,29 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     disk: { masterWeights: diskMaster, optimizerStates: diskOpt, total: diskMaster + diskOpt },
     peak,
   };
+}
+
+/** NCCL device memory of rank `r` beyond a 2-rank 1F1B rank's (which the profile's
+ *  comm_buffer_bytes measures): every communicator holds its own buffers, and every peer and
+ *  direction a rank sends to or receives from on the forward and backward communicators its own
+ *  connection (the executor: native/src/runtime.cpp, fwd / bwd / world, tied, dp). */
+export function ncclExtraBytes(job: Pick<MemoryJob, 'model' | 'stages' | 'dataParallel' | 'commGroupBytes' | 'p2pConnectionBytes'>, r: number): number {
+  const G = job.commGroupBytes ?? 0, C = job.p2pConnectionBytes ?? 0;
+  if (G === 0 && C === 0) return 0;
+  const st = job.stages, K = st.length;
+  const first = st[0]!.rank, last = st[K - 1]!.rank;
+  let groups = job.dataParallel > 1 ? 1 : 0;
+  // a tied embedding split across ranks: its gradient is summed on a communicator of its two ranks
+  if (job.model.tie_word_embeddings && first !== last && (r === first || r === last)) groups++;
+  const conns = new Set<string>();
+  for (let s = 0; s < K - 1; s++) {
+    const a = st[s]!.rank, b = st[s + 1]!.rank;
+    if (a === b) continue;
+    // activations a -> b on the forward communicator, gradients b -> a on the backward one
+    if (r === a) { conns.add(`fs${b}`); conns.add(`br${b}`); }
+    if (r === b) { conns.add(`fr${a}`); conns.add(`bs${a}`); }
+  }
+  return groups * G + Math.max(0, conns.size - 2) * C;
 }
 
 /** Splits layers 0..L+1 into `count` contiguous stages: decoder layers as even as possible (the

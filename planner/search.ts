@@ -246,6 +246,7 @@ export function search(input: SearchInput): SearchResult {
     model, precision, optimizer: baseOpt.name, mbs: lay.mbs, seq: input.seq, microBatches: lay.M, schedule: lay.schedule,
     stages: lay.stageLayers.map((layers, i) => ({ layers, rank: i % lay.N })), pipelineRanks: lay.N, dataParallel: lay.D,
     policy, overheadBytes, allocatorOverheadFraction: allocFrac, diskPaths: diskPaths.length, diskConcurrency: diskConc,
+    commGroupBytes: profile.overheads.comm_group_bytes, p2pConnectionBytes: profile.overheads.p2p_connection_bytes,
     inventory: inv, program: lay.v > 1 ? interleavedProgram(lay, inv, policy, delayed) : undefined,
   });
   // Interleaved schedules count micro-batches in flight off the program.

@@ -30,6 +30,16 @@ test('a measured GEMM shape returns its measured time', () => {
   assert.ok(Math.abs(f.us - (2 * 4096 ** 3) / 800e6) < 1e-9);
 });
 
+test('compute.gemm_dispatch_us comes off measured table times, never below the FLOPs at peak', () => {
+  const p = custom();
+  p.compute.gemm_dispatch_us = 4;
+  assert.equal(gemmTime_us(p, 0, 'bf16', 1024, 1024, 1024).us, 6);
+  // a tflops point is a rate, not a timed call: no dispatch in it
+  assert.ok(Math.abs(gemmTime_us(p, 0, 'bf16', 4096, 4096, 4096).us - (2 * 4096 ** 3) / 800e6) < 1e-9);
+  p.compute.gemm_dispatch_us = 100;
+  assert.ok(Math.abs(gemmTime_us(structuredClone(p), 0, 'bf16', 1024, 1024, 1024).us - (2 * 1024 ** 3) / 1000e6) < 1e-9);
+});
+
 test('between measured shapes the rate is interpolated in log-flops', () => {
   const p = custom();
   const rate1 = (2 * 1024 ** 3) / 10; // flop/us at 1024^3

@@ -72,6 +72,18 @@ function roofline(c: ComputeProfile, dtype: Dtype, flops: number, bytes: number,
   return Math.max(tCompute, tMem);
 }
 
+/** Device time of a measured GEMM point: its table time less the host dispatch the measurement
+ *  included (compute.gemm_dispatch_us), no less than its FLOPs at peak. */
+function gemmDeviceUs(c: ComputeProfile, dtype: Dtype, x: GemmPoint): number {
+  const f = 2 * x.m * x.n * x.k;
+  const t = x.us ?? f / (x.tflops! * 1e6);
+  const gap = x.us !== undefined ? c.gemm_dispatch_us ?? 0 : 0;
+  if (gap === 0) return t;
+  const peak = c.peak_tflops[dtype];
+  const floor = peak === undefined ? 0 : f / (peak * 1e6);
+  return Math.max(floor, t - gap);
+}
+
 /** GEMM C[m,n] = A[m,k] B[k,n] in `dtype`. */
 export function gemmTime_us(p: HardwareProfile, device: ComputeDevice, dtype: Dtype, m: number, n: number, k: number): CostEstimate {
   const c = computeOf(p, device);
@@ -80,7 +92,7 @@ export function gemmTime_us(p: HardwareProfile, device: ComputeDevice, dtype: Dt
   if (flops === 0) return { us: 0, how: 'table', extrapolated: false, flops, bytes };
   const pts = c.gemm?.[dtype];
   if (pts && pts.length) {
-    const tab = sortedRates<GemmPoint>(pts, (x) => 2 * x.m * x.n * x.k, (x) => x.us ?? (2 * x.m * x.n * x.k) / (x.tflops! * 1e6), (x) => `${x.m}x${x.n}x${x.k}`);
+    const tab = sortedRates<GemmPoint>(pts, (x) => 2 * x.m * x.n * x.k, (x) => gemmDeviceUs(c, dtype, x), (x) => `${x.m}x${x.n}x${x.k}`);
     const hit = interpolate(tab, flops, `${m}x${n}x${k}`);
     if (hit) {
       const us = Math.max(flops / hit.rate, hit.exact ? 0 : bytes / (c.memory_GBps * 1e3));

@@ -98,6 +98,10 @@ export interface ComputeProfile {
   /** Effective bandwidth (ideal bytes / time) of each elementwise kernel as the executor runs it,
    *  measured by `mmoc calibrate`; a kernel absent here runs at memory_GBps. */
   kernel_GBps?: Partial<Record<ElementwiseKernel, number>>;
+  /** Host dispatch time included in every `gemm` table time (microseconds): calibrate timed each
+   *  GEMM from an idle device (start event, then the host's cuBLAS call), while the executor queues
+   *  its GEMMs behind running work. The cost model takes it off the table times. Absent: 0. */
+  gemm_dispatch_us?: number;
   /** Measured GEMMs per dtype. */
   gemm?: Partial<Record<Dtype, GemmPoint[]>>;
   /** Measured attention per dtype. */
@@ -140,7 +144,14 @@ export interface Overheads {
   cuda_context_bytes: number;
   /** Caching-allocator overhead (fragmentation) as a fraction of live bytes. */
   allocator_overhead_fraction: number;
+  /** Device memory of the communicators of a 2-rank 1F1B run (NCCL: forward, backward and world
+   *  communicators, one send and one receive connection), per GPU of a plan of several ranks. */
   comm_buffer_bytes: number;
+  /** Per GPU, each further communicator (a split tied embedding's, data parallelism's). Absent: 0. */
+  comm_group_bytes?: number;
+  /** Per GPU, each further point-to-point connection (a send or a receive to one peer on the forward
+   *  or backward communicator, e.g. both directions under interleaving). Absent: 0. */
+  p2p_connection_bytes?: number;
 }
 
 export interface HardwareProfile {
@@ -271,6 +282,7 @@ function checkCompute(v: V, x: unknown, path: string): void {
   if (c.attention_efficiency !== undefined) checkDtypeMap(v, c.attention_efficiency, `${path}.attention_efficiency`, (n, p) => v.frac(n, p));
   v.pos(c.memory_GBps, `${path}.memory_GBps`);
   v.optPos(c, 'optimizer_GBps', path);
+  if (c.gemm_dispatch_us !== undefined) v.nonneg(c.gemm_dispatch_us, `${path}.gemm_dispatch_us`);
   if (c.kernel_GBps !== undefined) {
     const k = v.obj(c.kernel_GBps, `${path}.kernel_GBps`);
     for (const name of Object.keys(k)) {
@@ -417,6 +429,7 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
 
   const ov = v.obj(o.overheads, 'overheads');
   for (const k of ['kernel_launch_us', 'per_instruction_us', 'cuda_context_bytes', 'comm_buffer_bytes']) v.nonneg(ov[k], `overheads.${k}`);
+  for (const k of ['comm_group_bytes', 'p2p_connection_bytes']) if (ov[k] !== undefined) v.nonneg(ov[k], `overheads.${k}`);
   const af = v.nonneg(ov.allocator_overhead_fraction, 'overheads.allocator_overhead_fraction');
   if (af >= 1) v.fail('overheads.allocator_overhead_fraction', 'must be below 1');
   v.nonneg(o.compute_slowdown_under_copies, 'compute_slowdown_under_copies');

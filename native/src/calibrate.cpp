@@ -13,6 +13,7 @@
 //   slowdown   GEMM while H2D and D2H copies run             value = fraction slower
 //   launch     tiny op dispatch                              value = us per op, value2 = us per autograd op (fwd+bwd)
 //   context    CUDA context + allocator                      value = context bytes, value2 = allocator overhead fraction
+//   device_used device memory in use by every process          value = bytes
 #include "pch.h"
 #include "api.h"
 #include "calibrate.h"
@@ -671,6 +672,21 @@ CalibResult context(const CalibTask& t) {
   r.note = "device memory in use outside the caching allocator (context, other processes) after the first allocation";
   return r;
 }
+
+/** Device memory in use on the device, by every process (cudaMemGetInfo): what this process holds
+ *  there, taken before an executor run whose ranks read the device-wide figure. */
+CalibResult deviceUsed(const CalibTask& t) {
+  const auto dev = deviceOf(t.device);
+  c10::cuda::CUDAGuard guard(dev);
+  sync(dev);
+  size_t freeB = 0, totalB = 0;
+  MMOC_CHECK(cudaMemGetInfo(&freeB, &totalB) == cudaSuccess, "calibrate device_used: cudaMemGetInfo failed");
+  CalibResult r;
+  r.samples = 1;
+  r.value = double(totalB - freeB);
+  r.note = "device memory in use (all processes)";
+  return r;
+}
 #endif
 
 }  // namespace
@@ -699,8 +715,9 @@ CalibResult runCalib(const CalibTask& t) {
     if (t.kind == "p2p") return p2p(t);
     if (t.kind == "slowdown") return slowdown(t);
     if (t.kind == "context") return context(t);
+    if (t.kind == "device_used") return deviceUsed(t);
 #else
-    if (t.kind == "copy" || t.kind == "p2p" || t.kind == "slowdown" || t.kind == "context")
+    if (t.kind == "copy" || t.kind == "p2p" || t.kind == "slowdown" || t.kind == "context" || t.kind == "device_used")
       MMOC_FAIL("calibrate " << t.kind << ": this build of the addon has no CUDA");
 #endif
   } catch (const Error&) {
