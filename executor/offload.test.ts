@@ -18,10 +18,10 @@ const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
 type Pol = (p: StagePolicy) => StagePolicy;
-function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[] } = {}): Plan {
+function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[]; precision?: 'fp32' | 'bf16-mixed' } = {}): Plan {
   const parts = evenPartition(tiny.num_hidden_layers, N);
   const p = buildPlan({
-    hardware: 'cpu', model: tiny, precision: 'fp32',
+    hardware: 'cpu', model: tiny, precision: o.precision ?? 'fp32',
     optimizer: { ...defaultOptimizer(), lr: 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: 'cosine', delayedUpdate: o.delayed ?? false },
     job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
     schedule: o.sched ?? '1f1b', stageLayers: parts, pipelineRanks: N, dataParallel: 1,
@@ -167,4 +167,19 @@ test('a host task that fails (a missing disk directory) ends the run naming the 
     assert.match(e.message, new RegExp(`disk_write of layer \\d+: .*${missing}.*cannot create`));
     return true;
   });
+});
+
+test('bf16-mixed: the update split between the device (fp32 master and states as flat buffers of its part) and the host, and wholly on the host, track the resident run (bf16 rounding: relative 2e-3) and save the same fp32 masters layout', { skip, timeout: 180_000 }, async () => {
+  const ref = await run(plan(2, { precision: 'bf16-mixed' }));
+  for (const [name, pol] of [['half', halfOpt], ['host', hostOpt]] as [string, Pol][]) {
+    const p = plan(2, { precision: 'bf16-mixed', pol });
+    const dir = mkdtempSync(join(tmpdir(), 'mmoc-mixed-'));
+    try {
+      const r = await execute(p, { threads: 1, timeoutSec: 30, saveDir: dir }, {});
+      for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 2e-3, `${name}: step ${i} loss ${r.losses[i]} vs resident ${ref.losses[i]}`);
+      assert.ok(readdirSync(dir).some((f) => f.endsWith('.safetensors')), `${name}: the masters were saved`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
 });

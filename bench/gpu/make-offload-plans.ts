@@ -10,17 +10,20 @@ import { buildPlan, defaultOptimizer } from '../../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../../planner/memory.ts';
 import { parsePlan } from '../../planner/plan-schema.ts';
 import { llama2_7b, tiny } from '../../planner/test-models.ts';
+import { parseModelConfig } from '../../planner/model-config.ts';
+import { readFileSync } from 'node:fs';
+const llama2_13b = parseModelConfig(JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../configs/models/llama2-13b.json'), 'utf8')), 'llama2-13b.json', 'llama2-13b');
 import type { ModelConfig } from '../../planner/model-config.ts';
 import type { Precision, StagePolicy } from '../../planner/plan-types.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const F = (gpu: number, cpu: number, disk = 0) => ({ gpu, cpu, disk });
 type Pol = (p: StagePolicy) => StagePolicy;
-function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean }) {
+function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean; capGiB?: number }) {
   const parts = evenPartition(model.num_hidden_layers, 2);
   const plan = buildPlan({
     hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5, delayedUpdate: o.delayed ?? false },
-    job: { seq: o.seq, microBatchSize: 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 1 },
+    job: { seq: o.seq, microBatchSize: 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: o.capGiB ? o.capGiB * 2 ** 30 : null, seed: 1 },
     schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1,
     rankDevice: [0, 1], policy: parts.map(() => o.pol(defaultPolicy(o.recompute ?? false))),
     ...(o.diskPaths ? { diskPaths: o.diskPaths } : {}),
@@ -50,4 +53,7 @@ write('plan-llama2-7b-1f1b-hostadam.json', llama2_7b, { M: 8, seq: 1024, precisi
 write('plan-llama2-7b-1f1b-hostadam-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, steps: 4, delayed: true });
 const part = (g: number): Pol => (p) => ({ ...p, master: F(g, 1 - g), optState: F(g, 1 - g) });
 write('plan-llama2-7b-1f1b-rc-opt40gpu-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: part(0.4), recompute: true, steps: 4, delayed: true });
+for (const g of [0.3, 0.35, 0.45, 0.5]) write(`plan-llama2-7b-1f1b-rc-opt${g * 100}gpu-delayed.json`, llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: part(g), recompute: true, steps: 4, delayed: true });
+// issue 6's third target: LLaMA-2-13B on 2 GPUs capped at 48 GiB each (an L20's memory), the update on the host
+write('plan-llama2-13b-1f1b-rc-hostadam-cap48.json', llama2_13b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, recompute: true, steps: 4, capGiB: 48 });
 write('plan-llama2-7b-1f1b-rc-hostadam-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, recompute: true, steps: 4, delayed: true });

@@ -293,6 +293,9 @@ struct Rank {
   struct HostGroup {
     int64_t n = 0, start = 0;
     at::Tensor master, m, v, wout;
+    // the device part [0, start) of a layer split between the tiers: its fp32 master (mixed
+    // precision) and AdamW states as flat device buffers of `start` elements (not whole tensors)
+    at::Tensor devMaster, devM, devV;
     // gradients in compute precision; with the delayed update two buffers (step parity): the CPU
     // step of the previous step's gradients reads one while this step's backward fills the other
     at::Tensor grad[2];
@@ -468,6 +471,7 @@ struct Rank {
       }
     }
     planOffload();
+    for (auto& kv : hostStart) hostGroup(kv.first);  // host state now: the device masters it replaces are freed before training
     planEarlyUpdate();
     capMemory();
   }
@@ -553,7 +557,11 @@ struct Rank {
     HostGroup g;
     g.n = layerNumel(layer), g.start = hs->second;
     const int64_t h = g.n - g.start;
-    g.master = at::empty({h}, hostOpts(at::kFloat)), g.m = at::zeros({h}, hostOpts(at::kFloat)), g.v = at::zeros({h}, hostOpts(at::kFloat));
+    // pinned only what a copy stream reads or writes: the gradients (GPU -> host), the weights that go
+    // up (the bf16 copy, or the fp32 master itself); m and v are the CPU update's alone (pageable)
+    const auto pageable = at::TensorOptions().dtype(at::kFloat);
+    g.master = at::empty({h}, model->mixed ? pageable : hostOpts(at::kFloat));
+    g.m = at::zeros({h}, pageable), g.v = at::zeros({h}, pageable);
     g.delayed = delayedLayers.count(layer) > 0;
     g.grad[0] = at::zeros({h}, hostOpts(model->compute));
     if (g.delayed) g.grad[1] = at::zeros({h}, hostOpts(model->compute));
@@ -562,8 +570,19 @@ struct Rank {
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       g.master.narrow(0, pos - g.start, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
     });
-    // a layer updated wholly on the host keeps no fp32 master on the device (4 bytes a parameter)
-    if (model->mixed && g.start == 0) {
+    if (g.start > 0) {
+      const auto dev = at::TensorOptions().dtype(at::kFloat).device(device);
+      g.devM = at::zeros({g.start}, dev), g.devV = at::zeros({g.start}, dev);
+      if (model->mixed) {
+        g.devMaster = at::empty({g.start}, dev);
+        segments(layer, 0, g.start, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+          g.devMaster.narrow(0, pos, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
+        });
+      }
+    }
+    // the device keeps no whole-tensor fp32 master of a layer updated (partly) on the host: 4 bytes
+    // a parameter, less what its device part holds
+    if (model->mixed) {
       for (auto& p : model->layers.at(layer)) p.master = at::Tensor();
       g.masterFreed = true;
     }
@@ -578,8 +597,11 @@ struct Rank {
       auto& g = kv.second;
       if (!g.masterFreed) continue;
       if (!g.master.defined()) diskRead(g, kv.first, g.diskPath);  // the master is on disk
+      auto full = at::empty({g.n}, at::TensorOptions().dtype(at::kFloat));
+      if (g.start > 0) full.narrow(0, 0, g.start).copy_(g.devMaster);
+      if (g.start < g.n) full.narrow(0, g.start, g.n - g.start).copy_(g.master);
       segments(kv.first, 0, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
-        p.master = g.master.narrow(0, pos, len).view(p.w.sizes());
+        p.master = full.narrow(0, pos, len).view(p.w.sizes());
       });
     }
   }
@@ -735,8 +757,8 @@ struct Rank {
     const int64_t h = g.n - g.start;
     MMOC_CHECK(in && hdr[0] == 0x6d6d6f6373746174ull && hdr[1] == static_cast<uint64_t>(layer) && hdr[2] == static_cast<uint64_t>(h),
                f << ": not the optimizer state of layer " << layer << " (" << h << " elements): bad header");
-    auto f32 = at::TensorOptions().dtype(at::kFloat).pinned_memory(cuda);
-    if (!g.master.defined()) g.master = at::empty({h}, f32);
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    if (!g.master.defined()) g.master = at::empty({h}, model->mixed ? f32 : hostOpts(at::kFloat));
     at::Tensor master = at::empty({h}, f32), m = at::empty({h}, f32), v = at::empty({h}, f32);
     uint64_t sum = 1469598103934665603ull;
     for (auto* t : {&master, &m, &v}) {
@@ -1287,15 +1309,17 @@ struct Rank {
     auto it0 = model->layers.find(layer);
     MMOC_CHECK(it0 != model->layers.end(), "optimizer_step of layer " << layer << ", which this rank does not hold");
     if (end < 0) return adamwParams(layer, it0->second);
-    // views of the device part: flat narrow views share storage with the params and their states
+    // views of the device part: the weights and gradients as flat narrow views of the params, the
+    // master and states as views of the group's flat device buffers
     std::vector<Param> views;
-    for (auto& p : it0->second)
-      if (!p.m.defined() && p.grad().defined()) p.m = at::zeros_like(p.master), p.v = at::zeros_like(p.master);
-    segments(layer, 0, end, [&](Param& p, int64_t off, int64_t len, int64_t) {
+    auto& g = hostGroup(layer);
+    MMOC_CHECK(g.start == end && g.devM.defined(), "layer " << layer << ": device part [0, " << end << ") without its device state");
+    segments(layer, 0, end, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       if (!p.grad().defined()) return;
       Param q;
       auto flat = [&](const at::Tensor& t) { return t.detach().reshape({-1}).narrow(0, off, len); };
-      q.name = p.name, q.w = flat(p.w), q.master = model->mixed ? flat(p.master) : q.w, q.m = flat(p.m), q.v = flat(p.v);
+      q.name = p.name, q.w = flat(p.w), q.master = model->mixed ? g.devMaster.narrow(0, pos, len) : q.w;
+      q.m = g.devM.narrow(0, pos, len), q.v = g.devV.narrow(0, pos, len);
       q.acc = flat(p.grad());
       // weight decay follows the tensor's rank, not the view's
       q.rankForDecay = static_cast<int>(p.w.dim());
