@@ -471,6 +471,7 @@ struct Rank {
       }
     }
     planOffload();
+    allocPinnedPool();
     for (auto& kv : hostStart) hostGroup(kv.first);  // host state now: the device masters it replaces are freed before training
     planEarlyUpdate();
     capMemory();
@@ -549,6 +550,46 @@ struct Rank {
   /** Pinned on CUDA ranks (page-locked: the copies run at link speed and asynchronously). */
   at::TensorOptions hostOpts(at::ScalarType t) const { return at::TensorOptions().dtype(t).pinned_memory(cuda); }
 
+  // ---- the rank's pinned pool: one page-locked allocation sized from the program at set-up (the
+  // host groups' gradient buffers and upload sources), carved into views and reused every step. One
+  // exact-size cudaHostAlloc: the caching host allocator would round each tensor up to a power of two.
+  at::Tensor pinnedPool;
+  int64_t pinnedUsed = 0;
+  static int64_t align64(int64_t b) { return (b + 63) / 64 * 64; }
+  int64_t groupPinnedBytes(int layer) {
+    const int64_t h = layerNumel(layer) - hostStart.at(layer);
+    const int64_t e = c10::elementSize(model->compute);
+    return align64(h * e) * (delayedLayers.count(layer) ? 2 : 1) + align64(h * (model->mixed ? e : 4));
+  }
+  void allocPinnedPool() {
+    int64_t total = 0;
+    for (auto& kv : hostStart) total += groupPinnedBytes(kv.first);
+    if (total == 0) return;
+    const auto bytes = at::TensorOptions().dtype(at::kByte);
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      void* ptr = nullptr;
+      const cudaError_t e = cudaHostAlloc(&ptr, static_cast<size_t>(total), cudaHostAllocDefault);
+      if (e == cudaSuccess) {
+        pinnedPool = at::from_blob(ptr, {total}, [](void* q) { cudaFreeHost(q); }, bytes);
+        return;
+      }
+      (void)cudaGetLastError();
+      std::fprintf(stderr, "mmoc: rank %d: cannot pin %.2f GiB of host memory (%s): the offload buffers fall back to pageable memory (copies synchronous and slower)\n",
+                   cfg.rank, total / 1073741824.0, cudaGetErrorString(e));
+    }
+#endif
+    pinnedPool = at::empty({total}, bytes);
+  }
+  /** `numel` elements of `t` from the pinned pool (zeroed). */
+  at::Tensor carvePinned(int64_t numel, at::ScalarType t) {
+    const int64_t b = numel * static_cast<int64_t>(c10::elementSize(t));
+    MMOC_CHECK(pinnedPool.defined() && pinnedUsed + b <= pinnedPool.numel(), "pinned pool exhausted (" << pinnedUsed << " + " << b << " > " << (pinnedPool.defined() ? pinnedPool.numel() : 0) << " bytes)");
+    auto v = pinnedPool.narrow(0, pinnedUsed, b).view(t);
+    pinnedUsed += align64(b);
+    return v.zero_();
+  }
+
   HostGroup& hostGroup(int layer) {
     auto it = host.find(layer);
     if (it != host.end()) return it->second;
@@ -560,12 +601,12 @@ struct Rank {
     // pinned only what a copy stream reads or writes: the gradients (GPU -> host), the weights that go
     // up (the bf16 copy, or the fp32 master itself); m and v are the CPU update's alone (pageable)
     const auto pageable = at::TensorOptions().dtype(at::kFloat);
-    g.master = at::empty({h}, model->mixed ? pageable : hostOpts(at::kFloat));
-    g.m = at::zeros({h}, pageable), g.v = at::zeros({h}, pageable);
     g.delayed = delayedLayers.count(layer) > 0;
-    g.grad[0] = at::zeros({h}, hostOpts(model->compute));
-    if (g.delayed) g.grad[1] = at::zeros({h}, hostOpts(model->compute));
-    if (model->mixed) g.wout = at::empty({h}, hostOpts(model->compute));
+    g.grad[0] = carvePinned(h, model->compute);
+    if (g.delayed) g.grad[1] = carvePinned(h, model->compute);
+    g.master = model->mixed ? at::empty({h}, pageable) : carvePinned(h, at::kFloat);
+    if (model->mixed) g.wout = carvePinned(h, model->compute);
+    g.m = at::zeros({h}, pageable), g.v = at::zeros({h}, pageable);
     at::NoGradGuard ng;
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       g.master.narrow(0, pos - g.start, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
