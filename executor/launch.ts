@@ -46,6 +46,8 @@ export interface ExecuteResult {
   peak_reserved_bytes: number[];
   /** Per rank: peak allocated bytes (CUDA; the figure torch.cuda.max_memory_allocated gives). */
   peak_allocated_bytes: number[];
+  /** Per rank: the layers it streams (fetch_params) and the most of them it held at once. */
+  streamed: { layers: number; peak_resident: number }[];
   params: number;
   mfu: number | null;
   devices: string[];
@@ -113,7 +115,8 @@ function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boo
   const out: ExecuteResult = {
     ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
     losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,
-    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes + r.overheadBytes), peak_reserved_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes), params, mfu, devices: devs,
+    tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes + r.overheadBytes), peak_reserved_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes),
+    streamed: results.map((r) => ({ layers: r.streamed.layers, peak_resident: r.streamed.peakResident })), params, mfu, devices: devs,
   };
   if (trace) out.trace = measuredTrace(plan, results, devs, { tokens_per_s: tps, mfu, step_s: med });
   return out;

@@ -60,7 +60,7 @@ export interface RankConfig {
   steps: number;
   totalSteps: number;
   seed: number;
-  stages: { lo: number; hi: number; rank: number; recompute: boolean }[];
+  stages: { lo: number; hi: number; rank: number; recompute: boolean; prefetch: number }[];
   program: Instr[];
   rank: number;
   world: number;
@@ -123,6 +123,8 @@ export interface RankResult {
   backend: string;
   /** Wall-clock origin of the trace's `tsUs`, microseconds since the Unix epoch. */
   startUs: number;
+  /** Parameter streaming: the layers this rank streams, and the most it held on the device at once. */
+  streamed: { layers: number; peakResident: number };
   trace: RankTraceEvent[];
 }
 
@@ -149,6 +151,7 @@ interface RawAddon {
   runRank(cfg: unknown, onProgress: (p: RankProgress) => void): Promise<{
     losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; peakAllocBytes: number; overheadBytes: number; paramCount: number;
     stepsDone: number; stopped: boolean; backend: string; startUs: number; traceInts: Int32Array; traceNums: Float64Array;
+    streamedLayers: number; streamedPeakResident: number;
   }>;
   requestStop(): void;
 }
@@ -339,6 +342,7 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
   return {
     losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes, peakAllocBytes: r.peakAllocBytes, overheadBytes: r.overheadBytes,
     paramCount: r.paramCount, stepsDone: r.stepsDone, stopped: r.stopped, backend: r.backend, startUs: r.startUs, trace,
+    streamed: { layers: r.streamedLayers, peakResident: r.streamedPeakResident },
   };
 }
 

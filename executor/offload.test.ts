@@ -183,3 +183,23 @@ test('bf16-mixed: the update split between the device (fp32 master and states as
     }
   }
 });
+
+test('parameter streaming holds at most prefetch depth + 1 streamed layers on the device (every layer streamed, prefetch depth 1, with and without recompute) and gives the resident losses', { skip, timeout: 180_000 }, async () => {
+  const ref = await run(plan(2));
+  const refRc = await run(plan(2, { recompute: true }));
+  for (const depth of [1]) {
+    for (const recompute of [false, true]) {
+      const all: Pol = (p) => ({ ...hostOpt(p), params: { gpu: 0, cpu: 1, disk: 0 }, prefetchDepth: depth });
+      const p = plan(2, { pol: all, recompute });
+      const r = await run(p);
+      const want = recompute ? refRc : ref;
+      for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, want.losses[i]!) < 1e-6, `depth ${depth} recompute ${recompute}: step ${i} loss ${r.losses[i]} vs resident ${want.losses[i]}`);
+      r.streamed.forEach((s, rank) => {
+        const fetched = new Set(p.program.ranks[rank]!.filter((i) => i.op === 'fetch_params').map((i) => (i as { layer: number }).layer));
+        assert.equal(s.layers, fetched.size, `rank ${rank}: streams the layers its program fetches`);
+        assert.ok(s.layers > depth + 1, `rank ${rank}: more streamed layers (${s.layers}) than slots`);
+        assert.ok(s.peak_resident >= 1 && s.peak_resident <= depth + 1, `rank ${rank}: held ${s.peak_resident} streamed layers at once, at most ${depth + 1}`);
+      });
+    }
+  }
+});

@@ -100,6 +100,7 @@ struct Instr {
 struct StageCfg {
   int lo = 0, hi = 0, rank = 0;
   bool recompute = false;
+  int prefetch = 0;  // streamed layers fetched ahead of use (the stage holds prefetch + 1 of them)
 };
 struct RunCfg {
   ModelCfg model;
@@ -140,6 +141,7 @@ struct RunResult {
   std::vector<TraceEv> trace;
   int64_t peakBytes = 0, peakAllocBytes = 0, paramCount = 0;
   int64_t overheadBytes = 0;  // CUDA: context + communication buffers (device used - allocator reserved)
+  int streamedLayers = 0, streamedPeakResident = 0;  // parameter streaming: layers streamed, most held at once
   int stepsDone = 0;
   bool stopped = false;
   std::string backend;

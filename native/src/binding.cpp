@@ -217,6 +217,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
     auto s = stages.Get(i).As<Napi::Object>();
     StageCfg sc;
     sc.lo = inum(s, "lo"), sc.hi = inum(s, "hi"), sc.rank = inum(s, "rank"), sc.recompute = boolean(s, "recompute");
+    sc.prefetch = inum(s, "prefetch");
     c.stages.push_back(sc);
   }
   auto prog = field(o, "program");
@@ -287,6 +288,8 @@ class RunWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("stopped", res_.stopped);
     o.Set("backend", res_.backend);
     o.Set("startUs", res_.startUs);
+    o.Set("streamedLayers", res_.streamedLayers);
+    o.Set("streamedPeakResident", res_.streamedPeakResident);
     // trace: columns as typed arrays (compact across the process boundary)
     const size_t n = res_.trace.size();
     auto ints = Napi::Int32Array::New(env, n * 7);

@@ -552,19 +552,54 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
   };
   const int L = cfg.layers;
   const int64_t nh = cfg.heads, nkv = cfg.kvHeads, hd = cfg.headDim;
+  const bool grad = at::GradMode::is_enabled();
+  // streaming hooks: before/after the forward of `layer`, and (with autograd) around its backward.
+  // On a tensor between two layers the later layer's phase 3 (its backward done: release it) is
+  // registered before the earlier layer's phase 2 (about to run: wait for its weights), so that a
+  // slot frees before the wait that may need it (hooks fire in registration order).
+  int prevPost = -1;
+  auto phase2 = [&](at::Tensor& t) {
+    if (prevPost >= 0 && grad && t.requires_grad()) {
+      auto cb = onStreamed;
+      const int l = prevPost;
+      t.register_hook([cb, l](const at::Tensor&) { cb(l, 2); });
+    }
+    prevPost = -1;
+  };
+  auto pre = [&](int layer, at::Tensor& in) {
+    if (!onStreamed) return;
+    onStreamed(layer, 0);
+    if (grad && layer > 0 && in.requires_grad()) {
+      auto cb = onStreamed;
+      in.register_hook([cb, layer](const at::Tensor&) { cb(layer, 3); });
+    }
+    phase2(in);
+  };
+  auto post = [&](int layer, at::Tensor&) {
+    if (!onStreamed) return;
+    onStreamed(layer, 1);
+    prevPost = layer;
+  };
   for (int layer = lo; layer < hi; ++layer) {
     auto& ps = layers.at(layer);
     if (layer == 0) {
+      pre(layer, x);
       x = at::embedding(ps[0].w, x);
+      post(layer, x);
       continue;
     }
     if (layer == L + 1) {
+      pre(layer, x);
       auto h = rmsnorm(x, ps[0].w, cfg.eps, fast);
       auto logits = cfg.tied ? at::linear(h, layers.at(0)[0].w) : linear(h, ps[1]);
       auto ce = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), labels.reshape({-1}),
                                        {}, at::Reduction::None);
-      return (ce * mask.reshape({-1})).sum() / normaliser;
+      auto loss = (ce * mask.reshape({-1})).sum() / normaliser;
+      post(layer, loss);
+      if (onStreamed) phase2(loss);
+      return loss;
     }
+    pre(layer, x);
     const int64_t B = x.size(0), S = x.size(1);
     if (onLayerGrad && x.requires_grad() && at::GradMode::is_enabled()) {
       // fires once the gradient of the layer's input is complete: every node of the layer has run
@@ -598,7 +633,9 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
     auto gu = linear(h, ps[4]);  // one GEMM for gate|up
     const int64_t I = cfg.inter;
     x = x + linear(at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), ps[5]);
+    post(layer, x);
   }
+  if (onStreamed) phase2(x);
   return x;
 }
 

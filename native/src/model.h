@@ -36,6 +36,12 @@ struct Model {
   /** When set, forward registers a gradient hook on each decoder layer's input that calls it with
    *  the layer index once that layer's backward is complete (the executor's early update). */
   std::function<void(int)> onLayerGrad;
+  /** Parameter streaming (the executor's fetch/release of streamed layers): called with
+   *  (layer, phase) at 0 before a layer's forward, 1 after it (its kernels issued), 2 before its
+   *  backward (the gradient of its output is complete), 3 after its backward (the gradient of its
+   *  input is complete); phases 2 and 3 come from autograd hooks (on CUDA from autograd's thread).
+   *  Layers 1..L+1 (the embedding has no input gradient: its release is the instruction's). */
+  std::function<void(int, int)> onStreamed;
 
   Model(const ModelCfg& c, at::Device d, const std::string& precision);
   /** Creates the params of `layer` from a seed derived from (seed, layer): identical on any layout. */

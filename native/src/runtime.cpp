@@ -473,6 +473,7 @@ struct Rank {
     planOffload();
     allocPinnedPool();
     for (auto& kv : hostStart) hostGroup(kv.first);  // host state now: the device masters it replaces are freed before training
+    planStreaming();
     planEarlyUpdate();
     capMemory();
   }
@@ -812,18 +813,168 @@ struct Rank {
     return 3 * h * 4;
   }
 
-  /** A streamed layer's weights come from the host copy (updated there by the host AdamW). */
-  int64_t fetchParams(int layer) {
-    auto it = host.find(layer);
-    if (it == host.end()) {
-      MMOC_CHECK(model->layers.count(layer), "fetch_params of layer " << layer << ", which this rank does not hold");
-      return 0;  // before the first host update the device copy is the initial weights
+  // ---- parameter streaming (issue 6): a streamed layer's weights are on the device only between a
+  // fetch and the end of the use it was fetched for. One storage per parameter, emptied and refilled
+  // in place (autograd's saved references to the weights see the refill; the copy bumps no version
+  // counter). fetch_params queues a use; a queued fetch is issued (allocate, copy from the host copy
+  // on the host -> GPU stream) while the rank holds fewer than its stages' prefetch depth + 1 layers;
+  // each use ends after the layer's forward or backward (Model::onStreamed hooks), which frees the
+  // storage when no other queued use holds it and issues the next queued fetch. release_params then
+  // only confirms it (or ends a use no hook saw: the embedding's backward).
+  struct StreamedLayer {
+    int uses = 0;           // fetched uses not yet ended
+    bool resident = false;  // its storage holds the weights
+    int credits = 0;        // uses ended by hooks, not yet confirmed by release_params
+#if MMOC_HAS_CUDA
+    std::shared_ptr<at::cuda::CUDAEvent> ready;  // its host -> GPU copy is done
+#endif
+  };
+  std::map<int, StreamedLayer> streamedLayers;
+  std::deque<std::pair<int, int>> fetchQueue;  // (layer, pc of its fetch_params)
+  int streamSlots = 1, slotsUsed = 0, peakResident = 0;
+  std::recursive_mutex streamMu;  // hooks run on autograd's thread on CUDA
+
+  void planStreaming() {
+    for (const auto& in : cfg.program)
+      if (in.op == OP_FETCH_PARAMS) streamedLayers[in.layer];
+    if (streamedLayers.empty()) return;
+    for (const auto& st : cfg.stages)
+      if (st.rank == prank()) streamSlots = std::max(streamSlots, st.prefetch + 1);
+    at::NoGradGuard ng;
+    for (auto& kv : streamedLayers) {
+      const int l = kv.first;
+      auto hs = hostStart.find(l);
+      MMOC_CHECK(hs != hostStart.end() && hs->second == 0,
+                 "layer " << l << " is streamed (fetch_params) but not updated wholly on the host: streamed parameters need optState on the cpu (placement)");
+      auto& g = hostGroup(l);
+      // the host copy the fetches read: the compute-precision weights (fp32: the master itself)
+      if (g.wout.defined())
+        segments(l, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+          g.wout.narrow(0, pos, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
+        });
+      freeLayer(l);
     }
-    // the device copy already holds the latest host update (graphs of this step saved it: no copy)
-    if (it->second.onDevice == it->second.updates) return 0;
-    worker.waitFor(it->second.ticket);  // the update (and upload) of the host copy is done
-    it->second.onDevice = it->second.updates;
-    return copyUp(it->second, layer, /*computeWaits=*/true);
+    model->onStreamed = [this](int l, int phase) { onStreamedHook(l, phase); };
+  }
+  void freeLayer(int l) {
+    for (auto& p : model->layers.at(l)) {
+      auto* impl = p.w.storage().unsafeGetStorageImpl();
+      impl->set_data_ptr_noswap(at::DataPtr(nullptr, p.w.device()));
+      impl->set_nbytes(0);
+    }
+  }
+  /** Allocates the layer's storages and copies its weights up from the host copy. */
+  void fillLayer(int l, int pc) {
+    auto& g = host.at(l);
+    worker.waitFor(g.ticket);  // its host update (if any) is done
+    const auto& src = g.wout.defined() ? g.wout : g.master;
+    MMOC_CHECK(src.defined(), "fetch_params of layer " << l << ": its weights are not in host memory");
+    std::vector<std::pair<void*, const void*>> copies;
+    std::vector<size_t> sizes;
+    segments(l, 0, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
+      const size_t nbytes = static_cast<size_t>(len) * p.w.element_size();
+      auto* impl = p.w.storage().unsafeGetStorageImpl();
+      impl->set_data_ptr_noswap(impl->allocator()->allocate(nbytes));
+      impl->set_nbytes(nbytes);
+      copies.emplace_back(p.w.data_ptr(), static_cast<const char*>(src.data_ptr()) + pos * src.element_size());
+      sizes.push_back(nbytes);
+    });
+    auto& s = streamedLayers.at(l);
+#if MMOC_HAS_CUDA
+    if (cuda) {
+      afterCompute(*h2d);  // the blocks may have been freed by kernels still running
+      s.ready = onStream(*h2d, TRACK_H2D, step, pc, [&] {
+        for (size_t i = 0; i < copies.size(); ++i)
+          MMOC_CHECK(cudaMemcpyAsync(copies[i].first, copies[i].second, sizes[i], cudaMemcpyHostToDevice, h2d->stream()) == cudaSuccess,
+                     "fetch_params of layer " << l << ": cudaMemcpyAsync failed");
+      });
+      return;
+    }
+#endif
+    const double a = sinceOriginUs();
+    for (size_t i = 0; i < copies.size(); ++i) std::memcpy(copies[i].first, copies[i].second, sizes[i]);
+    Slice sl;
+    sl.step = step, sl.pc = pc, sl.track = TRACK_H2D, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
+    addSlice(std::move(sl));
+  }
+  void pumpFetches() {
+    while (!fetchQueue.empty()) {
+      const auto [l, pc] = fetchQueue.front();
+      auto& s = streamedLayers.at(l);
+      if (!s.resident) {
+        if (slotsUsed >= streamSlots) return;
+        fillLayer(l, pc);
+        s.resident = true, ++slotsUsed;
+        peakResident = std::max(peakResident, slotsUsed);
+      }
+      ++s.uses;
+      fetchQueue.pop_front();
+    }
+  }
+  void endUse(int l) {
+    auto& s = streamedLayers.at(l);
+    MMOC_CHECK(s.uses > 0, "release of streamed layer " << l << " with no fetched use");
+    if (--s.uses > 0) return;
+    freeLayer(l);  // the caching allocator reuses the blocks in compute-stream order
+    s.resident = false, --slotsUsed;
+    pumpFetches();
+  }
+  /** Before a use: the layer's copy must have landed (the compute stream waits for it). */
+  void awaitLayer(int l) {
+    auto& s = streamedLayers.at(l);
+    if (!s.resident) {
+      // its fetch is still queued behind the slots: a program that uses a layer it has not fetched
+      // ahead, or slots held by uses that end later; issue it now (one layer over the plan's slots)
+      bool queued = false;
+      for (auto& q : fetchQueue) queued = queued || q.first == l;
+      MMOC_CHECK(queued, "layer " << l << " is streamed but used without a fetch_params before it");
+      const int keep = streamSlots;
+      streamSlots = slotsUsed + 1;
+      while (!s.resident && !fetchQueue.empty()) {
+        pumpFetches();
+        if (!s.resident) streamSlots++;
+      }
+      streamSlots = keep;
+    }
+#if MMOC_HAS_CUDA
+    if (cuda && s.ready) s.ready->block(c10::cuda::getCurrentCUDAStream(device.index()));
+#endif
+  }
+  void onStreamedHook(int l, int phase) {
+    std::lock_guard<std::recursive_mutex> lk(streamMu);
+    auto it = streamedLayers.find(l);
+    if (it == streamedLayers.end()) return;
+    if (phase == 0 || phase == 2) {
+      awaitLayer(l);
+    } else {
+      endUse(l);
+      ++it->second.credits;
+    }
+  }
+  int64_t fetchParams(int layer) {
+    std::lock_guard<std::recursive_mutex> lk(streamMu);
+    MMOC_CHECK(streamedLayers.count(layer), "fetch_params of layer " << layer << ", which this rank does not hold");
+    fetchQueue.emplace_back(layer, curPc);
+    pumpFetches();
+    return (layerNumel(layer)) * c10::elementSize(model->compute);
+  }
+  int64_t releaseParams(int layer) {
+    std::lock_guard<std::recursive_mutex> lk(streamMu);
+    auto it = streamedLayers.find(layer);
+    MMOC_CHECK(it != streamedLayers.end(), "release_params of layer " << layer << ", which is not streamed on this rank");
+    if (it->second.credits > 0) --it->second.credits;
+    else endUse(layer);
+    return 0;
+  }
+  /** Run end: streamed layers back on the device (saving reads them). */
+  void materializeStreamed() {
+    std::lock_guard<std::recursive_mutex> lk(streamMu);
+    for (auto& kv : streamedLayers)
+      if (!kv.second.resident) {
+        fillLayer(kv.first, -1);
+        kv.second.resident = true;
+      }
+    drainAsync();
   }
 
   /** The stage input kept for recompute, to host memory (the device tensor is dropped). */
@@ -1326,7 +1477,7 @@ struct Rank {
         });
         return 3 * (g.n - g.start) * 4;
       }
-      case OP_RELEASE_PARAMS: return 0;  // the device copy stays allocated (see native/README.md)
+      case OP_RELEASE_PARAMS: return releaseParams(in.layer);
       case OP_OFFLOAD_ACT: return offloadAct(in.mb, in.stage);
       case OP_RELOAD_ACT: return reloadAct(in.mb, in.stage);
       case OP_UPLOAD_PARAMS: return uploadParams(in.layer);
@@ -1505,6 +1656,7 @@ struct Rank {
   }
 
   void clearStep() {
+    MMOC_CHECK(fetchQueue.empty(), "step end with " << fetchQueue.size() << " fetch_params never issued (streamed layer " << fetchQueue.front().first << ")");
     input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear(), hostKeep.clear();
 #if MMOC_HAS_CUDA
     actEv.clear();
@@ -1688,6 +1840,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   pc = -1;
   res.peakBytes = r.peakBytes();
   res.peakAllocBytes = r.peakAllocated();
+  res.streamedLayers = static_cast<int>(r.streamedLayers.size()), res.streamedPeakResident = r.peakResident;
   if (!cfg.saveDir.empty()) {
     // Hugging Face shard names: model.safetensors alone, else model-0000r-of-0000N.safetensors (the
     // launcher writes model.safetensors.index.json once every rank has written its shard)
@@ -1695,7 +1848,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
     // replica 0 writes (the replicas hold the same weights)
     if (cfg.pipelineRanks == 1) std::snprintf(name, sizeof name, "model.safetensors");
     else std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", r.prank() + 1, cfg.pipelineRanks);
-    if (r.replica() == 0) r.restoreMasters();
+    if (r.replica() == 0) r.materializeStreamed(), r.restoreMasters();
     if (r.replica() == 0) r.model->saveSafetensors(cfg.saveDir + "/" + name);
   }
   status.state(1);
