@@ -19,11 +19,11 @@ import type { Precision, StagePolicy } from '../../planner/plan-types.ts';
 const here = dirname(fileURLToPath(import.meta.url));
 const F = (gpu: number, cpu: number, disk = 0) => ({ gpu, cpu, disk });
 type Pol = (p: StagePolicy) => StagePolicy;
-function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean; capGiB?: number }) {
+function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean; capGiB?: number; mbs?: number }) {
   const parts = evenPartition(model.num_hidden_layers, 2);
   const plan = buildPlan({
     hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5, delayedUpdate: o.delayed ?? false },
-    job: { seq: o.seq, microBatchSize: 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: o.capGiB ? o.capGiB * 2 ** 30 : null, seed: 1 },
+    job: { seq: o.seq, microBatchSize: o.mbs ?? 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: o.capGiB ? o.capGiB * 2 ** 30 : null, seed: 1 },
     schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1,
     rankDevice: [0, 1], policy: parts.map(() => o.pol(defaultPolicy(o.recompute ?? false))),
     ...(o.diskPaths ? { diskPaths: o.diskPaths } : {}),
@@ -57,3 +57,12 @@ for (const g of [0.3, 0.35, 0.45, 0.5]) write(`plan-llama2-7b-1f1b-rc-opt${g * 1
 // issue 6's third target: LLaMA-2-13B on 2 GPUs capped at 48 GiB each (an L20's memory), the update on the host
 write('plan-llama2-13b-1f1b-rc-hostadam-cap48.json', llama2_13b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, recompute: true, steps: 4, capGiB: 48 });
 write('plan-llama2-7b-1f1b-rc-hostadam-delayed.json', llama2_7b, { M: 8, seq: 1024, precision: 'bf16-mixed', pol: host, recompute: true, steps: 4, delayed: true });
+// issue 6's first target: LLaMA-2-7B at FSDP2 + CPUOffloadPolicy's peak (~4.6 GiB allocated): every
+// layer streamed (prefetch depth 1), gradients accumulated on the host, activations of the
+// recomputed stages on the host, the update on the host, delayed
+const lean: Pol = (p) => ({ ...host(p), params: F(0, 1), grads: F(0, 1), activations: F(0, 1), prefetchDepth: 1 });
+for (const [mbs, M] of [[1, 8], [4, 2]] as const) {
+  write(`plan-llama2-7b-1f1b-streamed-mbs${mbs}x${M}.json`, llama2_7b, { M, mbs, seq: 1024, precision: 'bf16-mixed', pol: lean, recompute: true, steps: 4, delayed: true });
+}
+write('plan-tiny-cuda-2r-allstreamed.json', tiny, { M: 4, seq: 64, precision: 'fp32', pol: (p) => ({ ...host(p), params: F(0, 1), grads: F(0, 1), activations: F(0, 1), prefetchDepth: 1 }), recompute: true });
+write('plan-tiny-cuda-2r-allstreamed-norc.json', tiny, { M: 4, seq: 64, precision: 'fp32', pol: (p) => ({ ...host(p), params: F(0, 1), grads: F(0, 1), prefetchDepth: 1 }) });

@@ -296,6 +296,7 @@ struct Rank {
     // the device part [0, start) of a layer split between the tiers: its fp32 master (mixed
     // precision) and AdamW states as flat device buffers of `start` elements (not whole tensors)
     at::Tensor devMaster, devM, devV;
+    at::Tensor staging;  // gradients accumulated on the host: one micro-batch's copy, added on the worker
     // gradients in compute precision; with the delayed update two buffers (step parity): the CPU
     // step of the previous step's gradients reads one while this step's backward fills the other
     at::Tensor grad[2];
@@ -560,7 +561,8 @@ struct Rank {
   int64_t groupPinnedBytes(int layer) {
     const int64_t h = layerNumel(layer) - hostStart.at(layer);
     const int64_t e = c10::elementSize(model->compute);
-    return align64(h * e) * (delayedLayers.count(layer) ? 2 : 1) + align64(h * (model->mixed ? e : 4));
+    const int gradBufs = (delayedLayers.count(layer) ? 2 : 1) + (offloadsPerStep[layer] > 1 ? 1 : 0);  // + the staging buffer of host accumulation
+    return align64(h * e) * gradBufs + align64(h * (model->mixed ? e : 4));
   }
   void allocPinnedPool() {
     int64_t total = 0;
@@ -629,6 +631,7 @@ struct Rank {
       g.masterFreed = true;
     }
     g.accumulate = offloadsPerStep[layer] > 1;
+    if (g.accumulate) g.staging = carvePinned(h, model->compute);
     return host.emplace(layer, std::move(g)).first->second;
   }
 
@@ -656,8 +659,41 @@ struct Rank {
     auto& dstAll = g.grad[bi];
     const int64_t bytes = (g.n - g.start) * c10::elementSize(model->compute);
     if (g.accumulate) {
-      // after every backward: add into the host accumulator (synchronous), free the device buffer
+      // after every backward: add into the host accumulator, free the device buffer
       MMOC_CHECK(g.start == 0, "layer " << layer << ": gradients accumulated on the host need the whole update on the host");
+#if MMOC_HAS_CUDA
+      if (cuda) {
+        // the micro-batch's gradients to the staging buffer on the copy stream; the worker adds them
+        // (in order, after the previous add, which is done with the staging buffer: waited for here)
+        worker.waitFor(g.ticket);
+        const bool first = g.gradStep != step;
+        afterCompute(*d2h);
+        auto staging = g.staging;
+        auto done = onStream(*d2h, TRACK_D2H, step, curPc, [&] {
+          segments(layer, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+            auto src = p.grad();
+            auto dst = staging.narrow(0, pos, len);
+            if (!src.defined()) {
+              dst.zero_();
+              return;
+            }
+            dst.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/true);
+            c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
+          });
+        });
+        for (auto& p : model->layers.at(layer)) p.zeroGrad();  // the blocks return once the copy is done
+        at::Tensor acc = dstAll;
+        std::ostringstream what;
+        what << "host gradient accumulation of layer " << layer;
+        g.ticket = g.gradTicket[bi] = hostTask(-1, what.str(), [=]() mutable {
+          done->synchronize();
+          if (first) acc.copy_(staging);
+          else acc.add_(staging);
+        });
+        g.gradValid = true, g.gradStep = step;
+        return bytes;
+      }
+#endif
       if (g.gradStep != step) dstAll.zero_();
       segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
         auto src = p.grad();
@@ -1406,6 +1442,7 @@ struct Rank {
           if (!model->copies.count(kv.first))  // a tied copy's gradient counts once, on its own rank
             for (auto& p : kv.second)
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
+        worker.drain();  // host gradient accumulation finished
         for (auto& kv : host)  // gradients accumulated on the host (the device buffers are gone)
           if (kv.second.accumulate && kv.second.gradStep == step && !model->copies.count(kv.first))
             sq += kv.second.grad[kv.second.buf(step)].to(at::kFloat).pow(2).sum().to(device);
