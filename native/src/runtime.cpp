@@ -476,6 +476,14 @@ struct Rank {
     for (auto& kv : hostStart) hostGroup(kv.first);  // host state now: the device masters it replaces are freed before training
     planStreaming();
     planEarlyUpdate();
+#if MMOC_HAS_CUDA
+    if (cuda && !hostStart.empty()) {
+      // set-up initialised every layer on the device before moving the host parts out: give those
+      // blocks back and count the peak from training on (the transient is set-up's, noted in README)
+      c10::cuda::CUDACachingAllocator::emptyCache();
+      c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+    }
+#endif
     capMemory();
   }
 
