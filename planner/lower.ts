@@ -302,11 +302,19 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     persist('optimizer', dm.optimizerStates, 'optimizer');
     persist('workspaces', dm.temporary.total, 'buffers');
     persist('context', dm.overhead, 'buffers');
+    // the set-up transient (memory.ts DeviceMemory.load: the fp32 masters built at load before the
+    // host groups take them), beyond what set-up keeps: held through set-up only
+    const loadExtra = dm.load - (dm.weights + dm.gradients + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
     if (wantHost && withMem && !isCpu) {
       if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
     const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
     all.push(setup);
+    if (loadExtra > 0 && withMem) {
+      // first on the compute stream: training allocates nothing before it is gone
+      const lm: MemEffect[] = [{ op: 'alloc', device: dev, buffer: 'load', bytes: loadExtra, class: 'master', at: 'start' }, { op: 'free', device: dev, buffer: 'load', at: 'end' }];
+      all.push(g.task(spec(gpu.compute, 0, 0, undefined, [setup], lm, metaOf(r, -1, 'setup'))));
+    }
 
     let lastBackward = -1 as TaskId;
     let lastCompute = -1 as TaskId;

@@ -58,3 +58,17 @@ test('an upload waits for every CPU update issued before it on the rank (delayed
     prog.forEach((x, pc) => { if (x.op === 'upload_params') assert.ok(s[taskOf[r]![pc]!]! >= lastCpu - 1e-6, `rank ${r} upload of layer ${x.layer} before the last CPU update`); });
   });
 });
+
+test('the set-up transient of a host-updated plan is the simulated peak where training needs less (memory model and simulator agree)', async () => {
+  const { planMemory } = await import('./lower.ts');
+  const plan = hostPlan(true);
+  const p = slowHost();
+  const mem = planMemory(plan, p);
+  const sim = simulatePlan(plan, p, { criticalPath: false });
+  for (let r = 0; r < 2; r++) {
+    const d = mem.devices[r]!;
+    assert.ok(d.load > 0);
+    assert.equal(sim.peak_bytes[r], d.total, `rank ${r}`);
+    assert.ok(sim.peak_bytes[r]! >= d.load + d.overhead);
+  }
+});
