@@ -75,3 +75,40 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   const sim = simulatePlan(probePlan(true, 'fake', 3, 2), p);
   assert.ok(sim.step_s > 0);
 });
+
+test('per-instruction fit: one huge outlier (a lazily created NCCL communicator) does not move it', async () => {
+  const { fitPerInstruction } = await import('./calibrate.ts');
+  // 22 instructions of the 2-rank probe: model b + 3 launches x 5 us + 12 us each
+  const b = Array.from({ length: 22 }, (_, i) => 40 + 7 * i), a = b.map(() => 3), c = b.map(() => 1);
+  const y = b.map((v, i) => v + a[i]! * 5 + 12);
+  assert.ok(Math.abs(fitPerInstruction(y, b, a, c, 5).z - 12) < 1e-9);
+  const spoiled = [...y];
+  spoiled[7]! += 11_900; // ~12 ms inside one measured instruction: the least-squares fit gave 540 us
+  const r = fitPerInstruction(spoiled, b, a, c, 5);
+  assert.ok(Math.abs(r.z - 12) < 1e-9, `fit ${r.z}`);
+  assert.deepEqual(r.outliers, [7]);
+  // a noisy set: the fit stays near the true value with two outliers
+  const noisy = y.map((v, i) => v + ((i * 37) % 7) - 3);
+  noisy[3]! += 5000; noisy[15]! += 800;
+  const n = fitPerInstruction(noisy, b, a, c, 5);
+  assert.ok(Math.abs(n.z - 12) < 2, `noisy fit ${n.z}`);
+  // never negative; nothing to fit: 0
+  assert.equal(fitPerInstruction(b.map((v) => v - 50), b, a, c, 5).z, 0);
+  assert.equal(fitPerInstruction([], [], [], [], 5).z, 0);
+});
+
+test('CPU AdamW calibration: beyond the last-level cache, at the executor thread counts', async () => {
+  const { cpuAdamParams, cpuAdamThreads, steadyStep, llcBytes } = await import('./calibrate.ts');
+  const M = 2 ** 20;
+  assert.ok(cpuAdamParams(true, true, 0) >= 64 * M);
+  assert.ok(cpuAdamParams(true, false, 0) >= 128 * M);
+  // a 1 GiB LLC (16 bytes a parameter): at least 8x it
+  assert.ok(cpuAdamParams(true, true, 2 ** 30) * 16 >= 8 * 2 ** 30);
+  assert.deepEqual(cpuAdamThreads(32, 2, true), [1, 16, 32]);
+  assert.deepEqual(cpuAdamThreads(48, 2, false), [1, 2, 4, 8, 16, 24, 32, 48]);
+  assert.deepEqual(cpuAdamThreads(8, 1, true), [1, 8]);
+  assert.equal(steadyStep(4), 2);
+  assert.equal(steadyStep(2), 1);
+  assert.ok(llcBytes() >= 0);
+  assert.equal(llcBytes('/nonexistent'), 0);
+});

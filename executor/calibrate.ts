@@ -19,6 +19,7 @@
 // calibrate only ever adds time, and a shared machine should not teach the model its neighbours.
 import { cpus, hostname, totalmem } from 'node:os';
 import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { parseHardwareProfile, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
 import { getInventory } from '../planner/inventory.ts';
 import type { ModelConfig } from '../planner/model-config.ts';
@@ -161,6 +162,54 @@ const median = (xs: number[]) => {
   return s.length === 0 ? 0 : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** Bytes of the host's last-level caches (each distinct cache once, from /sys); 0 where unknown. */
+export function llcBytes(root = '/sys/devices/system/cpu'): number {
+  const seen = new Set<string>();
+  let total = 0;
+  let cpusDirs: string[] = [];
+  try { cpusDirs = readdirSync(root).filter((d) => /^cpu\d+$/.test(d)); } catch { return 0; }
+  for (const c of cpusDirs) {
+    let best: { level: number; bytes: number; key: string } | null = null;
+    let idx: string[] = [];
+    try { idx = readdirSync(`${root}/${c}/cache`).filter((d) => d.startsWith('index')); } catch { continue; }
+    for (const i of idx) {
+      try {
+        const dir = `${root}/${c}/cache/${i}`;
+        const level = Number(readFileSync(`${dir}/level`, 'utf8').trim());
+        const type = readFileSync(`${dir}/type`, 'utf8').trim();
+        if (type === 'Instruction') continue;
+        const m = /^(\d+)([KMG]?)/.exec(readFileSync(`${dir}/size`, 'utf8').trim());
+        if (!m) continue;
+        const bytes = Number(m[1]) * ({ '': 1, K: 1024, M: 2 ** 20, G: 2 ** 30 } as Record<string, number>)[m[2]!]!;
+        const key = `${level}:${readFileSync(`${dir}/shared_cpu_list`, 'utf8').trim()}`;
+        if (!best || level > best.level) best = { level, bytes, key };
+      } catch { /* a cache entry without these files: skipped */ }
+    }
+    if (best && !seen.has(best.key)) { seen.add(best.key); total += best.bytes; }
+  }
+  return total;
+}
+
+/** Parameters of the CPU AdamW benchmark: its working set (fp32 master, m, v; bf16 gradient and
+ *  weight: 16 bytes a parameter) must be far beyond the last-level cache, or the rate is the
+ *  cache's, not DRAM's (16M params on a large-LLC Xeon: 16.6 G params/s, 465 GB/s; 134M: 5.1).
+ *  GPU profiles: >= 64M params quick, 128M full, and at least 8x the LLC; CPU-rank profiles keep
+ *  a small size (their ranks' own optimizer steps are timed on the rank, not from this curve). */
+export function cpuAdamParams(gpuMode: boolean, quick: boolean, llc: number): number {
+  if (!gpuMode) return quick ? 2e6 : 8e6;
+  const base = quick ? 64 * 2 ** 20 : 128 * 2 ** 20;
+  return Math.max(base, Math.ceil((8 * llc) / 16 / 2 ** 20) * 2 ** 20);
+}
+
+/** Thread counts of the CPU AdamW curve: the executor's (cores / ranks on the host: each rank's
+ *  worker) and all cores (the host's DRAM-bound total when every rank updates at once: the cost
+ *  model's cap), 1, and in full mode powers of two between. */
+export function cpuAdamThreads(cores: number, ranks: number, quick: boolean): number[] {
+  const perRank = Math.max(1, Math.floor(cores / Math.max(1, ranks)));
+  const xs = quick ? [1, perRank, cores] : [1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < cores).concat([perRank, cores]);
+  return uniq(xs, String).sort((a, b) => a - b);
+}
+
 /** The probe plan of the overhead fit: the tiny model, one rank, one stage, GPipe. */
 export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
@@ -172,6 +221,34 @@ export function probePlan(gpuMode: boolean, hardware: string, steps: number, ran
     schedule: ranks > 1 ? (v > 1 ? 'interleaved-1f1b' : '1f1b') : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
     rankDevice: Array.from({ length: ranks }, (_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
   });
+}
+
+/** The per-instruction overhead (us) fitted robustly to measured instruction durations `y` against
+ *  the model's `b + a L + c z` (b: no overheads; a, c: the kernel-launch and per-instruction
+ *  coefficients; L: the measured launch cost): each instruction's own estimate (y - b - a L) / c,
+ *  outliers beyond 5 scaled MADs of their median dropped, then least squares on the rest, >= 0.
+ *  A few instructions that waited on something the model does not know (a lazily created NCCL
+ *  communicator, a first cuBLAS call on a new thread, a peer's late arrival) must not raise the
+ *  cost of every instruction: a plain least-squares fit to 22 instructions of the 2-rank probe
+ *  gave 540 us on an H200 machine where the previous calibration had 0. */
+export function fitPerInstruction(y: number[], b: number[], a: number[], c: number[], L: number): { z: number; used: number; outliers: number[] } {
+  const idx = y.map((_, i) => i).filter((i) => c[i]! > 0 && Number.isFinite(y[i]!) && Number.isFinite(b[i]!));
+  if (idx.length === 0) return { z: 0, used: 0, outliers: [] };
+  const r = (i: number) => y[i]! - b[i]! - a[i]! * L;
+  const est = idx.map((i) => r(i) / c[i]!);
+  const med = median(est);
+  const mad = median(est.map((e) => Math.abs(e - med))) * 1.4826;
+  const tol = Math.max(5 * mad, 0.05 * Math.abs(med), 1);
+  const keep = idx.filter((_, k) => Math.abs(est[k]! - med) <= tol);
+  const outliers = idx.filter((_, k) => Math.abs(est[k]! - med) > tol);
+  const cc = keep.reduce((t, i) => t + c[i]! * c[i]!, 0);
+  const z = cc > 0 ? keep.reduce((t, i) => t + r(i) * c[i]!, 0) / cc : med;
+  return { z: Math.max(0, z), used: keep.length, outliers };
+}
+
+/** The first step the overhead fit reads of a probe run of `steps` steps (warm-up excluded). */
+export function steadyStep(steps: number): number {
+  return steps >= 4 ? 2 : 1;
 }
 
 /** Non-negative least squares in two unknowns: min |y - b - a x - c z|^2 over x, z >= 0. */
@@ -368,16 +445,17 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // ---- CPU optimizer, host memory, disks
   const nCores = cpus().length;
   const adamPts: { threads: number; params_per_s: number }[] = [];
+  const adamN = cpuAdamParams(gpuMode, quick, llcBytes());
   if (parts.has('cpu')) {
-    const ths = quick ? uniq([1, nCores], String) : uniq([1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < nCores).concat([nCores]), String);
-    const n = gpuMode ? (quick ? 16e6 : 64e6) : quick ? 2e6 : 8e6;
+    const ths = cpuAdamThreads(nCores, G, quick);
+    const n = adamN;
     for (const th of ths) {
-      jobs.push({ part: 'cpu', label: `adamw ${n / 1e6}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
+      jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
   let memGBps = 0;
   if (parts.has('memory')) {
-    jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: quick ? 64 * 2 ** 20 : 512 * 2 ** 20, ...rep, threads: nCores }, apply: (r) => { memGBps = r.value; } });
+    jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: Math.min(2 ** 31, Math.max(quick ? 256 * 2 ** 20 : 512 * 2 ** 20, 4 * llcBytes())), ...rep, threads: nCores }, apply: (r) => { memGBps = r.value; } });
   }
   const diskRes: { path: string; w: number; r: number; lat: number }[] = [];
   if (parts.has('disk')) {
@@ -393,7 +471,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   let launchUs: number | null = null;
   let ctx: { bytes: number; frac: number } | null = null;
   let slowdown: number | null = null;
-  let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number } | null = null;
+  let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number; excluded: string[]; firstStep: number } | null = null;
   let peerFit: { latency: number; measuredStep: number[]; after: number[] } | null = null;
   let probeOutside: number | null = null;
   /** Device memory outside the allocator (rank 0, cuda:0) of the memory probes, less what this
@@ -413,7 +491,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const N = Math.min(2, G);
         // two micro-batch sizes on CPU ranks (separates fixed from size-proportional costs)
         const sizes = gpuMode ? [2] : [1, 4];
-        const probes: { plan: Plan; byPc: Map<string, number[]>; step: number }[] = [];
+        const probes: { plan: Plan; byPc: Map<string, number[]>; opOf: Map<string, string>; step: number }[] = [];
         for (const mbs of sizes) {
           const plan = probePlan(gpuMode, o.id, steps, N, mbs);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
@@ -425,17 +503,24 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             if (outside.length) probeOutside = Math.max(probeOutside ?? 0, ...outside);
           }
           const byPc = new Map<string, number[]>();
+          const opOf = new Map<string, string>();
           const spans = new Map<number, [number, number]>();
+          // steady state: the first step (and, with 4 steps or more, the second) warm up: NCCL
+          // creates its point-to-point communicators lazily at the first send/receive, cuBLAS its
+          // handles at a thread's first call, the caching allocator grows
+          const firstSteady = steadyStep(steps);
           for (const e of res.trace?.traceEvents ?? []) {
-            if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < 1) continue;
+            if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < firstSteady) continue;
+            if (typeof e.tid === 'number' && e.tid >= 3) continue; // asynchronous work (copy streams, host worker): not an instruction's own time
             const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
             spans.set(e.args.step, [Math.min(sp[0], e.ts ?? 0), Math.max(sp[1], (e.ts ?? 0) + (e.dur ?? 0))]);
             const op = String(e.args.op ?? e.name);
             if (!['forward', 'backward', 'optimizer_step'].includes(op)) continue;
             const k = `${e.args.rank}:${e.args.pc}`;
             (byPc.get(k) ?? (byPc.set(k, []), byPc.get(k)!)).push(e.dur ?? 0);
+            opOf.set(k, op);
           }
-          probes.push({ plan, byPc, step: Math.min(...[...spans.values()].map(([x, y]) => y - x)) });
+          probes.push({ plan, byPc, opOf, step: Math.min(...[...spans.values()].map(([x, y]) => y - x)) });
         }
         if (gpuMode && N > 1) {
           // Memory outside the caching allocator, by difference of executor runs: the ranks read
@@ -459,6 +544,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           links: peerLat === undefined ? q.links : { ...q.links, peer: q.links.peer.map((x) => ({ ...x, latency_us: peerLat })) },
         });
         const y: number[] = [], b: number[] = [], a: number[] = [], c: number[] = [];
+        const keys: string[] = [];
+        let excluded: string[] = [];
         for (const pr of probes) {
           const durs = (launch: number, perInstr: number) => {
             const r = sim(pr.plan, withOv(p, launch, perInstr));
@@ -472,6 +559,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           for (const k of pr.byPc.keys()) {
             if (!Number.isFinite(d0(k))) continue;
             y.push(Math.min(...pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
+            keys.push(`rank ${k.split(':')[0]} pc ${k.split(':')[1]} ${pr.opOf.get(k) ?? ''}`.trim());
           }
         }
         // GPUs: the tables hold (scale 1) and a kernel costs the measured dispatch time (launches
@@ -480,14 +568,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         let f: { s: number; x: number; z: number };
         if (gpuMode) {
           const L = launchUs ?? p.overheads.kernel_launch_us;
-          const res = y.map((v, i) => v - b[i]! - a[i]! * L);
-          const cc = c.reduce((t, v) => t + v * v, 0);
-          f = { s: 1, x: L, z: cc > 0 ? Math.max(0, res.reduce((t, v, i) => t + v * c[i]!, 0) / cc) : 0 };
+          const rf = fitPerInstruction(y, b, a, c, L);
+          f = { s: 1, x: L, z: rf.z };
+          excluded = rf.outliers.map((i) => `${keys[i]} ${(y[i]! - b[i]! - a[i]! * L).toFixed(0)} us`);
         } else f = fitThree(y, b, a, c);
         const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
         const before = sum(y.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
         const after = sum(y.map((_, i) => f.s * b[i]! + a[i]! * f.x + c[i]! * f.z));
-        fit = { launch: f.x, perInstr: f.z, scale: f.s, instructions: y.length, before: before / sum(y) - 1, after: after / sum(y) - 1 };
+        fit = { launch: f.x, perInstr: f.z, scale: f.s, instructions: y.length, before: before / sum(y) - 1, after: after / sum(y) - 1, excluded, firstStep: steadyStep(steps) };
         // CPU ranks: the per-message cost of a c10d (Gloo) send/receive, fitted so that the probes'
         // simulated step times match the measured ones (least squares of the relative errors)
         if (!gpuMode && N > 1 && p.links.peer.length && probes.every((pr) => pr.step > 0)) {
@@ -615,7 +703,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   if (adamPts.length) {
     adamPts.sort((a, b) => a.threads - b.threads);
     p.cpu.optimizers = [{ name: 'adamw', dtype: 'fp32', points: adamPts }, ...p.cpu.optimizers.filter((x) => x.name !== 'adamw')];
-    mark('cpu.optimizers', `the executor's CPU AdamW update (fp32 master, m, v) by thread count`);
+    mark('cpu.optimizers', `the executor's CPU AdamW update (bf16 gradients and weights, fp32 master, m, v) on ${(adamN / 1e6).toFixed(0)}M parameters (beyond the ${(llcBytes() / 2 ** 20).toFixed(0)} MiB last-level cache: DRAM-bound) by thread count (${adamPts.map((x) => x.threads).join(', ')}: each rank's worker has cores / ranks; all cores is the host's total when every rank updates at once)`);
   }
   p.cpu.cores = nCores;
   p.cpu.threads = nCores;
@@ -673,11 +761,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     mark('compute_slowdown_under_copies', 'bf16 GEMM alone against while H2D and D2H pinned copies run on the same GPU');
   }
   if (fit) {
-    const f = fit as { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number };
+    const f = fit as { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number; excluded: string[]; firstStep: number };
     p.overheads.kernel_launch_us = +f.launch.toFixed(3);
     p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
     const where = gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : `the CPU (micro-batches of 1 and 4 sequences, ${rankThreads} thread${rankThreads > 1 ? 's' : ''} a rank)`;
-    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after`);
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after${gpuMode ? `; steps from ${f.firstStep}, each instruction's fastest; robust (median, outliers beyond 5 MADs dropped${f.excluded.length ? `: ${f.excluded.join(', ')}` : ': none'})` : ''}`);
     if (!gpuMode) figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
     if (!gpuMode && Math.abs(f.scale - 1) > 1e-3) {
       Object.assign(p, scaleCompute(p, f.scale, dtype));

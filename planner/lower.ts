@@ -248,7 +248,12 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const nL = inv.layers.length;
   const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const perInstr = profile.overheads.per_instruction_us;
-  const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
+  // Each rank's host worker runs its CPU updates on cores / ranks threads (the executor's split of
+  // the host between its ranks); the pool's curve then gives a rank alone its cores' rate and ranks
+  // updating at once the all-cores total (DRAM-bound), shared. A search that lowers one replica of
+  // D (replicaProfile: the curve divided by D) gives its ranks the whole pool likewise.
+  const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
+  const cpuWorkers = Math.max(1, Math.floor((profile.cpu.threads ?? profile.cpu.cores) / lowered));
   const wantHost = opts.hostMemory !== false;
   const coarse = !!opts.coarse;
   const withMem = opts.memoryEffects !== false;
@@ -276,7 +281,6 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
   const barriers: TaskId[] = [];
 
-  const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
   // Per-rank scratch (refilled for each rank).
   const perLayerA = scratchI32(0, nL), perLayerB = scratchI32(1, nL), perLayerC = scratchI32(2, nL);
   const perMbA = scratchI32(3, M * K), perMbB = scratchI32(4, M * K);
@@ -298,11 +302,19 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     persist('optimizer', dm.optimizerStates, 'optimizer');
     persist('workspaces', dm.temporary.total, 'buffers');
     persist('context', dm.overhead, 'buffers');
+    // the set-up transient (memory.ts DeviceMemory.load: the fp32 masters built at load before the
+    // host groups take them), beyond what set-up keeps: held through set-up only
+    const loadExtra = dm.load - (dm.weights + dm.gradients + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
     if (wantHost && withMem && !isCpu) {
       if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
     const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
     all.push(setup);
+    if (loadExtra > 0 && withMem) {
+      // first on the compute stream: training allocates nothing before it is gone
+      const lm: MemEffect[] = [{ op: 'alloc', device: dev, buffer: 'load', bytes: loadExtra, class: 'master', at: 'start' }, { op: 'free', device: dev, buffer: 'load', at: 'end' }];
+      all.push(g.task(spec(gpu.compute, 0, 0, undefined, [setup], lm, metaOf(r, -1, 'setup'))));
+    }
 
     let lastBackward = -1 as TaskId;
     let lastCompute = -1 as TaskId;
@@ -322,6 +334,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     const cpuStep = perLayerB.fill(-1);
     const diskReadOf = perLayerC.fill(-1);
     let lastDiskWrite = -1 as TaskId;
+    // The rank's host worker runs its CPU updates, disk transfers and the issue of its uploads one
+    // at a time in program order: each waits for the worker's previous blocking task (an upload
+    // only queues a copy, so the worker moves on at once).
+    let lastWorker = -1 as TaskId;
     const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
     // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
     // all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers.
@@ -534,8 +550,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
             if (off !== undefined) deps.push(off);
             const rd = diskReadOf[x.layer]!;
             if (rd >= 0) deps.push(rd);
+            if (lastWorker >= 0) deps.push(lastWorker);
             t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
             cpuStep[x.layer] = t;
+            lastWorker = t;
           }
           if (grp >= 0) grpTask[grp] = t;
           break;
@@ -547,7 +565,8 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           if (grp >= 0 && grpTask[grp]! >= 0) break;
           const bytes = grp >= 0 ? grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
           meta.layer = x.layer; meta.bytes = bytes;
-          const st0 = cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
+          // queued on the worker behind every CPU update and disk transfer issued before it
+          const st0 = lastWorker >= 0 ? lastWorker : cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
           t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
           if (grp >= 0) grpTask[grp] = t;
           break;
@@ -564,8 +583,10 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
           const deps: TaskId[] = [];
           if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
           else { const st = cpuStep[x.layer]!; if (st >= 0) deps.push(st); }
+          if (lastWorker >= 0) deps.push(lastWorker);
           t = g.task(spec(disk, 0, bytes, undefined, deps, undefined, meta, x.op === 'disk_read' ? 'read' : 'write'));
           if (x.op === 'disk_read') diskReadOf[x.layer] = t; else lastDiskWrite = t;
+          lastWorker = t;
           break;
         }
         case 'barrier': {

@@ -93,6 +93,23 @@ test('optimizer and master on the CPU leave 4 bytes a parameter on the GPU and p
   assert.equal(r.hostTotal, 16 * P7);
 });
 
+test('host AdamW: the set-up transient (bf16 weights + the fp32 masters built at load) bounds the device from below', () => {
+  const cpu = { gpu: 0, cpu: 1, disk: 0 };
+  const rc: StagePolicy = { ...defaultPolicy(true), master: cpu, optState: cpu };
+  const d = memoryModel(job7b({ policy: [rc] })).devices[0]!;
+  assert.equal(d.load, 6 * P7, 'weights 2 + master 4 bytes a parameter');
+  // training (weights + gradients 4 bytes a parameter + recompute workspaces) is less: set-up is the peak
+  assert.ok(d.weights + d.gradients + d.activations.bytes + d.temporary.total < d.load);
+  assert.equal(d.total, d.load + d.overhead);
+  // a split layer: its device part's flat master and AdamW states come before the whole master goes
+  const split = { gpu: 0.5, cpu: 0.5, disk: 0 };
+  const ds = memoryModel(job7b({ policy: [{ ...rc, master: split, optState: split }] })).devices[0]!;
+  assert.ok(ds.load > 6 * P7 && ds.load < 6 * P7 + 12 * 2.1e8, `${ds.load}`);
+  // all on the GPU, or fp32: no transient beyond training
+  assert.equal(memoryModel(job7b()).devices[0]!.load, 0);
+  assert.equal(memoryModel(job7b({ precision: 'fp32', policy: [{ ...defaultPolicy(false), master: { gpu: 0, cpu: 0, disk: 0 }, optState: cpu }] })).devices[0]!.load, 0);
+});
+
 test('optimizer states on disk: disk holds master + m + v, the host only staging buffers', () => {
   const disk = { gpu: 0, cpu: 0, disk: 1 };
   const p: StagePolicy = { ...defaultPolicy(false), master: disk, optState: disk };

@@ -98,6 +98,10 @@ export interface DeviceMemory {
   optimizerStates: number;
   activations: ActivationMemory;
   temporary: TemporaryMemory;
+  /** Live bytes while the executor sets the rank up, where above training's: mixed precision
+   *  builds every resident parameter's fp32 master on the device at load, and the host groups
+   *  take it off only after (0 where no layer is updated on the host). */
+  load: number;
   overhead: number;
   total: number;
 }
@@ -307,6 +311,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let lossWs = 0, recompute = 0, bwdWs = 0, paramBuf = 0, gradBuf = 0, actStage = 0, comm = 0;
     let perMb = 0;
     let maxDiskGroup = 0, diskGroups = 0;
+    let loadMaster = 0, loadSplit = 0, hostUpdated = false;
     const keptByStage = new Map<number, number>();
     let actBytes = 0, inFlightPeak = 0;
 
@@ -333,6 +338,14 @@ export function memoryModel(job: MemoryJob): MemoryReport {
         if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
         master += Math.ceil(g / shard) * B.master;
         opt += Math.ceil(g / shard) * B.opt;
+        // Set-up: the whole fp32 master of a resident parameter is built on the device at load;
+        // a layer updated (partly) on the host gets its device part's flat master and AdamW states
+        // before its whole master goes (the first such layer is the largest moment)
+        if (pl.paramsResident[i]) loadMaster += n * B.master;
+        if (hostEl > 0 && B.master > 0) {
+          hostUpdated = true;
+          if (loadSplit === 0) loadSplit = g * (B.master + B.opt);
+        }
         const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
         if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
           diskMaster += hm * D; diskOpt += ho * D; diskGroups++;
@@ -387,13 +400,18 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       actStaging: actStage, comm, total: 0,
     };
     temporary.total = lossWs + recompute + bwdWs + paramBuf + gradBuf + actStage + comm;
-    const live = weights + grads + master + opt + actBytes + temporary.total;
+    // The set-up transient (weights and every resident parameter's fp32 master, 6 bytes a bf16
+    // parameter) sets the peak of a plan that trains in less: 13B capped at 48 GiB, host AdamW,
+    // measured 36.37 GiB allocated on each rank = 3 x its 12.12 GiB of bf16 weights.
+    const load = hostUpdated ? weights + loadMaster + loadSplit : 0;
+    const train = weights + grads + master + opt + actBytes + temporary.total;
+    const live = Math.max(train, load);
     const overhead = (job.overheadBytes ?? 0) + ncclExtraBytes(job, r) + Math.round(live * (job.allocatorOverheadFraction ?? 0));
     const total = live + overhead;
     devices.push({
       rank: r, stages: myStages, weights, gradients: grads, masterWeights: master, optimizerStates: opt,
       activations: { perMicroBatch: perMb, inFlight: inFlightPeak, bytes: actBytes },
-      temporary, overhead, total,
+      temporary, load, overhead, total,
     });
     hostPerRank.push({
       weights: hW, gradients: hG, masterWeights: hM, optimizerStates: hO, activations: hAct, buffers: hBuf,
