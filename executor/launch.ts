@@ -220,7 +220,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
         const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
         const child = fork(workerPath, [], {
           execArgv,
-          env: { ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
+          env: { TORCH_NCCL_ENABLE_MONITORING: '0', ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
           stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
           serialization: 'advanced',
         });

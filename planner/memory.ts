@@ -311,7 +311,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let lossWs = 0, recompute = 0, bwdWs = 0, paramBuf = 0, gradBuf = 0, actStage = 0, comm = 0;
     let perMb = 0;
     let maxDiskGroup = 0, diskGroups = 0;
-    let loadMaster = 0, loadSplit = 0, hostUpdated = false;
+    let loadMaster = 0, hostUpdated = false;
     const keptByStage = new Map<number, number>();
     let actBytes = 0, inFlightPeak = 0;
 
@@ -338,13 +338,12 @@ export function memoryModel(job: MemoryJob): MemoryReport {
         if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
         master += Math.ceil(g / shard) * B.master;
         opt += Math.ceil(g / shard) * B.opt;
-        // Set-up: the whole fp32 master of a resident parameter is built on the device at load;
-        // a layer updated (partly) on the host gets its device part's flat master and AdamW states
-        // before its whole master goes (the first such layer is the largest moment)
-        if (pl.paramsResident[i]) loadMaster += n * B.master;
+        // Set-up (native/src/runtime.cpp settleLayer): a layer is built on the device with its whole
+        // fp32 master, then its host part moves out before the next layer is built: one layer's
+        // master (and a streamed layer's weights) beyond what training keeps, at a time
         if (hostEl > 0 && B.master > 0) {
           hostUpdated = true;
-          if (loadSplit === 0) loadSplit = g * (B.master + B.opt);
+          loadMaster = Math.max(loadMaster, n * (B.master + (pl.paramsResident[i] ? 0 : B.weight)));
         }
         const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
         if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
@@ -400,10 +399,11 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       actStaging: actStage, comm, total: 0,
     };
     temporary.total = lossWs + recompute + bwdWs + paramBuf + gradBuf + actStage + comm;
-    // The set-up transient (weights and every resident parameter's fp32 master, 6 bytes a bf16
-    // parameter) sets the peak of a plan that trains in less: 13B capped at 48 GiB, host AdamW,
-    // measured 36.37 GiB allocated on each rank = 3 x its 12.12 GiB of bf16 weights.
-    const load = hostUpdated ? weights + loadMaster + loadSplit : 0;
+    // The set-up transient: the resident weights, the device's masters and states, and the layer
+    // being built (its whole fp32 master). Building every layer before moving any out held 6 bytes
+    // a parameter (13B capped at 48 GiB, host AdamW: 36.37 GiB allocated = 3 x its bf16 weights,
+    // bench/gpu/targets-2026-11-22-h200x2); layers now settle one by one.
+    const load = hostUpdated ? weights + master + opt + loadMaster : 0;
     const train = weights + grads + master + opt + actBytes + temporary.total;
     const live = Math.max(train, load);
     const overhead = (job.overheadBytes ?? 0) + ncclExtraBytes(job, r) + Math.round(live * (job.allocatorOverheadFraction ?? 0));

@@ -429,21 +429,31 @@ struct Rank {
     }
     if (cfg.threads > 0) at::set_num_threads(cfg.threads);
     model = std::make_unique<Model>(cfg.model, device, cfg.precision);
-    for (auto& s : cfg.stages) {
-      if (s.rank != prank()) continue;
-      for (int l = s.lo; l < s.hi; ++l) model->initLayer(l, cfg.seed);
-    }
     // Tied embedding with the embedding and the head on different ranks: the head's rank keeps an
     // identical copy of the embedding (same per-layer seed, or loaded); the two ranks sum its
     // gradient (at grad_norm when the program has one, else at the step end) and both apply the same
     // AdamW update, so the copies stay equal.
     const int r0 = cfg.stages.front().rank, rL = cfg.stages.back().rank;  // pipeline ranks
     tiedSplit = cfg.model.tied && r0 != rL && (prank() == r0 || prank() == rL);
+    planOffload();
+    planStreaming();
+    allocPinnedPool();
+    const bool settleNow = cfg.weightsDir.empty();  // loaded weights settle after the load
+    for (auto& s : cfg.stages) {
+      if (s.rank != prank()) continue;
+      for (int l = s.lo; l < s.hi; ++l) {
+        model->initLayer(l, cfg.seed);
+        if (settleNow) settleLayer(l);
+      }
+    }
     if (tiedSplit && prank() == rL) {
       model->initLayer(0, cfg.seed);
       model->copies.insert(0);
     }
-    if (!cfg.weightsDir.empty()) model->loadHF(cfg.weightsDir);
+    if (!cfg.weightsDir.empty()) {
+      model->loadHF(cfg.weightsDir);
+      for (auto& kv : model->layers) settleLayer(kv.first);
+    }
     model->prepareRope(cfg.seq);
     if (!cfg.dataPath.empty()) loadData();
     if (cfg.world > 1) {
@@ -471,19 +481,7 @@ struct Rank {
         c->allreduceSum(x)->wait();
       }
     }
-    planOffload();
-    allocPinnedPool();
-    for (auto& kv : hostStart) hostGroup(kv.first);  // host state now: the device masters it replaces are freed before training
-    planStreaming();
     planEarlyUpdate();
-#if MMOC_HAS_CUDA
-    if (cuda && !hostStart.empty()) {
-      // set-up initialised every layer on the device before moving the host parts out: give those
-      // blocks back and count the peak from training on (the transient is set-up's, noted in README)
-      c10::cuda::CUDACachingAllocator::emptyCache();
-      c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
-    }
-#endif
     capMemory();
   }
 
@@ -506,10 +504,27 @@ struct Rank {
 #endif
   }
 
+  /** Elements of a layer's parameters (from its shapes: known before the layer is built). */
   int64_t layerNumel(int layer) const {
     int64_t n = 0;
-    for (auto& p : model->layers.at(layer)) n += p.w.numel();
+    for (auto& shape : model->leafShapes(layer)) {
+      int64_t k = 1;
+      for (auto d : shape) k *= d;
+      n += k;
+    }
     return n;
+  }
+  /** Whether this rank holds `layer` (a layer of one of its stages, or the tied embedding's copy). */
+  bool ownsLayer(int layer) const {
+    for (auto& st : cfg.stages)
+      if (st.rank == prank() && layer >= st.lo && layer < st.hi) return true;
+    return layer == 0 && tiedSplit && prank() == cfg.stages.back().rank;
+  }
+  /** Right after a layer is built (or loaded): its host part moves to the host now, and a streamed
+   *  layer leaves the device, so that set-up holds at most one layer beyond what training holds. */
+  void settleLayer(int l) {
+    if (hostStart.count(l)) hostGroup(l);
+    if (streamedLayers.count(l)) streamOut(l);
   }
 
   void planOffload() {
@@ -523,7 +538,7 @@ struct Rank {
       const auto& in = cfg.program[pc];
       if (in.op == OP_OFFLOAD_GRADS) offloadsPerStep[in.layer]++;
       if (in.op == OP_OPTIMIZER_STEP && in.tier == 1) {
-        MMOC_CHECK(model->layers.count(in.layer), "optimizer_step of layer " << in.layer << ", which this rank does not hold");
+        MMOC_CHECK(ownsLayer(in.layer), "optimizer_step of layer " << in.layer << ", which this rank does not hold");
         const int64_t n = layerNumel(in.layer);
         hostStart[in.layer] = n - std::llround(in.fraction * static_cast<double>(n));
         if (firstBwd >= 0 && pc < firstBwd) delayedLayers.insert(in.layer);
@@ -616,7 +631,13 @@ struct Rank {
     g.grad[0] = carvePinned(h, model->compute);
     if (g.delayed) g.grad[1] = carvePinned(h, model->compute);
     g.master = model->mixed ? at::empty({h}, pageable) : carvePinned(h, at::kFloat);
-    if (model->mixed) g.wout = carvePinned(h, model->compute);
+    if (model->mixed) {
+      g.wout = carvePinned(h, model->compute);
+      // the host copy of the compute-precision weights starts as the device's (never zeros)
+      segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+        g.wout.narrow(0, pos - g.start, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
+      });
+    }
     g.m = at::zeros({h}, pageable), g.v = at::zeros({h}, pageable);
     at::NoGradGuard ng;
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
@@ -880,25 +901,28 @@ struct Rank {
 
   void planStreaming() {
     for (const auto& in : cfg.program)
-      if (in.op == OP_FETCH_PARAMS) streamedLayers[in.layer];
+      if (in.op == OP_FETCH_PARAMS) {
+        MMOC_CHECK(ownsLayer(in.layer), "fetch_params of layer " << in.layer << ", which this rank does not hold");
+        auto hs = hostStart.find(in.layer);
+        MMOC_CHECK(hs != hostStart.end() && hs->second == 0,
+                   "layer " << in.layer << " is streamed (fetch_params) but not updated wholly on the host: streamed parameters need optState on the cpu (placement)");
+        streamedLayers[in.layer];
+      }
     if (streamedLayers.empty()) return;
     for (const auto& st : cfg.stages)
       if (st.rank == prank()) streamSlots = std::max(streamSlots, st.prefetch + 1);
-    at::NoGradGuard ng;
-    for (auto& kv : streamedLayers) {
-      const int l = kv.first;
-      auto hs = hostStart.find(l);
-      MMOC_CHECK(hs != hostStart.end() && hs->second == 0,
-                 "layer " << l << " is streamed (fetch_params) but not updated wholly on the host: streamed parameters need optState on the cpu (placement)");
-      auto& g = hostGroup(l);
-      // the host copy the fetches read: the compute-precision weights (fp32: the master itself)
-      if (g.wout.defined())
-        segments(l, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-          g.wout.narrow(0, pos, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
-        });
-      freeLayer(l);
-    }
     model->onStreamed = [this](int l, int phase) { onStreamedHook(l, phase); };
+  }
+  /** A built streamed layer: its weights to the host copy the fetches read, its storage freed. */
+  void streamOut(int l) {
+    at::NoGradGuard ng;
+    auto& g = hostGroup(l);
+    // the compute-precision weights (fp32: the master itself, which the host group holds already)
+    if (g.wout.defined())
+      segments(l, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+        g.wout.narrow(0, pos, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
+      });
+    freeLayer(l);
   }
   void freeLayer(int l) {
     for (auto& p : model->layers.at(l)) {
@@ -1105,6 +1129,9 @@ struct Rank {
   /** upload_params: after the layer's CPU step (on the worker, in order), its weights go up. */
   int64_t uploadParams(int layer) {
     auto& g = hostGroup(layer);
+    // nothing new on the host (the delayed update's first step: no gradients, no update; its
+    // upload would write the host buffer's initial contents over the weights)
+    if (g.onDevice == g.updates) return 0;
     g.onDevice = g.updates;
     HostGroup* gp = &g;
 #if MMOC_HAS_CUDA
