@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { action, emit, InputError, JobError, log, parsePositiveInt } from './common.ts';
+import { action, emit, InputError, JobError, log, parseBytes, parsePositiveInt } from './common.ts';
 import { readJsonFile, displayPath } from './model-files.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
 import { execute, ExecuteError, type ExecuteResult } from '../executor/launch.ts';
@@ -18,6 +18,7 @@ interface ExecuteOpts {
   save?: string;
   timeout: string;
   threads?: string;
+  hostMem?: string;
   json?: boolean;
 }
 
@@ -54,6 +55,7 @@ export function register(program: Command): void {
     .option('--save <folder>', 'write the trained weights there (HF names, one shard per rank + index)')
     .option('--timeout <s>', 'seconds a rank waits for a peer before failing', '120')
     .option('--threads <n>', 'intra-op threads per rank on CPU')
+    .option('--host-mem <bytes>', 'host memory the ranks may use for offloaded state, all ranks together (e.g. 200GiB): a plan needing more is refused at set-up with what it needs')
     .option('--json', 'print the result as JSON on stdout')
     .action(
       action(async (planPath: string, opts: ExecuteOpts) => {
@@ -62,6 +64,7 @@ export function register(program: Command): void {
         const timeoutSec = Number(opts.timeout);
         if (!(timeoutSec > 0)) throw new InputError(`--timeout: "${opts.timeout}" must be a positive number of seconds`);
         const threads = opts.threads !== undefined ? parsePositiveInt(opts.threads, '--threads') : undefined;
+        const hostMemBytes = opts.hostMem !== undefined ? parseBytes(opts.hostMem, '--host-mem') : undefined;
         for (const [flag, p, dir] of [['--data', opts.data, false], ['--weights', opts.weights, true], ['--save', opts.save, true]] as const) {
           if (p === undefined) continue;
           if (!existsSync(p)) throw new InputError(`${flag}: ${p} does not exist`);
@@ -75,7 +78,7 @@ export function register(program: Command): void {
             plan,
             {
               steps, dataPath: opts.data && resolve(opts.data), weightsDir: opts.weights && resolve(opts.weights),
-              saveDir: opts.save && resolve(opts.save), trace: opts.trace !== undefined, timeoutSec, threads,
+              saveDir: opts.save && resolve(opts.save), trace: opts.trace !== undefined, timeoutSec, threads, hostMemBytes,
             },
             {
               onProgress: (p) => {

@@ -81,6 +81,8 @@ export interface RankConfig {
   /** The plan's per-GPU memory cap (job.gpuMemCapBytes), enforced through the caching allocator on
    *  CUDA ranks (a smaller card emulated on a larger one); 0: none. */
   gpuMemCapBytes: number;
+  /** This rank's share of the host memory budget for offloaded state (bytes); 0: none. */
+  hostMemBudgetBytes: number;
 }
 export interface RankProgress {
   step: number;
@@ -301,6 +303,7 @@ export function validateRankConfig(c: RankConfig): void {
   }
   const prank = c.rank % c.pipelineRanks;
   if (!Number.isInteger(c.masterPort) || c.masterPort < 1 || c.masterPort > 65535) throw new InputError(`MASTER_PORT: ${c.masterPort} must be a port number (1-65535)`);
+  if (!(Number.isInteger(c.hostMemBudgetBytes) && c.hostMemBudgetBytes >= 0)) throw new InputError(`--host-mem: ${c.hostMemBudgetBytes} bytes a rank must be a whole number (0: no budget)`);
   if (!(Number.isInteger(c.gpuMemCapBytes) && c.gpuMemCapBytes >= 0)) throw new InputError(`job.gpuMemCapBytes: ${c.gpuMemCapBytes} must be a whole number of bytes (0: no cap)`);
   if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
   const L = c.model.layers;

@@ -238,3 +238,13 @@ test('delayed update in bf16-mixed, wholly on the host and split with the device
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a host memory budget (--host-mem) too small for the offloaded state is refused at set-up with what the rank needs', { skip, timeout: 60_000 }, async () => {
+  const p = plan(2, { pol: hostOpt, steps: 1 });
+  await assert.rejects(execute(p, { threads: 1, timeoutSec: 30, hostMemBytes: 2 * 1024 }, {}), (e: Error) => {
+    assert.match(e.message, /rank \d during set-up: .*host memory: this rank needs [\d.e-]+ GiB for its offloaded state \(pinned gradient and upload buffers [\d.e-]+ GiB, fp32 master \+ AdamW states [\d.e-]+ GiB\), over its share of --host-mem/);
+    return true;
+  });
+  const ok = await execute(p, { threads: 1, timeoutSec: 30, hostMemBytes: 2 ** 30 }, {});
+  assert.equal(ok.losses.length, 1, 'a budget that holds the state runs');
+});

@@ -18,6 +18,8 @@ export interface RunOptions {
   timeoutSec?: number;
   /** Intra-op threads per rank on CPU (0: torch's default). */
   threads?: number;
+  /** Host memory for offloaded state, all ranks together (bytes); each rank gets its share. */
+  hostMemBytes?: number;
   /** Device override per rank (tests); default plan.layout.rankDevice. */
   device?: string;
 }
@@ -77,5 +79,6 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     timeoutSec: opts.timeoutSec ?? 120,
     threads: opts.threads ?? 0,
     gpuMemCapBytes: plan.job.gpuMemCapBytes ?? 0,
+    hostMemBudgetBytes: opts.hostMemBytes ? Math.floor(opts.hostMemBytes / rv.world) : 0,
   };
 }

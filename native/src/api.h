@@ -124,6 +124,7 @@ struct RunCfg {
   double timeoutSec = 60;
   int threads = 0;  // intra-op threads on CPU; 0: leave torch's default
   int64_t gpuMemCapBytes = 0;  // the plan's per-GPU cap, enforced through the caching allocator; 0: none
+  int64_t hostMemBudgetBytes = 0;  // this rank's share of the host memory for offloaded state; 0: none
 };
 struct Progress {
   int step = 0;

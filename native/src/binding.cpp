@@ -238,6 +238,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   if (o.Has("diskPaths")) c.diskPaths = str(o, "diskPaths");
   c.trace = boolean(o, "trace"), c.timeoutSec = num(o, "timeoutSec"), c.threads = inum(o, "threads");
   c.gpuMemCapBytes = static_cast<int64_t>(num(o, "gpuMemCapBytes"));
+  c.hostMemBudgetBytes = static_cast<int64_t>(num(o, "hostMemBudgetBytes"));
   return c;
 }
 

@@ -437,6 +437,7 @@ struct Rank {
     tiedSplit = cfg.model.tied && r0 != rL && (prank() == r0 || prank() == rL);
     planOffload();
     planStreaming();
+    checkHostBudget();
     allocPinnedPool();
     const bool settleNow = cfg.weightsDir.empty();  // loaded weights settle after the load
     for (auto& s : cfg.stages) {
@@ -586,6 +587,22 @@ struct Rank {
     const int64_t e = c10::elementSize(model->compute);
     const int gradBufs = (delayedLayers.count(layer) ? 2 : 1) + (offloadsPerStep[layer] > 1 ? 1 : 0);  // + the staging buffer of host accumulation
     return align64(h * e) * gradBufs + align64(h * (model->mixed ? e : 4));
+  }
+  /** Before anything is allocated: the rank's host memory for offloaded state (the pinned pool, and
+   *  fp32 master, m and v of every host element; a group on disk is staged in full) against its
+   *  share of --host-mem. */
+  void checkHostBudget() {
+    if (cfg.hostMemBudgetBytes <= 0) return;
+    int64_t pinned = 0, state = 0;
+    for (auto& kv : hostStart) {
+      pinned += groupPinnedBytes(kv.first);
+      state += (layerNumel(kv.first) - kv.second) * 12;
+    }
+    const double GiB = 1073741824.0;
+    MMOC_CHECK(pinned + state <= cfg.hostMemBudgetBytes,
+               "host memory: this rank needs " << (pinned + state) / GiB << " GiB for its offloaded state (pinned gradient and upload buffers "
+                   << pinned / GiB << " GiB, fp32 master + AdamW states " << state / GiB << " GiB), over its share of --host-mem ("
+                   << cfg.hostMemBudgetBytes / GiB << " GiB): raise --host-mem, re-plan with mmoc plan --host-mem, or put optimizer states on disk");
   }
   void allocPinnedPool() {
     int64_t total = 0;
