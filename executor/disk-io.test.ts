@@ -12,7 +12,8 @@ import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
 import { tiny } from '../planner/test-models.ts';
 import type { Plan, StagePolicy } from '../planner/plan-types.ts';
-import { benchDiskIO, nativeUnavailableReason } from './native.ts';
+import { benchDiskIO, nativeUnavailableReason, validateRankConfig } from './native.ts';
+import { rankConfig } from './rank-config.ts';
 import { execute } from './launch.ts';
 
 const reason = nativeUnavailableReason();
@@ -111,5 +112,16 @@ test('benchDiskIO: unaligned group sizes round-trip over two paths in both I/O m
     assert.throws(() => benchDiskIO([join(dirs[0]!, 'missing')], 4096, 1, 1), /missing\/mmoc-bench-.*\.tmp: cannot create \(disk tier, layer 0\).*policy\.diskPaths/);
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('policy.diskConcurrency reaches the rank config (default 2) and is validated with an exact message', () => {
+  const rv = { rank: 0, world: 2, masterAddr: '127.0.0.1', masterPort: 1, statusPath: '' };
+  const dirs = ['/nonexistent-a', '/nonexistent-b'];
+  assert.equal(rankConfig(plan(onDisk, { diskPaths: dirs }), rv, {}).diskConcurrency, 2);
+  const p = plan(onDisk, { diskPaths: dirs, diskConcurrency: 3 });
+  assert.equal(rankConfig(p, rv, {}).diskConcurrency, 3);
+  for (const bad of [0, 1.5, 65]) {
+    assert.throws(() => validateRankConfig({ ...rankConfig(p, rv, {}), diskConcurrency: bad }), new RegExp(`policy\\.diskConcurrency: ${bad} must be an integer in 1\\.\\.64`));
   }
 });

@@ -178,7 +178,8 @@ int openFile(PathPool& pool, const std::string& f, int flags, bool& direct, cons
     }
     if (errno != EINVAL)
       MMOC_FAIL(f << ": " << what << " (disk tier, layer " << layer << "): " << err()
-                  << (flags & O_CREAT ? " (check that the disk path exists and is writable: policy.diskPaths)" : ""));
+                  << (flags & O_CREAT ? " (check that the disk path exists and is writable: policy.diskPaths)"
+                                      : " (written earlier in this run: was it removed or its disk unmounted? restart the run)"));
     if (!forceBuffered()) pool.refusedDirect = true;
     if (!pool.warned.exchange(true))
       std::fprintf(stderr, "mmoc: warning: disk path %s: %s: buffered I/O there (through the page cache)\n", pool.dir().c_str(),
@@ -186,7 +187,8 @@ int openFile(PathPool& pool, const std::string& f, int flags, bool& direct, cons
   }
   const int fd = ::open(f.c_str(), flags | O_CLOEXEC, 0644);
   MMOC_CHECK(fd >= 0, f << ": " << what << " (disk tier, layer " << layer << "): " << err()
-                        << (flags & O_CREAT ? " (check that the disk path exists and is writable: policy.diskPaths)" : ""));
+                        << (flags & O_CREAT ? " (check that the disk path exists and is writable: policy.diskPaths)"
+                                            : " (written earlier in this run: was it removed or its disk unmounted? restart the run)"));
   return fd;
 }
 
