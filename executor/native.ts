@@ -75,6 +75,8 @@ export interface RankConfig {
   statusPath: string;
   /** The plan's disk paths (policy.diskPaths), newline-separated; empty: none. */
   diskPaths: string;
+  /** Chunk transfers in flight at once per disk path (policy.diskConcurrency, default 2). */
+  diskConcurrency: number;
   trace: boolean;
   timeoutSec: number;
   threads: number;
@@ -141,11 +143,14 @@ export const OPCODES: readonly Opcode[] = [
   'disk_read', 'disk_write', 'barrier',
 ];
 
+/** benchDiskIO: groups written then read through the disk tier's I/O (bench/disk-io.ts). */
+export interface DiskIOBench { writeGBps: number; readGBps: number; writeSec: number; readSec: number; bytes: number; direct: boolean[] }
 export interface CpuAdamBench { n: number; threads: number; oursF32: number; oursBf16: number; torch: number; torchImpl: string; copySec: number }
 
 interface RawAddon {
   buildInfo(): BuildInfo;
   benchCpuAdamW(n: number, threads: number, reps: number): CpuAdamBench;
+  benchDiskIO(paths: string[], groupBytes: number, groups: number, concurrency: number): DiskIOBench;
   devices(): NativeDevices;
   selfTest(device: string): Promise<SelfTestResult>;
   readSafetensors(path: string): StTensor[];
@@ -229,6 +234,18 @@ export function benchCpuAdamW(n: number, threads: number, reps: number): CpuAdam
   }
   return raw().benchCpuAdamW(n, threads, reps);
 }
+/** Writes then reads `groups` groups of `groupBytes` bytes round-robin over `paths` (one thread per
+ *  path, `concurrency` chunk threads each) with the disk tier's I/O; GB/s and whether O_DIRECT was used per path. */
+export function benchDiskIO(paths: string[], groupBytes: number, groups: number, concurrency: number): DiskIOBench {
+  if (!Array.isArray(paths) || paths.length === 0 || !paths.every((p) => typeof p === 'string' && p !== '')) {
+    throw new InputError('benchDiskIO: paths must be a non-empty list of non-empty directory paths');
+  }
+  for (const [k, v] of [['groupBytes', groupBytes], ['groups', groups], ['concurrency', concurrency]] as const) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new InputError(`benchDiskIO: ${k} must be a positive integer, got ${v}`);
+  }
+  if (concurrency > 64) throw new InputError(`benchDiskIO: concurrency ${concurrency} must be at most 64`);
+  return raw().benchDiskIO(paths, groupBytes, groups, concurrency);
+}
 export function devices(): NativeDevices {
   return raw().devices();
 }
@@ -306,6 +323,9 @@ export function validateRankConfig(c: RankConfig): void {
   if (!(Number.isInteger(c.hostMemBudgetBytes) && c.hostMemBudgetBytes >= 0)) throw new InputError(`--host-mem: ${c.hostMemBudgetBytes} bytes a rank must be a whole number (0: no budget)`);
   if (!(Number.isInteger(c.gpuMemCapBytes) && c.gpuMemCapBytes >= 0)) throw new InputError(`job.gpuMemCapBytes: ${c.gpuMemCapBytes} must be a whole number of bytes (0: no cap)`);
   if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
+  if (!(Number.isInteger(c.diskConcurrency) && c.diskConcurrency >= 1 && c.diskConcurrency <= 64)) {
+    throw new InputError(`policy.diskConcurrency: ${c.diskConcurrency} must be an integer in 1..64 (transfers in flight per disk path)`);
+  }
   const L = c.model.layers;
   let next = 0;
   c.stages.forEach((s, i) => {

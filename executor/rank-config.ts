@@ -75,6 +75,7 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     saveDir: opts.saveDir ?? '',
     statusPath: rv.statusPath,
     diskPaths: (plan.policy.diskPaths ?? []).join('\n'),
+    diskConcurrency: plan.policy.diskConcurrency ?? 2,
     trace: opts.trace ?? false,
     timeoutSec: opts.timeoutSec ?? 120,
     threads: opts.threads ?? 0,

@@ -119,6 +119,7 @@ struct RunCfg {
   std::string weightsDir;      // Hugging Face folder with safetensors; empty: seeded init
   std::string saveDir;         // write the rank's weights as safetensors (HF names) at the end; empty: none
   std::string diskPaths;       // the plan's disk paths, newline-separated (disk tier)
+  int diskConcurrency = 2;      // chunk transfers in flight at once per disk path (policy.diskConcurrency)
   std::string statusPath;      // a small file the rank keeps its current instruction in; empty: none
   bool trace = false;
   double timeoutSec = 60;

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include "api.h"
+#include "disk_io.h"
 
 namespace {
 
@@ -80,6 +81,30 @@ Napi::Value BenchCpuAdamWJs(const Napi::CallbackInfo& info) {
     o.Set("torch", b.torch);
     o.Set("torchImpl", b.torchImpl);
     o.Set("copySec", b.copySec);
+    return o;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// benchDiskIO(paths: string[], groupBytes, groups, concurrency) -> GB/s written and read (bench/disk-io.ts)
+Napi::Value BenchDiskIOJs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  try {
+    auto arr = info[0].As<Napi::Array>();
+    std::vector<std::string> paths;
+    for (uint32_t i = 0; i < arr.Length(); ++i) paths.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+    auto b = diskio::bench(paths, info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int32Value(),
+                           info[3].As<Napi::Number>().Int32Value());
+    auto o = Napi::Object::New(env);
+    o.Set("writeGBps", b.writeGBps);
+    o.Set("readGBps", b.readGBps);
+    o.Set("writeSec", b.writeSec);
+    o.Set("readSec", b.readSec);
+    o.Set("bytes", static_cast<double>(b.bytes));
+    auto d = Napi::Array::New(env, b.direct.size());
+    for (size_t i = 0; i < b.direct.size(); ++i) d.Set(static_cast<uint32_t>(i), Napi::Boolean::New(env, b.direct[i]));
+    o.Set("direct", d);
     return o;
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
@@ -236,6 +261,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   c.device = str(o, "device"), c.dataPath = str(o, "dataPath"), c.weightsDir = str(o, "weightsDir");
   c.saveDir = str(o, "saveDir"), c.statusPath = str(o, "statusPath");
   if (o.Has("diskPaths")) c.diskPaths = str(o, "diskPaths");
+  if (o.Has("diskConcurrency")) c.diskConcurrency = inum(o, "diskConcurrency");
   c.trace = boolean(o, "trace"), c.timeoutSec = num(o, "timeoutSec"), c.threads = inum(o, "threads");
   c.gpuMemCapBytes = static_cast<int64_t>(num(o, "gpuMemCapBytes"));
   c.hostMemBudgetBytes = static_cast<int64_t>(num(o, "hostMemBudgetBytes"));
@@ -396,6 +422,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfoJs));
   exports.Set("devices", Napi::Function::New(env, DevicesJs));
   exports.Set("benchCpuAdamW", Napi::Function::New(env, BenchCpuAdamWJs));
+  exports.Set("benchDiskIO", Napi::Function::New(env, BenchDiskIOJs));
   exports.Set("selfTest", Napi::Function::New(env, SelfTestJs));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensorsJs));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensorsJs));

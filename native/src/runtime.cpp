@@ -2,6 +2,7 @@
 // c10d point-to-point transfers between pipeline stages, global gradient-norm clipping, AdamW,
 // the learning-rate schedule, per-instruction timing and progress.
 #include "model.h"
+#include "disk_io.h"
 #if defined(MMOC_CUDA_KERNELS) && MMOC_CUDA_KERNELS && MMOC_HAS_CUDA
 #include "adamw_cuda.h"
 #define MMOC_HAS_CUDA_ADAMW 1
@@ -820,8 +821,9 @@ struct Rank {
   }
 
   // ---- disk tier: a layer's host optimizer-state group (master, m, v) in one file per layer and
-  // rank under one of the plan's disk paths; written to a temporary name and renamed; a header
-  // carries the sizes and a 64-bit FNV-1a checksum of the data, verified on read.
+  // rank under one of the plan's disk paths, through disk_io (O_DIRECT with aligned staging, chunks
+  // moved by up to cfg.diskConcurrency threads per path, a temporary name then rename, a 4096-byte
+  // header with the sizes and a chunked checksum of the data, verified on read).
   std::vector<std::string> diskDirs;
   std::set<int> onDisk;  // layers whose group was written (a missing file is then an error)
   std::string diskFile(int layer, int path) {
@@ -834,37 +836,19 @@ struct Rank {
     const std::string& d = diskDirs[static_cast<size_t>(std::max(0, path)) % diskDirs.size()];
     return d + "/mmoc-rank" + std::to_string(cfg.rank) + "-layer" + std::to_string(layer) + ".state";
   }
-  static uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-  }
   /** On the worker: the group's master, m, v to its file (temporary name, then rename). */
   int64_t diskWrite(HostGroup& g, int layer, int path, int st) {
     g.diskPath = path;
-    const std::string f = diskFile(layer, path), tmp = f + ".tmp";
+    const std::string f = diskFile(layer, path);
     const int64_t h = g.n - g.start;
-    uint64_t sum = 1469598103934665603ull;
-    for (auto* t : {&g.master, &g.m, &g.v}) sum = fnv1a(t->data_ptr<float>(), h * 4, sum);
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      MMOC_CHECK(out, tmp << ": cannot create (disk tier, layer " << layer << "): " << std::strerror(errno));
-      const uint64_t hdr[4] = {0x6d6d6f6373746174ull, static_cast<uint64_t>(layer), static_cast<uint64_t>(h), sum};
-      out.write(reinterpret_cast<const char*>(hdr), sizeof hdr);
-      for (auto* t : {&g.master, &g.m, &g.v}) out.write(reinterpret_cast<const char*>(t->data_ptr<float>()), h * 4);
-      out.flush();
-      MMOC_CHECK(out, tmp << ": write failed (disk tier, layer " << layer << "): " << std::strerror(errno));
-    }
-    MMOC_CHECK(std::rename(tmp.c_str(), f.c_str()) == 0, "rename " << tmp << " -> " << f << ": " << std::strerror(errno));
+    const size_t bytes = static_cast<size_t>(h) * 4;
+    diskio::writeGroup(f, layer, static_cast<uint64_t>(h),
+                       {{g.master.data_ptr<float>(), bytes}, {g.m.data_ptr<float>(), bytes}, {g.v.data_ptr<float>(), bytes}},
+                       std::max(1, cfg.diskConcurrency));
     onDisk.insert(layer);
     // fault injection for the tests: MMOC_FAULT_CORRUPT_STATE=<layer> flips a data byte of that
     // layer's file after it is written in step 1
-    if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) {
-      std::fstream io(f, std::ios::binary | std::ios::in | std::ios::out);
-      io.seekp(32 + 5);
-      char c = 0x5a;
-      io.write(&c, 1);
-    }
+    if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) diskio::corruptDataByte(f, 5);
     // host memory of the group is given back (fp32: the master is the weights, kept for uploads)
     g.m = at::Tensor(), g.v = at::Tensor();
     if (model->mixed) g.master = at::Tensor();
@@ -874,23 +858,15 @@ struct Rank {
   int64_t diskRead(HostGroup& g, int layer, int path) {
     if (!onDisk.count(layer)) return 0;  // nothing written yet: the group is the initial state
     const std::string f = diskFile(layer, path);
-    std::ifstream in(f, std::ios::binary);
-    MMOC_CHECK(in, f << ": cannot open the optimizer state of layer " << layer << " (disk tier): " << std::strerror(errno));
-    uint64_t hdr[4] = {0, 0, 0, 0};
-    in.read(reinterpret_cast<char*>(hdr), sizeof hdr);
     const int64_t h = g.n - g.start;
-    MMOC_CHECK(in && hdr[0] == 0x6d6d6f6373746174ull && hdr[1] == static_cast<uint64_t>(layer) && hdr[2] == static_cast<uint64_t>(h),
-               f << ": not the optimizer state of layer " << layer << " (" << h << " elements): bad header");
+    const size_t bytes = static_cast<size_t>(h) * 4;
     const auto f32 = at::TensorOptions().dtype(at::kFloat);
     if (!g.master.defined()) g.master = at::empty({h}, model->mixed ? f32 : hostOpts(at::kFloat));
+    // the master is read aside and copied once verified (fp32: g.master is the weights' host copy)
     at::Tensor master = at::empty({h}, f32), m = at::empty({h}, f32), v = at::empty({h}, f32);
-    uint64_t sum = 1469598103934665603ull;
-    for (auto* t : {&master, &m, &v}) {
-      in.read(reinterpret_cast<char*>(t->data_ptr<float>()), h * 4);
-      MMOC_CHECK(in, f << ": truncated optimizer state of layer " << layer);
-      sum = fnv1a(t->data_ptr<float>(), h * 4, sum);
-    }
-    MMOC_CHECK(sum == hdr[3], f << ": checksum mismatch in the optimizer state of layer " << layer << " (corrupted file)");
+    diskio::readGroup(f, layer, static_cast<uint64_t>(h),
+                      {{master.data_ptr<float>(), bytes}, {m.data_ptr<float>(), bytes}, {v.data_ptr<float>(), bytes}},
+                      std::max(1, cfg.diskConcurrency));
     g.master.copy_(master), g.m = m, g.v = v;
     return 3 * h * 4;
   }
