@@ -24,12 +24,12 @@
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
   SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, kernelTime_us, computeOf,
-  type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
+  type HardwareProfile, type Machine, type MachineGpu, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
-import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type MemoryReport, type StagePlacement } from './memory.ts';
+import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 
 export interface LayerTimes {
@@ -101,13 +101,6 @@ function actName(mb: number, stage: number, K: number): string {
   return (actNames[i] ??= `act.${mb}.${stage}`);
 }
 
-/** Task specs and metas of one shape (keeps SimGraph.task monomorphic: the search builds millions). */
-function spec(
-  on: number | undefined, duration_us: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[],
-  mem: readonly MemEffect[] | undefined, meta: TaskMeta, dir?: 'read' | 'write', elements?: number, workers?: number,
-): TaskSpec {
-  return { name: undefined, on, duration_us, bytes, links, cap_GBps: undefined, latency_us: undefined, dir, elements, workers, deps, waitFor: undefined, signal: undefined, mem, meta };
-}
 function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
   return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
 }
@@ -214,11 +207,527 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
   });
 }
 
+/** A parameter fetch queued for the next pass. */
+class Fetch {
+  constructor(readonly layer: number, readonly task: TaskId, readonly bytes: number, readonly slots: number, readonly meta: TaskMeta) {}
+}
+
+/**
+ * One lowering: per-plan tables, then per-rank state, with the work of each opcode in a method of
+ * its own (the search lowers many thousands of plans: one large function would be recompiled in
+ * full each time one of its paths first sees a case, a small method alone is).
+ */
+class Lowering {
+  // ---- per plan
+  readonly g: SimGraph;
+  readonly machine: Machine;
+  readonly profile: HardwareProfile;
+  readonly policy: readonly StagePolicy[];
+  readonly place: readonly StagePlacement[];
+  readonly layerStage: Int32Array;
+  readonly layerIdx: Int32Array;
+  readonly kept: readonly { full: number; kept: number; gpu: number; host: number }[];
+  readonly hostGradStage: readonly boolean[];
+  readonly rankGpu: readonly number[];
+  readonly B: Bytes;
+  readonly N: number;
+  readonly D: number;
+  readonly K: number;
+  readonly M: number;
+  readonly isCpu: boolean;
+  readonly perInstr: number;
+  readonly cpuWorkers: number;
+  readonly actBytes: number;
+  readonly coarse: boolean;
+  readonly withMem: boolean;
+  readonly wm: boolean;
+  readonly metaOf: (rank: number, pc: number, op: string) => TaskMeta;
+  readonly stageF: Float64Array;
+  readonly stageB: Float64Array;
+  readonly sendOf: Int32Array;
+  /** Pairs: key, consumer task. */
+  readonly recvBy: number[] = [];
+  /** allreduce: layer * N + pipelineRank -> arrive tasks, and the all-reduce tasks. */
+  readonly arArrive = new Map<number, TaskId[]>();
+  readonly arTasks = new Map<number, TaskId[]>();
+  readonly gnArrive: TaskId[] = [];
+  readonly gnTasks: TaskId[] = [];
+  // ---- per rank
+  r = 0;
+  pr = 0;
+  rep = 0;
+  gpu: MachineGpu;
+  dev = 0;
+  prog: readonly Instr[] = [];
+  all: TaskId[] = [];
+  lastBackward = -1;
+  lastCompute = -1;
+  /** Pair keys awaiting their consumer. */
+  pendingRecv: number[] = [];
+  /** By mb * K + stage. */
+  reloads: Int32Array;
+  offActs: Int32Array;
+  /** Param streaming: fetches queued for the next pass, and the history of uses for slots. */
+  pendingFetch: Fetch[] = [];
+  /** Compute task of each streamed-layer use, in order; fetch k is used by useHistory[k]. */
+  useHistory: TaskId[] = [];
+  fetchTasks: TaskId[] = [];
+  fetchSlots: number[] = [];
+  /** By layer. */
+  lastGradOffload: Int32Array;
+  offBytes = 0;
+  lastHostGradOff = -1;
+  offActList: TaskId[] = [];
+  offLayers: number[] = [];
+  cpuStep: Int32Array;
+  diskReadOf: Int32Array;
+  lastDiskWrite = -1;
+  grpOf: Int32Array | null = null;
+  grpAmt: number[] = [];
+  grpTask: number[] = [];
+  /** Scratch dependency list. */
+  deps: TaskId[] = [];
+
+  constructor(
+    g: SimGraph, machine: Machine, profile: HardwareProfile, plan: Plan, pre: StagePre, inv: Inventory, rankGpu: number[],
+    times: LayerTimes, opts: LowerOptions,
+  ) {
+    const { layout, policy } = plan;
+    this.g = g;
+    this.machine = machine;
+    this.profile = profile;
+    this.policy = policy.stages;
+    this.place = pre.place;
+    this.layerStage = pre.layerStage;
+    this.layerIdx = pre.layerIdx;
+    this.kept = pre.kept;
+    this.hostGradStage = pre.hostGradStage;
+    this.rankGpu = rankGpu;
+    this.B = bytesPerParam(plan.precision, plan.optimizer.name);
+    const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length, M = plan.job.microBatches;
+    this.N = N; this.D = D; this.K = K; this.M = M;
+    this.isCpu = profile.gpus.kind === 'cpu';
+    this.perInstr = profile.overheads.per_instruction_us;
+    this.cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
+    this.actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
+    this.coarse = !!opts.coarse;
+    this.withMem = opts.memoryEffects !== false;
+    this.wm = opts.meta !== false;
+    this.metaOf = opts.meta === false ? sharedMetaOf : realMetaOf;
+    // Per stage: forward/backward time of the whole stage (recompute adds the forward).
+    this.stageF = new Float64Array(K);
+    this.stageB = new Float64Array(K);
+    for (let s = 0; s < K; s++) {
+      let f = 0, b = 0;
+      for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
+      this.stageF[s] = f;
+      this.stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
+    }
+    // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
+    // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
+    this.sendOf = new Int32Array(2 * M * K * D).fill(-1);
+    this.gpu = machine.gpus[rankGpu[0]!]!;
+    const nL = inv.layers.length;
+    this.lastGradOffload = scratchI32(0, nL);
+    this.cpuStep = scratchI32(1, nL);
+    this.diskReadOf = scratchI32(2, nL);
+    this.reloads = scratchI32(3, M * K);
+    this.offActs = scratchI32(4, M * K);
+  }
+
+  pairKey(kind: number, mb: number, from: number, rep: number): number {
+    return ((kind * this.M + mb) * this.K + from) * this.D + rep;
+  }
+
+  /** A task with at most one dependency (-1: none). */
+  add1(on: number, dur: number, bytes: number, links: readonly number[] | undefined, dep: number, meta: TaskMeta): TaskId {
+    const t = this.g.add(on, dur, bytes, links, 0, 0, 0, this.wm ? meta : undefined);
+    if (dep >= 0) this.g.dep(dep, t);
+    return t;
+  }
+
+  /** A task with a list of dependencies. */
+  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[], meta: TaskMeta, dir: number, elements: number, workers: number): TaskId {
+    const g = this.g;
+    const t = g.add(on, dur, bytes, links, dir, elements, workers, this.wm ? meta : undefined);
+    for (let i = 0; i < deps.length; i++) g.dep(deps[i]!, t);
+    return t;
+  }
+
+  /** Starts rank r: resets the per-rank state and adds its setup task. */
+  beginRank(r: number, prog: readonly Instr[], mem: MemoryReport, wantHost: boolean, pre: StagePre): void {
+    const N = this.N, K = this.K, M = this.M;
+    this.r = r;
+    this.pr = r % N;
+    this.rep = Math.floor(r / N);
+    this.gpu = this.machine.gpus[this.rankGpu[r]!]!;
+    this.dev = this.gpu.device;
+    this.prog = prog;
+    this.all = [];
+    this.lastBackward = -1;
+    this.lastCompute = -1;
+    this.pendingRecv.length = 0;
+    this.reloads.fill(-1, 0, M * K);
+    this.offActs.fill(-1, 0, M * K);
+    this.pendingFetch = [];
+    this.useHistory = [];
+    this.fetchTasks = [];
+    this.fetchSlots = [];
+    const nL = this.layerStage.length;
+    this.lastGradOffload.fill(-1, 0, nL);
+    this.offBytes = 0;
+    this.lastHostGradOff = -1;
+    this.offActList = [];
+    this.offLayers.length = 0;
+    this.cpuStep.fill(-1, 0, nL);
+    this.diskReadOf.fill(-1, 0, nL);
+    this.lastDiskWrite = -1;
+    this.groups(pre);
+    this.setup(mem, wantHost);
+  }
+
+  /** Persistent state and reserved workspaces, allocated at the step start. */
+  setup(mem: MemoryReport, wantHost: boolean): void {
+    const pr = this.pr, r = this.r, dev = this.dev, g = this.g;
+    const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
+    const setupMem: MemEffect[] = [];
+    if (this.withMem) {
+      const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
+      persist('weights', dm.weights, 'weights');
+      persist('gradients', dm.gradients, 'gradients');
+      persist('master', dm.masterWeights, 'master');
+      persist('optimizer', dm.optimizerStates, 'optimizer');
+      persist('workspaces', dm.temporary.total, 'buffers');
+      persist('context', dm.overhead, 'buffers');
+      if (wantHost && !this.isCpu && hm.total > 0) setupMem.push({ op: 'alloc', device: this.machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
+    }
+    const setup = this.addN(-1, 0, 0, undefined, NO, this.metaOf(r, -1, 'setup'), 0, 0, 0);
+    for (const e of setupMem) g.mem(setup, e);
+    this.all.push(setup);
+  }
+
+  /** Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
+   *  all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers. */
+  groups(pre: StagePre): void {
+    this.grpOf = null;
+    this.grpAmt = [];
+    this.grpTask = [];
+    if (!this.coarse) return;
+    const prog = this.prog, K = this.K, B = this.B;
+    const cached = pre.groups.get(prog);
+    if (cached) {
+      this.grpOf = cached.grpOf;
+      this.grpAmt = cached.grpAmt;
+      for (let i = 0; i < cached.grpAmt.length; i++) this.grpTask.push(-1);
+      return;
+    }
+    const grpOf = new Int32Array(prog.length).fill(-1);
+    const grpAmt: number[] = [];
+    this.grpOf = grpOf;
+    this.grpAmt = grpAmt;
+    pre.groups.set(prog, { grpOf, grpAmt });
+    const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
+    let phase = 0;
+    for (let pc = 0; pc < prog.length; pc++) {
+      const x = prog[pc]!;
+      if (x.op === 'forward') phase = 1;
+      if (x.op !== 'offload_grads' && x.op !== 'allreduce_grads' && x.op !== 'optimizer_step' && x.op !== 'upload_params') continue;
+      const st = this.layerStage[x.layer]!, i = this.layerIdx[x.layer]!, pl = this.place[st]!;
+      if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
+      if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
+      const G = Math.ceil(pl.layers.length / 4);
+      const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
+      const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
+      let gi = keys[key]!;
+      if (gi < 0) { gi = grpAmt.length; keys[key] = gi; grpAmt.push(0); this.grpTask.push(-1); }
+      grpOf[pc] = gi;
+      const n = pl.params[i]!;
+      grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
+        : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
+    }
+  }
+
+  /** Lowers the rank's program; fills tOf. */
+  rank(tOf: Int32Array): void {
+    const prog = this.prog;
+    for (let pc = 0; pc < prog.length; pc++) {
+      const x = prog[pc]!;
+      let t: TaskId;
+      switch (x.op) {
+        case 'forward': case 'backward': t = this.pass(x.op === 'forward', x.mb, x.stage, pc); break;
+        case 'send_act': case 'send_grad': t = this.send(x.op === 'send_act', x.mb, x.stage, x.peer, pc); break;
+        case 'recv_act': this.pendingRecv.push(this.pairKey(0, x.mb, x.stage - 1, this.rep)); t = -1; break;
+        case 'recv_grad': this.pendingRecv.push(this.pairKey(1, x.mb, x.stage + 1, this.rep)); t = -1; break;
+        case 'fetch_params': t = this.fetch(x.layer, pc); break;
+        case 'release_params': t = -1; break;
+        case 'offload_grads': t = this.offloadGrads(x.layer, pc); break;
+        case 'allreduce_grads': t = this.allreduce(x.layer, pc); break;
+        case 'offload_act': t = this.offloadAct(x.mb, x.stage, pc); break;
+        case 'reload_act': t = this.reloadAct(x.mb, x.stage, pc); break;
+        case 'grad_norm': t = this.gradNorm(pc); break;
+        case 'optimizer_step': t = this.optimizerStep(x.layer, x.tier === 'cpu', x.fraction, pc); break;
+        case 'upload_params': t = this.upload(x.layer, pc); break;
+        case 'disk_read': case 'disk_write': t = this.disk(x.op === 'disk_read', x.layer, x.path, pc); break;
+        case 'barrier': t = this.addN(-1, 0, 0, undefined, tails(this.g, this.all), this.metaOf(this.r, pc, 'barrier'), 0, 0, 0); break;
+      }
+      if (t >= 0) { tOf[pc] = t; this.all.push(t); }
+    }
+    // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
+    const fetchTasks = this.fetchTasks, fetchSlots = this.fetchSlots, useHistory = this.useHistory;
+    for (let k = 0; k < fetchTasks.length; k++) {
+      const j = k - fetchSlots[k]!;
+      if (j >= 0 && useHistory[j] !== undefined) this.g.dep(useHistory[j]!, fetchTasks[k]!);
+    }
+    if (this.pendingFetch.length) throw new InputError(`program.ranks[${this.r}]: fetch_params of layer ${this.pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
+  }
+
+  /** forward / backward of micro-batch mb through stage s. */
+  pass(fwd: boolean, mb: number, s: number, pc: number): TaskId {
+    const g = this.g, K = this.K, kept = this.kept[s]!;
+    const meta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward');
+    meta.mb = mb; meta.stage = s;
+    const deps = this.deps;
+    deps.length = 0;
+    const key = mb * K + s;
+    if (!fwd && this.reloads[key]! >= 0) deps.push(this.reloads[key]!);
+    // Staging buffers pace the compute: a backward that streams gradients to the host waits
+    // until the previous pass's gradients have left; a forward that offloads its input waits
+    // for the offload of two forwards before (two staging buffers).
+    if (!fwd && this.hostGradStage[s] && this.lastHostGradOff >= 0) deps.push(this.lastHostGradOff);
+    const offActList = this.offActList;
+    if (fwd && this.policy[s]!.recompute && kept.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
+    let eff: MemEffect | null = null;
+    if (this.withMem && kept.gpu > 0) {
+      eff = fwd
+        ? { op: 'alloc', device: this.dev, buffer: actName(mb, s, K), bytes: kept.gpu, class: 'activations', at: 'start' }
+        : { op: 'free', device: this.dev, buffer: actName(mb, s, K), at: 'end' };
+    }
+    const dur = (fwd ? this.stageF[s]! : this.stageB[s]!) + this.perInstr;
+    const compute = this.gpu.compute;
+    let firstOfPass: TaskId, t: TaskId;
+    if (this.pendingFetch.length === 0) {
+      t = this.addN(compute, dur, 0, undefined, deps, meta, 0, 0, 0);
+      if (eff) g.mem(t, eff);
+      firstOfPass = t;
+    } else {
+      // Layer by layer: each streamed use waits for its fetch.
+      let fetches = this.pendingFetch;
+      this.pendingFetch = [];
+      if (this.coarse) fetches = this.chunkFetches(fetches);
+      const n = fetches.length;
+      const per = dur / n;
+      firstOfPass = -1;
+      t = -1;
+      for (let i = 0; i < n; i++) {
+        const first = i === 0;
+        const subMeta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward'); subMeta.mb = mb; subMeta.stage = s; subMeta.layer = fetches[i]!.layer;
+        const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, fetches[i]!.task, subMeta);
+        if (first) g.dep(fetches[i]!.task, sub);
+        if (eff && (eff.op === 'alloc' ? first : i === n - 1)) g.mem(sub, eff);
+        this.useHistory.push(sub);
+        this.all.push(sub);
+        if (first) firstOfPass = sub;
+        t = sub;
+      }
+    }
+    if (this.pendingRecv.length) {
+      for (const k of this.pendingRecv) this.recvBy.push(k, firstOfPass);
+      this.pendingRecv.length = 0;
+    }
+    if (fwd) this.lastCompute = t; else { this.lastBackward = t; this.lastCompute = t; }
+    return t;
+  }
+
+  /** Search fidelity: a pass's fetches in at most 2 chunks of consecutive layers; slots counted
+   *  in chunks. */
+  chunkFetches(fetches: Fetch[]): Fetch[] {
+    const G = Math.ceil(fetches.length / 2);
+    const chunks: Fetch[] = [];
+    const h2d = this.gpu.h2d, route = this.gpu.h2dRoute;
+    for (let c = 0; c < fetches.length; c += G) {
+      const head = fetches[c]!;
+      let bytes = 0;
+      for (let j = c, e = Math.min(fetches.length, c + G); j < e; j++) bytes += fetches[j]!.bytes;
+      const ft = this.add1(h2d, 0, bytes, route, -1, head.meta);
+      this.all.push(ft);
+      this.fetchTasks.push(ft);
+      this.fetchSlots.push(Math.max(1, Math.ceil(head.slots / G)));
+      chunks.push(new Fetch(head.layer, ft, bytes, head.slots, head.meta));
+    }
+    return chunks;
+  }
+
+  send(act: boolean, mb: number, stage: number, peer: number, pc: number): TaskId {
+    const peerGpu = this.rankGpu[peer]!, mine = this.rankGpu[this.r]!;
+    const route = peerGpu === mine ? NO : this.machine.peerRoute(mine, peerGpu);
+    const meta = this.metaOf(this.r, pc, act ? 'send_act' : 'send_grad');
+    meta.mb = mb; meta.stage = stage; meta.bytes = this.actBytes;
+    const t = this.add1(this.gpu.comm, 0, route.length ? this.actBytes : 0, route, this.lastCompute, meta);
+    this.sendOf[this.pairKey(act ? 0 : 1, mb, stage, this.rep)] = t;
+    return t;
+  }
+
+  fetch(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!;
+    const bytes = this.place[s]!.params[this.layerIdx[layer]!]! * this.B.weight;
+    const meta = this.metaOf(this.r, pc, 'fetch_params');
+    meta.layer = layer; meta.bytes = bytes;
+    const slots = this.policy[s]!.prefetchDepth + 1;
+    if (this.coarse) { this.pendingFetch.push(new Fetch(layer, -1, bytes, slots, meta)); return -1; }
+    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, -1, meta);
+    this.fetchTasks.push(t);
+    this.fetchSlots.push(slots);
+    this.pendingFetch.push(new Fetch(layer, t, bytes, slots, meta));
+    return t;
+  }
+
+  offloadGrads(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const bytes = pl.params[i]! * this.B.grad;
+    const meta = this.metaOf(this.r, pc, 'offload_grads');
+    meta.layer = layer; meta.bytes = bytes;
+    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
+    if (this.coarse && grp < 0) {
+      const nx = this.prog[pc + 1];
+      if (nx !== undefined && nx.op === 'offload_grads' && !pl.gradsResident[this.layerIdx[nx.layer]!]) { this.offBytes += bytes; this.offLayers.push(layer); return -1; }
+    }
+    const t = this.add1(this.gpu.d2h, 0, grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes, this.gpu.d2hRoute, this.lastBackward, meta);
+    if (grp >= 0) this.grpTask[grp] = t;
+    this.lastGradOffload[layer] = t;
+    if (!pl.gradsResident[i]) this.lastHostGradOff = t;
+    for (const l of this.offLayers) this.lastGradOffload[l] = t;
+    this.offBytes = 0; this.offLayers.length = 0;
+    return t;
+  }
+
+  allreduce(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!;
+    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
+    const bytes = grp >= 0 ? this.grpAmt[grp]! : this.place[s]!.params[this.layerIdx[layer]!]! * this.B.grad;
+    const meta = this.metaOf(this.r, pc, 'allreduce_grads');
+    meta.layer = layer; meta.bytes = bytes;
+    const am = this.metaOf(this.r, pc, 'allreduce_arrive'); am.layer = layer;
+    const arrive = this.add1(-1, 0, 0, undefined, this.lastBackward, am);
+    this.all.push(arrive);
+    const D = this.D, N = this.N, pr = this.pr;
+    const nextRep = (this.rep + 1) % D;
+    const peerGpu = this.rankGpu[nextRep * N + pr]!, mine = this.rankGpu[this.r]!;
+    const route = peerGpu === mine ? NO : this.machine.peerRoute(mine, peerGpu);
+    const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
+    const t = this.add1(this.gpu.comm, 0, route.length ? ringBytes : 0, route, -1, meta);
+    const k = layer * N + pr;
+    let a = this.arArrive.get(k);
+    if (!a) { a = []; this.arArrive.set(k, a); this.arTasks.set(k, []); }
+    a.push(arrive);
+    this.arTasks.get(k)!.push(t);
+    this.lastGradOffload[layer] = t;
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  offloadAct(mb: number, stage: number, pc: number): TaskId {
+    const bytes = this.kept[stage]!.host;
+    const meta = this.metaOf(this.r, pc, 'offload_act');
+    meta.mb = mb; meta.stage = stage; meta.bytes = bytes;
+    const t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
+    this.offActs[mb * this.K + stage] = t;
+    this.offActList.push(t);
+    return t;
+  }
+
+  reloadAct(mb: number, stage: number, pc: number): TaskId {
+    const bytes = this.kept[stage]!.host;
+    const meta = this.metaOf(this.r, pc, 'reload_act');
+    meta.mb = mb; meta.stage = stage; meta.bytes = bytes;
+    const off = this.offActs[mb * this.K + stage]!;
+    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, off >= 0 ? off : -1, meta);
+    this.reloads[mb * this.K + stage] = t;
+    return t;
+  }
+
+  gradNorm(pc: number): TaskId {
+    const all = this.all;
+    const arrive = this.add1(-1, 0, 0, undefined, all.length ? all[all.length - 1]! : -1, this.metaOf(this.r, pc, 'grad_norm_arrive'));
+    all.push(arrive);
+    this.gnArrive.push(arrive);
+    const t = this.add1(this.gpu.comm, 50 + this.perInstr, 0, undefined, -1, this.metaOf(this.r, pc, 'grad_norm'));
+    this.gnTasks.push(t);
+    this.lastCompute = t;
+    return t;
+  }
+
+  optimizerStep(layer: number, cpu: boolean, fraction: number | undefined, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { if (cpu) this.cpuStep[layer] = this.grpTask[grp]!; return -1; }
+    const n = this.place[s]!.params[i]!;
+    const elems = grp >= 0 ? this.grpAmt[grp]! : Math.round(n * (fraction ?? 1));
+    const meta = this.metaOf(this.r, pc, 'optimizer_step');
+    meta.layer = layer;
+    const deps = this.deps;
+    deps.length = 0;
+    const off = this.lastGradOffload[layer]!;
+    let t: TaskId;
+    if (!cpu) {
+      if (this.lastBackward >= 0) deps.push(this.lastBackward);
+      if (off >= 0) deps.push(off);
+      const B = this.B;
+      const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
+      t = this.addN(this.gpu.compute, optimizerTime_us(this.profile, this.isCpu ? 'cpu' : 'gpu', bytes).us + this.perInstr, 0, undefined, deps, meta, 0, 0, 0);
+      this.lastCompute = t;
+    } else {
+      if (off >= 0) deps.push(off);
+      const rd = this.diskReadOf[layer]!;
+      if (rd >= 0) deps.push(rd);
+      t = this.addN(this.machine.cpu, 0, 0, undefined, deps, meta, 0, elems, this.cpuWorkers);
+      this.cpuStep[layer] = t;
+    }
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  upload(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
+    const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
+    const meta = this.metaOf(this.r, pc, 'upload_params');
+    meta.layer = layer; meta.bytes = bytes;
+    const st = this.cpuStep[layer]!;
+    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, st >= 0 ? st : -1, meta);
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  disk(read: boolean, layer: number, path: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const hostEl = pl.params[i]! - pl.gpuElems[i]!;
+    const bytes = hostEl * (this.B.master + this.B.opt);
+    const meta = this.metaOf(this.r, pc, read ? 'disk_read' : 'disk_write');
+    meta.layer = layer; meta.bytes = bytes;
+    const disks = this.machine.disks;
+    const disk = disks[path % Math.max(1, disks.length)];
+    if (disk === undefined) throw new InputError(`hardware profile ${this.profile.id} has no disks for the plan's disk tier`);
+    let dep = -1;
+    if (read) dep = this.lastDiskWrite;
+    else dep = this.cpuStep[layer]!;
+    const t = this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, this.wm ? meta : undefined);
+    if (dep >= 0) this.g.dep(dep, t);
+    if (read) this.diskReadOf[layer] = t; else this.lastDiskWrite = t;
+    return t;
+  }
+}
+
 export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions = {}): Lowered {
   const inv = opts.inventory ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
   const mem = opts.memory ?? planMemory(plan, profile, inv);
   const { layout, policy } = plan;
-  const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length;
+  const N = layout.pipelineRanks, D = layout.dataParallel;
   const isCpu = profile.gpus.kind === 'cpu';
   const rankGpu = layout.rankDevice.map((d, r) => (d >= 0 ? d : r));
   let maxGpu = 0;
@@ -228,369 +737,45 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   }
   const { graph: g, machine } = machineFor(profile, maxGpu + 1, plan.job.gpuMemCapBytes ?? undefined, !!opts.reuseGraph);
   const times = layerTimes(inv, profile);
-  const B = bytesPerParam(plan.precision, plan.optimizer.name);
-  const together = headHasEmbedding(layout.stages);
   // Placement per stage (a search that lowers one program for several mappings passes the same
   // stage and policy arrays: computed once for them).
   let pre = opts.reuseGraph ? stageCache.get(policy.stages) : undefined;
   if (!pre || pre.stages !== layout.stages || pre.inv !== inv) {
-    const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy.stages[i]!, together));
-    const layerStage = new Int32Array(inv.layers.length);
-    const layerIdx = new Int32Array(inv.layers.length);
-    layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
-    const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
-    const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
-    pre = { stages: layout.stages, inv, place, layerStage, layerIdx, kept, hostGradStage, groups: new WeakMap() };
+    pre = stagePre(inv, layout.stages, policy.stages);
     if (opts.reuseGraph) stageCache.set(policy.stages, pre);
   }
-  const { place, layerStage, layerIdx, kept, hostGradStage } = pre;
-  const nL = inv.layers.length;
-  const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
-  const perInstr = profile.overheads.per_instruction_us;
-  const cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
-  const wantHost = opts.hostMemory !== false;
-  const coarse = !!opts.coarse;
-  const withMem = opts.memoryEffects !== false;
-  const metaOf = opts.meta === false ? sharedMetaOf : realMetaOf;
-
-  // Per stage: forward/backward time of the whole stage (recompute adds the forward).
-  const stageF = new Float64Array(K), stageB = new Float64Array(K);
-  for (let s = 0; s < K; s++) {
-    let f = 0, b = 0;
-    for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
-    stageF[s] = f;
-    stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
-  }
-
+  const low = new Lowering(g, machine, profile, plan, pre, inv, rankGpu, times, opts);
   const taskOf: Int32Array[] = [];
-  // Cross-rank pairing: key -> task.
-  // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
-  // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
-  const M = plan.job.microBatches;
-  const pairKey = (kind: number, mb: number, from: number, rep: number) => ((kind * M + mb) * K + from) * D + rep;
-  const sendOf = new Int32Array(2 * M * K * D).fill(-1);
-  const recvBy: number[] = []; // pairs: key, consumer task
-  const arArrive = new Map<number, TaskId[]>(); // allreduce: layer * N + pipelineRank -> arrive tasks
-  const arTasks = new Map<number, TaskId[]>();
-  const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
-  const barriers: TaskId[] = [];
-
   const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
-  // Per-rank scratch (refilled for each rank).
-  const perLayerA = scratchI32(0, nL), perLayerB = scratchI32(1, nL), perLayerC = scratchI32(2, nL);
-  const perMbA = scratchI32(3, M * K), perMbB = scratchI32(4, M * K);
+  const wantHost = opts.hostMemory !== false;
   for (let r = 0; r < lowered; r++) {
-    const pr = r % N, rep = Math.floor(r / N);
-    const gpu = machine.gpus[rankGpu[r]!]!;
-    const dev = gpu.device;
     const prog = plan.program.ranks[r]!;
     const tOf = new Int32Array(prog.length).fill(-1);
     taskOf.push(tOf);
-    const all: TaskId[] = [];
-    const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
-    // Persistent state and reserved workspaces, allocated at the step start.
-    const setupMem: MemEffect[] = [];
-    const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0 && withMem) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
-    persist('weights', dm.weights, 'weights');
-    persist('gradients', dm.gradients, 'gradients');
-    persist('master', dm.masterWeights, 'master');
-    persist('optimizer', dm.optimizerStates, 'optimizer');
-    persist('workspaces', dm.temporary.total, 'buffers');
-    persist('context', dm.overhead, 'buffers');
-    if (wantHost && withMem && !isCpu) {
-      if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
-    }
-    const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
-    all.push(setup);
-
-    let lastBackward = -1 as TaskId;
-    let lastCompute = -1 as TaskId;
-    const pendingRecv: number[] = []; // pair keys awaiting their consumer
-    const reloads = perMbA.fill(-1); // by mb * K + stage
-    const offActs = perMbB.fill(-1);
-    // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
-    let pendingFetch: { layer: number; task: TaskId; bytes: number; slots: number; meta: TaskMeta }[] = [];
-    const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
-    const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
-    const fetchSlots: number[] = [];
-    const lastGradOffload = perLayerA.fill(-1); // by layer
-    let offBytes = 0;
-    let lastHostGradOff = -1 as TaskId;
-    const offActList: TaskId[] = [];
-    const offLayers: number[] = [];
-    const cpuStep = perLayerB.fill(-1);
-    const diskReadOf = perLayerC.fill(-1);
-    let lastDiskWrite = -1 as TaskId;
-    const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
-    // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
-    // all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers.
-    let grpOf: Int32Array | null = null;
-    let grpAmt: number[] = [];
-    const grpTask: number[] = [];
-    const cachedGroups = coarse ? pre.groups.get(prog) : undefined;
-    if (cachedGroups) {
-      grpOf = cachedGroups.grpOf;
-      grpAmt = cachedGroups.grpAmt;
-      for (let i = 0; i < grpAmt.length; i++) grpTask.push(-1);
-    } else if (coarse) {
-      grpOf = new Int32Array(prog.length).fill(-1);
-      pre.groups.set(prog, { grpOf, grpAmt });
-      const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
-      let phase = 0;
-      for (let pc = 0; pc < prog.length; pc++) {
-        const x = prog[pc]!;
-        if (x.op === 'forward') phase = 1;
-        if (x.op !== 'offload_grads' && x.op !== 'allreduce_grads' && x.op !== 'optimizer_step' && x.op !== 'upload_params') continue;
-        const st = layerStage[x.layer]!, i = layerIdx[x.layer]!, pl = place[st]!;
-        if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
-        if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
-        const G = Math.ceil(pl.layers.length / 4);
-        const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
-        const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
-        let gi = keys[key]!;
-        if (gi < 0) { gi = grpAmt.length; keys[key] = gi; grpAmt.push(0); grpTask.push(-1); }
-        grpOf[pc] = gi;
-        const n = pl.params[i]!;
-        grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
-          : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
-      }
-    }
-
-    for (let pc = 0; pc < prog.length; pc++) {
-      const x = prog[pc]! as Instr;
-      const meta = metaOf(r, pc, x.op);
-      let t = -1 as TaskId;
-      switch (x.op) {
-        case 'forward':
-        case 'backward': {
-          const s = x.stage, fwd = x.op === 'forward';
-          meta.mb = x.mb; meta.stage = s;
-          const deps: TaskId[] = [];
-          const recvKeys = pendingRecv.length ? pendingRecv.splice(0) : null;
-          const key = x.mb * K + s;
-          if (!fwd && reloads[key]! >= 0) deps.push(reloads[key]!);
-          // Staging buffers pace the compute: a backward that streams gradients to the host waits
-          // until the previous pass's gradients have left; a forward that offloads its input waits
-          // for the offload of two forwards before (two staging buffers).
-          if (!fwd && hostGradStage[s] && lastHostGradOff >= 0) deps.push(lastHostGradOff);
-          if (fwd && policy.stages[s]!.recompute && kept[s]!.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
-          const memEff: MemEffect[] = [];
-          if (withMem && kept[s]!.gpu > 0) {
-            memEff.push(fwd
-              ? { op: 'alloc', device: dev, buffer: actName(x.mb, s, K), bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
-              : { op: 'free', device: dev, buffer: actName(x.mb, s, K), at: 'end' });
-          }
-          const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
-          let firstOfPass = -1 as TaskId;
-          if (pendingFetch.length === 0) {
-            t = g.task(spec(gpu.compute, dur, 0, undefined, deps, memEff, meta));
-            firstOfPass = t;
-          } else {
-            // Layer by layer: each streamed use waits for its fetch.
-            let fetches = pendingFetch;
-            pendingFetch = [];
-            if (coarse) {
-              // At most 2 chunks of consecutive layers; slots counted in chunks.
-              const G = Math.ceil(fetches.length / 2);
-              const chunks: typeof fetches = [];
-              for (let c = 0; c < fetches.length; c += G) {
-                const head = fetches[c]!;
-                let bytes = 0;
-                for (let j = c, e = Math.min(fetches.length, c + G); j < e; j++) bytes += fetches[j]!.bytes;
-                const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, head.meta));
-                all.push(ft);
-                fetchTasks.push(ft);
-                fetchSlots.push(Math.max(1, Math.ceil(head.slots / G)));
-                chunks.push({ layer: head.layer, task: ft, bytes, slots: head.slots, meta: head.meta });
-              }
-              fetches = chunks;
-            }
-            const totalLayers = fetches.length;
-            const per = dur / totalLayers;
-            let first = true;
-            for (let i = 0; i < totalLayers; i++) {
-              const fdeps = first ? [...deps, fetches[i]!.task] : [fetches[i]!.task];
-              const subMeta = metaOf(r, pc, x.op); subMeta.mb = meta.mb; subMeta.stage = meta.stage; subMeta.layer = fetches[i]!.layer;
-              const sub = g.task(spec(gpu.compute, per, 0, undefined, fdeps, memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), subMeta));
-              useHistory.push(sub);
-              all.push(sub);
-              if (first) firstOfPass = sub;
-              first = false;
-              t = sub;
-            }
-          }
-          if (recvKeys) for (const k of recvKeys) recvBy.push(k, firstOfPass);
-          if (fwd) lastCompute = t; else { lastBackward = t; lastCompute = t; }
-          break;
-        }
-        case 'send_act':
-        case 'send_grad': {
-          const to = x.op === 'send_act' ? x.stage + 1 : x.stage - 1;
-          const peerGpu = rankGpu[x.peer]!;
-          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = actBytes;
-          t = g.task(spec(gpu.comm, 0, route.length ? actBytes : 0, route, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
-          sendOf[pairKey(x.op === 'send_act' ? 0 : 1, x.mb, x.stage, rep)] = t;
-          break;
-        }
-        case 'recv_act':
-        case 'recv_grad': {
-          const from = x.op === 'recv_act' ? x.stage - 1 : x.stage + 1;
-          pendingRecv.push(pairKey(x.op === 'recv_act' ? 0 : 1, x.mb, from, rep));
-          break;
-        }
-        case 'fetch_params': {
-          const s = layerStage[x.layer]!;
-          const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.weight;
-          meta.layer = x.layer; meta.bytes = bytes;
-          if (coarse) { pendingFetch.push({ layer: x.layer, task: -1, bytes, slots: slotsOf(s), meta }); break; }
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, meta));
-          fetchTasks.push(t);
-          fetchSlots.push(slotsOf(s));
-          pendingFetch.push({ layer: x.layer, task: t, bytes, slots: slotsOf(s), meta });
-          break;
-        }
-        case 'release_params':
-          break;
-        case 'offload_grads': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const bytes = pl.params[i]! * B.grad;
-          meta.layer = x.layer; meta.bytes = bytes;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
-          if (coarse && grp < 0 && prog[pc + 1]?.op === 'offload_grads' && !pl.gradsResident[layerIdx[(prog[pc + 1] as { layer: number }).layer]!]) { offBytes += bytes; offLayers.push(x.layer); break; }
-          t = g.task(spec(gpu.d2h, 0, grp >= 0 ? grpAmt[grp]! : bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
-          if (grp >= 0) grpTask[grp] = t;
-          lastGradOffload[x.layer] = t;
-          if (!pl.gradsResident[i]) lastHostGradOff = t;
-          for (const l of offLayers) lastGradOffload[l] = t;
-          offBytes = 0; offLayers.length = 0;
-          break;
-        }
-        case 'allreduce_grads': {
-          const s = layerStage[x.layer]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
-          const bytes = grp >= 0 ? grpAmt[grp]! : place[s]!.params[layerIdx[x.layer]!]! * B.grad;
-          meta.layer = x.layer; meta.bytes = bytes;
-          const am = metaOf(r, pc, 'allreduce_arrive'); am.layer = x.layer;
-          const arrive = g.task(spec(undefined, 0, 0, undefined, lastBackward >= 0 ? [lastBackward] : NO, undefined, am));
-          all.push(arrive);
-          const nextRep = (rep + 1) % D;
-          const peerGpu = rankGpu[nextRep * N + pr]!;
-          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
-          const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
-          t = g.task(spec(gpu.comm, 0, route.length ? ringBytes : 0, route, NO, undefined, meta));
-          const k = x.layer * N + pr;
-          (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
-          (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
-          lastGradOffload[x.layer] = t;
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'offload_act': {
-          const bytes = kept[x.stage]!.host;
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          t = g.task(spec(gpu.d2h, 0, bytes, gpu.d2hRoute, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
-          offActs[x.mb * K + x.stage] = t;
-          offActList.push(t);
-          break;
-        }
-        case 'reload_act': {
-          const bytes = kept[x.stage]!.host;
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          const off0 = offActs[x.mb * K + x.stage]!; const off = off0 >= 0 ? off0 : undefined;
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, off !== undefined ? [off] : NO, undefined, meta));
-          reloads[x.mb * K + x.stage] = t;
-          break;
-        }
-        case 'grad_norm': {
-          const arrive = g.task(spec(undefined, 0, 0, undefined, all.length ? [all[all.length - 1]!] : NO, undefined, metaOf(r, pc, 'grad_norm_arrive')));
-          all.push(arrive);
-          gnArrive.push(arrive);
-          t = g.task(spec(gpu.comm, 50 + perInstr, 0, undefined, NO, undefined, meta));
-          gnTasks.push(t);
-          lastCompute = t;
-          break;
-        }
-        case 'optimizer_step': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { if (x.tier === 'cpu') cpuStep[x.layer] = grpTask[grp]!; break; }
-          const n = place[s]!.params[i]!;
-          const elems = grp >= 0 ? grpAmt[grp]! : Math.round(n * (x.fraction ?? 1));
-          meta.layer = x.layer;
-          const deps: TaskId[] = [];
-          const off0 = lastGradOffload[x.layer]!; const off = off0 >= 0 ? off0 : undefined;
-          if (x.tier === 'gpu') {
-            if (lastBackward >= 0) deps.push(lastBackward);
-            if (off !== undefined) deps.push(off);
-            const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-            t = g.task(spec(gpu.compute, optimizerTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, 0, undefined, deps, undefined, meta));
-            lastCompute = t;
-          } else {
-            if (off !== undefined) deps.push(off);
-            const rd = diskReadOf[x.layer]!;
-            if (rd >= 0) deps.push(rd);
-            t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
-            cpuStep[x.layer] = t;
-          }
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'upload_params': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) break;
-          const bytes = grp >= 0 ? grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
-          meta.layer = x.layer; meta.bytes = bytes;
-          const st0 = cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'disk_read':
-        case 'disk_write': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const hostEl = pl.params[i]! - pl.gpuElems[i]!;
-          const bytes = hostEl * (B.master + B.opt);
-          meta.layer = x.layer; meta.bytes = bytes;
-          const disk = machine.disks[x.path % Math.max(1, machine.disks.length)];
-          if (disk === undefined) throw new InputError(`hardware profile ${profile.id} has no disks for the plan's disk tier`);
-          const deps: TaskId[] = [];
-          if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
-          else { const st = cpuStep[x.layer]!; if (st >= 0) deps.push(st); }
-          t = g.task(spec(disk, 0, bytes, undefined, deps, undefined, meta, x.op === 'disk_read' ? 'read' : 'write'));
-          if (x.op === 'disk_read') diskReadOf[x.layer] = t; else lastDiskWrite = t;
-          break;
-        }
-        case 'barrier': {
-          t = g.task(spec(undefined, 0, 0, undefined, tails(g, all), undefined, meta));
-          barriers.push(t);
-          break;
-        }
-      }
-      if (t >= 0) { tOf[pc] = t; all.push(t); }
-    }
-    // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
-    for (let k = 0; k < fetchTasks.length; k++) {
-      const j = k - fetchSlots[k]!;
-      if (j >= 0 && useHistory[j] !== undefined) g.dep(useHistory[j]!, fetchTasks[k]!);
-    }
-    if (pendingFetch.length) throw new InputError(`program.ranks[${r}]: fetch_params of layer ${pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
+    low.beginRank(r, prog, mem, wantHost, pre);
+    low.rank(tOf);
   }
   // Pair sends and receives.
+  const recvBy = low.recvBy, sendOf = low.sendOf;
   for (let i = 0; i < recvBy.length; i += 2) {
     const send = sendOf[recvBy[i]!]!;
     if (send < 0) throw new InputError(`program: a receive (pair ${recvBy[i]}) has no matching send`);
     g.dep(send, recvBy[i + 1]!);
   }
-  for (const [k, arrives] of arArrive) for (const t of arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
-  for (const t of gnTasks) for (const a of gnArrive) g.dep(a, t);
+  for (const [k, arrives] of low.arArrive) for (const t of low.arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
+  for (const t of low.gnTasks) for (const a of low.gnArrive) g.dep(a, t);
   return { graph: g, machine, memory: mem, rankGpu, taskOf, tokens: plan.job.microBatchSize * plan.job.seq * plan.job.microBatches * D };
+}
+
+function stagePre(inv: Inventory, stages: readonly StageSpec[], policy: readonly StagePolicy[]): StagePre {
+  const together = headHasEmbedding(stages as StageSpec[]);
+  const place: StagePlacement[] = stages.map((s, i) => placeStage(inv, s, policy[i]!, together));
+  const layerStage = new Int32Array(inv.layers.length);
+  const layerIdx = new Int32Array(inv.layers.length);
+  stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
+  const kept = stages.map((s, i) => stageKeptBytes(inv, s, policy[i]!));
+  const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
+  return { stages, inv, place, layerStage, layerIdx, kept, hostGradStage, groups: new WeakMap() };
 }
 
 
