@@ -207,16 +207,26 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
 
 const invCache = new Map<string, Inventory>();
 
+/** Per model config object (configs are not changed once parsed): its inventories by precision,
+ *  mbs and seq (saves serializing the config on every lookup). */
+const byModel = new WeakMap<ModelConfig, Map<string, Inventory>>();
 /** buildInventory, memoised per (model, precision, mbs, seq) (the search asks for the same ones
  *  many times; inventories are never mutated). */
 export function getInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
-  const key = `${JSON.stringify(model)}|${precision}|${mbs}|${seq}`;
-  let inv = invCache.get(key);
+  let m = byModel.get(model);
+  if (!m) { m = new Map(); byModel.set(model, m); }
+  const k = `${precision}|${mbs}|${seq}`;
+  let inv = m.get(k);
+  if (inv) return inv;
+  const key = `${JSON.stringify(model)}|${k}`;
+  inv = invCache.get(key);
   if (!inv) {
     if (invCache.size > 256) invCache.clear();
     inv = buildInventory(model, precision, mbs, seq);
     invCache.set(key, inv);
   }
+  if (m.size > 256) m.clear();
+  m.set(k, inv);
   return inv;
 }
 

@@ -29,7 +29,7 @@ import {
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
-import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
+import { bytesPerParam, headHasEmbedding, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 
 export interface LayerTimes {
@@ -769,7 +769,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
 
 function stagePre(inv: Inventory, stages: readonly StageSpec[], policy: readonly StagePolicy[]): StagePre {
   const together = headHasEmbedding(stages as StageSpec[]);
-  const place: StagePlacement[] = stages.map((s, i) => placeStage(inv, s, policy[i]!, together));
+  const place: StagePlacement[] = stages.map((s, i) => placeStageCached(inv, s, policy[i]!, together));
   const layerStage = new Int32Array(inv.layers.length);
   const layerIdx = new Int32Array(inv.layers.length);
   stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
@@ -790,9 +790,11 @@ export interface PlanSimulation {
 }
 
 /** Lowers and simulates a plan. */
-export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean } = {}): PlanSimulation {
+export function simulatePlan(
+  plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean; usage?: boolean } = {},
+): PlanSimulation {
   const lowered = lowerPlan(plan, profile, opts);
-  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true });
+  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true, usage: opts.usage ?? true });
   const N = plan.layout.pipelineRanks;
   const peak_bytes: number[] = [];
   if (opts.peaks !== false) for (let r = 0; r < lowered.taskOf.length; r++) {
@@ -825,7 +827,7 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
   const comp = new Float64Array(N), h2d = new Float64Array(N), d2h = new Float64Array(N), p2p = new Float64Array(N);
   for (let s = 0; s < K; s++) {
     const spec = layout.stages[s]!, p = policy.stages[s]!, r = spec.rank;
-    const pl = placeStage(inv, spec, p, together);
+    const pl = placeStageCached(inv, spec, p, together);
     let f = 0, b = 0;
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
     comp[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;

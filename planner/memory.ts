@@ -256,6 +256,25 @@ export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, head
   };
 }
 
+/** placeStage, memoised per (inventory, policy object, stage range, headHasEmbedding) for callers
+ *  that place the same stages under the same policy objects many times (the search). The result is
+ *  shared: callers must not change it. A policy changed since is placed afresh (the fields
+ *  placement reads are compared). */
+export function placeStageCached(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
+  let byPolicy = placeCache.get(inv);
+  if (!byPolicy) { byPolicy = new WeakMap(); placeCache.set(inv, byPolicy); }
+  let m = byPolicy.get(p);
+  if (!m) { m = new Map(); byPolicy.set(p, m); }
+  const key = (spec.layers[0] * 65536 + spec.layers[1]) * 2 + (headHasEmbedding ? 1 : 0);
+  const e = m.get(key);
+  if (e && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu && e.optCpu === p.optState.cpu && e.optDisk === p.optState.disk) return e.place;
+  const place = placeStage(inv, spec, p, headHasEmbedding);
+  m.set(key, { paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk, place });
+  return place;
+}
+interface PlaceEntry { paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; place: StagePlacement }
+const placeCache = new WeakMap<Inventory, WeakMap<StagePolicy, Map<number, PlaceEntry>>>();
+
 /** Does the rank that runs the head also run the embedding (tied weights need no copy)? */
 export function headHasEmbedding(stages: StageSpec[]): boolean {
   const first = stages[0]!, last = stages[stages.length - 1]!;
@@ -306,7 +325,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
 
     for (const s of myStages) {
       const spec = job.stages[s]!, p = job.policy[s]!;
-      const pl = placeStage(inv, spec, p, tiedTogether);
+      const pl = placeStageCached(inv, spec, p, tiedTogether);
       let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
       for (let i = 0; i < pl.layers.length; i++) {
         const n = pl.params[i]!;

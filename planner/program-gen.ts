@@ -22,7 +22,7 @@
 import type { Layout, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Instr, Program } from './program.ts';
 import type { Inventory } from './inventory.ts';
-import { headHasEmbedding, placeStage, type StagePlacement } from './memory.ts';
+import { headHasEmbedding, placeStageCached, type StagePlacement } from './memory.ts';
 import { schedulePasses } from './schedules.ts';
 
 export interface GenInput {
@@ -56,7 +56,7 @@ export function generateProgram(g: GenInput): Program {
   const { layout, policy, inventory: inv } = g;
   const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length, M = g.microBatches;
   const together = headHasEmbedding(layout.stages);
-  const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy[i]!, together));
+  const place: StagePlacement[] = layout.stages.map((s, i) => placeStageCached(inv, s, policy[i]!, together));
   // Per stage: its streamed layers (in layer order).
   const streamed: number[][] = place.map((pl) => {
     const ls: number[] = [];

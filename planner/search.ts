@@ -268,6 +268,23 @@ export function search(input: SearchInput): SearchResult {
     return { seq: input.seq, microBatchSize: lay.mbs, microBatches: lay.M, steps: input.steps ?? 10, gpuMemCapBytes: capBytes, seed: 0 };
   }
 
+  // Stage policies of this search, one object per distinct (level, recompute, tier, prefetch,
+  // replicas) (shared by the candidates: never changed), and a canonical id per distinct content.
+  const polMemo = new Map<number, { policy: StagePolicy; id: number }>();
+  const polIds = new Map<string, number>();
+  const policyOf = (level: number, recompute: boolean, tier: HostTier, prefetch: number, dataParallel: number) => {
+    const key = ((((level * 2 + (recompute ? 1 : 0)) * 3 + (tier === 'cpu' ? 0 : tier === 'half-disk' ? 1 : 2)) * 8 + prefetch) * 2) + (dataParallel === 1 ? 0 : 1);
+    let e = polMemo.get(key);
+    if (!e) {
+      const policy = levelPolicy(level, recompute, tier, prefetch, dataParallel);
+      const text = JSON.stringify(policy);
+      let id = polIds.get(text);
+      if (id === undefined) { id = polIds.size; polIds.set(text, id); }
+      e = { policy, id };
+      polMemo.set(key, e);
+    }
+    return e;
+  };
   const tiers: HostTier[] = allowDisk ? ['cpu', 'half-disk', 'disk'] : ['cpu'];
   const maxLevel = allowOffload ? MAX_LEVEL : 0;
   for (const lay of layouts) {
@@ -277,7 +294,7 @@ export function search(input: SearchInput): SearchResult {
     const minLevel = new Array<number>(lay.N).fill(-1);
     for (let lv = 0; lv <= maxLevel && minLevel.some((x) => x < 0); lv++) {
       if (lv === 6 && !lay.recompute) continue;
-      const pol = Array.from({ length: K }, () => levelPolicy(lv, lay.recompute, 'cpu', 2, lay.D));
+      const pol = Array.from({ length: K }, () => policyOf(lv, lay.recompute, 'cpu', 2, lay.D).policy);
       const m = memOf(lay, inv, pol, false);
       m.devices.forEach((d, r) => { if (minLevel[r]! < 0 && d.total <= cap) minLevel[r] = lv; });
     }
@@ -291,7 +308,7 @@ export function search(input: SearchInput): SearchResult {
         if (l === 6 && !lay.recompute) l = delta > 0 ? 7 : 5;
         return Math.min(l, maxLevel);
       });
-      const key = JSON.stringify(levels.map((l) => levelPolicy(l, lay.recompute, 'cpu', 1, lay.D)));
+      const key = levels.map((l) => policyOf(l, lay.recompute, 'cpu', 1, lay.D).id).join();
       if (seen.has(key)) continue;
       seen.add(key);
       const anyHost = levels.some((l) => l >= 1);
@@ -299,7 +316,7 @@ export function search(input: SearchInput): SearchResult {
       for (const tier of anyHost ? tiers : ['cpu' as HostTier]) {
         for (const prefetch of anyStream ? [1, 2, 4] : [1]) {
           // The memory model does not depend on the delayed update (the policy is the same).
-          const policy = Array.from({ length: K }, (_, s) => levelPolicy(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D));
+          const policy = Array.from({ length: K }, (_, s) => policyOf(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D).policy);
           const mem = memOf(lay, inv, policy, false);
           for (const delayed of input.allowDelayedUpdate && anyHost ? [false, true] : [false]) {
             for (const mapping of maps) {
@@ -342,7 +359,7 @@ export function search(input: SearchInput): SearchResult {
     const last = lastProg;
     const same = !!last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
       && last.delayed === c.delayed && last.M === M && last.replicas === replicas;
-    const policy = same ? last.policy : Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D));
+    const policy = same ? last.policy : Array.from({ length: K }, (_, s) => policyOf(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D).policy);
     const stages = same ? last.stages : c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
     const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages, rankDevice };
     const program = same ? last.program : generateProgram({
@@ -472,7 +489,7 @@ export function estimateStep(
 ): number {
   const prof = o.D > 1 ? replicaProfile(profile, o.rankDevice, o.N, o.D) : profile;
   const run = (p: Plan) => {
-    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false, meta: false, reuseGraph: true });
+    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, usage: false, memoryEffects: false, meta: false, reuseGraph: true });
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;
