@@ -110,14 +110,14 @@ function sharedMetaOf(): TaskMeta { return SHARED_META; }
 /** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
  *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
 let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
-function tails(g: SimGraph, all: readonly number[]): number[] {
+function tails(g: SimGraph, all: Int32Array, n: number): number[] {
   const R = g.resourceCount;
   if (lastOnRes.length < R) { lastOnRes = new Int32Array(2 * R); isStream = new Uint8Array(2 * R); }
   lastOnRes.fill(-1, 0, R);
   for (let r = 0; r < R; r++) isStream[r] = g.resourceKind(r) === 'stream' ? 1 : 0;
   const out: number[] = [];
   const tRes = g.tRes;
-  for (let i = 0; i < all.length; i++) {
+  for (let i = 0; i < n; i++) {
     const t = all[i]!, r = tRes[t]!;
     if (r >= 0 && isStream[r]) lastOnRes[r] = t; else out.push(t);
   }
@@ -207,10 +207,30 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
   });
 }
 
-/** A parameter fetch queued for the next pass. */
-class Fetch {
-  constructor(readonly layer: number, readonly task: TaskId, readonly bytes: number, readonly slots: number, readonly meta: TaskMeta) {}
+/** A growable list of integers (task ids, keys, layers), reused from rank to rank and plan to plan. */
+class IntList {
+  a = new Int32Array(64);
+  n = 0;
+  push(x: number): void {
+    if (this.n === this.a.length) { const b = new Int32Array(2 * this.n); b.set(this.a); this.a = b; }
+    this.a[this.n++] = x;
+  }
 }
+class FloatList {
+  a = new Float64Array(64);
+  n = 0;
+  push(x: number): void {
+    if (this.n === this.a.length) { const b = new Float64Array(2 * this.n); b.set(this.a); this.a = b; }
+    this.a[this.n++] = x;
+  }
+}
+/** The lists of a lowering (one lowering runs at a time). */
+const LISTS = {
+  all: new IntList(), pendingRecv: new IntList(), useHistory: new IntList(), fetchTasks: new IntList(), fetchSlots: new IntList(),
+  offActList: new IntList(), offLayers: new IntList(),
+  pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as TaskMeta[],
+  chLayer: new IntList(), chTask: new IntList(),
+};
 
 /**
  * One lowering: per-plan tables, then per-rank state, with the work of each opcode in a method of
@@ -259,26 +279,32 @@ class Lowering {
   gpu: MachineGpu;
   dev = 0;
   prog: readonly Instr[] = [];
-  all: TaskId[] = [];
+  /** The rank's tasks so far. */
+  readonly all = LISTS.all;
   lastBackward = -1;
   lastCompute = -1;
   /** Pair keys awaiting their consumer. */
-  pendingRecv: number[] = [];
+  readonly pendingRecv = LISTS.pendingRecv;
   /** By mb * K + stage. */
   reloads: Int32Array;
   offActs: Int32Array;
-  /** Param streaming: fetches queued for the next pass, and the history of uses for slots. */
-  pendingFetch: Fetch[] = [];
+  /** Param streaming: fetches queued for the next pass (layer, task, bytes, slots, meta), and the
+   *  history of uses for slots. */
+  readonly pfLayer = LISTS.pfLayer;
+  readonly pfTask = LISTS.pfTask;
+  readonly pfBytes = LISTS.pfBytes;
+  readonly pfSlots = LISTS.pfSlots;
+  readonly pfMeta = LISTS.pfMeta;
   /** Compute task of each streamed-layer use, in order; fetch k is used by useHistory[k]. */
-  useHistory: TaskId[] = [];
-  fetchTasks: TaskId[] = [];
-  fetchSlots: number[] = [];
+  readonly useHistory = LISTS.useHistory;
+  readonly fetchTasks = LISTS.fetchTasks;
+  readonly fetchSlots = LISTS.fetchSlots;
   /** By layer. */
   lastGradOffload: Int32Array;
   offBytes = 0;
   lastHostGradOff = -1;
-  offActList: TaskId[] = [];
-  offLayers: number[] = [];
+  readonly offActList = LISTS.offActList;
+  readonly offLayers = LISTS.offLayers;
   cpuStep: Int32Array;
   diskReadOf: Int32Array;
   lastDiskWrite = -1;
@@ -363,22 +389,22 @@ class Lowering {
     this.gpu = this.machine.gpus[this.rankGpu[r]!]!;
     this.dev = this.gpu.device;
     this.prog = prog;
-    this.all = [];
+    this.all.n = 0;
     this.lastBackward = -1;
     this.lastCompute = -1;
-    this.pendingRecv.length = 0;
+    this.pendingRecv.n = 0;
     this.reloads.fill(-1, 0, M * K);
     this.offActs.fill(-1, 0, M * K);
-    this.pendingFetch = [];
-    this.useHistory = [];
-    this.fetchTasks = [];
-    this.fetchSlots = [];
+    this.pfLayer.n = 0; this.pfTask.n = 0; this.pfBytes.n = 0; this.pfSlots.n = 0;
+    this.useHistory.n = 0;
+    this.fetchTasks.n = 0;
+    this.fetchSlots.n = 0;
     const nL = this.layerStage.length;
     this.lastGradOffload.fill(-1, 0, nL);
     this.offBytes = 0;
     this.lastHostGradOff = -1;
-    this.offActList = [];
-    this.offLayers.length = 0;
+    this.offActList.n = 0;
+    this.offLayers.n = 0;
     this.cpuStep.fill(-1, 0, nL);
     this.diskReadOf.fill(-1, 0, nL);
     this.lastDiskWrite = -1;
@@ -468,17 +494,17 @@ class Lowering {
         case 'optimizer_step': t = this.optimizerStep(x.layer, x.tier === 'cpu', x.fraction, pc); break;
         case 'upload_params': t = this.upload(x.layer, pc); break;
         case 'disk_read': case 'disk_write': t = this.disk(x.op === 'disk_read', x.layer, x.path, pc); break;
-        case 'barrier': t = this.addN(-1, 0, 0, undefined, tails(this.g, this.all), this.metaOf(this.r, pc, 'barrier'), 0, 0, 0); break;
+        case 'barrier': t = this.addN(-1, 0, 0, undefined, tails(this.g, this.all.a, this.all.n), this.metaOf(this.r, pc, 'barrier'), 0, 0, 0); break;
       }
       if (t >= 0) { tOf[pc] = t; this.all.push(t); }
     }
     // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
-    const fetchTasks = this.fetchTasks, fetchSlots = this.fetchSlots, useHistory = this.useHistory;
-    for (let k = 0; k < fetchTasks.length; k++) {
+    const fetchTasks = this.fetchTasks.a, fetchSlots = this.fetchSlots.a, useHistory = this.useHistory.a, uses = this.useHistory.n;
+    for (let k = 0, n = this.fetchTasks.n; k < n; k++) {
       const j = k - fetchSlots[k]!;
-      if (j >= 0 && useHistory[j] !== undefined) this.g.dep(useHistory[j]!, fetchTasks[k]!);
+      if (j >= 0 && j < uses) this.g.dep(useHistory[j]!, fetchTasks[k]!);
     }
-    if (this.pendingFetch.length) throw new InputError(`program.ranks[${this.r}]: fetch_params of layer ${this.pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
+    if (this.pfLayer.n) throw new InputError(`program.ranks[${this.r}]: fetch_params of layer ${this.pfLayer.a[0]} is not followed by a forward or backward that uses it`);
   }
 
   /** forward / backward of micro-batch mb through stage s. */
@@ -495,7 +521,7 @@ class Lowering {
     // for the offload of two forwards before (two staging buffers).
     if (!fwd && this.hostGradStage[s] && this.lastHostGradOff >= 0) deps.push(this.lastHostGradOff);
     const offActList = this.offActList;
-    if (fwd && this.policy[s]!.recompute && kept.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
+    if (fwd && this.policy[s]!.recompute && kept.host > 0 && offActList.n >= 2) deps.push(offActList.a[offActList.n - 2]!);
     let eff: MemEffect | null = null;
     if (this.withMem && kept.gpu > 0) {
       eff = fwd
@@ -505,34 +531,36 @@ class Lowering {
     const dur = (fwd ? this.stageF[s]! : this.stageB[s]!) + this.perInstr;
     const compute = this.gpu.compute;
     let firstOfPass: TaskId, t: TaskId;
-    if (this.pendingFetch.length === 0) {
+    if (this.pfLayer.n === 0) {
       t = this.addN(compute, dur, 0, undefined, deps, meta, 0, 0, 0);
       if (eff) g.mem(t, eff);
       firstOfPass = t;
     } else {
       // Layer by layer: each streamed use waits for its fetch.
-      let fetches = this.pendingFetch;
-      this.pendingFetch = [];
-      if (this.coarse) fetches = this.chunkFetches(fetches);
-      const n = fetches.length;
+      let useLayer = this.pfLayer, useTask = this.pfTask;
+      if (this.coarse) { this.chunkFetches(); useLayer = LISTS.chLayer; useTask = LISTS.chTask; }
+      const n = useLayer.n;
       const per = dur / n;
       firstOfPass = -1;
       t = -1;
       for (let i = 0; i < n; i++) {
         const first = i === 0;
-        const subMeta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward'); subMeta.mb = mb; subMeta.stage = s; subMeta.layer = fetches[i]!.layer;
-        const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, fetches[i]!.task, subMeta);
-        if (first) g.dep(fetches[i]!.task, sub);
+        const subMeta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward'); subMeta.mb = mb; subMeta.stage = s; subMeta.layer = useLayer.a[i]!;
+        const ft = useTask.a[i]!;
+        const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, ft, subMeta);
+        if (first) g.dep(ft, sub);
         if (eff && (eff.op === 'alloc' ? first : i === n - 1)) g.mem(sub, eff);
         this.useHistory.push(sub);
         this.all.push(sub);
         if (first) firstOfPass = sub;
         t = sub;
       }
+      this.pfLayer.n = 0; this.pfTask.n = 0; this.pfBytes.n = 0; this.pfSlots.n = 0;
     }
-    if (this.pendingRecv.length) {
-      for (const k of this.pendingRecv) this.recvBy.push(k, firstOfPass);
-      this.pendingRecv.length = 0;
+    const pending = this.pendingRecv;
+    if (pending.n) {
+      for (let i = 0; i < pending.n; i++) this.recvBy.push(pending.a[i]!, firstOfPass);
+      pending.n = 0;
     }
     if (fwd) this.lastCompute = t; else { this.lastBackward = t; this.lastCompute = t; }
     return t;
@@ -540,21 +568,22 @@ class Lowering {
 
   /** Search fidelity: a pass's fetches in at most 2 chunks of consecutive layers; slots counted
    *  in chunks. */
-  chunkFetches(fetches: Fetch[]): Fetch[] {
-    const G = Math.ceil(fetches.length / 2);
-    const chunks: Fetch[] = [];
+  chunkFetches(): void {
+    const nf = this.pfLayer.n, layers = this.pfLayer.a, byt = this.pfBytes.a, slots = this.pfSlots.a;
+    const G = Math.ceil(nf / 2);
+    const chLayer = LISTS.chLayer, chTask = LISTS.chTask;
+    chLayer.n = 0; chTask.n = 0;
     const h2d = this.gpu.h2d, route = this.gpu.h2dRoute;
-    for (let c = 0; c < fetches.length; c += G) {
-      const head = fetches[c]!;
+    for (let c = 0; c < nf; c += G) {
       let bytes = 0;
-      for (let j = c, e = Math.min(fetches.length, c + G); j < e; j++) bytes += fetches[j]!.bytes;
-      const ft = this.add1(h2d, 0, bytes, route, -1, head.meta);
+      for (let j = c, e = Math.min(nf, c + G); j < e; j++) bytes += byt[j]!;
+      const ft = this.add1(h2d, 0, bytes, route, -1, this.pfMeta[c]!);
       this.all.push(ft);
       this.fetchTasks.push(ft);
-      this.fetchSlots.push(Math.max(1, Math.ceil(head.slots / G)));
-      chunks.push(new Fetch(head.layer, ft, bytes, head.slots, head.meta));
+      this.fetchSlots.push(Math.max(1, Math.ceil(slots[c]! / G)));
+      chLayer.push(layers[c]!);
+      chTask.push(ft);
     }
-    return chunks;
   }
 
   send(act: boolean, mb: number, stage: number, peer: number, pc: number): TaskId {
@@ -573,11 +602,10 @@ class Lowering {
     const meta = this.metaOf(this.r, pc, 'fetch_params');
     meta.layer = layer; meta.bytes = bytes;
     const slots = this.policy[s]!.prefetchDepth + 1;
-    if (this.coarse) { this.pendingFetch.push(new Fetch(layer, -1, bytes, slots, meta)); return -1; }
-    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, -1, meta);
-    this.fetchTasks.push(t);
-    this.fetchSlots.push(slots);
-    this.pendingFetch.push(new Fetch(layer, t, bytes, slots, meta));
+    const t = this.coarse ? -1 : this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, -1, meta);
+    if (t >= 0) { this.fetchTasks.push(t); this.fetchSlots.push(slots); }
+    this.pfMeta[this.pfLayer.n] = meta;
+    this.pfLayer.push(layer); this.pfTask.push(t); this.pfBytes.push(bytes); this.pfSlots.push(slots);
     return t;
   }
 
@@ -597,8 +625,9 @@ class Lowering {
     if (grp >= 0) this.grpTask[grp] = t;
     this.lastGradOffload[layer] = t;
     if (!pl.gradsResident[i]) this.lastHostGradOff = t;
-    for (const l of this.offLayers) this.lastGradOffload[l] = t;
-    this.offBytes = 0; this.offLayers.length = 0;
+    const offLayers = this.offLayers;
+    for (let k = 0; k < offLayers.n; k++) this.lastGradOffload[offLayers.a[k]!] = t;
+    this.offBytes = 0; offLayers.n = 0;
     return t;
   }
 
@@ -650,7 +679,7 @@ class Lowering {
 
   gradNorm(pc: number): TaskId {
     const all = this.all;
-    const arrive = this.add1(-1, 0, 0, undefined, all.length ? all[all.length - 1]! : -1, this.metaOf(this.r, pc, 'grad_norm_arrive'));
+    const arrive = this.add1(-1, 0, 0, undefined, all.n ? all.a[all.n - 1]! : -1, this.metaOf(this.r, pc, 'grad_norm_arrive'));
     all.push(arrive);
     this.gnArrive.push(arrive);
     const t = this.add1(this.gpu.comm, 50 + this.perInstr, 0, undefined, -1, this.metaOf(this.r, pc, 'grad_norm'));

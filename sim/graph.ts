@@ -431,7 +431,8 @@ export class SimGraph {
    *  the machine once and refills it. */
   clearTasks(): void {
     this.n = 0;
-    this.tName.length = 0;
+    // tName keeps its length (its entries below n are rewritten as tasks are added): shrinking it
+    // would free and regrow its storage for every graph of a search.
     this.linkList.n = 0;
     this.edgeFrom.n = 0;
     this.edgeTo.n = 0;

@@ -123,8 +123,12 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
   const routes: (LinkId[] | undefined)[] = new Array(n * n).fill(undefined); // by a * n + b
   const peerRoute = (a: number, b: number): LinkId[] => {
     if (a === b || !(a >= 0 && a < n && b >= 0 && b < n)) throw new RangeError(`peerRoute: no route from GPU ${a} to GPU ${b}`);
-    let r = routes[a * n + b];
-    if (r) return r;
+    return routes[a * n + b] ?? newRoute(a, b);
+  };
+  // A pair's first route: apart from peerRoute, which the lowering calls for every transfer (the
+  // closures below would make every call of it allocate).
+  const newRoute = (a: number, b: number): LinkId[] => {
+    let r: LinkId[];
     const entry = p.links.peer.findIndex((e) => e.gpus.includes(a) && e.gpus.includes(b));
     if (entry === -1) {
       // no peer link: staged through host memory
