@@ -104,9 +104,8 @@ function actName(mb: number, stage: number, K: number): string {
 function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
   return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
 }
-const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
 /** Search runs need no per-task metadata (it feeds traces): one shared, scribbled-on object. */
-function sharedMetaOf(): TaskMeta { return SHARED_META; }
+const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
 /** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
  *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
 let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
@@ -164,9 +163,12 @@ interface StagePre {
   stages: readonly StageSpec[]; inv: Inventory; place: StagePlacement[]; layerStage: Int32Array; layerIdx: Int32Array;
   kept: { full: number; kept: number; gpu: number; host: number }[]; hostGradStage: boolean[];
   /** Per rank program: its coarse end-of-step groups. */
-  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: number[] }>;
+  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: Float64Array }>;
 }
 const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
+
+const NO_GROUPS = new Int32Array(0);
+const NO_AMOUNTS = new Float64Array(0);
 
 /** Scratch arrays of the lowering, by slot (contents undefined; at least n long). */
 const scratchArrays: Int32Array[] = [];
@@ -261,7 +263,6 @@ class Lowering {
   readonly coarse: boolean;
   readonly withMem: boolean;
   readonly wm: boolean;
-  readonly metaOf: (rank: number, pc: number, op: string) => TaskMeta;
   readonly stageF: Float64Array;
   readonly stageB: Float64Array;
   readonly sendOf: Int32Array;
@@ -301,16 +302,19 @@ class Lowering {
   readonly fetchSlots = LISTS.fetchSlots;
   /** By layer. */
   lastGradOffload: Int32Array;
-  offBytes = 0;
+  /** [0]: bytes of consecutive gradient offloads merged into the next one (a Float64Array: the
+   *  field keeps one representation from the first lowering on). */
+  readonly offBytes = new Float64Array(1);
   lastHostGradOff = -1;
   readonly offActList = LISTS.offActList;
   readonly offLayers = LISTS.offLayers;
   cpuStep: Int32Array;
   diskReadOf: Int32Array;
   lastDiskWrite = -1;
-  grpOf: Int32Array | null = null;
-  grpAmt: number[] = [];
-  grpTask: number[] = [];
+  /** Coarse mode: group of each instruction (-1 none), bytes or elements of each group, its task. */
+  grpOf: Int32Array = NO_GROUPS;
+  grpAmt: Float64Array = NO_AMOUNTS;
+  grpTask: Int32Array = NO_GROUPS;
   /** Scratch dependency list. */
   deps: TaskId[] = [];
 
@@ -339,7 +343,6 @@ class Lowering {
     this.coarse = !!opts.coarse;
     this.withMem = opts.memoryEffects !== false;
     this.wm = opts.meta !== false;
-    this.metaOf = opts.meta === false ? sharedMetaOf : realMetaOf;
     // Per stage: forward/backward time of the whole stage (recompute adds the forward).
     this.stageF = new Float64Array(K);
     this.stageB = new Float64Array(K);
@@ -363,6 +366,11 @@ class Lowering {
 
   pairKey(kind: number, mb: number, from: number, rep: number): number {
     return ((kind * this.M + mb) * this.K + from) * this.D + rep;
+  }
+
+  /** Metadata of a task (one shared object in the search, which needs none). */
+  metaOf(rank: number, pc: number, op: string): TaskMeta {
+    return this.wm ? realMetaOf(rank, pc, op) : SHARED_META;
   }
 
   /** A task with at most one dependency (-1: none). */
@@ -401,7 +409,7 @@ class Lowering {
     this.fetchSlots.n = 0;
     const nL = this.layerStage.length;
     this.lastGradOffload.fill(-1, 0, nL);
-    this.offBytes = 0;
+    this.offBytes[0] = 0;
     this.lastHostGradOff = -1;
     this.offActList.n = 0;
     this.offLayers.n = 0;
@@ -435,23 +443,20 @@ class Lowering {
   /** Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
    *  all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers. */
   groups(pre: StagePre): void {
-    this.grpOf = null;
-    this.grpAmt = [];
-    this.grpTask = [];
+    this.grpOf = NO_GROUPS;
+    this.grpAmt = NO_AMOUNTS;
+    this.grpTask = NO_GROUPS;
     if (!this.coarse) return;
     const prog = this.prog, K = this.K, B = this.B;
     const cached = pre.groups.get(prog);
     if (cached) {
       this.grpOf = cached.grpOf;
       this.grpAmt = cached.grpAmt;
-      for (let i = 0; i < cached.grpAmt.length; i++) this.grpTask.push(-1);
+      this.grpTask = scratchI32(6, cached.grpAmt.length).fill(-1);
       return;
     }
     const grpOf = new Int32Array(prog.length).fill(-1);
-    const grpAmt: number[] = [];
-    this.grpOf = grpOf;
-    this.grpAmt = grpAmt;
-    pre.groups.set(prog, { grpOf, grpAmt });
+    const amt: number[] = [];
     const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
     let phase = 0;
     for (let pc = 0; pc < prog.length; pc++) {
@@ -465,12 +470,17 @@ class Lowering {
       const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
       const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
       let gi = keys[key]!;
-      if (gi < 0) { gi = grpAmt.length; keys[key] = gi; grpAmt.push(0); this.grpTask.push(-1); }
+      if (gi < 0) { gi = amt.length; keys[key] = gi; amt.push(0); }
       grpOf[pc] = gi;
       const n = pl.params[i]!;
-      grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
+      amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
         : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
     }
+    const grpAmt = Float64Array.from(amt);
+    this.grpOf = grpOf;
+    this.grpAmt = grpAmt;
+    this.grpTask = scratchI32(6, grpAmt.length).fill(-1);
+    pre.groups.set(prog, { grpOf, grpAmt });
   }
 
   /** Lowers the rank's program; fills tOf. */
@@ -615,25 +625,25 @@ class Lowering {
     const bytes = pl.params[i]! * this.B.grad;
     const meta = this.metaOf(this.r, pc, 'offload_grads');
     meta.layer = layer; meta.bytes = bytes;
-    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
     if (this.coarse && grp < 0) {
       const nx = this.prog[pc + 1];
-      if (nx !== undefined && nx.op === 'offload_grads' && !pl.gradsResident[this.layerIdx[nx.layer]!]) { this.offBytes += bytes; this.offLayers.push(layer); return -1; }
+      if (nx !== undefined && nx.op === 'offload_grads' && !pl.gradsResident[this.layerIdx[nx.layer]!]) { this.offBytes[0] += bytes; this.offLayers.push(layer); return -1; }
     }
-    const t = this.add1(this.gpu.d2h, 0, grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes, this.gpu.d2hRoute, this.lastBackward, meta);
+    const t = this.add1(this.gpu.d2h, 0, grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes[0]!, this.gpu.d2hRoute, this.lastBackward, meta);
     if (grp >= 0) this.grpTask[grp] = t;
     this.lastGradOffload[layer] = t;
     if (!pl.gradsResident[i]) this.lastHostGradOff = t;
     const offLayers = this.offLayers;
     for (let k = 0; k < offLayers.n; k++) this.lastGradOffload[offLayers.a[k]!] = t;
-    this.offBytes = 0; offLayers.n = 0;
+    this.offBytes[0] = 0; offLayers.n = 0;
     return t;
   }
 
   allreduce(layer: number, pc: number): TaskId {
     const s = this.layerStage[layer]!;
-    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
     const bytes = grp >= 0 ? this.grpAmt[grp]! : this.place[s]!.params[this.layerIdx[layer]!]! * this.B.grad;
     const meta = this.metaOf(this.r, pc, 'allreduce_grads');
@@ -690,7 +700,7 @@ class Lowering {
 
   optimizerStep(layer: number, cpu: boolean, fraction: number | undefined, pc: number): TaskId {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
-    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { if (cpu) this.cpuStep[layer] = this.grpTask[grp]!; return -1; }
     const n = this.place[s]!.params[i]!;
     const elems = grp >= 0 ? this.grpAmt[grp]! : Math.round(n * (fraction ?? 1));
@@ -721,7 +731,7 @@ class Lowering {
   upload(layer: number, pc: number): TaskId {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
     const pl = this.place[s]!;
-    const grp = this.grpOf ? this.grpOf[pc]! : -1;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
     const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
     const meta = this.metaOf(this.r, pc, 'upload_params');

@@ -143,9 +143,9 @@ const EPS = 1e-9;
 
 /** Layer-granular placement: in layer order, the layers whose sizes fit in `fraction` of the total
  *  are resident (true); the others are not. fraction 1 keeps all, 0 none. */
-export function residentLayers(sizes: readonly number[], fraction: number): boolean[] {
+export function residentLayers(sizes: ArrayLike<number>, fraction: number): boolean[] {
   let total = 0;
-  for (const s of sizes) total += s;
+  for (let i = 0; i < sizes.length; i++) total += sizes[i]!;
   const budget = fraction * total * (1 + EPS);
   const out: boolean[] = new Array(sizes.length);
   let used = 0;
@@ -167,12 +167,6 @@ export function storedParams(inv: Inventory, layer: number, headHasEmbedding: bo
   return l.kind === 'head' && !headHasEmbedding ? l.usesParams : l.params;
 }
 
-/** Layers [lo, hi) of a stage as a list. */
-function range(lo: number, hi: number): number[] {
-  const r: number[] = [];
-  for (let i = lo; i < hi; i++) r.push(i);
-  return r;
-}
 
 /** Micro-batches in flight on `stage` (0-based of K non-interleaved stages) for gpipe and 1F1B. */
 export function inFlightFormula(schedule: ScheduleName, stage: number, stages: number, microBatches: number): number {
@@ -225,35 +219,48 @@ export function policyProblems(p: StagePolicy, precision: Precision, dataParalle
 }
 
 /** Per-layer placement of one stage under its policy: the single source of truth for generators,
- *  the memory model and the lowering. */
+ *  the memory model and the lowering. Typed arrays (flags 1/0): one shape for every stage, which
+ *  the search's many thousands of placements need to stay fast. */
 export interface StagePlacement {
-  layers: number[];
+  layers: Int32Array;
   /** Stored parameters per layer (same order as `layers`). */
-  params: number[];
+  params: Float64Array;
   /** Params resident on the GPU (else streamed from host). */
-  paramsResident: boolean[];
+  paramsResident: Uint8Array;
   /** Grads accumulated on the GPU (else offloaded after each backward, accumulated on host). */
-  gradsResident: boolean[];
+  gradsResident: Uint8Array;
   /** Elements of each layer updated on the GPU (master + optimizer state there). */
-  gpuElems: number[];
-  /** Host-side state of the layer in pinned memory (true) or on disk (false). */
-  hostStateInCpu: boolean[];
+  gpuElems: Float64Array;
+  /** Host-side state of the layer in pinned memory (1) or on disk (0). */
+  hostStateInCpu: Uint8Array;
 }
 
 export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
-  const layers = range(spec.layers[0], spec.layers[1]);
-  const params = layers.map((l) => storedParams(inv, l, headHasEmbedding));
-  const gpuElems = params.map((n) => gpuElements(n, p.optState.gpu));
-  const hostSide = params.map((n, i) => n - gpuElems[i]!);
+  const lo = spec.layers[0], n = Math.max(0, spec.layers[1] - lo);
+  const layers = new Int32Array(n), params = new Float64Array(n), gpuElems = new Float64Array(n), hostSide = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    layers[i] = lo + i;
+    params[i] = storedParams(inv, lo + i, headHasEmbedding);
+    gpuElems[i] = gpuElements(params[i]!, p.optState.gpu);
+    hostSide[i] = params[i]! - gpuElems[i]!;
+  }
   const hostCpuShare = p.optState.cpu + p.optState.disk > 0 ? p.optState.cpu / (p.optState.cpu + p.optState.disk) : 1;
   return {
     layers,
     params,
-    paramsResident: residentLayers(params, p.params.gpu),
-    gradsResident: residentLayers(params, p.grads.gpu),
+    paramsResident: residentFlags(params, p.params.gpu),
+    gradsResident: residentFlags(params, p.grads.gpu),
     gpuElems,
-    hostStateInCpu: residentLayers(hostSide, hostCpuShare),
+    hostStateInCpu: residentFlags(hostSide, hostCpuShare),
   };
+}
+
+/** residentLayers as 1/0 flags. */
+function residentFlags(sizes: Float64Array, fraction: number): Uint8Array {
+  const r = residentLayers(sizes, fraction);
+  const out = new Uint8Array(r.length);
+  for (let i = 0; i < r.length; i++) out[i] = r[i] ? 1 : 0;
+  return out;
 }
 
 /** placeStage, memoised per (inventory, policy object, stage range, headHasEmbedding) for callers
