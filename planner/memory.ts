@@ -187,6 +187,21 @@ export function programActivationPeak(program: Program, rank: number, bytes: (st
   return { peak, inFlight: peakCount };
 }
 
+/** programActivationPeak of the GPU-kept and of the host-kept bytes per stage at once. */
+function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array): { peak: number; inFlight: number; hostPeak: number } {
+  let live = 0, peak = 0, count = 0, peakCount = 0, hLive = 0, hPeak = 0;
+  const ins = program.ranks[rank] ?? [];
+  for (let i = 0; i < ins.length; i++) {
+    const x = ins[i]!;
+    if (x.op === 'forward') {
+      live += gpu[x.stage]!; hLive += host[x.stage]!; count++;
+      if (live > peak) { peak = live; peakCount = count; }
+      if (hLive > hPeak) hPeak = hLive;
+    } else if (x.op === 'backward') { live -= gpu[x.stage]!; hLive -= host[x.stage]!; count--; }
+  }
+  return { peak, inFlight: peakCount, hostPeak: hPeak };
+}
+
 function checkFractions(f: Fractions, what: string): void {
   const s = f.gpu + f.cpu + f.disk;
   if ([f.gpu, f.cpu, f.disk].some((x) => !(x >= 0 && x <= 1)) || Math.abs(s - 1) > 1e-6) {
@@ -298,6 +313,86 @@ export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy):
   return { full, kept, gpu: kept - host, host };
 }
 
+/** What one stage under its policy adds to its rank's memory (memoryModel sums these per rank;
+ *  every figure is an integer count of bytes, so the sums do not depend on the order). Disk bytes
+ *  are for one replica. */
+interface StageMemory {
+  weights: number; grads: number; master: number; opt: number;
+  hW: number; hG: number; hM: number; hO: number;
+  diskMaster: number; diskOpt: number; diskGroups: number; maxDiskGroup: number;
+  /** The embedding's dense backward gradient (0 without it). */
+  embeddingGradWs: number;
+  paramBuf: number; gradBuf: number;
+  hasHead: boolean; hasDecoder: boolean;
+  /** Largest layer gradient (the data-parallel all-reduce bucket). */
+  maxLayerGrad: number;
+  kept: { full: number; kept: number; gpu: number; host: number };
+}
+
+function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, B: Bytes, shard: number): StageMemory {
+  const pl = placeStageCached(inv, spec, p, tiedTogether);
+  let weights = 0, grads = 0, master = 0, opt = 0, hW = 0, hG = 0, hM = 0, hO = 0;
+  let diskMaster = 0, diskOpt = 0, diskGroups = 0, maxDiskGroup = 0, embeddingGradWs = 0, maxLayerGrad = 0;
+  let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
+  for (let i = 0; i < pl.layers.length; i++) {
+    const n = pl.params[i]!;
+    const kind = inv.layers[pl.layers[i]!]!.kind;
+    if (kind === 'decoder') hasDecoder = true;
+    if (kind === 'head') hasHead = true;
+    // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
+    // backward) before it is added to the stored one.
+    if (kind === 'embedding' && pl.gradsResident[i]) embeddingGradWs = Math.max(embeddingGradWs, n * B.grad);
+    maxLayerGrad = Math.max(maxLayerGrad, n * B.grad);
+    const g = pl.gpuElems[i]!, hostEl = n - g;
+    if (pl.paramsResident[i]) weights += n * B.weight;
+    else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
+    // A CPU update writes the new compute-precision weights on the host before the upload.
+    if (pl.paramsResident[i] && hostEl > 0) hW += hostEl * B.weight;
+    if (pl.gradsResident[i]) grads += n * B.grad;
+    else maxHostGrad = Math.max(maxHostGrad, n * B.grad);
+    // Host gradients: host-accumulated layers in full, else the CPU-updated part.
+    if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
+    master += Math.ceil(g / shard) * B.master;
+    opt += Math.ceil(g / shard) * B.opt;
+    const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
+    if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
+      diskMaster += hm; diskOpt += ho; diskGroups++;
+      maxDiskGroup = Math.max(maxDiskGroup, hm + ho);
+    }
+  }
+  return {
+    weights, grads, master, opt, hW, hG, hM, hO, diskMaster, diskOpt, diskGroups, maxDiskGroup, embeddingGradWs,
+    paramBuf: streamed > 0 ? Math.min(p.prefetchDepth + 1, streamed) * maxStreamed : 0,
+    gradBuf: maxHostGrad > 0 ? 2 * maxHostGrad : 0,
+    hasHead, hasDecoder, maxLayerGrad, kept: stageKeptBytes(inv, spec, p),
+  };
+}
+
+/** stageMemory, memoised like placeStageCached (plus the optimizer and the sharding; the policy
+ *  fields it reads are compared). Shared: callers must not change it. */
+function stageMemoryCached(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, optimizer: OptimizerName, B: Bytes, shard: number): StageMemory {
+  let byPolicy = stageMemCache.get(inv);
+  if (!byPolicy) { byPolicy = new WeakMap(); stageMemCache.set(inv, byPolicy); }
+  let m = byPolicy.get(p);
+  if (!m) { m = new Map(); byPolicy.set(p, m); }
+  const key = (((spec.layers[0] * 65536 + spec.layers[1]) * 2 + (tiedTogether ? 1 : 0)) * 2 + (optimizer === 'adamw' ? 0 : 1)) * 4096 + Math.min(shard, 4095);
+  const e = m.get(key);
+  if (e && e.shard === shard && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu
+    && e.optCpu === p.optState.cpu && e.optDisk === p.optState.disk && e.recompute === p.recompute && e.actCpu === p.activations.cpu
+    && e.prefetch === p.prefetchDepth) return e.mem;
+  const mem = stageMemory(inv, spec, p, tiedTogether, B, shard);
+  m.set(key, {
+    shard, paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk,
+    recompute: p.recompute, actCpu: p.activations.cpu, prefetch: p.prefetchDepth, mem,
+  });
+  return mem;
+}
+interface StageMemEntry {
+  shard: number; paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: boolean; actCpu: number;
+  prefetch: number; mem: StageMemory;
+}
+const stageMemCache = new WeakMap<Inventory, WeakMap<StagePolicy, Map<number, StageMemEntry>>>();
+
 /** The memory model. Throws InputError on an inconsistent job. */
 export function memoryModel(job: MemoryJob): MemoryReport {
   const K = job.stages.length;
@@ -327,60 +422,36 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let lossWs = 0, recompute = 0, bwdWs = 0, paramBuf = 0, gradBuf = 0, actStage = 0, comm = 0;
     let perMb = 0;
     let maxDiskGroup = 0, diskGroups = 0;
-    const keptByStage = new Map<number, number>();
+    const keptByStage = new Float64Array(K), keptHostByStage = new Float64Array(K);
     let actBytes = 0, inFlightPeak = 0;
 
+    let maxLayerGrad = 0;
     for (const s of myStages) {
       const spec = job.stages[s]!, p = job.policy[s]!;
-      const pl = placeStageCached(inv, spec, p, tiedTogether);
-      let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
-      for (let i = 0; i < pl.layers.length; i++) {
-        const n = pl.params[i]!;
-        const kind = inv.layers[pl.layers[i]!]!.kind;
-        if (kind === 'decoder') hasDecoder = true;
-        if (kind === 'head') hasHead = true;
-        // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
-        // backward) before it is added to the stored one.
-        if (kind === 'embedding' && pl.gradsResident[i]) bwdWs = Math.max(bwdWs, n * B.grad);
-        const g = pl.gpuElems[i]!, hostEl = n - g;
-        if (pl.paramsResident[i]) weights += n * B.weight;
-        else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
-        // A CPU update writes the new compute-precision weights on the host before the upload.
-        if (pl.paramsResident[i] && hostEl > 0) hW += hostEl * B.weight;
-        if (pl.gradsResident[i]) grads += n * B.grad;
-        else maxHostGrad = Math.max(maxHostGrad, n * B.grad);
-        // Host gradients: host-accumulated layers in full, else the CPU-updated part.
-        if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
-        master += Math.ceil(g / shard) * B.master;
-        opt += Math.ceil(g / shard) * B.opt;
-        const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
-        if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
-          diskMaster += hm * D; diskOpt += ho * D; diskGroups++;
-          maxDiskGroup = Math.max(maxDiskGroup, hm + ho);
-        }
-      }
-      if (streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, streamed) * maxStreamed);
-      if (maxHostGrad > 0) gradBuf = Math.max(gradBuf, 2 * maxHostGrad);
-      const k = stageKeptBytes(inv, spec, p);
-      keptByStage.set(s, k.gpu);
+      const m = stageMemoryCached(inv, spec, p, tiedTogether, job.optimizer, B, shard);
+      weights += m.weights; grads += m.grads; master += m.master; opt += m.opt;
+      hW += m.hW; hG += m.hG; hM += m.hM; hO += m.hO;
+      diskMaster += m.diskMaster * D; diskOpt += m.diskOpt * D; diskGroups += m.diskGroups;
+      maxDiskGroup = Math.max(maxDiskGroup, m.maxDiskGroup);
+      bwdWs = Math.max(bwdWs, m.embeddingGradWs);
+      paramBuf = Math.max(paramBuf, m.paramBuf);
+      gradBuf = Math.max(gradBuf, m.gradBuf);
+      maxLayerGrad = Math.max(maxLayerGrad, m.maxLayerGrad);
+      const k = m.kept;
+      keptByStage[s] = k.gpu;
+      keptHostByStage[s] = k.host;
       perMb += k.gpu;
       if (p.recompute) recompute = Math.max(recompute, k.full);
       if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
       // Beyond the kept fp32 log-probabilities: in the forward the bf16 logits and their fp32 copy
       // (a + 4 bytes a logit); in the backward the gradients of the log-probabilities and of the fp32
       // logits, both fp32, live together with the saved log-probabilities (8 bytes): the larger.
-      if (hasHead) lossWs = Math.max(lossWs, Math.max(inv.lossWorkspaceBytes, T * job.model.vocab_size * (a + 4)));
-      if (hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
+      if (m.hasHead) lossWs = Math.max(lossWs, Math.max(inv.lossWorkspaceBytes, T * job.model.vocab_size * (a + 4)));
+      if (m.hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
       const boundary = T * h * a;
       comm = Math.max(comm, (s < K - 1 ? 2 * boundary : 0) + (s > 0 ? boundary : 0));
     }
-    if (D > 1) {
-      let maxLayerGrad = 0;
-      for (const s of myStages) for (let l = job.stages[s]!.layers[0]; l < job.stages[s]!.layers[1]; l++) {
-        maxLayerGrad = Math.max(maxLayerGrad, storedParams(inv, l, tiedTogether) * B.grad);
-      }
-      comm += maxLayerGrad;
-    }
+    if (D > 1) comm += maxLayerGrad;
     if (diskGroups > 0) hBuf = Math.min(diskGroups, diskPaths * diskConc + 1) * maxDiskGroup;
 
     // Activations in flight at the peak.
@@ -388,15 +459,14 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       const s = myStages[0];
       if (s !== undefined) {
         inFlightPeak = inFlightFormula(job.schedule, s, K, job.microBatches);
-        actBytes = inFlightPeak * keptByStage.get(s)!;
-        const host = stageKeptBytes(inv, job.stages[s]!, job.policy[s]!).host;
-        hAct = inFlightPeak * host;
+        actBytes = inFlightPeak * keptByStage[s]!;
+        hAct = inFlightPeak * keptHostByStage[s]!;
       }
     } else {
       if (!job.program) throw new InputError('memory: interleaved schedules need the program to count micro-batches in flight');
-      const pk = programActivationPeak(job.program, r, (st) => keptByStage.get(st) ?? 0);
+      const pk = activationPeaks(job.program, r, keptByStage, keptHostByStage);
       actBytes = pk.peak; inFlightPeak = pk.inFlight;
-      hAct = programActivationPeak(job.program, r, (st) => stageKeptBytes(inv, job.stages[st]!, job.policy[st]!).host).peak;
+      hAct = pk.hostPeak;
     }
 
     const temporary: TemporaryMemory = {
