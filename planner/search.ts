@@ -171,8 +171,10 @@ function mappings(profile: HardwareProfile, gpus: number): { name: 'identity' | 
 interface Layout0 {
   N: number; D: number; v: number; schedule: ScheduleName; mbs: number; M: number; recompute: boolean;
   partition: 'time' | 'even'; stageLayers: [number, number][];
+  /** The stage list of the layout (shared by its candidates' plans). */
+  stages: Layout['stages'];
   /** Cache key of the interleaved program (memory model). */
-  key?: string;
+  key: string | undefined;
 }
 
 function offloadText(levels: number[], tier: HostTier, prefetch: number, delayed: boolean): string {
@@ -231,7 +233,10 @@ export function search(input: SearchInput): SearchResult {
             const parts: { name: 'time' | 'even'; layers: [number, number][] }[] = [{ name: 'time', layers: balancedPartition(cost, N * v) }];
             const even = evenPartition(L, N * v);
             if (even.join() !== parts[0]!.layers.join()) parts.push({ name: 'even', layers: even });
-            for (const p of parts) layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers });
+            for (const p of parts) {
+              const stages = p.layers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
+              layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers, stages, key: undefined });
+            }
           }
         }
       }
@@ -244,7 +249,7 @@ export function search(input: SearchInput): SearchResult {
 
   const memOf = (lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean): MemoryReport => memoryModel({
     model, precision, optimizer: baseOpt.name, mbs: lay.mbs, seq: input.seq, microBatches: lay.M, schedule: lay.schedule,
-    stages: lay.stageLayers.map((layers, i) => ({ layers, rank: i % lay.N })), pipelineRanks: lay.N, dataParallel: lay.D,
+    stages: lay.stages, pipelineRanks: lay.N, dataParallel: lay.D,
     policy, overheadBytes, allocatorOverheadFraction: allocFrac, diskPaths: diskPaths.length, diskConcurrency: diskConc,
     inventory: inv, program: lay.v > 1 ? interleavedProgram(lay, inv, policy, delayed) : undefined,
   });
@@ -348,7 +353,10 @@ export function search(input: SearchInput): SearchResult {
       diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq)
     });
   };
-  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[]; stages: Layout['stages'] } | null = null;
+  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[] } | null = null;
+  // The last few programs: a program does not depend on the prefetch depth (the lowering paces the
+  // fetches by it), so candidates that differ only in it share one.
+  const progRing: { lay: Layout0; levels: number[]; tier: HostTier; delayed: boolean; M: number; replicas: number; program: Plan['program'] }[] = [];
   // The plan the search simulates: buildPlan's, with the programs of only the replicas lowered.
   const searchPlanOf = (c: Cand, replicas: number, M: number): Plan => {
     const N = c.lay.N, D = c.lay.D, K = N * c.lay.v;
@@ -360,14 +368,24 @@ export function search(input: SearchInput): SearchResult {
     const same = !!last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
       && last.delayed === c.delayed && last.M === M && last.replicas === replicas;
     const policy = same ? last.policy : Array.from({ length: K }, (_, s) => policyOf(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D).policy);
-    const stages = same ? last.stages : c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
+    const stages = c.lay.stages;
     const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages, rankDevice };
-    const program = same ? last.program : generateProgram({
-      inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
-      diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
-      delayedUpdate: c.delayed, replicas, uniform: true,
-    });
-    if (!same) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program, policy, stages };
+    let program = same ? last.program : null;
+    if (!program) {
+      for (const e of progRing) {
+        if (e.lay === c.lay && e.levels === c.levels && e.tier === c.tier && e.delayed === c.delayed && e.M === M && e.replicas === replicas) { program = e.program; break; }
+      }
+    }
+    if (!program) {
+      program = generateProgram({
+        inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
+        diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
+        delayedUpdate: c.delayed, replicas, uniform: true,
+      });
+      progRing.unshift({ lay: c.lay, levels: c.levels, tier: c.tier, delayed: c.delayed, M, replicas, program });
+      if (progRing.length > 4) progRing.pop();
+    }
+    if (!same) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program, policy };
     return {
       version: PLAN_VERSION, hardware: profile.id, model, precision, optimizer, job: { ...jobOf(c.lay, input.gpuMemCapBytes), microBatches: M }, layout,
       schedule: c.lay.schedule, policy: { stages: policy, diskPaths, diskConcurrency: diskConc }, program,
