@@ -109,12 +109,12 @@ const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
 /** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
  *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
 let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
-function tails(g: SimGraph, all: Int32Array, n: number): number[] {
+function tails(g: SimGraph, all: Int32Array, n: number, out: IntList): IntList {
   const R = g.resourceCount;
   if (lastOnRes.length < R) { lastOnRes = new Int32Array(2 * R); isStream = new Uint8Array(2 * R); }
   lastOnRes.fill(-1, 0, R);
   for (let r = 0; r < R; r++) isStream[r] = g.resourceKind(r) === 'stream' ? 1 : 0;
-  const out: number[] = [];
+  out.n = 0;
   const tRes = g.tRes;
   for (let i = 0; i < n; i++) {
     const t = all[i]!, r = tRes[t]!;
@@ -154,8 +154,9 @@ export interface LowerOptions {
    *  chunks of layers. */
   coarse?: boolean;
   /** Build the tasks into a machine graph kept from the previous call with the same profile,
-   *  device count and cap (cleared first): for callers that are done with the previous result
-   *  (the search). */
+   *  device count and cap (cleared first), into reused task tables (taskOf), and (simulatePlan)
+   *  simulate into reused time arrays: for callers that are done with the previous result (the
+   *  search). */
   reuseGraph?: boolean;
 }
 
@@ -231,7 +232,7 @@ const LISTS = {
   all: new IntList(), pendingRecv: new IntList(), useHistory: new IntList(), fetchTasks: new IntList(), fetchSlots: new IntList(),
   offActList: new IntList(), offLayers: new IntList(),
   pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as TaskMeta[],
-  chLayer: new IntList(), chTask: new IntList(),
+  chLayer: new IntList(), chTask: new IntList(), recvBy: new IntList(), tails: new IntList(),
 };
 
 /**
@@ -267,7 +268,7 @@ class Lowering {
   readonly stageB: Float64Array;
   readonly sendOf: Int32Array;
   /** Pairs: key, consumer task. */
-  readonly recvBy: number[] = [];
+  readonly recvBy = LISTS.recvBy;
   /** allreduce: layer * N + pipelineRank -> arrive tasks, and the all-reduce tasks. */
   readonly arArrive = new Map<number, TaskId[]>();
   readonly arTasks = new Map<number, TaskId[]>();
@@ -354,7 +355,7 @@ class Lowering {
     }
     // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
     // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
-    this.sendOf = new Int32Array(2 * M * K * D).fill(-1);
+    this.sendOf = scratchI32(7, 2 * M * K * D).fill(-1);
     this.gpu = machine.gpus[rankGpu[0]!]!;
     const nL = inv.layers.length;
     this.lastGradOffload = scratchI32(0, nL);
@@ -504,7 +505,7 @@ class Lowering {
         case 'optimizer_step': t = this.optimizerStep(x.layer, x.tier === 'cpu', x.fraction, pc); break;
         case 'upload_params': t = this.upload(x.layer, pc); break;
         case 'disk_read': case 'disk_write': t = this.disk(x.op === 'disk_read', x.layer, x.path, pc); break;
-        case 'barrier': t = this.addN(-1, 0, 0, undefined, tails(this.g, this.all.a, this.all.n), this.metaOf(this.r, pc, 'barrier'), 0, 0, 0); break;
+        case 'barrier': t = this.barrier(pc); break;
       }
       if (t >= 0) { tOf[pc] = t; this.all.push(t); }
     }
@@ -515,6 +516,14 @@ class Lowering {
       if (j >= 0 && j < uses) this.g.dep(useHistory[j]!, fetchTasks[k]!);
     }
     if (this.pfLayer.n) throw new InputError(`program.ranks[${this.r}]: fetch_params of layer ${this.pfLayer.a[0]} is not followed by a forward or backward that uses it`);
+  }
+
+  /** Waits for every task of the rank so far. */
+  barrier(pc: number): TaskId {
+    const deps = tails(this.g, this.all.a, this.all.n, LISTS.tails);
+    const t = this.g.add(-1, 0, 0, undefined, 0, 0, 0, this.wm ? this.metaOf(this.r, pc, 'barrier') : undefined);
+    for (let i = 0; i < deps.n; i++) this.g.dep(deps.a[i]!, t);
+    return t;
   }
 
   /** forward / backward of micro-batch mb through stage s. */
@@ -569,7 +578,7 @@ class Lowering {
     }
     const pending = this.pendingRecv;
     if (pending.n) {
-      for (let i = 0; i < pending.n; i++) this.recvBy.push(pending.a[i]!, firstOfPass);
+      for (let i = 0; i < pending.n; i++) { this.recvBy.push(pending.a[i]!); this.recvBy.push(firstOfPass); }
       pending.n = 0;
     }
     if (fwd) this.lastCompute = t; else { this.lastBackward = t; this.lastCompute = t; }
@@ -784,19 +793,20 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (opts.reuseGraph) stageCache.set(policy.stages, pre);
   }
   const low = new Lowering(g, machine, profile, plan, pre, inv, rankGpu, times, opts);
+  low.recvBy.n = 0;
   const taskOf: Int32Array[] = [];
   const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
   const wantHost = opts.hostMemory !== false;
   for (let r = 0; r < lowered; r++) {
     const prog = plan.program.ranks[r]!;
-    const tOf = new Int32Array(prog.length).fill(-1);
+    const tOf = opts.reuseGraph ? pooledTaskOf(r, prog.length) : new Int32Array(prog.length).fill(-1);
     taskOf.push(tOf);
     low.beginRank(r, prog, mem, wantHost, pre);
     low.rank(tOf);
   }
   // Pair sends and receives.
-  const recvBy = low.recvBy, sendOf = low.sendOf;
-  for (let i = 0; i < recvBy.length; i += 2) {
+  const recvBy = low.recvBy.a, sendOf = low.sendOf;
+  for (let i = 0, n = low.recvBy.n; i < n; i += 2) {
     const send = sendOf[recvBy[i]!]!;
     if (send < 0) throw new InputError(`program: a receive (pair ${recvBy[i]}) has no matching send`);
     g.dep(send, recvBy[i + 1]!);
@@ -804,6 +814,14 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   for (const [k, arrives] of low.arArrive) for (const t of low.arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
   for (const t of low.gnTasks) for (const a of low.gnArrive) g.dep(a, t);
   return { graph: g, machine, memory: mem, rankGpu, taskOf, tokens: plan.job.microBatchSize * plan.job.seq * plan.job.microBatches * D };
+}
+
+/** Task tables of the reused lowerings, by rank (views of pooled arrays, filled with -1). */
+const taskOfPool: Int32Array[] = [];
+function pooledTaskOf(r: number, n: number): Int32Array {
+  let a = taskOfPool[r];
+  if (!a || a.length < n) { a = new Int32Array(Math.max(256, 2 * n)); taskOfPool[r] = a; }
+  return a.subarray(0, n).fill(-1);
 }
 
 function stagePre(inv: Inventory, stages: readonly StageSpec[], policy: readonly StagePolicy[]): StagePre {
@@ -833,7 +851,7 @@ export function simulatePlan(
   plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean; usage?: boolean } = {},
 ): PlanSimulation {
   const lowered = lowerPlan(plan, profile, opts);
-  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true, usage: opts.usage ?? true });
+  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true, usage: opts.usage ?? true, reuse: !!opts.reuseGraph });
   const N = plan.layout.pipelineRanks;
   const peak_bytes: number[] = [];
   if (opts.peaks !== false) for (let r = 0; r < lowered.taskOf.length; r++) {

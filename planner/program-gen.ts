@@ -23,7 +23,7 @@ import type { Layout, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Instr, Program } from './program.ts';
 import type { Inventory } from './inventory.ts';
 import { headHasEmbedding, placeStageCached, type StagePlacement } from './memory.ts';
-import { schedulePasses } from './schedules.ts';
+import { schedulePasses, type Pass } from './schedules.ts';
 
 export interface GenInput {
   inventory: Inventory;
@@ -71,6 +71,21 @@ export function generateProgram(g: GenInput): Program {
     }
   }
   return { ranks };
+}
+
+/** schedulePasses, memoised (the search generates the same few schedules many times; the passes
+ *  are only read). */
+const passCache = new Map<number, Pass[]>();
+function passesOf(schedule: ScheduleName, N: number, v: number, M: number, r: number): Pass[] {
+  if (N >= 64 || v >= 16 || M >= 65536 || r >= 64) return schedulePasses(schedule, N, v, M, r);
+  const key = ((((schedule === '1f1b' ? 0 : schedule === 'gpipe' ? 1 : 2) * 64 + N) * 16 + v) * 65536 + M) * 64 + r;
+  let p = passCache.get(key);
+  if (!p) {
+    if (passCache.size > 4096) passCache.clear();
+    p = schedulePasses(schedule, N, v, M, r);
+    passCache.set(key, p);
+  }
+  return p;
 }
 
 /** One rank's program (the per-rank work in small methods: the search generates many thousands). */
@@ -159,7 +174,7 @@ class RankGen {
 
   run(): Instr[] {
     const g = this.g, place = this.place, M = this.M;
-    const passes = schedulePasses(g.schedule, g.layout.pipelineRanks, g.layout.virtualStages, M, this.pr);
+    const passes = passesOf(g.schedule, g.layout.pipelineRanks, g.layout.virtualStages, M, this.pr);
     // Host-side updates in the order they will run: stages in the order their gradients complete
     // (eager) or last stage first, layers last first; with the delayed update, resident-weight
     // layers first (at the start of the step), streamed ones at the end. Disk groups follow it.

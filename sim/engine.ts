@@ -265,7 +265,7 @@ class Engine {
   logTime: Float64Array;
   logN = 0;
 
-  constructor(g: SimGraph, f: Frozen) {
+  constructor(g: SimGraph, f: Frozen, reuse: boolean) {
     this.g = g;
     this.f = f;
     const n = f.n;
@@ -279,8 +279,8 @@ class Engine {
     this.rem = sc.rem;
     this.rate = sc.rate;
     this.last = sc.last;
-    this.start = new Float64Array(n);
-    this.end = new Float64Array(n);
+    this.start = reuse ? pF64(12, n).subarray(0, n).fill(0) : new Float64Array(n);
+    this.end = reuse ? pF64(13, n).subarray(0, n).fill(0) : new Float64Array(n);
     this.readyAt = sc.readyAt; this.readyAt.fill(0, 0, n);
     this.lastDep = sc.lastDep; this.lastDep.fill(-1, 0, n);
     this.critPred = sc.critPred; this.critPred.fill(-1, 0, n);
@@ -869,7 +869,7 @@ class Engine {
 /** Runs the graph to completion and reports. Throws SimError when tasks can never start. */
 export function simulate(g: SimGraph, opts: SimOptions = {}): SimResult {
   const f = freeze(g);
-  const e = new Engine(g, f);
+  const e = new Engine(g, f, opts.reuse === true);
   e.allocEff = new Int32Array(g.bufName.length);
   e.logLinks = opts.linkSeries === true;
   e.run();

@@ -152,6 +152,9 @@ export interface SimOptions {
   /** Report per-resource usage and per-device memory (default true; without them `resources` and
    *  `memory` are empty: for callers that need only the times, like the search). */
   usage?: boolean;
+  /** The result's start_us / end_us are views of arrays the next simulate overwrites (default
+   *  false): for callers that are done with a result before the next run (the search). */
+  reuse?: boolean;
 }
 
 export interface ResourceUsage {
