@@ -230,6 +230,36 @@ export function getInventory(model: ModelConfig, precision: Precision, mbs: numb
   return inv;
 }
 
+/** The per-layer figures the planner reads in its hot loops, as typed arrays (the layer objects of
+ *  inventories built at different sizes can hold their numbers in different representations,
+ *  which code reading many inventories would keep re-specialising on). */
+export interface LayerTable {
+  /** 0 embedding, 1 decoder, 2 head. */
+  kind: Uint8Array;
+  params: Float64Array;
+  usesParams: Float64Array;
+  keptBytes: Float64Array;
+  inputBytes: Float64Array;
+}
+export const KIND_EMBEDDING = 0, KIND_DECODER = 1, KIND_HEAD = 2;
+const tables = new WeakMap<Inventory, LayerTable>();
+export function layerTable(inv: Inventory): LayerTable {
+  let t = tables.get(inv);
+  if (t) return t;
+  const n = inv.layers.length;
+  t = { kind: new Uint8Array(n), params: new Float64Array(n), usesParams: new Float64Array(n), keptBytes: new Float64Array(n), inputBytes: new Float64Array(n) };
+  for (let i = 0; i < n; i++) {
+    const l = inv.layers[i]!;
+    t.kind[i] = l.kind === 'embedding' ? KIND_EMBEDDING : l.kind === 'decoder' ? KIND_DECODER : KIND_HEAD;
+    t.params[i] = l.params;
+    t.usesParams[i] = l.usesParams;
+    t.keptBytes[i] = l.keptBytes;
+    t.inputBytes[i] = l.inputBytes;
+  }
+  tables.set(inv, t);
+  return t;
+}
+
 /** Unique parameters of a model (tied embeddings counted once). */
 export function countParams(model: ModelConfig): number {
   const L = model.num_hidden_layers, h = model.hidden_size, V = model.vocab_size;

@@ -22,7 +22,7 @@
 import type { ModelConfig } from './model-config.ts';
 import type { Fractions, Precision, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Program, StageSpec } from './program.ts';
-import { buildInventory, type Inventory } from './inventory.ts';
+import { buildInventory, KIND_DECODER, KIND_EMBEDDING, KIND_HEAD, layerTable, type Inventory } from './inventory.ts';
 import { InputError } from './errors.ts';
 
 export type OptimizerName = 'adamw' | 'sgd';
@@ -163,8 +163,8 @@ export function gpuElements(n: number, g: number): number {
 
 /** Parameters a rank stores for layer `layer` (a tied head away from the embedding holds a copy). */
 export function storedParams(inv: Inventory, layer: number, headHasEmbedding: boolean): number {
-  const l = inv.layers[layer]!;
-  return l.kind === 'head' && !headHasEmbedding ? l.usesParams : l.params;
+  const t = layerTable(inv);
+  return t.kind[layer] === KIND_HEAD && !headHasEmbedding ? t.usesParams[layer]! : t.params[layer]!;
 }
 
 
@@ -306,8 +306,9 @@ export function headHasEmbedding(stages: StageSpec[]): boolean {
 /** Kept activation bytes of one micro-batch of a stage on the GPU (after activation offload). */
 export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number } {
   let full = 0;
-  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += inv.layers[l]!.keptBytes;
-  const input = inv.layers[spec.layers[0]]!.kind === 'embedding' ? inv.layers[0]!.inputBytes : inv.layers[spec.layers[0]]!.inputBytes;
+  const t = layerTable(inv);
+  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += t.keptBytes[l]!;
+  const input = t.kind[spec.layers[0]] === KIND_EMBEDDING ? t.inputBytes[0]! : t.inputBytes[spec.layers[0]]!;
   const kept = p.recompute ? input : full;
   const host = p.recompute ? Math.round(input * p.activations.cpu) : 0;
   return { full, kept, gpu: kept - host, host };
@@ -331,17 +332,18 @@ interface StageMemory {
 
 function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, B: Bytes, shard: number): StageMemory {
   const pl = placeStageCached(inv, spec, p, tiedTogether);
+  const table = layerTable(inv);
   let weights = 0, grads = 0, master = 0, opt = 0, hW = 0, hG = 0, hM = 0, hO = 0;
   let diskMaster = 0, diskOpt = 0, diskGroups = 0, maxDiskGroup = 0, embeddingGradWs = 0, maxLayerGrad = 0;
   let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
   for (let i = 0; i < pl.layers.length; i++) {
     const n = pl.params[i]!;
-    const kind = inv.layers[pl.layers[i]!]!.kind;
-    if (kind === 'decoder') hasDecoder = true;
-    if (kind === 'head') hasHead = true;
+    const kind = table.kind[pl.layers[i]!]!;
+    if (kind === KIND_DECODER) hasDecoder = true;
+    if (kind === KIND_HEAD) hasHead = true;
     // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
     // backward) before it is added to the stored one.
-    if (kind === 'embedding' && pl.gradsResident[i]) embeddingGradWs = Math.max(embeddingGradWs, n * B.grad);
+    if (kind === KIND_EMBEDDING && pl.gradsResident[i]) embeddingGradWs = Math.max(embeddingGradWs, n * B.grad);
     maxLayerGrad = Math.max(maxLayerGrad, n * B.grad);
     const g = pl.gpuElems[i]!, hostEl = n - g;
     if (pl.paramsResident[i]) weights += n * B.weight;
