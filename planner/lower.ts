@@ -23,7 +23,7 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, kernelTime_us, computeOf,
+  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
   type HardwareProfile, type Machine, type MachineGpu, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
@@ -104,8 +104,6 @@ function actName(mb: number, stage: number, K: number): string {
 function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
   return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
 }
-/** Search runs need no per-task metadata (it feeds traces): one shared, scribbled-on object. */
-const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
 /** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
  *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
 let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
@@ -231,8 +229,9 @@ class FloatList {
 const LISTS = {
   all: new IntList(), pendingRecv: new IntList(), useHistory: new IntList(), fetchTasks: new IntList(), fetchSlots: new IntList(),
   offActList: new IntList(), offLayers: new IntList(),
-  pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as TaskMeta[],
+  pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as (TaskMeta | undefined)[],
   chLayer: new IntList(), chTask: new IntList(), recvBy: new IntList(), tails: new IntList(),
+  arKey: new IntList(), arArrive: new IntList(), arTask: new IntList(),
 };
 
 /**
@@ -259,6 +258,8 @@ class Lowering {
   readonly M: number;
   readonly isCpu: boolean;
   readonly perInstr: number;
+  /** GPU optimizer step: bytes/us (optimizerTime_us). */
+  readonly optRate: number;
   readonly cpuWorkers: number;
   readonly actBytes: number;
   readonly coarse: boolean;
@@ -269,9 +270,10 @@ class Lowering {
   readonly sendOf: Int32Array;
   /** Pairs: key, consumer task. */
   readonly recvBy = LISTS.recvBy;
-  /** allreduce: layer * N + pipelineRank -> arrive tasks, and the all-reduce tasks. */
-  readonly arArrive = new Map<number, TaskId[]>();
-  readonly arTasks = new Map<number, TaskId[]>();
+  /** All-reduces: the key (layer * N + pipelineRank), arrival task and all-reduce task of each. */
+  readonly arKey = LISTS.arKey;
+  readonly arArrive = LISTS.arArrive;
+  readonly arTask = LISTS.arTask;
   readonly gnArrive: TaskId[] = [];
   readonly gnTasks: TaskId[] = [];
   // ---- per rank
@@ -339,6 +341,7 @@ class Lowering {
     this.N = N; this.D = D; this.K = K; this.M = M;
     this.isCpu = profile.gpus.kind === 'cpu';
     this.perInstr = profile.overheads.per_instruction_us;
+    this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
     this.cpuWorkers = profile.cpu.threads ?? profile.cpu.cores;
     this.actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
     this.coarse = !!opts.coarse;
@@ -370,21 +373,28 @@ class Lowering {
   }
 
   /** Metadata of a task (one shared object in the search, which needs none). */
-  metaOf(rank: number, pc: number, op: string): TaskMeta {
-    return this.wm ? realMetaOf(rank, pc, op) : SHARED_META;
+  /** Metadata of a task (fields < 0 absent), or none: the search needs none (it feeds traces). */
+  meta(pc: number, op: string, mb: number, stage: number, layer: number, bytes: number): TaskMeta | undefined {
+    if (!this.wm) return undefined;
+    const m = realMetaOf(this.r, pc, op);
+    if (mb >= 0) m.mb = mb;
+    if (stage >= 0) m.stage = stage;
+    if (layer >= 0) m.layer = layer;
+    if (bytes >= 0) m.bytes = bytes;
+    return m;
   }
 
   /** A task with at most one dependency (-1: none). */
-  add1(on: number, dur: number, bytes: number, links: readonly number[] | undefined, dep: number, meta: TaskMeta): TaskId {
-    const t = this.g.add(on, dur, bytes, links, 0, 0, 0, this.wm ? meta : undefined);
+  add1(on: number, dur: number, bytes: number, links: readonly number[] | undefined, dep: number, meta: TaskMeta | undefined): TaskId {
+    const t = this.g.add(on, dur, bytes, links, 0, 0, 0, meta);
     if (dep >= 0) this.g.dep(dep, t);
     return t;
   }
 
   /** A task with a list of dependencies. */
-  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[], meta: TaskMeta, dir: number, elements: number, workers: number): TaskId {
+  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[], meta: TaskMeta | undefined, dir: number, elements: number, workers: number): TaskId {
     const g = this.g;
-    const t = g.add(on, dur, bytes, links, dir, elements, workers, this.wm ? meta : undefined);
+    const t = g.add(on, dur, bytes, links, dir, elements, workers, meta);
     for (let i = 0; i < deps.length; i++) g.dep(deps[i]!, t);
     return t;
   }
@@ -436,7 +446,7 @@ class Lowering {
       persist('context', dm.overhead, 'buffers');
       if (wantHost && !this.isCpu && hm.total > 0) setupMem.push({ op: 'alloc', device: this.machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
-    const setup = this.addN(-1, 0, 0, undefined, NO, this.metaOf(r, -1, 'setup'), 0, 0, 0);
+    const setup = this.addN(-1, 0, 0, undefined, NO, this.meta(-1, 'setup', -1, -1, -1, -1), 0, 0, 0);
     for (const e of setupMem) g.mem(setup, e);
     this.all.push(setup);
   }
@@ -521,7 +531,7 @@ class Lowering {
   /** Waits for every task of the rank so far. */
   barrier(pc: number): TaskId {
     const deps = tails(this.g, this.all.a, this.all.n, LISTS.tails);
-    const t = this.g.add(-1, 0, 0, undefined, 0, 0, 0, this.wm ? this.metaOf(this.r, pc, 'barrier') : undefined);
+    const t = this.g.add(-1, 0, 0, undefined, 0, 0, 0, this.meta(pc, 'barrier', -1, -1, -1, -1));
     for (let i = 0; i < deps.n; i++) this.g.dep(deps.a[i]!, t);
     return t;
   }
@@ -529,8 +539,7 @@ class Lowering {
   /** forward / backward of micro-batch mb through stage s. */
   pass(fwd: boolean, mb: number, s: number, pc: number): TaskId {
     const g = this.g, K = this.K, kept = this.kept[s]!;
-    const meta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward');
-    meta.mb = mb; meta.stage = s;
+    const meta = this.meta(pc, fwd ? 'forward' : 'backward', mb, s, -1, -1);
     const deps = this.deps;
     deps.length = 0;
     const key = mb * K + s;
@@ -564,7 +573,7 @@ class Lowering {
       t = -1;
       for (let i = 0; i < n; i++) {
         const first = i === 0;
-        const subMeta = this.metaOf(this.r, pc, fwd ? 'forward' : 'backward'); subMeta.mb = mb; subMeta.stage = s; subMeta.layer = useLayer.a[i]!;
+        const subMeta = this.meta(pc, fwd ? 'forward' : 'backward', mb, s, useLayer.a[i]!, -1);
         const ft = useTask.a[i]!;
         const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, ft, subMeta);
         if (first) g.dep(ft, sub);
@@ -608,8 +617,7 @@ class Lowering {
   send(act: boolean, mb: number, stage: number, peer: number, pc: number): TaskId {
     const peerGpu = this.rankGpu[peer]!, mine = this.rankGpu[this.r]!;
     const route = peerGpu === mine ? NO : this.machine.peerRoute(mine, peerGpu);
-    const meta = this.metaOf(this.r, pc, act ? 'send_act' : 'send_grad');
-    meta.mb = mb; meta.stage = stage; meta.bytes = this.actBytes;
+    const meta = this.meta(pc, act ? 'send_act' : 'send_grad', mb, stage, -1, this.actBytes);
     const t = this.add1(this.gpu.comm, 0, route.length ? this.actBytes : 0, route, this.lastCompute, meta);
     this.sendOf[this.pairKey(act ? 0 : 1, mb, stage, this.rep)] = t;
     return t;
@@ -618,8 +626,7 @@ class Lowering {
   fetch(layer: number, pc: number): TaskId {
     const s = this.layerStage[layer]!;
     const bytes = this.place[s]!.params[this.layerIdx[layer]!]! * this.B.weight;
-    const meta = this.metaOf(this.r, pc, 'fetch_params');
-    meta.layer = layer; meta.bytes = bytes;
+    const meta = this.meta(pc, 'fetch_params', -1, -1, layer, bytes);
     const slots = this.policy[s]!.prefetchDepth + 1;
     const t = this.coarse ? -1 : this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, -1, meta);
     if (t >= 0) { this.fetchTasks.push(t); this.fetchSlots.push(slots); }
@@ -632,8 +639,7 @@ class Lowering {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
     const pl = this.place[s]!;
     const bytes = pl.params[i]! * this.B.grad;
-    const meta = this.metaOf(this.r, pc, 'offload_grads');
-    meta.layer = layer; meta.bytes = bytes;
+    const meta = this.meta(pc, 'offload_grads', -1, -1, layer, bytes);
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
     if (this.coarse && grp < 0) {
@@ -655,9 +661,8 @@ class Lowering {
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
     const bytes = grp >= 0 ? this.grpAmt[grp]! : this.place[s]!.params[this.layerIdx[layer]!]! * this.B.grad;
-    const meta = this.metaOf(this.r, pc, 'allreduce_grads');
-    meta.layer = layer; meta.bytes = bytes;
-    const am = this.metaOf(this.r, pc, 'allreduce_arrive'); am.layer = layer;
+    const meta = this.meta(pc, 'allreduce_grads', -1, -1, layer, bytes);
+    const am = this.meta(pc, 'allreduce_arrive', -1, -1, layer, -1);
     const arrive = this.add1(-1, 0, 0, undefined, this.lastBackward, am);
     this.all.push(arrive);
     const D = this.D, N = this.N, pr = this.pr;
@@ -667,10 +672,9 @@ class Lowering {
     const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
     const t = this.add1(this.gpu.comm, 0, route.length ? ringBytes : 0, route, -1, meta);
     const k = layer * N + pr;
-    let a = this.arArrive.get(k);
-    if (!a) { a = []; this.arArrive.set(k, a); this.arTasks.set(k, []); }
-    a.push(arrive);
-    this.arTasks.get(k)!.push(t);
+    this.arKey.push(k);
+    this.arArrive.push(arrive);
+    this.arTask.push(t);
     this.lastGradOffload[layer] = t;
     if (grp >= 0) this.grpTask[grp] = t;
     return t;
@@ -678,8 +682,7 @@ class Lowering {
 
   offloadAct(mb: number, stage: number, pc: number): TaskId {
     const bytes = this.kept[stage]!.host;
-    const meta = this.metaOf(this.r, pc, 'offload_act');
-    meta.mb = mb; meta.stage = stage; meta.bytes = bytes;
+    const meta = this.meta(pc, 'offload_act', mb, stage, -1, bytes);
     const t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
     this.offActs[mb * this.K + stage] = t;
     this.offActList.push(t);
@@ -688,8 +691,7 @@ class Lowering {
 
   reloadAct(mb: number, stage: number, pc: number): TaskId {
     const bytes = this.kept[stage]!.host;
-    const meta = this.metaOf(this.r, pc, 'reload_act');
-    meta.mb = mb; meta.stage = stage; meta.bytes = bytes;
+    const meta = this.meta(pc, 'reload_act', mb, stage, -1, bytes);
     const off = this.offActs[mb * this.K + stage]!;
     const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, off >= 0 ? off : -1, meta);
     this.reloads[mb * this.K + stage] = t;
@@ -698,10 +700,10 @@ class Lowering {
 
   gradNorm(pc: number): TaskId {
     const all = this.all;
-    const arrive = this.add1(-1, 0, 0, undefined, all.n ? all.a[all.n - 1]! : -1, this.metaOf(this.r, pc, 'grad_norm_arrive'));
+    const arrive = this.add1(-1, 0, 0, undefined, all.n ? all.a[all.n - 1]! : -1, this.meta(pc, 'grad_norm_arrive', -1, -1, -1, -1));
     all.push(arrive);
     this.gnArrive.push(arrive);
-    const t = this.add1(this.gpu.comm, 50 + this.perInstr, 0, undefined, -1, this.metaOf(this.r, pc, 'grad_norm'));
+    const t = this.add1(this.gpu.comm, 50 + this.perInstr, 0, undefined, -1, this.meta(pc, 'grad_norm', -1, -1, -1, -1));
     this.gnTasks.push(t);
     this.lastCompute = t;
     return t;
@@ -713,8 +715,7 @@ class Lowering {
     if (grp >= 0 && this.grpTask[grp]! >= 0) { if (cpu) this.cpuStep[layer] = this.grpTask[grp]!; return -1; }
     const n = this.place[s]!.params[i]!;
     const elems = grp >= 0 ? this.grpAmt[grp]! : Math.round(n * (fraction ?? 1));
-    const meta = this.metaOf(this.r, pc, 'optimizer_step');
-    meta.layer = layer;
+    const meta = this.meta(pc, 'optimizer_step', -1, -1, layer, -1);
     const deps = this.deps;
     deps.length = 0;
     const off = this.lastGradOffload[layer]!;
@@ -724,7 +725,7 @@ class Lowering {
       if (off >= 0) deps.push(off);
       const B = this.B;
       const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-      t = this.addN(this.gpu.compute, optimizerTime_us(this.profile, this.isCpu ? 'cpu' : 'gpu', bytes).us + this.perInstr, 0, undefined, deps, meta, 0, 0, 0);
+      t = this.addN(this.gpu.compute, bytes / this.optRate + this.perInstr, 0, undefined, deps, meta, 0, 0, 0);
       this.lastCompute = t;
     } else {
       if (off >= 0) deps.push(off);
@@ -743,8 +744,7 @@ class Lowering {
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
     const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
-    const meta = this.metaOf(this.r, pc, 'upload_params');
-    meta.layer = layer; meta.bytes = bytes;
+    const meta = this.meta(pc, 'upload_params', -1, -1, layer, bytes);
     const st = this.cpuStep[layer]!;
     const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, st >= 0 ? st : -1, meta);
     if (grp >= 0) this.grpTask[grp] = t;
@@ -756,15 +756,14 @@ class Lowering {
     const pl = this.place[s]!;
     const hostEl = pl.params[i]! - pl.gpuElems[i]!;
     const bytes = hostEl * (this.B.master + this.B.opt);
-    const meta = this.metaOf(this.r, pc, read ? 'disk_read' : 'disk_write');
-    meta.layer = layer; meta.bytes = bytes;
+    const meta = this.meta(pc, read ? 'disk_read' : 'disk_write', -1, -1, layer, bytes);
     const disks = this.machine.disks;
     const disk = disks[path % Math.max(1, disks.length)];
     if (disk === undefined) throw new InputError(`hardware profile ${this.profile.id} has no disks for the plan's disk tier`);
     let dep = -1;
     if (read) dep = this.lastDiskWrite;
     else dep = this.cpuStep[layer]!;
-    const t = this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, this.wm ? meta : undefined);
+    const t = this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, meta);
     if (dep >= 0) this.g.dep(dep, t);
     if (read) this.diskReadOf[layer] = t; else this.lastDiskWrite = t;
     return t;
@@ -793,7 +792,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (opts.reuseGraph) stageCache.set(policy.stages, pre);
   }
   const low = new Lowering(g, machine, profile, plan, pre, inv, rankGpu, times, opts);
-  low.recvBy.n = 0;
+  low.recvBy.n = 0; low.arKey.n = 0; low.arArrive.n = 0; low.arTask.n = 0;
   const taskOf: Int32Array[] = [];
   const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
   const wantHost = opts.hostMemory !== false;
@@ -811,7 +810,19 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
     if (send < 0) throw new InputError(`program: a receive (pair ${recvBy[i]}) has no matching send`);
     g.dep(send, recvBy[i + 1]!);
   }
-  for (const [k, arrives] of low.arArrive) for (const t of low.arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
+  // All-reduces: each waits for every replica's arrival at the same (layer, pipeline rank), keys in
+  // the order they first occur.
+  const arKey = low.arKey.a, arArrive = low.arArrive.a, arTask = low.arTask.a, nAr = low.arKey.n;
+  const arDone = scratchI32(8, nAr).fill(0, 0, nAr);
+  for (let i = 0; i < nAr; i++) {
+    if (arDone[i]) continue;
+    const k = arKey[i]!;
+    for (let j = i; j < nAr; j++) {
+      if (arKey[j] !== k) continue;
+      arDone[j] = 1;
+      for (let l = i; l < nAr; l++) if (arKey[l] === k) g.dep(arArrive[l]!, arTask[j]!);
+    }
+  }
   for (const t of low.gnTasks) for (const a of low.gnArrive) g.dep(a, t);
   return { graph: g, machine, memory: mem, rankGpu, taskOf, tokens: plan.job.microBatchSize * plan.job.seq * plan.job.microBatches * D };
 }
