@@ -231,7 +231,7 @@ const LISTS = {
   offActList: new IntList(), offLayers: new IntList(),
   pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as (TaskMeta | undefined)[],
   chLayer: new IntList(), chTask: new IntList(), recvBy: new IntList(), tails: new IntList(),
-  arKey: new IntList(), arArrive: new IntList(), arTask: new IntList(),
+  arKey: new IntList(), arArrive: new IntList(), arTask: new IntList(), deps: new IntList(),
 };
 
 /**
@@ -319,7 +319,7 @@ class Lowering {
   grpAmt: Float64Array = NO_AMOUNTS;
   grpTask: Int32Array = NO_GROUPS;
   /** Scratch dependency list. */
-  deps: TaskId[] = [];
+  readonly deps = LISTS.deps;
 
   constructor(
     g: SimGraph, machine: Machine, profile: HardwareProfile, plan: Plan, pre: StagePre, inv: Inventory, rankGpu: number[],
@@ -392,10 +392,10 @@ class Lowering {
   }
 
   /** A task with a list of dependencies. */
-  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[], meta: TaskMeta | undefined, dir: number, elements: number, workers: number): TaskId {
+  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: IntList, meta: TaskMeta | undefined, dir: number, elements: number, workers: number): TaskId {
     const g = this.g;
     const t = g.add(on, dur, bytes, links, dir, elements, workers, meta);
-    for (let i = 0; i < deps.length; i++) g.dep(deps[i]!, t);
+    for (let i = 0; i < deps.n; i++) g.dep(deps.a[i]!, t);
     return t;
   }
 
@@ -446,7 +446,7 @@ class Lowering {
       persist('context', dm.overhead, 'buffers');
       if (wantHost && !this.isCpu && hm.total > 0) setupMem.push({ op: 'alloc', device: this.machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
     }
-    const setup = this.addN(-1, 0, 0, undefined, NO, this.meta(-1, 'setup', -1, -1, -1, -1), 0, 0, 0);
+    const setup = this.add1(-1, 0, 0, undefined, -1, this.meta(-1, 'setup', -1, -1, -1, -1));
     for (const e of setupMem) g.mem(setup, e);
     this.all.push(setup);
   }
@@ -541,7 +541,7 @@ class Lowering {
     const g = this.g, K = this.K, kept = this.kept[s]!;
     const meta = this.meta(pc, fwd ? 'forward' : 'backward', mb, s, -1, -1);
     const deps = this.deps;
-    deps.length = 0;
+    deps.n = 0;
     const key = mb * K + s;
     if (!fwd && this.reloads[key]! >= 0) deps.push(this.reloads[key]!);
     // Staging buffers pace the compute: a backward that streams gradients to the host waits
@@ -717,7 +717,7 @@ class Lowering {
     const elems = grp >= 0 ? this.grpAmt[grp]! : Math.round(n * (fraction ?? 1));
     const meta = this.meta(pc, 'optimizer_step', -1, -1, layer, -1);
     const deps = this.deps;
-    deps.length = 0;
+    deps.n = 0;
     const off = this.lastGradOffload[layer]!;
     let t: TaskId;
     if (!cpu) {
@@ -909,28 +909,49 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
     if (s < K - 1) p2p[r] += act;
   }
   const gpuOf = (rank: number) => (layout.rankDevice[rank]! >= 0 ? layout.rankDevice[rank]! : rank);
+  const links = gpuLinks(profile);
   let period = 0;
-  const groupH = new Map<number, number>(), groupD = new Map<number, number>();
+  const nG = profile.links.host_groups.length;
+  const groupH = new Float64Array(nG), groupD = new Float64Array(nG), used = new Uint8Array(nG);
   for (let rank = 0; rank < N * D; rank++) {
     const r = rank % N, gi = gpuOf(rank);
-    const hl = profile.links.h2d.find((x) => x.gpu === gi), dl = profile.links.d2h.find((x) => x.gpu === gi);
-    const tH = hl ? h2d[r]! / (hl.GBps * 1e3) : 0, tD = dl ? d2h[r]! / (dl.GBps * 1e3) : 0;
-    const dx = profile.links.duplex?.find((x) => x.gpu === gi);
-    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx.GBps * 1e3) : 0;
+    const hl = links.h2d[gi] ?? 0, dl = links.d2h[gi] ?? 0, dx = links.duplex[gi] ?? 0, peer = links.peer[gi] ?? 0;
+    const tH = hl ? h2d[r]! / (hl * 1e3) : 0, tD = dl ? d2h[r]! / (dl * 1e3) : 0;
+    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx * 1e3) : 0;
     const copies = Math.max(tH, tD, tX);
     const c = comp[r]! * (1 + (copies > 0 ? profile.compute_slowdown_under_copies * Math.min(1, copies / Math.max(1e-9, comp[r]!)) : 0));
-    const peer = profile.links.peer.find((e) => e.gpus.includes(gi));
-    const tP = peer ? p2p[r]! / 2 / (peer.GBps * 1e3) : 0;
+    const tP = peer ? p2p[r]! / 2 / (peer * 1e3) : 0;
     period = Math.max(period, c, copies, tP);
-    const g = profile.links.host_groups.findIndex((x) => x.gpus.includes(gi));
-    if (g >= 0) { groupH.set(g, (groupH.get(g) ?? 0) + h2d[r]!); groupD.set(g, (groupD.get(g) ?? 0) + d2h[r]!); }
+    const g = links.group[gi] ?? -1;
+    if (g >= 0) { groupH[g] += h2d[r]!; groupD[g] += d2h[r]!; used[g] = 1; }
   }
-  for (const [g, bytes] of groupH) {
+  for (let g = 0; g < nG; g++) {
+    if (!used[g]) continue;
     const hg = profile.links.host_groups[g]!;
-    const db = groupD.get(g) ?? 0;
+    const bytes = groupH[g]!, db = groupD[g]!;
     period = Math.max(period, bytes / (hg.h2d_GBps * 1e3), db / (hg.d2h_GBps * 1e3), hg.duplex_GBps ? (bytes + db) / (hg.duplex_GBps * 1e3) : 0);
   }
   return period / 1e6;
+}
+
+/** Per GPU of a profile: the GB/s of its first host-to-device, device-to-host, duplex and peer
+ *  link entries (0: none) and its host group (-1: none). */
+interface GpuLinks { h2d: Float64Array; d2h: Float64Array; duplex: Float64Array; peer: Float64Array; group: Int32Array }
+const gpuLinkCache = new WeakMap<HardwareProfile, GpuLinks>();
+function gpuLinks(profile: HardwareProfile): GpuLinks {
+  let t = gpuLinkCache.get(profile);
+  if (t) return t;
+  const n = profile.gpus.count;
+  t = { h2d: new Float64Array(n), d2h: new Float64Array(n), duplex: new Float64Array(n), peer: new Float64Array(n), group: new Int32Array(n).fill(-1) };
+  for (let gi = 0; gi < n; gi++) {
+    t.h2d[gi] = profile.links.h2d.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.d2h[gi] = profile.links.d2h.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.duplex[gi] = profile.links.duplex?.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.peer[gi] = profile.links.peer.find((e) => e.gpus.includes(gi))?.GBps ?? 0;
+    t.group[gi] = profile.links.host_groups.findIndex((x) => x.gpus.includes(gi));
+  }
+  gpuLinkCache.set(profile, t);
+  return t;
 }
 
 /** When the last forward/backward, the last CPU optimizer step and the last disk transfer of the
