@@ -88,6 +88,9 @@ function passesOf(schedule: ScheduleName, N: number, v: number, M: number, r: nu
   return p;
 }
 
+/** RankGen.diskIndex's storage, reused from rank to rank (one RankGen runs at a time). */
+let diskIndexScratch = new Int32Array(64);
+
 /** One rank's program (the per-rank work in small methods: the search generates many thousands). */
 class RankGen {
   readonly list: Instr[] = [];
@@ -114,7 +117,8 @@ class RankGen {
     this.paths = Math.max(1, g.diskPaths);
     let nL = 0;
     for (const pl of place) for (const l of pl.layers) if (l + 1 > nL) nL = l + 1;
-    this.diskIndex = new Int32Array(nL).fill(-1);
+    if (diskIndexScratch.length < nL) diskIndexScratch = new Int32Array(2 * nL);
+    this.diskIndex = diskIndexScratch.fill(-1, 0, nL);
   }
 
   // ---- instructions (the uniform form has every field, absent ones undefined)

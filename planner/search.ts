@@ -243,7 +243,7 @@ export function search(input: SearchInput): SearchResult {
     }
   }
 
-  interface Cand { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; mapping: (typeof maps)[number]; mem: MemoryReport }
+  interface Cand { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; mapping: (typeof maps)[number]; mem: MemoryReport; policy: StagePolicy[] }
   const feasible: Cand[] = [];
   let smallestPeak = Infinity, smallestPeakMem: MemoryReport | null = null, hostShort = Infinity;
 
@@ -334,7 +334,7 @@ export function search(input: SearchInput): SearchResult {
                 continue;
               }
               if (mem.peak < smallestPeak) { smallestPeak = mem.peak; smallestPeakMem = mem; }
-              feasible.push({ lay, levels, tier, prefetch, delayed, mapping, mem });
+              feasible.push({ lay, levels, tier, prefetch, delayed, mapping, mem, policy });
             }
           }
         }
@@ -359,7 +359,7 @@ export function search(input: SearchInput): SearchResult {
   const progRing: { lay: Layout0; levels: number[]; tier: HostTier; delayed: boolean; M: number; replicas: number; program: Plan['program'] }[] = [];
   // The plan the search simulates: buildPlan's, with the programs of only the replicas lowered.
   const searchPlanOf = (c: Cand, replicas: number, M: number): Plan => {
-    const N = c.lay.N, D = c.lay.D, K = N * c.lay.v;
+    const N = c.lay.N, D = c.lay.D;
     const rankDevice = isCpu ? Array.from({ length: N * D }, () => -1) : c.mapping.order.slice(0, N * D);
     const optimizer = { ...baseOpt, delayedUpdate: c.delayed };
     // Candidates that differ only in the mapping (consecutive in the search) share the program,
@@ -367,7 +367,9 @@ export function search(input: SearchInput): SearchResult {
     const last = lastProg;
     const same = !!last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
       && last.delayed === c.delayed && last.M === M && last.replicas === replicas;
-    const policy = same ? last.policy : Array.from({ length: K }, (_, s) => policyOf(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D).policy);
+    // The candidate's stage policies: the array its memory model was computed with (shared by the
+    // candidates that differ only in the delayed update or the mapping).
+    const policy = c.policy;
     const stages = c.lay.stages;
     const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages, rankDevice };
     let program = same ? last.program : null;

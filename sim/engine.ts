@@ -92,38 +92,43 @@ function freeze(g: SimGraph): Frozen {
   for (let e = 0; e < E; e++) succ[fill[ef[e]]++] = et[e];
 
   const R = g.resourceCount;
-  const qCnt = fI32(3, R + 1);
-  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qCnt[r]++; }
-  const qOff = fI32(4, R + 1);
-  for (let r = 0; r < R; r++) qOff[r + 1] = qOff[r] + qCnt[r];
-  const qFill = fI32(5, R);
-  qFill.set(qOff.subarray(0, R));
-  const qList = fI32(6, qOff[R]);
-  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qList[qFill[r]++] = t; }
-
-  const devComputeStreams: number[][] = g.deviceName.map(() => []);
-  for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
-  const runOff = fI32(7, R + 1);
-  for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
   const L = g.linkCount;
-  const lfOff = fI32(8, L + 1);
-  for (let i = 0; i < g.linkList.n; i++) lfOff[g.linkList.a[i] + 1]++;
-  for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
-  // A link crossed only by tasks of one in-order stream never carries two flows at once: for
-  // sharing it is exactly a per-flow cap, so progressive filling leaves it out.
+  const tRes = g.tRes, tLinkOff = g.tLinkOff, tLinkCnt = g.tLinkCnt, tCap = g.tCap, linkCap = g.linkCap;
+  const isStream = fI32(13, R);
+  for (let r = 0; r < R; r++) isStream[r] = g.resKind[r] === R_STREAM ? 1 : 0;
+  // One pass over the tasks: stream queue lengths, and the owner of each link: a link crossed only
+  // by tasks of one in-order stream never carries two flows at once: for sharing it is exactly a
+  // per-flow cap, so progressive filling leaves it out.
+  const qCnt = fI32(3, R + 1);
   const owner = fI32(9, L).fill(-2); // -2 unused, -1 shared, else the stream
   const ll = g.linkList.a;
   for (let t = 0; t < n; t++) {
-    const c = g.tLinkCnt[t];
+    const r = tRes[t];
+    const own = r >= 0 && isStream[r] === 1 ? r : -1;
+    if (own >= 0) qCnt[own]++;
+    const c = tLinkCnt[t];
     if (c === 0) continue;
-    const r = g.tRes[t];
-    const own = r >= 0 && g.resKind[r] === R_STREAM ? r : -1;
-    for (let i = g.tLinkOff[t], e = i + c; i < e; i++) {
+    for (let i = tLinkOff[t], e = i + c; i < e; i++) {
       const l = ll[i];
       if (owner[l] === -2) owner[l] = own;
       else if (owner[l] !== own) owner[l] = -1;
     }
   }
+  const qOff = fI32(4, R + 1);
+  for (let r = 0; r < R; r++) qOff[r + 1] = qOff[r] + qCnt[r];
+  const qFill = fI32(5, R);
+  qFill.set(qOff.subarray(0, R));
+  const qList = fI32(6, qOff[R]);
+
+  const devComputeStreams: number[][] = g.deviceName.map(() => []);
+  for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
+  const runOff = fI32(7, R + 1);
+  for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
+  const lfOff = fI32(8, L + 1);
+  for (let i = 0; i < g.linkList.n; i++) lfOff[ll[i] + 1]++;
+  for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
+  // One more pass: the stream queues (tasks in add order), and per task its shared links and its
+  // cap including the links only it can be on.
   const sOff = fI32(10, n);
   const sCnt = fI32(11, n);
   const sList = fI32(12, g.linkList.n);
@@ -131,11 +136,13 @@ function freeze(g: SimGraph): Frozen {
   const effCap = fEff.subarray(0, n);
   let k = 0;
   for (let t = 0; t < n; t++) {
-    let cap = g.tCap[t];
+    const r = tRes[t];
+    if (r >= 0 && isStream[r] === 1) qList[qFill[r]++] = t;
+    let cap = tCap[t];
     sOff[t] = k;
-    for (let i = g.tLinkOff[t], e = i + g.tLinkCnt[t]; i < e; i++) {
+    for (let i = tLinkOff[t], e = i + tLinkCnt[t]; i < e; i++) {
       const l = ll[i];
-      if (owner[l] >= 0) { if (g.linkCap[l] < cap) cap = g.linkCap[l]; }
+      if (owner[l] >= 0) { if (linkCap[l] < cap) cap = linkCap[l]; }
       else sList[k++] = l;
     }
     sCnt[t] = k - sOff[t];
