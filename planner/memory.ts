@@ -395,6 +395,15 @@ interface StageMemEntry {
 }
 const stageMemCache = new WeakMap<Inventory, WeakMap<StagePolicy, Map<number, StageMemEntry>>>();
 
+/** Scratch arrays of memoryModel by slot (at least n long; contents undefined): the search runs it
+ *  many thousand times. */
+const scratchF64s: Float64Array[] = [];
+function scratchF64(slot: number, n: number): Float64Array {
+  let a = scratchF64s[slot];
+  if (!a || a.length < n) { a = new Float64Array(Math.max(64, 2 * n)); scratchF64s[slot] = a; }
+  return a;
+}
+
 /** The memory model. Throws InputError on an inconsistent job. */
 export function memoryModel(job: MemoryJob): MemoryReport {
   const K = job.stages.length;
@@ -424,7 +433,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let lossWs = 0, recompute = 0, bwdWs = 0, paramBuf = 0, gradBuf = 0, actStage = 0, comm = 0;
     let perMb = 0;
     let maxDiskGroup = 0, diskGroups = 0;
-    const keptByStage = new Float64Array(K), keptHostByStage = new Float64Array(K);
+    const keptByStage = scratchF64(0, K).fill(0, 0, K), keptHostByStage = scratchF64(1, K).fill(0, 0, K);
     let actBytes = 0, inFlightPeak = 0;
 
     let maxLayerGrad = 0;

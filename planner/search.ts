@@ -445,7 +445,12 @@ export function search(input: SearchInput): SearchResult {
   {
     const lead = results.slice(0, Math.min(results.length, topN * 3)).map((r) => {
       const plan = planOf(r.c);
-      const step = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false }).step_s;
+      // Only the step time counts here (the memory bookkeeping, metadata and reports do not change
+      // it; the plans reported are simulated with them below).
+      const step = simulatePlan(plan, profile, {
+        memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false,
+        peaks: false, usage: false, memoryEffects: false, meta: false, reuseGraph: true,
+      }).step_s;
       return { ...r, step, tps: (r.c.lay.mbs * input.seq * r.c.lay.M * r.c.lay.D) / step };
     });
     lead.sort((a, b) => a.step - b.step || a.c.mem.peak - b.c.mem.peak);
