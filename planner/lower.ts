@@ -893,9 +893,12 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
   const perInstr = profile.overheads.per_instruction_us;
   const act = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const comp = new Float64Array(N), h2d = new Float64Array(N), d2h = new Float64Array(N), p2p = new Float64Array(N);
+  // The placements and kept bytes of a plan the search has just lowered are in its tables.
+  const pre = stageCache.get(policy.stages);
+  const known = pre !== undefined && pre.stages === layout.stages && pre.inv === inv;
   for (let s = 0; s < K; s++) {
     const spec = layout.stages[s]!, p = policy.stages[s]!, r = spec.rank;
-    const pl = placeStageCached(inv, spec, p, together);
+    const pl = known ? pre.place[s]! : placeStageCached(inv, spec, p, together);
     let f = 0, b = 0;
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
     comp[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
@@ -903,7 +906,7 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
       if (!pl.paramsResident[i]) h2d[r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
       if (!pl.gradsResident[i]) d2h[r] += pl.params[i]! * B.grad;
     }
-    const host = stageKeptBytes(inv, spec, p).host;
+    const host = known ? pre.kept[s]!.host : stageKeptBytes(inv, spec, p).host;
     h2d[r] += host; d2h[r] += host;
     if (s > 0) p2p[r] += act;
     if (s < K - 1) p2p[r] += act;

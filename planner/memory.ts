@@ -278,24 +278,47 @@ function residentFlags(sizes: Float64Array, fraction: number): Uint8Array {
   return out;
 }
 
-/** placeStage, memoised per (inventory, policy object, stage range, headHasEmbedding) for callers
- *  that place the same stages under the same policy objects many times (the search). The result is
- *  shared: callers must not change it. A policy changed since is placed afresh (the fields
- *  placement reads are compared). */
+/** Ids of the contents of a policy that placement (`place`) and a stage's memory (`mem`) depend on:
+ *  equal contents, equal ids. Kept per policy object, with the fields they were derived from (a
+ *  policy changed since gets new ones). */
+interface PolicyIds {
+  paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: boolean; actCpu: number; prefetch: number;
+  place: number; mem: number;
+}
+const policyIds = new WeakMap<StagePolicy, PolicyIds>();
+const placeIdOfText = new Map<string, number>(), memIdOfText = new Map<string, number>();
+function idsOf(p: StagePolicy): PolicyIds {
+  const e = policyIds.get(p);
+  if (e && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu && e.optCpu === p.optState.cpu
+    && e.optDisk === p.optState.disk && e.recompute === p.recompute && e.actCpu === p.activations.cpu && e.prefetch === p.prefetchDepth) return e;
+  const placeText = `${p.params.gpu},${p.grads.gpu},${p.optState.gpu},${p.optState.cpu},${p.optState.disk}`;
+  let place = placeIdOfText.get(placeText);
+  if (place === undefined) { place = placeIdOfText.size; placeIdOfText.set(placeText, place); }
+  const memText = `${place},${p.recompute},${p.activations.cpu},${p.prefetchDepth}`;
+  let mem = memIdOfText.get(memText);
+  if (mem === undefined) { mem = memIdOfText.size; memIdOfText.set(memText, mem); }
+  const ids: PolicyIds = {
+    paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk,
+    recompute: p.recompute, actCpu: p.activations.cpu, prefetch: p.prefetchDepth, place, mem,
+  };
+  policyIds.set(p, ids);
+  return ids;
+}
+
+/** placeStage, memoised per (inventory, policy contents, stage range, headHasEmbedding) for callers
+ *  that place the same stages under the same policies many times (the search). The result is
+ *  shared: callers must not change it. */
 export function placeStageCached(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
-  let byPolicy = placeCache.get(inv);
-  if (!byPolicy) { byPolicy = new WeakMap(); placeCache.set(inv, byPolicy); }
-  let m = byPolicy.get(p);
-  if (!m) { m = new Map(); byPolicy.set(p, m); }
-  const key = (spec.layers[0] * 65536 + spec.layers[1]) * 2 + (headHasEmbedding ? 1 : 0);
-  const e = m.get(key);
-  if (e && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu && e.optCpu === p.optState.cpu && e.optDisk === p.optState.disk) return e.place;
-  const place = placeStage(inv, spec, p, headHasEmbedding);
-  m.set(key, { paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk, place });
+  const lo = spec.layers[0], hi = spec.layers[1];
+  if (!(lo >= 0 && hi < 4096)) return placeStage(inv, spec, p, headHasEmbedding);
+  let m = placeCache.get(inv);
+  if (!m) { m = new Map(); placeCache.set(inv, m); }
+  const key = ((idsOf(p).place * 4096 + lo) * 4096 + hi) * 2 + (headHasEmbedding ? 1 : 0);
+  let place = m.get(key);
+  if (!place) { place = placeStage(inv, spec, p, headHasEmbedding); m.set(key, place); }
   return place;
 }
-interface PlaceEntry { paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; place: StagePlacement }
-const placeCache = new WeakMap<Inventory, WeakMap<StagePolicy, Map<number, PlaceEntry>>>();
+const placeCache = new WeakMap<Inventory, Map<number, StagePlacement>>();
 
 /** Does the rank that runs the head also run the embedding (tied weights need no copy)? */
 export function headHasEmbedding(stages: StageSpec[]): boolean {
@@ -370,30 +393,21 @@ function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogeth
   };
 }
 
-/** stageMemory, memoised like placeStageCached (plus the optimizer and the sharding; the policy
- *  fields it reads are compared). Shared: callers must not change it. */
+/** stageMemory, memoised like placeStageCached (by the policy contents it reads, the optimizer and
+ *  the sharding). Shared: callers must not change it. */
 function stageMemoryCached(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, optimizer: OptimizerName, B: Bytes, shard: number): StageMemory {
-  let byPolicy = stageMemCache.get(inv);
-  if (!byPolicy) { byPolicy = new WeakMap(); stageMemCache.set(inv, byPolicy); }
-  let m = byPolicy.get(p);
-  if (!m) { m = new Map(); byPolicy.set(p, m); }
-  const key = (((spec.layers[0] * 65536 + spec.layers[1]) * 2 + (tiedTogether ? 1 : 0)) * 2 + (optimizer === 'adamw' ? 0 : 1)) * 4096 + Math.min(shard, 4095);
+  const lo = spec.layers[0], hi = spec.layers[1];
+  if (!(lo >= 0 && hi < 4096)) return stageMemory(inv, spec, p, tiedTogether, B, shard);
+  let m = stageMemCache.get(inv);
+  if (!m) { m = new Map(); stageMemCache.set(inv, m); }
+  const key = ((((idsOf(p).mem * 4096 + lo) * 4096 + hi) * 2 + (tiedTogether ? 1 : 0)) * 2) + (optimizer === 'adamw' ? 0 : 1);
   const e = m.get(key);
-  if (e && e.shard === shard && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu
-    && e.optCpu === p.optState.cpu && e.optDisk === p.optState.disk && e.recompute === p.recompute && e.actCpu === p.activations.cpu
-    && e.prefetch === p.prefetchDepth) return e.mem;
+  if (e && e.shard === shard) return e.mem;
   const mem = stageMemory(inv, spec, p, tiedTogether, B, shard);
-  m.set(key, {
-    shard, paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk,
-    recompute: p.recompute, actCpu: p.activations.cpu, prefetch: p.prefetchDepth, mem,
-  });
+  m.set(key, { shard, mem });
   return mem;
 }
-interface StageMemEntry {
-  shard: number; paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: boolean; actCpu: number;
-  prefetch: number; mem: StageMemory;
-}
-const stageMemCache = new WeakMap<Inventory, WeakMap<StagePolicy, Map<number, StageMemEntry>>>();
+const stageMemCache = new WeakMap<Inventory, Map<number, { shard: number; mem: StageMemory }>>();
 
 /** Scratch arrays of memoryModel by slot (at least n long; contents undefined): the search runs it
  *  many thousand times. */
