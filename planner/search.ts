@@ -13,6 +13,8 @@ import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
 import { layerTimes, phaseEnds, pipelinePeriod, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
 import { diskBuffersFor, generateProgram } from './program-gen.ts';
+import { schedulePasses } from './schedules.ts';
+import type { Instr, Program } from './program.ts';
 import { InputError } from './errors.ts';
 
 export interface SearchInput {
@@ -173,8 +175,6 @@ interface Layout0 {
   partition: 'time' | 'even'; stageLayers: [number, number][];
   /** The stage list of the layout (shared by its candidates' plans). */
   stages: Layout['stages'];
-  /** Cache key of the interleaved program (memory model). */
-  key: string | undefined;
 }
 
 function offloadText(levels: number[], tier: HostTier, prefetch: number, delayed: boolean): string {
@@ -235,7 +235,7 @@ export function search(input: SearchInput): SearchResult {
             if (even.join() !== parts[0]!.layers.join()) parts.push({ name: 'even', layers: even });
             for (const p of parts) {
               const stages = p.layers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
-              layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers, stages, key: undefined });
+              layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers, stages });
             }
           }
         }
@@ -247,25 +247,23 @@ export function search(input: SearchInput): SearchResult {
   const feasible: Cand[] = [];
   let smallestPeak = Infinity, smallestPeakMem: MemoryReport | null = null, hostShort = Infinity;
 
-  const memOf = (lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean): MemoryReport => memoryModel({
+  const memOf = (lay: Layout0, inv: Inventory, policy: StagePolicy[]): MemoryReport => memoryModel({
     model, precision, optimizer: baseOpt.name, mbs: lay.mbs, seq: input.seq, microBatches: lay.M, schedule: lay.schedule,
     stages: lay.stages, pipelineRanks: lay.N, dataParallel: lay.D,
     policy, overheadBytes, allocatorOverheadFraction: allocFrac, diskPaths: diskPaths.length, diskConcurrency: diskConc,
-    inventory: inv, program: lay.v > 1 ? interleavedProgram(lay, inv, policy, delayed) : undefined,
+    inventory: inv, program: lay.v > 1 ? passProgram(lay) : undefined,
   });
-  // Interleaved schedules count micro-batches in flight off the program.
-  const progCache = new Map<string, import('./program.ts').Program>();
-  function interleavedProgram(lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean) {
-    const key = (lay.key ??= `${lay.N}|${lay.M}|${lay.mbs}|${lay.stageLayers.join()}|${lay.recompute}`);
-    let p = progCache.get(key);
+  // Interleaved schedules count micro-batches in flight off the program: off its forward and
+  // backward instructions, which are the schedule's passes in order (program-gen.ts emits one per
+  // pass), so a program of the passes alone counts the same (and does not depend on the policy).
+  const passPrograms = new Map<string, Program>();
+  function passProgram(lay: Layout0): Program {
+    const key = `${lay.schedule}|${lay.N}|${lay.v}|${lay.M}`;
+    let p = passPrograms.get(key);
     if (!p) {
-      // Activation counts depend only on the pass order, not on the offload policy.
-      p = buildPlan({
-        hardware: profile.id, model, precision, optimizer: { ...baseOpt, delayedUpdate: delayed }, job: jobOf(lay, null),
-        schedule: lay.schedule, stageLayers: lay.stageLayers, pipelineRanks: lay.N, dataParallel: 1,
-        rankDevice: Array.from({ length: lay.N }, (_, i) => i), policy, inventory: inv,
-      }).program;
-      progCache.set(key, p);
+      p = { ranks: Array.from({ length: lay.N }, (_, r) => schedulePasses(lay.schedule, lay.N, lay.v, lay.M, r).map((x): Instr =>
+        (x.kind === 'F' ? { op: 'forward', mb: x.mb, stage: x.stage } : { op: 'backward', mb: x.mb, stage: x.stage }))) };
+      passPrograms.set(key, p);
     }
     return p;
   }
@@ -300,7 +298,7 @@ export function search(input: SearchInput): SearchResult {
     for (let lv = 0; lv <= maxLevel && minLevel.some((x) => x < 0); lv++) {
       if (lv === 6 && !lay.recompute) continue;
       const pol = Array.from({ length: K }, () => policyOf(lv, lay.recompute, 'cpu', 2, lay.D).policy);
-      const m = memOf(lay, inv, pol, false);
+      const m = memOf(lay, inv, pol);
       m.devices.forEach((d, r) => { if (minLevel[r]! < 0 && d.total <= cap) minLevel[r] = lv; });
     }
     const base = minLevel.map((x) => (x < 0 ? maxLevel : x));
@@ -322,7 +320,7 @@ export function search(input: SearchInput): SearchResult {
         for (const prefetch of anyStream ? [1, 2, 4] : [1]) {
           // The memory model does not depend on the delayed update (the policy is the same).
           const policy = Array.from({ length: K }, (_, s) => policyOf(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D).policy);
-          const mem = memOf(lay, inv, policy, false);
+          const mem = memOf(lay, inv, policy);
           for (const delayed of input.allowDelayedUpdate && anyHost ? [false, true] : [false]) {
             for (const mapping of maps) {
               counts.considered++;
