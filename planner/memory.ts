@@ -278,7 +278,8 @@ function residentFlags(sizes: Float64Array, fraction: number): Uint8Array {
   return out;
 }
 
-/** Ids of the contents of a policy that placement (`place`) and a stage's memory (`mem`) depend on:
+/** Ids of the contents of a policy that placement (`place`) and a stage's memory (`mem`, but for
+ *  the prefetch depth, which memoryModel applies) depend on:
  *  equal contents, equal ids. Kept per policy object, with the fields they were derived from (a
  *  policy changed since gets new ones). */
 interface PolicyIds {
@@ -294,7 +295,7 @@ function idsOf(p: StagePolicy): PolicyIds {
   const placeText = `${p.params.gpu},${p.grads.gpu},${p.optState.gpu},${p.optState.cpu},${p.optState.disk}`;
   let place = placeIdOfText.get(placeText);
   if (place === undefined) { place = placeIdOfText.size; placeIdOfText.set(placeText, place); }
-  const memText = `${place},${p.recompute},${p.activations.cpu},${p.prefetchDepth}`;
+  const memText = `${place},${p.recompute},${p.activations.cpu}`;
   let mem = memIdOfText.get(memText);
   if (mem === undefined) { mem = memIdOfText.size; memIdOfText.set(memText, mem); }
   const ids: PolicyIds = {
@@ -346,7 +347,9 @@ interface StageMemory {
   diskMaster: number; diskOpt: number; diskGroups: number; maxDiskGroup: number;
   /** The embedding's dense backward gradient (0 without it). */
   embeddingGradWs: number;
-  paramBuf: number; gradBuf: number;
+  /** Streamed layers and the largest of them (bytes): the parameter buffers hold prefetch depth + 1. */
+  streamed: number; maxStreamed: number;
+  gradBuf: number;
   hasHead: boolean; hasDecoder: boolean;
   /** Largest layer gradient (the data-parallel all-reduce bucket). */
   maxLayerGrad: number;
@@ -387,7 +390,7 @@ function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogeth
   }
   return {
     weights, grads, master, opt, hW, hG, hM, hO, diskMaster, diskOpt, diskGroups, maxDiskGroup, embeddingGradWs,
-    paramBuf: streamed > 0 ? Math.min(p.prefetchDepth + 1, streamed) * maxStreamed : 0,
+    streamed, maxStreamed,
     gradBuf: maxHostGrad > 0 ? 2 * maxHostGrad : 0,
     hasHead, hasDecoder, maxLayerGrad, kept: stageKeptBytes(inv, spec, p),
   };
@@ -459,7 +462,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       diskMaster += m.diskMaster * D; diskOpt += m.diskOpt * D; diskGroups += m.diskGroups;
       maxDiskGroup = Math.max(maxDiskGroup, m.maxDiskGroup);
       bwdWs = Math.max(bwdWs, m.embeddingGradWs);
-      paramBuf = Math.max(paramBuf, m.paramBuf);
+      if (m.streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, m.streamed) * m.maxStreamed);
       gradBuf = Math.max(gradBuf, m.gradBuf);
       maxLayerGrad = Math.max(maxLayerGrad, m.maxLayerGrad);
       const k = m.kept;
