@@ -169,11 +169,12 @@ const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
 const NO_GROUPS = new Int32Array(0);
 const NO_AMOUNTS = new Float64Array(0);
 
-/** Scratch arrays of the lowering, by slot (contents undefined; at least n long). */
+/** Scratch arrays of the lowering, by slot (contents undefined; at least n long; sized for the
+ *  search's graphs from the start, so that its hot code does not meet the growth path late). */
 const scratchArrays: Int32Array[] = [];
 function scratchI32(slot: number, n: number): Int32Array {
   let a = scratchArrays[slot];
-  if (!a || a.length < n) { a = new Int32Array(Math.max(64, 2 * n)); scratchArrays[slot] = a; }
+  if (!a || a.length < n) { a = new Int32Array(Math.max(4096, 2 * n)); scratchArrays[slot] = a; }
   return a;
 }
 
@@ -210,7 +211,7 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
 
 /** A growable list of integers (task ids, keys, layers), reused from rank to rank and plan to plan. */
 class IntList {
-  a = new Int32Array(64);
+  a = new Int32Array(1024);
   n = 0;
   push(x: number): void {
     if (this.n === this.a.length) { const b = new Int32Array(2 * this.n); b.set(this.a); this.a = b; }
@@ -218,7 +219,7 @@ class IntList {
   }
 }
 class FloatList {
-  a = new Float64Array(64);
+  a = new Float64Array(1024);
   n = 0;
   push(x: number): void {
     if (this.n === this.a.length) { const b = new Float64Array(2 * this.n); b.set(this.a); this.a = b; }
@@ -831,7 +832,7 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
 const taskOfPool: Int32Array[] = [];
 function pooledTaskOf(r: number, n: number): Int32Array {
   let a = taskOfPool[r];
-  if (!a || a.length < n) { a = new Int32Array(Math.max(256, 2 * n)); taskOfPool[r] = a; }
+  if (!a || a.length < n) { a = new Int32Array(Math.max(4096, 2 * n)); taskOfPool[r] = a; }
   return a.subarray(0, n).fill(-1);
 }
 

@@ -44,22 +44,26 @@ interface Frozen {
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
 
+/** Least size (elements) of the arrays pooled per task or edge: enough for the graphs a search
+ *  builds, so that its hot code never meets the growth path late (a deoptimisation each). */
+const POOL_MIN = 16384;
+
 /** Backing arrays of the frozen form, reused from graph to graph (freeze is synchronous; a Frozen
  *  holds views into them and is current only until the next freeze: `current` is it). */
 const fPool: Int32Array[] = [];
-let fEff = new Float64Array(64);
+let fEff = new Float64Array(POOL_MIN);
 let current: Frozen | null = null;
 /** A zeroed Int32Array view of n elements over pooled slot `slot`. */
 function fI32(slot: number, n: number): Int32Array {
   let a = fPool[slot];
-  if (!a || a.length < n) { a = new Int32Array(Math.max(64, 2 * n)); fPool[slot] = a; return a.subarray(0, n); }
+  if (!a || a.length < n) { a = new Int32Array(Math.max(POOL_MIN, 2 * n)); fPool[slot] = a; return a.subarray(0, n); }
   const v = a.subarray(0, n);
   v.fill(0);
   return v;
 }
 
 /** A temporary Int32Array of at least n elements, reused (contents undefined). */
-let tmp = new Int32Array(1024);
+let tmp = new Int32Array(POOL_MIN);
 function tmpI32(n: number): Int32Array {
   if (tmp.length < n) tmp = new Int32Array(Math.max(n, tmp.length * 2));
   return tmp;
@@ -170,7 +174,7 @@ let pool: Scratch | null = null;
 const sharedEpoch = { value: 0 };
 function scratch(n: number): Scratch {
   if (pool && pool.cap >= n) return pool;
-  const c = Math.max(64, n, pool ? pool.cap * 2 : 0);
+  const c = Math.max(POOL_MIN, n, pool ? pool.cap * 2 : 0);
   pool = {
     cap: c,
     hT: new Float64Array(c), hS: new Float64Array(c), hK: new Int32Array(c), hPos: new Int32Array(c),
@@ -191,7 +195,7 @@ function pI32(slot: number, n: number): Int32Array {
 }
 function pF64(slot: number, n: number): Float64Array {
   let a = poolF64[slot];
-  if (!a || a.length < n) { a = new Float64Array(Math.max(16, n)); poolF64[slot] = a; }
+  if (!a || a.length < n) { a = new Float64Array(Math.max(slot >= 12 ? POOL_MIN : 16, n)); poolF64[slot] = a; }
   return a;
 }
 function pU8(slot: number, n: number): Uint8Array {
