@@ -24,6 +24,7 @@ import type { Fractions, Precision, ScheduleName, StagePolicy } from './plan-typ
 import type { Program, StageSpec } from './program.ts';
 import { buildInventory, KIND_DECODER, KIND_EMBEDDING, KIND_HEAD, layerTable, type Inventory } from './inventory.ts';
 import { InputError } from './errors.ts';
+import { schedulePasses } from './schedules.ts';
 
 export type OptimizerName = 'adamw' | 'sgd';
 
@@ -50,7 +51,8 @@ export interface MemoryJob {
   /** Disk paths and concurrent transfers per path (for the host-side disk staging buffers). */
   diskPaths?: number;
   diskConcurrency?: number;
-  /** When given, the number of micro-batches in flight is read off the program (interleaved). */
+  /** When given, the number of micro-batches in flight is read off the program (interleaved; else
+   *  off the schedule's passes, passProgram). */
   program?: Program;
   /** A prebuilt inventory for (model, precision, mbs, seq). */
   inventory?: Inventory;
@@ -186,6 +188,25 @@ export function programActivationPeak(program: Program, rank: number, bytes: (st
   }
   return { peak, inFlight: peakCount };
 }
+
+/** A program of only the forward and backward passes of a schedule on each of `N` ranks (`v`
+ *  stages a rank, `M` micro-batches): the generators emit one forward / backward instruction per
+ *  pass in this order, so micro-batches in flight count the same off it as off the full program.
+ *  Memoised (the search asks for the same few many times; it is only read). */
+export function passProgram(schedule: ScheduleName, N: number, v: number, M: number): Program {
+  const key = `${schedule}|${N}|${v}|${M}`;
+  let p = passPrograms.get(key);
+  if (!p) {
+    p = {
+      ranks: Array.from({ length: N }, (_, r) => schedulePasses(schedule, N, v, M, r).map((x): Program['ranks'][number][number] =>
+        (x.kind === 'F' ? { op: 'forward', mb: x.mb, stage: x.stage } : { op: 'backward', mb: x.mb, stage: x.stage }))),
+    };
+    if (passPrograms.size > 256) passPrograms.clear();
+    passPrograms.set(key, p);
+  }
+  return p;
+}
+const passPrograms = new Map<string, Program>();
 
 /** programActivationPeak of the GPU-kept and of the host-kept bytes per stage at once. */
 function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array): { peak: number; inFlight: number; hostPeak: number } {
@@ -491,8 +512,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
         hAct = inFlightPeak * keptHostByStage[s]!;
       }
     } else {
-      if (!job.program) throw new InputError('memory: interleaved schedules need the program to count micro-batches in flight');
-      const pk = activationPeaks(job.program, r, keptByStage, keptHostByStage);
+      const pk = activationPeaks(job.program ?? passProgram(job.schedule, N, virtual, job.microBatches), r, keptByStage, keptHostByStage);
       actBytes = pk.peak; inFlightPeak = pk.inFlight;
       hAct = pk.hostPeak;
     }

@@ -13,8 +13,6 @@ import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
 import { layerTimes, phaseEnds, pipelinePeriod, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
 import { diskBuffersFor, generateProgram } from './program-gen.ts';
-import { schedulePasses } from './schedules.ts';
-import type { Instr, Program } from './program.ts';
 import { InputError } from './errors.ts';
 
 export interface SearchInput {
@@ -251,22 +249,9 @@ export function search(input: SearchInput): SearchResult {
     model, precision, optimizer: baseOpt.name, mbs: lay.mbs, seq: input.seq, microBatches: lay.M, schedule: lay.schedule,
     stages: lay.stages, pipelineRanks: lay.N, dataParallel: lay.D,
     policy, overheadBytes, allocatorOverheadFraction: allocFrac, diskPaths: diskPaths.length, diskConcurrency: diskConc,
-    inventory: inv, program: lay.v > 1 ? passProgram(lay) : undefined,
+    // (interleaved schedules: micro-batches in flight counted off the schedule's passes)
+    inventory: inv,
   });
-  // Interleaved schedules count micro-batches in flight off the program: off its forward and
-  // backward instructions, which are the schedule's passes in order (program-gen.ts emits one per
-  // pass), so a program of the passes alone counts the same (and does not depend on the policy).
-  const passPrograms = new Map<string, Program>();
-  function passProgram(lay: Layout0): Program {
-    const key = `${lay.schedule}|${lay.N}|${lay.v}|${lay.M}`;
-    let p = passPrograms.get(key);
-    if (!p) {
-      p = { ranks: Array.from({ length: lay.N }, (_, r) => schedulePasses(lay.schedule, lay.N, lay.v, lay.M, r).map((x): Instr =>
-        (x.kind === 'F' ? { op: 'forward', mb: x.mb, stage: x.stage } : { op: 'backward', mb: x.mb, stage: x.stage }))) };
-      passPrograms.set(key, p);
-    }
-    return p;
-  }
   function jobOf(lay: Layout0, capBytes: number | null) {
     return { seq: input.seq, microBatchSize: lay.mbs, microBatches: lay.M, steps: input.steps ?? 10, gpuMemCapBytes: capBytes, seed: 0 };
   }
