@@ -38,6 +38,30 @@ test('mmoc memory prints a human table in GiB by default', () => {
   assert.match(r.out, /peak per device/);
 });
 
+test('mmoc memory --schedule interleaved-1f1b counts activations in flight as the planner does (off the schedule)', async () => {
+  const { buildPlan, defaultOptimizer } = await import('../planner/plan-build.ts');
+  const { defaultPolicy, evenPartition, memoryModel } = await import('../planner/memory.ts');
+  const r = mmoc('memory', '--model', 'llama2-7b', '--stages', '2', '--schedule', 'interleaved-1f1b', '--virtual-stages', '2', '--microbatches', '4', '--json');
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out);
+  assert.equal(j.job.virtualStages, 2);
+  assert.deepEqual(j.job.layers, evenPartition(32, 4));
+  const parts = evenPartition(32, 4), policy = parts.map(() => defaultPolicy(false));
+  const plan = buildPlan({
+    hardware: 'x', model: models.llama2_7b, precision: 'bf16-mixed', optimizer: defaultOptimizer(),
+    job: { seq: 1024, microBatchSize: 1, microBatches: 4, steps: 1, gpuMemCapBytes: null, seed: 0 },
+    schedule: 'interleaved-1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [0, 1], policy,
+  });
+  const want = memoryModel({
+    model: models.llama2_7b, precision: 'bf16-mixed', optimizer: 'adamw', mbs: 1, seq: 1024, microBatches: 4, schedule: 'interleaved-1f1b',
+    stages: parts.map((layers, i) => ({ layers, rank: i % 2 })), pipelineRanks: 2, dataParallel: 1, policy, overheadBytes: 0,
+    diskPaths: 1, diskConcurrency: 2, program: plan.program,
+  });
+  assert.deepEqual(j.memory.devices.map((d: { activations: unknown }) => d.activations), want.devices.map((d) => d.activations));
+  assert.deepEqual(j.memory.devices.map((d: { stages: number[] }) => d.stages), [[0, 2], [1, 3]]);
+  assert.equal(j.memory.peak, want.peak);
+});
+
 const bad: [string[], string][] = [
   [['--model', 'nope'], '--model: "nope" is neither a bundled model'],
   [['--model', 'llama2-7b', '--precision', 'fp8'], '--precision: "fp8" must be one of bf16-mixed, fp32, bf16'],
@@ -50,6 +74,8 @@ const bad: [string[], string][] = [
   [['--model', 'llama2-7b', '--activations', 'cpu'], '--activations: offloading activations needs recompute'],
   [['--model', 'llama2-7b', '--params', 'cpu'], '--optim: streamed parameters (params gpu < 1) need the optimizer update on the host'],
   [['--model', 'llama2-7b', '--schedule', 'zb'], '--schedule: "zb" must be one of gpipe, 1f1b'],
+  [['--model', 'llama2-7b', '--virtual-stages', '2'], '--virtual-stages: 1f1b runs one stage a rank'],
+  [['--model', 'llama2-7b', '--stages', '2', '--schedule', 'interleaved-1f1b', '--microbatches', '3'], '--microbatches: interleaved-1f1b needs the micro-batches (3) to be a multiple of the stages (2)'],
   [['--model', 'llama2-7b', '--seq', '8192'], '--seq: 8192 exceeds the model\'s max_position_embeddings (4096)'],
   [['--model', 'llama2-7b', '--overhead', 'lots'], '--overhead: "lots" is not a size'],
   [[], '--model is required'],

@@ -11,7 +11,7 @@ import type { Fractions, Precision, ScheduleName, StagePolicy } from '../planner
 
 const PRECISIONS: Precision[] = ['bf16-mixed', 'fp32', 'bf16'];
 const OPTIMIZERS: OptimizerName[] = ['adamw', 'sgd'];
-const SCHEDULES = ['gpipe', '1f1b'];
+const SCHEDULES = ['gpipe', '1f1b', 'interleaved-1f1b'];
 
 interface MemoryOpts {
   model?: string;
@@ -24,6 +24,7 @@ interface MemoryOpts {
   dp: string;
   zero1?: boolean;
   schedule: string;
+  virtualStages?: string;
   microbatches?: string;
   params: string;
   grads: string;
@@ -63,7 +64,7 @@ export interface MemoryCliResult {
   params: number;
   job: {
     precision: Precision; optimizer: OptimizerName; mbs: number; seq: number; microBatches: number;
-    schedule: ScheduleName; stages: number; dataParallel: number; zero1: boolean; recompute: boolean;
+    schedule: ScheduleName; stages: number; virtualStages: number; dataParallel: number; zero1: boolean; recompute: boolean;
     layers: [number, number][]; policy: StagePolicy;
   };
   memory: MemoryReport;
@@ -80,10 +81,16 @@ export function runMemory(o: MemoryOpts): MemoryCliResult {
   const K = parsePositiveInt(o.stages, '--stages');
   const D = parsePositiveInt(o.dp, '--dp');
   const M = o.microbatches === undefined ? K : parsePositiveInt(o.microbatches, '--microbatches');
+  // Interleaved 1F1B: each rank holds V stages (rank r: stages r, r+K, ...), as the planner does.
+  const V = o.virtualStages === undefined ? (schedule === 'interleaved-1f1b' ? 2 : 1) : parsePositiveInt(o.virtualStages, '--virtual-stages');
+  if (schedule === 'interleaved-1f1b') {
+    if (V < 2) throw new InputError('--virtual-stages: interleaved-1f1b needs at least 2 stages a rank');
+    if (M % K !== 0) throw new InputError(`--microbatches: interleaved-1f1b needs the micro-batches (${M}) to be a multiple of the stages (${K})`);
+  } else if (V !== 1) throw new InputError(`--virtual-stages: ${schedule} runs one stage a rank (use --schedule interleaved-1f1b)`);
   const prefetch = parsePositiveInt(o.prefetch, '--prefetch');
   const diskPaths = parsePositiveInt(o.diskPaths, '--disk-paths');
   const L = src.config.num_hidden_layers;
-  if (K > L + 2) throw new InputError(`--stages: ${K} stages exceed the model's ${L + 2} layers (embedding, ${L} decoder layers, head)`);
+  if (K * V > L + 2) throw new InputError(`--stages: ${K * V} stages exceed the model's ${L + 2} layers (embedding, ${L} decoder layers, head)`);
   if (seq > src.config.max_position_embeddings) {
     throw new InputError(`--seq: ${seq} exceeds the model's max_position_embeddings (${src.config.max_position_embeddings})`);
   }
@@ -104,16 +111,16 @@ export function runMemory(o: MemoryOpts): MemoryCliResult {
   };
   const problems = policyProblems(policy, precision, D);
   if (problems.length) throw new InputError(`${flagOf[problems[0]!.field]}: ${problems[0]!.message}`);
-  const parts = evenPartition(L, K);
+  const parts = evenPartition(L, K * V);
   const overheadBytes = o.overhead === undefined ? 0 : parseBytes(o.overhead, '--overhead');
   const memory = memoryModel({
     model: src.config, precision, optimizer, mbs, seq, microBatches: M, schedule,
-    stages: parts.map((layers, rank) => ({ layers, rank })), pipelineRanks: K, dataParallel: D, zero1: !!o.zero1,
+    stages: parts.map((layers, i) => ({ layers, rank: i % K })), pipelineRanks: K, dataParallel: D, zero1: !!o.zero1,
     policy: parts.map(() => policy), overheadBytes, diskPaths, diskConcurrency: 2,
   });
   return {
     model: src.config.name, params: memory.params,
-    job: { precision, optimizer, mbs, seq, microBatches: M, schedule, stages: K, dataParallel: D, zero1: !!o.zero1, recompute: !!o.recompute, layers: parts, policy },
+    job: { precision, optimizer, mbs, seq, microBatches: M, schedule, stages: K, virtualStages: V, dataParallel: D, zero1: !!o.zero1, recompute: !!o.recompute, layers: parts, policy },
     memory,
   };
 }
@@ -127,9 +134,9 @@ export function formatMemory(r: MemoryCliResult): string {
   const m = r.memory, j = r.job;
   const lines: string[] = [];
   lines.push(`${r.model}: ${r.params.toLocaleString('en-US')} parameters; ${j.precision}, ${j.optimizer}; micro-batch ${j.mbs} x ${j.seq} tokens, ` +
-    `${j.microBatches} micro-batches, ${j.schedule}; ${j.stages} stage(s) x ${j.dataParallel} data-parallel${j.zero1 ? ' (ZeRO-1)' : ''}; recompute ${j.recompute ? 'on' : 'off'}`);
+    `${j.microBatches} micro-batches, ${j.schedule}${j.virtualStages > 1 ? ` (${j.virtualStages} stages a rank)` : ''}; ${j.stages} stage(s) x ${j.dataParallel} data-parallel${j.zero1 ? ' (ZeRO-1)' : ''}; recompute ${j.recompute ? 'on' : 'off'}`);
   lines.push('');
-  const head = ['GiB per device', ...m.devices.map((d) => `rank ${d.rank} [${j.layers[d.rank]![0]},${j.layers[d.rank]![1]})`)];
+  const head = ['GiB per device', ...m.devices.map((d) => `rank ${d.rank} ${d.stages.map((s) => `[${j.layers[s]![0]},${j.layers[s]![1]})`).join('+')}`)];
   const rows: [string, (d: MemoryReport['devices'][number]) => number][] = [
     ['weights', (d) => d.weights],
     ['gradients', (d) => d.gradients],
@@ -173,7 +180,8 @@ export function register(program: Command): void {
     .option('--stages <k>', 'pipeline stages (one per GPU; layers split evenly)', '1')
     .option('--dp <d>', 'data-parallel replicas', '1')
     .option('--zero1', 'shard master weights and optimizer states over data-parallel replicas')
-    .option('--schedule <s>', 'gpipe or 1f1b', '1f1b')
+    .option('--schedule <s>', 'gpipe, 1f1b or interleaved-1f1b', '1f1b')
+    .option('--virtual-stages <v>', 'interleaved-1f1b: stages a rank holds (default 2); activations count the micro-batches in flight of that schedule')
     .option('--microbatches <m>', 'micro-batches per step (default: the number of stages)')
     .option('--params <tier>', 'where weights live: gpu, cpu (streamed), or fractions gpu:0.5,cpu:0.5', 'gpu')
     .option('--grads <tier>', 'where gradients accumulate: gpu or cpu', 'gpu')

@@ -215,17 +215,57 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
 
 const invCache = new Map<string, Inventory>();
 
+/** Per model config object (configs are not changed once parsed): its inventories by precision,
+ *  mbs and seq (saves serializing the config on every lookup). */
+const byModel = new WeakMap<ModelConfig, Map<string, Inventory>>();
 /** buildInventory, memoised per (model, precision, mbs, seq) (the search asks for the same ones
  *  many times; inventories are never mutated). */
 export function getInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
-  const key = `${JSON.stringify(model)}|${precision}|${mbs}|${seq}`;
-  let inv = invCache.get(key);
+  let m = byModel.get(model);
+  if (!m) { m = new Map(); byModel.set(model, m); }
+  const k = `${precision}|${mbs}|${seq}`;
+  let inv = m.get(k);
+  if (inv) return inv;
+  const key = `${JSON.stringify(model)}|${k}`;
+  inv = invCache.get(key);
   if (!inv) {
     if (invCache.size > 256) invCache.clear();
     inv = buildInventory(model, precision, mbs, seq);
     invCache.set(key, inv);
   }
+  if (m.size > 256) m.clear();
+  m.set(k, inv);
   return inv;
+}
+
+/** The per-layer figures the planner reads in its hot loops, as typed arrays (the layer objects of
+ *  inventories built at different sizes can hold their numbers in different representations,
+ *  which code reading many inventories would keep re-specialising on). */
+export interface LayerTable {
+  /** 0 embedding, 1 decoder, 2 head. */
+  kind: Uint8Array;
+  params: Float64Array;
+  usesParams: Float64Array;
+  keptBytes: Float64Array;
+  inputBytes: Float64Array;
+}
+export const KIND_EMBEDDING = 0, KIND_DECODER = 1, KIND_HEAD = 2;
+const tables = new WeakMap<Inventory, LayerTable>();
+export function layerTable(inv: Inventory): LayerTable {
+  let t = tables.get(inv);
+  if (t) return t;
+  const n = inv.layers.length;
+  t = { kind: new Uint8Array(n), params: new Float64Array(n), usesParams: new Float64Array(n), keptBytes: new Float64Array(n), inputBytes: new Float64Array(n) };
+  for (let i = 0; i < n; i++) {
+    const l = inv.layers[i]!;
+    t.kind[i] = l.kind === 'embedding' ? KIND_EMBEDDING : l.kind === 'decoder' ? KIND_DECODER : KIND_HEAD;
+    t.params[i] = l.params;
+    t.usesParams[i] = l.usesParams;
+    t.keptBytes[i] = l.keptBytes;
+    t.inputBytes[i] = l.inputBytes;
+  }
+  tables.set(inv, t);
+  return t;
 }
 
 /** Unique parameters of a model (tied embeddings counted once). */

@@ -23,13 +23,13 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerTime_us, kernelTime_us, computeOf,
-  type HardwareProfile, type Machine, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskSpec, type TaskMeta,
+  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
+  type HardwareProfile, type Machine, type MachineGpu, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
-import { bytesPerParam, headHasEmbedding, memoryModel, placeStage, stageKeptBytes, type MemoryReport, type StagePlacement } from './memory.ts';
+import { bytesPerParam, headHasEmbedding, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 
 export interface LayerTimes {
@@ -101,30 +101,20 @@ function actName(mb: number, stage: number, K: number): string {
   return (actNames[i] ??= `act.${mb}.${stage}`);
 }
 
-/** Task specs and metas of one shape (keeps SimGraph.task monomorphic: the search builds millions). */
-function spec(
-  on: number | undefined, duration_us: number, bytes: number, links: readonly number[] | undefined, deps: readonly number[],
-  mem: readonly MemEffect[] | undefined, meta: TaskMeta, dir?: 'read' | 'write', elements?: number, workers?: number,
-): TaskSpec {
-  return { name: undefined, on, duration_us, bytes, links, cap_GBps: undefined, latency_us: undefined, dir, elements, workers, deps, waitFor: undefined, signal: undefined, mem, meta };
-}
 function realMetaOf(rank: number, pc: number, op: string): TaskMeta {
   return { rank, pc: pc < 0 ? undefined : pc, mb: undefined, stage: undefined, op, layer: undefined, bytes: undefined, flops: undefined };
 }
-const SHARED_META: TaskMeta = realMetaOf(0, -1, 'task');
-/** Search runs need no per-task metadata (it feeds traces): one shared, scribbled-on object. */
-function sharedMetaOf(): TaskMeta { return SHARED_META; }
 /** A barrier's dependencies: of the rank's tasks, the last of each in-order stream (it ends after
  *  every earlier task of its stream) and every task on no stream (CPU pool, disk, none): exact. */
 let lastOnRes = new Int32Array(64), isStream = new Uint8Array(64);
-function tails(g: SimGraph, all: readonly number[]): number[] {
+function tails(g: SimGraph, all: Int32Array, n: number, out: IntList): IntList {
   const R = g.resourceCount;
   if (lastOnRes.length < R) { lastOnRes = new Int32Array(2 * R); isStream = new Uint8Array(2 * R); }
   lastOnRes.fill(-1, 0, R);
   for (let r = 0; r < R; r++) isStream[r] = g.resourceKind(r) === 'stream' ? 1 : 0;
-  const out: number[] = [];
+  out.n = 0;
   const tRes = g.tRes;
-  for (let i = 0; i < all.length; i++) {
+  for (let i = 0; i < n; i++) {
     const t = all[i]!, r = tRes[t]!;
     if (r >= 0 && isStream[r]) lastOnRes[r] = t; else out.push(t);
   }
@@ -162,8 +152,9 @@ export interface LowerOptions {
    *  chunks of layers. */
   coarse?: boolean;
   /** Build the tasks into a machine graph kept from the previous call with the same profile,
-   *  device count and cap (cleared first): for callers that are done with the previous result
-   *  (the search). */
+   *  device count and cap (cleared first), into reused task tables (taskOf), and (simulatePlan)
+   *  simulate into reused time arrays: for callers that are done with the previous result (the
+   *  search). */
   reuseGraph?: boolean;
 }
 
@@ -171,15 +162,19 @@ interface StagePre {
   stages: readonly StageSpec[]; inv: Inventory; place: StagePlacement[]; layerStage: Int32Array; layerIdx: Int32Array;
   kept: { full: number; kept: number; gpu: number; host: number }[]; hostGradStage: boolean[];
   /** Per rank program: its coarse end-of-step groups. */
-  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: number[] }>;
+  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: Float64Array }>;
 }
 const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
 
-/** Scratch arrays of the lowering, by slot (contents undefined; at least n long). */
+const NO_GROUPS = new Int32Array(0);
+const NO_AMOUNTS = new Float64Array(0);
+
+/** Scratch arrays of the lowering, by slot (contents undefined; at least n long; sized for the
+ *  search's graphs from the start, so that its hot code does not meet the growth path late). */
 const scratchArrays: Int32Array[] = [];
 function scratchI32(slot: number, n: number): Int32Array {
   let a = scratchArrays[slot];
-  if (!a || a.length < n) { a = new Int32Array(Math.max(64, 2 * n)); scratchArrays[slot] = a; }
+  if (!a || a.length < n) { a = new Int32Array(Math.max(4096, 2 * n)); scratchArrays[slot] = a; }
   return a;
 }
 
@@ -215,11 +210,597 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
   });
 }
 
+/** A growable list of integers (task ids, keys, layers), reused from rank to rank and plan to plan. */
+class IntList {
+  a = new Int32Array(1024);
+  n = 0;
+  push(x: number): void {
+    if (this.n === this.a.length) { const b = new Int32Array(2 * this.n); b.set(this.a); this.a = b; }
+    this.a[this.n++] = x;
+  }
+}
+class FloatList {
+  a = new Float64Array(1024);
+  n = 0;
+  push(x: number): void {
+    if (this.n === this.a.length) { const b = new Float64Array(2 * this.n); b.set(this.a); this.a = b; }
+    this.a[this.n++] = x;
+  }
+}
+/** The lists of a lowering (one lowering runs at a time). */
+const LISTS = {
+  all: new IntList(), pendingRecv: new IntList(), useHistory: new IntList(), fetchTasks: new IntList(), fetchSlots: new IntList(),
+  offActList: new IntList(), offLayers: new IntList(),
+  pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as (TaskMeta | undefined)[],
+  chLayer: new IntList(), chTask: new IntList(), recvBy: new IntList(), tails: new IntList(),
+  arKey: new IntList(), arArrive: new IntList(), arTask: new IntList(), deps: new IntList(),
+};
+
+/**
+ * One lowering: per-plan tables, then per-rank state, with the work of each opcode in a method of
+ * its own (the search lowers many thousands of plans: one large function would be recompiled in
+ * full each time one of its paths first sees a case, a small method alone is).
+ */
+class Lowering {
+  // ---- per plan
+  readonly g: SimGraph;
+  readonly machine: Machine;
+  readonly profile: HardwareProfile;
+  readonly policy: readonly StagePolicy[];
+  readonly place: readonly StagePlacement[];
+  readonly layerStage: Int32Array;
+  readonly layerIdx: Int32Array;
+  readonly kept: readonly { full: number; kept: number; gpu: number; host: number }[];
+  readonly hostGradStage: readonly boolean[];
+  readonly rankGpu: readonly number[];
+  readonly B: Bytes;
+  readonly N: number;
+  readonly D: number;
+  readonly K: number;
+  readonly M: number;
+  readonly isCpu: boolean;
+  readonly perInstr: number;
+  /** GPU optimizer step: bytes/us (optimizerTime_us). */
+  readonly optRate: number;
+  readonly cpuWorkers: number;
+  readonly actBytes: number;
+  readonly coarse: boolean;
+  readonly withMem: boolean;
+  readonly wm: boolean;
+  readonly stageF: Float64Array;
+  readonly stageB: Float64Array;
+  readonly sendOf: Int32Array;
+  /** Pairs: key, consumer task. */
+  readonly recvBy = LISTS.recvBy;
+  /** All-reduces: the key (layer * N + pipelineRank), arrival task and all-reduce task of each. */
+  readonly arKey = LISTS.arKey;
+  readonly arArrive = LISTS.arArrive;
+  readonly arTask = LISTS.arTask;
+  readonly gnArrive: TaskId[] = [];
+  readonly gnTasks: TaskId[] = [];
+  // ---- per rank
+  r = 0;
+  pr = 0;
+  rep = 0;
+  gpu: MachineGpu;
+  dev = 0;
+  prog: readonly Instr[] = [];
+  /** The rank's tasks so far. */
+  readonly all = LISTS.all;
+  lastBackward = -1;
+  lastCompute = -1;
+  /** Pair keys awaiting their consumer. */
+  readonly pendingRecv = LISTS.pendingRecv;
+  /** By mb * K + stage. */
+  reloads: Int32Array;
+  offActs: Int32Array;
+  /** Param streaming: fetches queued for the next pass (layer, task, bytes, slots, meta), and the
+   *  history of uses for slots. */
+  readonly pfLayer = LISTS.pfLayer;
+  readonly pfTask = LISTS.pfTask;
+  readonly pfBytes = LISTS.pfBytes;
+  readonly pfSlots = LISTS.pfSlots;
+  readonly pfMeta = LISTS.pfMeta;
+  /** Compute task of each streamed-layer use, in order; fetch k is used by useHistory[k]. */
+  readonly useHistory = LISTS.useHistory;
+  readonly fetchTasks = LISTS.fetchTasks;
+  readonly fetchSlots = LISTS.fetchSlots;
+  /** By layer. */
+  lastGradOffload: Int32Array;
+  /** [0]: bytes of consecutive gradient offloads merged into the next one (a Float64Array: the
+   *  field keeps one representation from the first lowering on). */
+  readonly offBytes = new Float64Array(1);
+  lastHostGradOff = -1;
+  readonly offActList = LISTS.offActList;
+  readonly offLayers = LISTS.offLayers;
+  cpuStep: Int32Array;
+  diskReadOf: Int32Array;
+  lastDiskWrite = -1;
+  /** The rank's host worker runs its CPU updates, disk transfers and the issue of its uploads one at
+   *  a time in program order: each waits for the worker's previous blocking task (an upload only
+   *  queues a copy, so the worker moves on at once). */
+  lastWorker = -1;
+  /** Coarse mode: group of each instruction (-1 none), bytes or elements of each group, its task. */
+  grpOf: Int32Array = NO_GROUPS;
+  grpAmt: Float64Array = NO_AMOUNTS;
+  grpTask: Int32Array = NO_GROUPS;
+  /** Scratch dependency list. */
+  readonly deps = LISTS.deps;
+
+  constructor(
+    g: SimGraph, machine: Machine, profile: HardwareProfile, plan: Plan, pre: StagePre, inv: Inventory, rankGpu: number[],
+    times: LayerTimes, opts: LowerOptions,
+  ) {
+    const { layout, policy } = plan;
+    this.g = g;
+    this.machine = machine;
+    this.profile = profile;
+    this.policy = policy.stages;
+    this.place = pre.place;
+    this.layerStage = pre.layerStage;
+    this.layerIdx = pre.layerIdx;
+    this.kept = pre.kept;
+    this.hostGradStage = pre.hostGradStage;
+    this.rankGpu = rankGpu;
+    this.B = bytesPerParam(plan.precision, plan.optimizer.name);
+    const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length, M = plan.job.microBatches;
+    this.N = N; this.D = D; this.K = K; this.M = M;
+    this.isCpu = profile.gpus.kind === 'cpu';
+    this.perInstr = profile.overheads.per_instruction_us;
+    this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
+    // Each rank's host worker runs its CPU updates on cores / ranks threads (the executor's split of
+    // the host between its ranks); the pool's curve then gives a rank alone its cores' rate and ranks
+    // updating at once the all-cores total (DRAM-bound), shared. A search that lowers one replica of
+    // D (replicaProfile: the curve divided by D) gives its ranks the whole pool likewise.
+    const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
+    this.cpuWorkers = Math.max(1, Math.floor((profile.cpu.threads ?? profile.cpu.cores) / lowered));
+    this.actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
+    this.coarse = !!opts.coarse;
+    this.withMem = opts.memoryEffects !== false;
+    this.wm = opts.meta !== false;
+    // Per stage: forward/backward time of the whole stage (recompute adds the forward).
+    this.stageF = new Float64Array(K);
+    this.stageB = new Float64Array(K);
+    for (let s = 0; s < K; s++) {
+      let f = 0, b = 0;
+      for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
+      this.stageF[s] = f;
+      this.stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
+    }
+    // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
+    // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
+    this.sendOf = scratchI32(7, 2 * M * K * D).fill(-1);
+    this.gpu = machine.gpus[rankGpu[0]!]!;
+    const nL = inv.layers.length;
+    this.lastGradOffload = scratchI32(0, nL);
+    this.cpuStep = scratchI32(1, nL);
+    this.diskReadOf = scratchI32(2, nL);
+    this.reloads = scratchI32(3, M * K);
+    this.offActs = scratchI32(4, M * K);
+  }
+
+  pairKey(kind: number, mb: number, from: number, rep: number): number {
+    return ((kind * this.M + mb) * this.K + from) * this.D + rep;
+  }
+
+  /** Metadata of a task (one shared object in the search, which needs none). */
+  /** Metadata of a task (fields < 0 absent), or none: the search needs none (it feeds traces). */
+  meta(pc: number, op: string, mb: number, stage: number, layer: number, bytes: number): TaskMeta | undefined {
+    if (!this.wm) return undefined;
+    const m = realMetaOf(this.r, pc, op);
+    if (mb >= 0) m.mb = mb;
+    if (stage >= 0) m.stage = stage;
+    if (layer >= 0) m.layer = layer;
+    if (bytes >= 0) m.bytes = bytes;
+    return m;
+  }
+
+  /** A task with at most one dependency (-1: none). */
+  add1(on: number, dur: number, bytes: number, links: readonly number[] | undefined, dep: number, meta: TaskMeta | undefined): TaskId {
+    const t = this.g.add(on, dur, bytes, links, 0, 0, 0, meta);
+    if (dep >= 0) this.g.dep(dep, t);
+    return t;
+  }
+
+  /** A task with a list of dependencies. */
+  addN(on: number, dur: number, bytes: number, links: readonly number[] | undefined, deps: IntList, meta: TaskMeta | undefined, dir: number, elements: number, workers: number): TaskId {
+    const g = this.g;
+    const t = g.add(on, dur, bytes, links, dir, elements, workers, meta);
+    for (let i = 0; i < deps.n; i++) g.dep(deps.a[i]!, t);
+    return t;
+  }
+
+  /** Starts rank r: resets the per-rank state and adds its setup task. */
+  beginRank(r: number, prog: readonly Instr[], mem: MemoryReport, wantHost: boolean, pre: StagePre): void {
+    const N = this.N, K = this.K, M = this.M;
+    this.r = r;
+    this.pr = r % N;
+    this.rep = Math.floor(r / N);
+    this.gpu = this.machine.gpus[this.rankGpu[r]!]!;
+    this.dev = this.gpu.device;
+    this.prog = prog;
+    this.all.n = 0;
+    this.lastBackward = -1;
+    this.lastCompute = -1;
+    this.pendingRecv.n = 0;
+    this.reloads.fill(-1, 0, M * K);
+    this.offActs.fill(-1, 0, M * K);
+    this.pfLayer.n = 0; this.pfTask.n = 0; this.pfBytes.n = 0; this.pfSlots.n = 0;
+    this.useHistory.n = 0;
+    this.fetchTasks.n = 0;
+    this.fetchSlots.n = 0;
+    const nL = this.layerStage.length;
+    this.lastGradOffload.fill(-1, 0, nL);
+    this.offBytes[0] = 0;
+    this.lastHostGradOff = -1;
+    this.offActList.n = 0;
+    this.offLayers.n = 0;
+    this.cpuStep.fill(-1, 0, nL);
+    this.diskReadOf.fill(-1, 0, nL);
+    this.lastDiskWrite = -1;
+    this.lastWorker = -1;
+    this.groups(pre);
+    this.setup(mem, wantHost);
+  }
+
+  /** Persistent state and reserved workspaces, allocated at the step start. */
+  setup(mem: MemoryReport, wantHost: boolean): void {
+    const pr = this.pr, r = this.r, dev = this.dev, g = this.g;
+    const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
+    const setupMem: MemEffect[] = [];
+    if (this.withMem) {
+      const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
+      persist('weights', dm.weights, 'weights');
+      persist('gradients', dm.gradients, 'gradients');
+      persist('master', dm.masterWeights, 'master');
+      persist('optimizer', dm.optimizerStates, 'optimizer');
+      persist('workspaces', dm.temporary.total, 'buffers');
+      persist('context', dm.overhead, 'buffers');
+      if (wantHost && !this.isCpu && hm.total > 0) setupMem.push({ op: 'alloc', device: this.machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
+    }
+    const setup = this.add1(-1, 0, 0, undefined, -1, this.meta(-1, 'setup', -1, -1, -1, -1));
+    for (const e of setupMem) g.mem(setup, e);
+    this.all.push(setup);
+    // the set-up transient (memory.ts DeviceMemory.load: the layer being built with its whole fp32
+    // master) beyond what set-up keeps: first on the compute stream, held through set-up only
+    const loadExtra = dm.load - (dm.weights + dm.gradients + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
+    if (loadExtra > 0 && this.withMem) {
+      const t = this.add1(this.gpu.compute, 0, 0, undefined, setup, this.meta(-1, 'setup', -1, -1, -1, -1));
+      g.mem(t, { op: 'alloc', device: dev, buffer: 'load', bytes: loadExtra, class: 'master', at: 'start' });
+      g.mem(t, { op: 'free', device: dev, buffer: 'load', at: 'end' });
+      this.all.push(t);
+    }
+  }
+
+  /** Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
+   *  all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers. */
+  groups(pre: StagePre): void {
+    this.grpOf = NO_GROUPS;
+    this.grpAmt = NO_AMOUNTS;
+    this.grpTask = NO_GROUPS;
+    if (!this.coarse) return;
+    const prog = this.prog, K = this.K, B = this.B;
+    const cached = pre.groups.get(prog);
+    if (cached) {
+      this.grpOf = cached.grpOf;
+      this.grpAmt = cached.grpAmt;
+      this.grpTask = scratchI32(6, cached.grpAmt.length).fill(-1);
+      return;
+    }
+    const grpOf = new Int32Array(prog.length).fill(-1);
+    const amt: number[] = [];
+    const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
+    let phase = 0;
+    for (let pc = 0; pc < prog.length; pc++) {
+      const x = prog[pc]!;
+      if (x.op === 'forward') phase = 1;
+      if (x.op !== 'offload_grads' && x.op !== 'allreduce_grads' && x.op !== 'optimizer_step' && x.op !== 'upload_params') continue;
+      const st = this.layerStage[x.layer]!, i = this.layerIdx[x.layer]!, pl = this.place[st]!;
+      if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
+      if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
+      const G = Math.ceil(pl.layers.length / 4);
+      const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
+      const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
+      let gi = keys[key]!;
+      if (gi < 0) { gi = amt.length; keys[key] = gi; amt.push(0); }
+      grpOf[pc] = gi;
+      const n = pl.params[i]!;
+      amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
+        : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
+    }
+    const grpAmt = Float64Array.from(amt);
+    this.grpOf = grpOf;
+    this.grpAmt = grpAmt;
+    this.grpTask = scratchI32(6, grpAmt.length).fill(-1);
+    pre.groups.set(prog, { grpOf, grpAmt });
+  }
+
+  /** Lowers the rank's program; fills tOf. */
+  rank(tOf: Int32Array): void {
+    const prog = this.prog;
+    for (let pc = 0; pc < prog.length; pc++) {
+      const x = prog[pc]!;
+      let t: TaskId;
+      switch (x.op) {
+        case 'forward': case 'backward': t = this.pass(x.op === 'forward', x.mb, x.stage, pc); break;
+        case 'send_act': case 'send_grad': t = this.send(x.op === 'send_act', x.mb, x.stage, x.peer, pc); break;
+        case 'recv_act': this.pendingRecv.push(this.pairKey(0, x.mb, x.stage - 1, this.rep)); t = -1; break;
+        case 'recv_grad': this.pendingRecv.push(this.pairKey(1, x.mb, x.stage + 1, this.rep)); t = -1; break;
+        case 'fetch_params': t = this.fetch(x.layer, pc); break;
+        case 'release_params': t = -1; break;
+        case 'offload_grads': t = this.offloadGrads(x.layer, pc); break;
+        case 'allreduce_grads': t = this.allreduce(x.layer, pc); break;
+        case 'offload_act': t = this.offloadAct(x.mb, x.stage, pc); break;
+        case 'reload_act': t = this.reloadAct(x.mb, x.stage, pc); break;
+        case 'grad_norm': t = this.gradNorm(pc); break;
+        case 'optimizer_step': t = this.optimizerStep(x.layer, x.tier === 'cpu', x.fraction, pc); break;
+        case 'upload_params': t = this.upload(x.layer, pc); break;
+        case 'disk_read': case 'disk_write': t = this.disk(x.op === 'disk_read', x.layer, x.path, pc); break;
+        case 'barrier': t = this.barrier(pc); break;
+      }
+      if (t >= 0) { tOf[pc] = t; this.all.push(t); }
+    }
+    // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
+    const fetchTasks = this.fetchTasks.a, fetchSlots = this.fetchSlots.a, useHistory = this.useHistory.a, uses = this.useHistory.n;
+    for (let k = 0, n = this.fetchTasks.n; k < n; k++) {
+      const j = k - fetchSlots[k]!;
+      if (j >= 0 && j < uses) this.g.dep(useHistory[j]!, fetchTasks[k]!);
+    }
+    if (this.pfLayer.n) throw new InputError(`program.ranks[${this.r}]: fetch_params of layer ${this.pfLayer.a[0]} is not followed by a forward or backward that uses it`);
+  }
+
+  /** Waits for every task of the rank so far. */
+  barrier(pc: number): TaskId {
+    const deps = tails(this.g, this.all.a, this.all.n, LISTS.tails);
+    const t = this.g.add(-1, 0, 0, undefined, 0, 0, 0, this.meta(pc, 'barrier', -1, -1, -1, -1));
+    for (let i = 0; i < deps.n; i++) this.g.dep(deps.a[i]!, t);
+    return t;
+  }
+
+  /** forward / backward of micro-batch mb through stage s. */
+  pass(fwd: boolean, mb: number, s: number, pc: number): TaskId {
+    const g = this.g, K = this.K, kept = this.kept[s]!;
+    const meta = this.meta(pc, fwd ? 'forward' : 'backward', mb, s, -1, -1);
+    const deps = this.deps;
+    deps.n = 0;
+    const key = mb * K + s;
+    if (!fwd && this.reloads[key]! >= 0) deps.push(this.reloads[key]!);
+    // Staging buffers pace the compute: a backward that streams gradients to the host waits
+    // until the previous pass's gradients have left; a forward that offloads its input waits
+    // for the offload of two forwards before (two staging buffers).
+    if (!fwd && this.hostGradStage[s] && this.lastHostGradOff >= 0) deps.push(this.lastHostGradOff);
+    const offActList = this.offActList;
+    if (fwd && this.policy[s]!.recompute && kept.host > 0 && offActList.n >= 2) deps.push(offActList.a[offActList.n - 2]!);
+    let eff: MemEffect | null = null;
+    if (this.withMem && kept.gpu > 0) {
+      eff = fwd
+        ? { op: 'alloc', device: this.dev, buffer: actName(mb, s, K), bytes: kept.gpu, class: 'activations', at: 'start' }
+        : { op: 'free', device: this.dev, buffer: actName(mb, s, K), at: 'end' };
+    }
+    const dur = (fwd ? this.stageF[s]! : this.stageB[s]!) + this.perInstr;
+    const compute = this.gpu.compute;
+    let firstOfPass: TaskId, t: TaskId;
+    if (this.pfLayer.n === 0) {
+      t = this.addN(compute, dur, 0, undefined, deps, meta, 0, 0, 0);
+      if (eff) g.mem(t, eff);
+      firstOfPass = t;
+    } else {
+      // Layer by layer: each streamed use waits for its fetch.
+      let useLayer = this.pfLayer, useTask = this.pfTask;
+      if (this.coarse) { this.chunkFetches(); useLayer = LISTS.chLayer; useTask = LISTS.chTask; }
+      const n = useLayer.n;
+      const per = dur / n;
+      firstOfPass = -1;
+      t = -1;
+      for (let i = 0; i < n; i++) {
+        const first = i === 0;
+        const subMeta = this.meta(pc, fwd ? 'forward' : 'backward', mb, s, useLayer.a[i]!, -1);
+        const ft = useTask.a[i]!;
+        const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, ft, subMeta);
+        if (first) g.dep(ft, sub);
+        if (eff && (eff.op === 'alloc' ? first : i === n - 1)) g.mem(sub, eff);
+        this.useHistory.push(sub);
+        this.all.push(sub);
+        if (first) firstOfPass = sub;
+        t = sub;
+      }
+      this.pfLayer.n = 0; this.pfTask.n = 0; this.pfBytes.n = 0; this.pfSlots.n = 0;
+    }
+    const pending = this.pendingRecv;
+    if (pending.n) {
+      for (let i = 0; i < pending.n; i++) { this.recvBy.push(pending.a[i]!); this.recvBy.push(firstOfPass); }
+      pending.n = 0;
+    }
+    if (fwd) this.lastCompute = t; else { this.lastBackward = t; this.lastCompute = t; }
+    return t;
+  }
+
+  /** Search fidelity: a pass's fetches in at most 2 chunks of consecutive layers; slots counted
+   *  in chunks. */
+  chunkFetches(): void {
+    const nf = this.pfLayer.n, layers = this.pfLayer.a, byt = this.pfBytes.a, slots = this.pfSlots.a;
+    const G = Math.ceil(nf / 2);
+    const chLayer = LISTS.chLayer, chTask = LISTS.chTask;
+    chLayer.n = 0; chTask.n = 0;
+    const h2d = this.gpu.h2d, route = this.gpu.h2dRoute;
+    for (let c = 0; c < nf; c += G) {
+      let bytes = 0;
+      for (let j = c, e = Math.min(nf, c + G); j < e; j++) bytes += byt[j]!;
+      const ft = this.add1(h2d, 0, bytes, route, -1, this.pfMeta[c]!);
+      this.all.push(ft);
+      this.fetchTasks.push(ft);
+      this.fetchSlots.push(Math.max(1, Math.ceil(slots[c]! / G)));
+      chLayer.push(layers[c]!);
+      chTask.push(ft);
+    }
+  }
+
+  send(act: boolean, mb: number, stage: number, peer: number, pc: number): TaskId {
+    const peerGpu = this.rankGpu[peer]!, mine = this.rankGpu[this.r]!;
+    const route = peerGpu === mine ? NO : this.machine.peerRoute(mine, peerGpu);
+    const meta = this.meta(pc, act ? 'send_act' : 'send_grad', mb, stage, -1, this.actBytes);
+    const t = this.add1(this.gpu.comm, 0, route.length ? this.actBytes : 0, route, this.lastCompute, meta);
+    this.sendOf[this.pairKey(act ? 0 : 1, mb, stage, this.rep)] = t;
+    return t;
+  }
+
+  fetch(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!;
+    const bytes = this.place[s]!.params[this.layerIdx[layer]!]! * this.B.weight;
+    const meta = this.meta(pc, 'fetch_params', -1, -1, layer, bytes);
+    const slots = this.policy[s]!.prefetchDepth + 1;
+    const t = this.coarse ? -1 : this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, -1, meta);
+    if (t >= 0) { this.fetchTasks.push(t); this.fetchSlots.push(slots); }
+    this.pfMeta[this.pfLayer.n] = meta;
+    this.pfLayer.push(layer); this.pfTask.push(t); this.pfBytes.push(bytes); this.pfSlots.push(slots);
+    return t;
+  }
+
+  offloadGrads(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const bytes = pl.params[i]! * this.B.grad;
+    const meta = this.meta(pc, 'offload_grads', -1, -1, layer, bytes);
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
+    if (this.coarse && grp < 0) {
+      const nx = this.prog[pc + 1];
+      if (nx !== undefined && nx.op === 'offload_grads' && !pl.gradsResident[this.layerIdx[nx.layer]!]) { this.offBytes[0] += bytes; this.offLayers.push(layer); return -1; }
+    }
+    const t = this.add1(this.gpu.d2h, 0, grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes[0]!, this.gpu.d2hRoute, this.lastBackward, meta);
+    if (grp >= 0) this.grpTask[grp] = t;
+    this.lastGradOffload[layer] = t;
+    if (!pl.gradsResident[i]) this.lastHostGradOff = t;
+    const offLayers = this.offLayers;
+    for (let k = 0; k < offLayers.n; k++) this.lastGradOffload[offLayers.a[k]!] = t;
+    this.offBytes[0] = 0; offLayers.n = 0;
+    return t;
+  }
+
+  allreduce(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
+    const bytes = grp >= 0 ? this.grpAmt[grp]! : this.place[s]!.params[this.layerIdx[layer]!]! * this.B.grad;
+    const meta = this.meta(pc, 'allreduce_grads', -1, -1, layer, bytes);
+    const am = this.meta(pc, 'allreduce_arrive', -1, -1, layer, -1);
+    const arrive = this.add1(-1, 0, 0, undefined, this.lastBackward, am);
+    this.all.push(arrive);
+    const D = this.D, N = this.N, pr = this.pr;
+    const nextRep = (this.rep + 1) % D;
+    const peerGpu = this.rankGpu[nextRep * N + pr]!, mine = this.rankGpu[this.r]!;
+    const route = peerGpu === mine ? NO : this.machine.peerRoute(mine, peerGpu);
+    const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
+    const t = this.add1(this.gpu.comm, 0, route.length ? ringBytes : 0, route, -1, meta);
+    const k = layer * N + pr;
+    this.arKey.push(k);
+    this.arArrive.push(arrive);
+    this.arTask.push(t);
+    this.lastGradOffload[layer] = t;
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  offloadAct(mb: number, stage: number, pc: number): TaskId {
+    const bytes = this.kept[stage]!.host;
+    const meta = this.meta(pc, 'offload_act', mb, stage, -1, bytes);
+    const t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
+    this.offActs[mb * this.K + stage] = t;
+    this.offActList.push(t);
+    return t;
+  }
+
+  reloadAct(mb: number, stage: number, pc: number): TaskId {
+    const bytes = this.kept[stage]!.host;
+    const meta = this.meta(pc, 'reload_act', mb, stage, -1, bytes);
+    const off = this.offActs[mb * this.K + stage]!;
+    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, off >= 0 ? off : -1, meta);
+    this.reloads[mb * this.K + stage] = t;
+    return t;
+  }
+
+  gradNorm(pc: number): TaskId {
+    const all = this.all;
+    const arrive = this.add1(-1, 0, 0, undefined, all.n ? all.a[all.n - 1]! : -1, this.meta(pc, 'grad_norm_arrive', -1, -1, -1, -1));
+    all.push(arrive);
+    this.gnArrive.push(arrive);
+    const t = this.add1(this.gpu.comm, 50 + this.perInstr, 0, undefined, -1, this.meta(pc, 'grad_norm', -1, -1, -1, -1));
+    this.gnTasks.push(t);
+    this.lastCompute = t;
+    return t;
+  }
+
+  optimizerStep(layer: number, cpu: boolean, fraction: number | undefined, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) { if (cpu) this.cpuStep[layer] = this.grpTask[grp]!; return -1; }
+    const n = this.place[s]!.params[i]!;
+    const elems = grp >= 0 ? this.grpAmt[grp]! : Math.round(n * (fraction ?? 1));
+    const meta = this.meta(pc, 'optimizer_step', -1, -1, layer, -1);
+    const deps = this.deps;
+    deps.n = 0;
+    const off = this.lastGradOffload[layer]!;
+    let t: TaskId;
+    if (!cpu) {
+      if (this.lastBackward >= 0) deps.push(this.lastBackward);
+      if (off >= 0) deps.push(off);
+      const B = this.B;
+      const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
+      t = this.addN(this.gpu.compute, bytes / this.optRate + this.perInstr, 0, undefined, deps, meta, 0, 0, 0);
+      this.lastCompute = t;
+    } else {
+      if (off >= 0) deps.push(off);
+      const rd = this.diskReadOf[layer]!;
+      if (rd >= 0) deps.push(rd);
+      if (this.lastWorker >= 0) deps.push(this.lastWorker);
+      t = this.addN(this.machine.cpu, 0, 0, undefined, deps, meta, 0, elems, this.cpuWorkers);
+      this.cpuStep[layer] = t;
+      this.lastWorker = t;
+    }
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  upload(layer: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const grp = this.coarse ? this.grpOf[pc]! : -1;
+    if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
+    const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
+    const meta = this.meta(pc, 'upload_params', -1, -1, layer, bytes);
+    // queued on the worker behind every CPU update and disk transfer issued before it
+    const st = this.lastWorker >= 0 ? this.lastWorker : this.cpuStep[layer]!;
+    const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, st >= 0 ? st : -1, meta);
+    if (grp >= 0) this.grpTask[grp] = t;
+    return t;
+  }
+
+  disk(read: boolean, layer: number, path: number, pc: number): TaskId {
+    const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
+    const pl = this.place[s]!;
+    const hostEl = pl.params[i]! - pl.gpuElems[i]!;
+    const bytes = hostEl * (this.B.master + this.B.opt);
+    const meta = this.meta(pc, read ? 'disk_read' : 'disk_write', -1, -1, layer, bytes);
+    const disks = this.machine.disks;
+    const disk = disks[path % Math.max(1, disks.length)];
+    if (disk === undefined) throw new InputError(`hardware profile ${this.profile.id} has no disks for the plan's disk tier`);
+    let dep = -1;
+    if (read) dep = this.lastDiskWrite;
+    else dep = this.cpuStep[layer]!;
+    const t = this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, meta);
+    if (dep >= 0) this.g.dep(dep, t);
+    if (this.lastWorker >= 0 && this.lastWorker !== dep) this.g.dep(this.lastWorker, t);
+    if (read) this.diskReadOf[layer] = t; else this.lastDiskWrite = t;
+    this.lastWorker = t;
+    return t;
+  }
+}
+
 export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions = {}): Lowered {
   const inv = opts.inventory ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
   const mem = opts.memory ?? planMemory(plan, profile, inv);
   const { layout, policy } = plan;
-  const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length;
+  const N = layout.pipelineRanks, D = layout.dataParallel;
   const isCpu = profile.gpus.kind === 'cpu';
   const rankGpu = layout.rankDevice.map((d, r) => (d >= 0 ? d : r));
   let maxGpu = 0;
@@ -229,390 +810,66 @@ export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptio
   }
   const { graph: g, machine } = machineFor(profile, maxGpu + 1, plan.job.gpuMemCapBytes ?? undefined, !!opts.reuseGraph);
   const times = layerTimes(inv, profile);
-  const B = bytesPerParam(plan.precision, plan.optimizer.name);
-  const together = headHasEmbedding(layout.stages);
   // Placement per stage (a search that lowers one program for several mappings passes the same
   // stage and policy arrays: computed once for them).
   let pre = opts.reuseGraph ? stageCache.get(policy.stages) : undefined;
   if (!pre || pre.stages !== layout.stages || pre.inv !== inv) {
-    const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy.stages[i]!, together));
-    const layerStage = new Int32Array(inv.layers.length);
-    const layerIdx = new Int32Array(inv.layers.length);
-    layout.stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
-    const kept = layout.stages.map((s, i) => stageKeptBytes(inv, s, policy.stages[i]!));
-    const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
-    pre = { stages: layout.stages, inv, place, layerStage, layerIdx, kept, hostGradStage, groups: new WeakMap() };
+    pre = stagePre(inv, layout.stages, policy.stages);
     if (opts.reuseGraph) stageCache.set(policy.stages, pre);
   }
-  const { place, layerStage, layerIdx, kept, hostGradStage } = pre;
-  const nL = inv.layers.length;
-  const actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
-  const perInstr = profile.overheads.per_instruction_us;
-  // Each rank's host worker runs its CPU updates on cores / ranks threads (the executor's split of
-  // the host between its ranks); the pool's curve then gives a rank alone its cores' rate and ranks
-  // updating at once the all-cores total (DRAM-bound), shared. A search that lowers one replica of
-  // D (replicaProfile: the curve divided by D) gives its ranks the whole pool likewise.
-  const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
-  const cpuWorkers = Math.max(1, Math.floor((profile.cpu.threads ?? profile.cpu.cores) / lowered));
-  const wantHost = opts.hostMemory !== false;
-  const coarse = !!opts.coarse;
-  const withMem = opts.memoryEffects !== false;
-  const metaOf = opts.meta === false ? sharedMetaOf : realMetaOf;
-
-  // Per stage: forward/backward time of the whole stage (recompute adds the forward).
-  const stageF = new Float64Array(K), stageB = new Float64Array(K);
-  for (let s = 0; s < K; s++) {
-    let f = 0, b = 0;
-    for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
-    stageF[s] = f;
-    stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
-  }
-
+  const low = new Lowering(g, machine, profile, plan, pre, inv, rankGpu, times, opts);
+  low.recvBy.n = 0; low.arKey.n = 0; low.arArrive.n = 0; low.arTask.n = 0;
   const taskOf: Int32Array[] = [];
-  // Cross-rank pairing: key -> task.
-  // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
-  // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
-  const M = plan.job.microBatches;
-  const pairKey = (kind: number, mb: number, from: number, rep: number) => ((kind * M + mb) * K + from) * D + rep;
-  const sendOf = new Int32Array(2 * M * K * D).fill(-1);
-  const recvBy: number[] = []; // pairs: key, consumer task
-  const arArrive = new Map<number, TaskId[]>(); // allreduce: layer * N + pipelineRank -> arrive tasks
-  const arTasks = new Map<number, TaskId[]>();
-  const gnArrive: TaskId[] = [], gnTasks: TaskId[] = [];
-  const barriers: TaskId[] = [];
-
-  // Per-rank scratch (refilled for each rank).
-  const perLayerA = scratchI32(0, nL), perLayerB = scratchI32(1, nL), perLayerC = scratchI32(2, nL);
-  const perMbA = scratchI32(3, M * K), perMbB = scratchI32(4, M * K);
+  const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
+  const wantHost = opts.hostMemory !== false;
   for (let r = 0; r < lowered; r++) {
-    const pr = r % N, rep = Math.floor(r / N);
-    const gpu = machine.gpus[rankGpu[r]!]!;
-    const dev = gpu.device;
     const prog = plan.program.ranks[r]!;
-    const tOf = new Int32Array(prog.length).fill(-1);
+    const tOf = opts.reuseGraph ? pooledTaskOf(r, prog.length) : new Int32Array(prog.length).fill(-1);
     taskOf.push(tOf);
-    const all: TaskId[] = [];
-    const dm = mem.devices[pr]!, hm = mem.hostPerRank[pr]!;
-    // Persistent state and reserved workspaces, allocated at the step start.
-    const setupMem: MemEffect[] = [];
-    const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0 && withMem) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
-    persist('weights', dm.weights, 'weights');
-    persist('gradients', dm.gradients, 'gradients');
-    persist('master', dm.masterWeights, 'master');
-    persist('optimizer', dm.optimizerStates, 'optimizer');
-    persist('workspaces', dm.temporary.total, 'buffers');
-    persist('context', dm.overhead, 'buffers');
-    // the set-up transient (memory.ts DeviceMemory.load: the fp32 masters built at load before the
-    // host groups take them), beyond what set-up keeps: held through set-up only
-    const loadExtra = dm.load - (dm.weights + dm.gradients + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
-    if (wantHost && withMem && !isCpu) {
-      if (hm.total > 0) setupMem.push({ op: 'alloc', device: machine.host, buffer: `host.r${r}`, bytes: hm.total, class: 'buffers' });
-    }
-    const setup = g.task(spec(undefined, 0, 0, undefined, NO, setupMem, metaOf(r, -1, 'setup')));
-    all.push(setup);
-    if (loadExtra > 0 && withMem) {
-      // first on the compute stream: training allocates nothing before it is gone
-      const lm: MemEffect[] = [{ op: 'alloc', device: dev, buffer: 'load', bytes: loadExtra, class: 'master', at: 'start' }, { op: 'free', device: dev, buffer: 'load', at: 'end' }];
-      all.push(g.task(spec(gpu.compute, 0, 0, undefined, [setup], lm, metaOf(r, -1, 'setup'))));
-    }
-
-    let lastBackward = -1 as TaskId;
-    let lastCompute = -1 as TaskId;
-    const pendingRecv: number[] = []; // pair keys awaiting their consumer
-    const reloads = perMbA.fill(-1); // by mb * K + stage
-    const offActs = perMbB.fill(-1);
-    // Param streaming: fetch tasks queued for the next pass, and the history of uses for slots.
-    let pendingFetch: { layer: number; task: TaskId; bytes: number; slots: number; meta: TaskMeta }[] = [];
-    const useHistory: TaskId[] = []; // compute task of each streamed-layer use, in order
-    const fetchTasks: TaskId[] = []; // fetch k is used by useHistory[k]
-    const fetchSlots: number[] = [];
-    const lastGradOffload = perLayerA.fill(-1); // by layer
-    let offBytes = 0;
-    let lastHostGradOff = -1 as TaskId;
-    const offActList: TaskId[] = [];
-    const offLayers: number[] = [];
-    const cpuStep = perLayerB.fill(-1);
-    const diskReadOf = perLayerC.fill(-1);
-    let lastDiskWrite = -1 as TaskId;
-    // The rank's host worker runs its CPU updates, disk transfers and the issue of its uploads one
-    // at a time in program order: each waits for the worker's previous blocking task (an upload
-    // only queues a copy, so the worker moves on at once).
-    let lastWorker = -1 as TaskId;
-    const slotsOf = (s: number) => policy.stages[s]!.prefetchDepth + 1;
-    // Search fidelity: the end-of-step work of a stage (gradient offloads of resident layers,
-    // all-reduces, optimizer steps, uploads) moves in at most 4 chunks of consecutive layers.
-    let grpOf: Int32Array | null = null;
-    let grpAmt: number[] = [];
-    const grpTask: number[] = [];
-    const cachedGroups = coarse ? pre.groups.get(prog) : undefined;
-    if (cachedGroups) {
-      grpOf = cachedGroups.grpOf;
-      grpAmt = cachedGroups.grpAmt;
-      for (let i = 0; i < grpAmt.length; i++) grpTask.push(-1);
-    } else if (coarse) {
-      grpOf = new Int32Array(prog.length).fill(-1);
-      pre.groups.set(prog, { grpOf, grpAmt });
-      const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
-      let phase = 0;
-      for (let pc = 0; pc < prog.length; pc++) {
-        const x = prog[pc]!;
-        if (x.op === 'forward') phase = 1;
-        if (x.op !== 'offload_grads' && x.op !== 'allreduce_grads' && x.op !== 'optimizer_step' && x.op !== 'upload_params') continue;
-        const st = layerStage[x.layer]!, i = layerIdx[x.layer]!, pl = place[st]!;
-        if (x.op === 'offload_grads' && !pl.gradsResident[i]) continue;
-        if (!pl.hostStateInCpu[i] && pl.params[i]! > pl.gpuElems[i]!) continue; // disk groups keep their own order
-        const G = Math.ceil(pl.layers.length / 4);
-        const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
-        const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
-        let gi = keys[key]!;
-        if (gi < 0) { gi = grpAmt.length; keys[key] = gi; grpAmt.push(0); grpTask.push(-1); }
-        grpOf[pc] = gi;
-        const n = pl.params[i]!;
-        grpAmt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
-          : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
-      }
-    }
-
-    for (let pc = 0; pc < prog.length; pc++) {
-      const x = prog[pc]! as Instr;
-      const meta = metaOf(r, pc, x.op);
-      let t = -1 as TaskId;
-      switch (x.op) {
-        case 'forward':
-        case 'backward': {
-          const s = x.stage, fwd = x.op === 'forward';
-          meta.mb = x.mb; meta.stage = s;
-          const deps: TaskId[] = [];
-          const recvKeys = pendingRecv.length ? pendingRecv.splice(0) : null;
-          const key = x.mb * K + s;
-          if (!fwd && reloads[key]! >= 0) deps.push(reloads[key]!);
-          // Staging buffers pace the compute: a backward that streams gradients to the host waits
-          // until the previous pass's gradients have left; a forward that offloads its input waits
-          // for the offload of two forwards before (two staging buffers).
-          if (!fwd && hostGradStage[s] && lastHostGradOff >= 0) deps.push(lastHostGradOff);
-          if (fwd && policy.stages[s]!.recompute && kept[s]!.host > 0 && offActList.length >= 2) deps.push(offActList[offActList.length - 2]!);
-          const memEff: MemEffect[] = [];
-          if (withMem && kept[s]!.gpu > 0) {
-            memEff.push(fwd
-              ? { op: 'alloc', device: dev, buffer: actName(x.mb, s, K), bytes: kept[s]!.gpu, class: 'activations', at: 'start' }
-              : { op: 'free', device: dev, buffer: actName(x.mb, s, K), at: 'end' });
-          }
-          const dur = (fwd ? stageF[s]! : stageB[s]!) + perInstr;
-          let firstOfPass = -1 as TaskId;
-          if (pendingFetch.length === 0) {
-            t = g.task(spec(gpu.compute, dur, 0, undefined, deps, memEff, meta));
-            firstOfPass = t;
-          } else {
-            // Layer by layer: each streamed use waits for its fetch.
-            let fetches = pendingFetch;
-            pendingFetch = [];
-            if (coarse) {
-              // At most 2 chunks of consecutive layers; slots counted in chunks.
-              const G = Math.ceil(fetches.length / 2);
-              const chunks: typeof fetches = [];
-              for (let c = 0; c < fetches.length; c += G) {
-                const head = fetches[c]!;
-                let bytes = 0;
-                for (let j = c, e = Math.min(fetches.length, c + G); j < e; j++) bytes += fetches[j]!.bytes;
-                const ft = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, head.meta));
-                all.push(ft);
-                fetchTasks.push(ft);
-                fetchSlots.push(Math.max(1, Math.ceil(head.slots / G)));
-                chunks.push({ layer: head.layer, task: ft, bytes, slots: head.slots, meta: head.meta });
-              }
-              fetches = chunks;
-            }
-            const totalLayers = fetches.length;
-            const per = dur / totalLayers;
-            let first = true;
-            for (let i = 0; i < totalLayers; i++) {
-              const fdeps = first ? [...deps, fetches[i]!.task] : [fetches[i]!.task];
-              const subMeta = metaOf(r, pc, x.op); subMeta.mb = meta.mb; subMeta.stage = meta.stage; subMeta.layer = fetches[i]!.layer;
-              const sub = g.task(spec(gpu.compute, per, 0, undefined, fdeps, memEff.filter((e) => (e.op === 'alloc' ? first : i === totalLayers - 1)), subMeta));
-              useHistory.push(sub);
-              all.push(sub);
-              if (first) firstOfPass = sub;
-              first = false;
-              t = sub;
-            }
-          }
-          if (recvKeys) for (const k of recvKeys) recvBy.push(k, firstOfPass);
-          if (fwd) lastCompute = t; else { lastBackward = t; lastCompute = t; }
-          break;
-        }
-        case 'send_act':
-        case 'send_grad': {
-          const to = x.op === 'send_act' ? x.stage + 1 : x.stage - 1;
-          const peerGpu = rankGpu[x.peer]!;
-          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = actBytes;
-          t = g.task(spec(gpu.comm, 0, route.length ? actBytes : 0, route, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
-          sendOf[pairKey(x.op === 'send_act' ? 0 : 1, x.mb, x.stage, rep)] = t;
-          break;
-        }
-        case 'recv_act':
-        case 'recv_grad': {
-          const from = x.op === 'recv_act' ? x.stage - 1 : x.stage + 1;
-          pendingRecv.push(pairKey(x.op === 'recv_act' ? 0 : 1, x.mb, from, rep));
-          break;
-        }
-        case 'fetch_params': {
-          const s = layerStage[x.layer]!;
-          const bytes = place[s]!.params[layerIdx[x.layer]!]! * B.weight;
-          meta.layer = x.layer; meta.bytes = bytes;
-          if (coarse) { pendingFetch.push({ layer: x.layer, task: -1, bytes, slots: slotsOf(s), meta }); break; }
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, NO, undefined, meta));
-          fetchTasks.push(t);
-          fetchSlots.push(slotsOf(s));
-          pendingFetch.push({ layer: x.layer, task: t, bytes, slots: slotsOf(s), meta });
-          break;
-        }
-        case 'release_params':
-          break;
-        case 'offload_grads': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const bytes = pl.params[i]! * B.grad;
-          meta.layer = x.layer; meta.bytes = bytes;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
-          if (coarse && grp < 0 && prog[pc + 1]?.op === 'offload_grads' && !pl.gradsResident[layerIdx[(prog[pc + 1] as { layer: number }).layer]!]) { offBytes += bytes; offLayers.push(x.layer); break; }
-          t = g.task(spec(gpu.d2h, 0, grp >= 0 ? grpAmt[grp]! : bytes + offBytes, gpu.d2hRoute, lastBackward >= 0 ? [lastBackward] : NO, undefined, meta));
-          if (grp >= 0) grpTask[grp] = t;
-          lastGradOffload[x.layer] = t;
-          if (!pl.gradsResident[i]) lastHostGradOff = t;
-          for (const l of offLayers) lastGradOffload[l] = t;
-          offBytes = 0; offLayers.length = 0;
-          break;
-        }
-        case 'allreduce_grads': {
-          const s = layerStage[x.layer]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { lastGradOffload[x.layer] = grpTask[grp]!; break; }
-          const bytes = grp >= 0 ? grpAmt[grp]! : place[s]!.params[layerIdx[x.layer]!]! * B.grad;
-          meta.layer = x.layer; meta.bytes = bytes;
-          const am = metaOf(r, pc, 'allreduce_arrive'); am.layer = x.layer;
-          const arrive = g.task(spec(undefined, 0, 0, undefined, lastBackward >= 0 ? [lastBackward] : NO, undefined, am));
-          all.push(arrive);
-          const nextRep = (rep + 1) % D;
-          const peerGpu = rankGpu[nextRep * N + pr]!;
-          const route = peerGpu === rankGpu[r] ? [] : machine.peerRoute(rankGpu[r]!, peerGpu);
-          const ringBytes = D > 1 ? (2 * (D - 1) / D) * bytes : 0;
-          t = g.task(spec(gpu.comm, 0, route.length ? ringBytes : 0, route, NO, undefined, meta));
-          const k = x.layer * N + pr;
-          (arArrive.get(k) ?? (arArrive.set(k, []), arArrive.get(k)!)).push(arrive);
-          (arTasks.get(k) ?? (arTasks.set(k, []), arTasks.get(k)!)).push(t);
-          lastGradOffload[x.layer] = t;
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'offload_act': {
-          const bytes = kept[x.stage]!.host;
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          t = g.task(spec(gpu.d2h, 0, bytes, gpu.d2hRoute, lastCompute >= 0 ? [lastCompute] : NO, undefined, meta));
-          offActs[x.mb * K + x.stage] = t;
-          offActList.push(t);
-          break;
-        }
-        case 'reload_act': {
-          const bytes = kept[x.stage]!.host;
-          meta.mb = x.mb; meta.stage = x.stage; meta.bytes = bytes;
-          const off0 = offActs[x.mb * K + x.stage]!; const off = off0 >= 0 ? off0 : undefined;
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, off !== undefined ? [off] : NO, undefined, meta));
-          reloads[x.mb * K + x.stage] = t;
-          break;
-        }
-        case 'grad_norm': {
-          const arrive = g.task(spec(undefined, 0, 0, undefined, all.length ? [all[all.length - 1]!] : NO, undefined, metaOf(r, pc, 'grad_norm_arrive')));
-          all.push(arrive);
-          gnArrive.push(arrive);
-          t = g.task(spec(gpu.comm, 50 + perInstr, 0, undefined, NO, undefined, meta));
-          gnTasks.push(t);
-          lastCompute = t;
-          break;
-        }
-        case 'optimizer_step': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) { if (x.tier === 'cpu') cpuStep[x.layer] = grpTask[grp]!; break; }
-          const n = place[s]!.params[i]!;
-          const elems = grp >= 0 ? grpAmt[grp]! : Math.round(n * (x.fraction ?? 1));
-          meta.layer = x.layer;
-          const deps: TaskId[] = [];
-          const off0 = lastGradOffload[x.layer]!; const off = off0 >= 0 ? off0 : undefined;
-          if (x.tier === 'gpu') {
-            if (lastBackward >= 0) deps.push(lastBackward);
-            if (off !== undefined) deps.push(off);
-            const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-            t = g.task(spec(gpu.compute, optimizerTime_us(profile, isCpu ? 'cpu' : 'gpu', bytes).us + perInstr, 0, undefined, deps, undefined, meta));
-            lastCompute = t;
-          } else {
-            if (off !== undefined) deps.push(off);
-            const rd = diskReadOf[x.layer]!;
-            if (rd >= 0) deps.push(rd);
-            if (lastWorker >= 0) deps.push(lastWorker);
-            t = g.task(spec(machine.cpu, 0, 0, undefined, deps, undefined, meta, undefined, elems, cpuWorkers));
-            cpuStep[x.layer] = t;
-            lastWorker = t;
-          }
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'upload_params': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const grp = grpOf ? grpOf[pc]! : -1;
-          if (grp >= 0 && grpTask[grp]! >= 0) break;
-          const bytes = grp >= 0 ? grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * B.weight;
-          meta.layer = x.layer; meta.bytes = bytes;
-          // queued on the worker behind every CPU update and disk transfer issued before it
-          const st0 = lastWorker >= 0 ? lastWorker : cpuStep[x.layer]!; const st = st0 >= 0 ? st0 : undefined;
-          t = g.task(spec(gpu.h2d, 0, bytes, gpu.h2dRoute, st !== undefined ? [st] : NO, undefined, meta));
-          if (grp >= 0) grpTask[grp] = t;
-          break;
-        }
-        case 'disk_read':
-        case 'disk_write': {
-          const s = layerStage[x.layer]!, i = layerIdx[x.layer]!;
-          const pl = place[s]!;
-          const hostEl = pl.params[i]! - pl.gpuElems[i]!;
-          const bytes = hostEl * (B.master + B.opt);
-          meta.layer = x.layer; meta.bytes = bytes;
-          const disk = machine.disks[x.path % Math.max(1, machine.disks.length)];
-          if (disk === undefined) throw new InputError(`hardware profile ${profile.id} has no disks for the plan's disk tier`);
-          const deps: TaskId[] = [];
-          if (x.op === 'disk_read') { if (lastDiskWrite >= 0) deps.push(lastDiskWrite); }
-          else { const st = cpuStep[x.layer]!; if (st >= 0) deps.push(st); }
-          if (lastWorker >= 0) deps.push(lastWorker);
-          t = g.task(spec(disk, 0, bytes, undefined, deps, undefined, meta, x.op === 'disk_read' ? 'read' : 'write'));
-          if (x.op === 'disk_read') diskReadOf[x.layer] = t; else lastDiskWrite = t;
-          lastWorker = t;
-          break;
-        }
-        case 'barrier': {
-          t = g.task(spec(undefined, 0, 0, undefined, tails(g, all), undefined, meta));
-          barriers.push(t);
-          break;
-        }
-      }
-      if (t >= 0) { tOf[pc] = t; all.push(t); }
-    }
-    // A fetch waits for a free slot: the use `slots` fetches earlier has finished.
-    for (let k = 0; k < fetchTasks.length; k++) {
-      const j = k - fetchSlots[k]!;
-      if (j >= 0 && useHistory[j] !== undefined) g.dep(useHistory[j]!, fetchTasks[k]!);
-    }
-    if (pendingFetch.length) throw new InputError(`program.ranks[${r}]: fetch_params of layer ${pendingFetch[0]!.layer} is not followed by a forward or backward that uses it`);
+    low.beginRank(r, prog, mem, wantHost, pre);
+    low.rank(tOf);
   }
   // Pair sends and receives.
-  for (let i = 0; i < recvBy.length; i += 2) {
+  const recvBy = low.recvBy.a, sendOf = low.sendOf;
+  for (let i = 0, n = low.recvBy.n; i < n; i += 2) {
     const send = sendOf[recvBy[i]!]!;
     if (send < 0) throw new InputError(`program: a receive (pair ${recvBy[i]}) has no matching send`);
     g.dep(send, recvBy[i + 1]!);
   }
-  for (const [k, arrives] of arArrive) for (const t of arTasks.get(k)!) for (const a of arrives) g.dep(a, t);
-  for (const t of gnTasks) for (const a of gnArrive) g.dep(a, t);
+  // All-reduces: each waits for every replica's arrival at the same (layer, pipeline rank), keys in
+  // the order they first occur.
+  const arKey = low.arKey.a, arArrive = low.arArrive.a, arTask = low.arTask.a, nAr = low.arKey.n;
+  const arDone = scratchI32(8, nAr).fill(0, 0, nAr);
+  for (let i = 0; i < nAr; i++) {
+    if (arDone[i]) continue;
+    const k = arKey[i]!;
+    for (let j = i; j < nAr; j++) {
+      if (arKey[j] !== k) continue;
+      arDone[j] = 1;
+      for (let l = i; l < nAr; l++) if (arKey[l] === k) g.dep(arArrive[l]!, arTask[j]!);
+    }
+  }
+  for (const t of low.gnTasks) for (const a of low.gnArrive) g.dep(a, t);
   return { graph: g, machine, memory: mem, rankGpu, taskOf, tokens: plan.job.microBatchSize * plan.job.seq * plan.job.microBatches * D };
+}
+
+/** Task tables of the reused lowerings, by rank (views of pooled arrays, filled with -1). */
+const taskOfPool: Int32Array[] = [];
+function pooledTaskOf(r: number, n: number): Int32Array {
+  let a = taskOfPool[r];
+  if (!a || a.length < n) { a = new Int32Array(Math.max(4096, 2 * n)); taskOfPool[r] = a; }
+  return a.subarray(0, n).fill(-1);
+}
+
+function stagePre(inv: Inventory, stages: readonly StageSpec[], policy: readonly StagePolicy[]): StagePre {
+  const together = headHasEmbedding(stages as StageSpec[]);
+  const place: StagePlacement[] = stages.map((s, i) => placeStageCached(inv, s, policy[i]!, together));
+  const layerStage = new Int32Array(inv.layers.length);
+  const layerIdx = new Int32Array(inv.layers.length);
+  stages.forEach((s, i) => { for (let l = s.layers[0]; l < s.layers[1]; l++) { layerStage[l] = i; layerIdx[l] = l - s.layers[0]; } });
+  const kept = stages.map((s, i) => stageKeptBytes(inv, s, policy[i]!));
+  const hostGradStage = place.map((p) => p.gradsResident.some((x) => !x));
+  return { stages, inv, place, layerStage, layerIdx, kept, hostGradStage, groups: new WeakMap() };
 }
 
 
@@ -627,9 +884,11 @@ export interface PlanSimulation {
 }
 
 /** Lowers and simulates a plan. */
-export function simulatePlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean } = {}): PlanSimulation {
+export function simulatePlan(
+  plan: Plan, profile: HardwareProfile, opts: LowerOptions & { memorySeries?: boolean; criticalPath?: boolean; peaks?: boolean; usage?: boolean } = {},
+): PlanSimulation {
   const lowered = lowerPlan(plan, profile, opts);
-  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true });
+  const result = simulate(lowered.graph, { tokens: lowered.tokens, memorySeries: opts.memorySeries ?? false, criticalPath: opts.criticalPath ?? true, usage: opts.usage ?? true, reuse: !!opts.reuseGraph });
   const N = plan.layout.pipelineRanks;
   const peak_bytes: number[] = [];
   if (opts.peaks !== false) for (let r = 0; r < lowered.taskOf.length; r++) {
@@ -660,9 +919,12 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
   const perInstr = profile.overheads.per_instruction_us;
   const act = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
   const comp = new Float64Array(N), h2d = new Float64Array(N), d2h = new Float64Array(N), p2p = new Float64Array(N);
+  // The placements and kept bytes of a plan the search has just lowered are in its tables.
+  const pre = stageCache.get(policy.stages);
+  const known = pre !== undefined && pre.stages === layout.stages && pre.inv === inv;
   for (let s = 0; s < K; s++) {
     const spec = layout.stages[s]!, p = policy.stages[s]!, r = spec.rank;
-    const pl = placeStage(inv, spec, p, together);
+    const pl = known ? pre.place[s]! : placeStageCached(inv, spec, p, together);
     let f = 0, b = 0;
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
     comp[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
@@ -670,34 +932,55 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
       if (!pl.paramsResident[i]) h2d[r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
       if (!pl.gradsResident[i]) d2h[r] += pl.params[i]! * B.grad;
     }
-    const host = stageKeptBytes(inv, spec, p).host;
+    const host = known ? pre.kept[s]!.host : stageKeptBytes(inv, spec, p).host;
     h2d[r] += host; d2h[r] += host;
     if (s > 0) p2p[r] += act;
     if (s < K - 1) p2p[r] += act;
   }
   const gpuOf = (rank: number) => (layout.rankDevice[rank]! >= 0 ? layout.rankDevice[rank]! : rank);
+  const links = gpuLinks(profile);
   let period = 0;
-  const groupH = new Map<number, number>(), groupD = new Map<number, number>();
+  const nG = profile.links.host_groups.length;
+  const groupH = new Float64Array(nG), groupD = new Float64Array(nG), used = new Uint8Array(nG);
   for (let rank = 0; rank < N * D; rank++) {
     const r = rank % N, gi = gpuOf(rank);
-    const hl = profile.links.h2d.find((x) => x.gpu === gi), dl = profile.links.d2h.find((x) => x.gpu === gi);
-    const tH = hl ? h2d[r]! / (hl.GBps * 1e3) : 0, tD = dl ? d2h[r]! / (dl.GBps * 1e3) : 0;
-    const dx = profile.links.duplex?.find((x) => x.gpu === gi);
-    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx.GBps * 1e3) : 0;
+    const hl = links.h2d[gi] ?? 0, dl = links.d2h[gi] ?? 0, dx = links.duplex[gi] ?? 0, peer = links.peer[gi] ?? 0;
+    const tH = hl ? h2d[r]! / (hl * 1e3) : 0, tD = dl ? d2h[r]! / (dl * 1e3) : 0;
+    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx * 1e3) : 0;
     const copies = Math.max(tH, tD, tX);
     const c = comp[r]! * (1 + (copies > 0 ? profile.compute_slowdown_under_copies * Math.min(1, copies / Math.max(1e-9, comp[r]!)) : 0));
-    const peer = profile.links.peer.find((e) => e.gpus.includes(gi));
-    const tP = peer ? p2p[r]! / 2 / (peer.GBps * 1e3) : 0;
+    const tP = peer ? p2p[r]! / 2 / (peer * 1e3) : 0;
     period = Math.max(period, c, copies, tP);
-    const g = profile.links.host_groups.findIndex((x) => x.gpus.includes(gi));
-    if (g >= 0) { groupH.set(g, (groupH.get(g) ?? 0) + h2d[r]!); groupD.set(g, (groupD.get(g) ?? 0) + d2h[r]!); }
+    const g = links.group[gi] ?? -1;
+    if (g >= 0) { groupH[g] += h2d[r]!; groupD[g] += d2h[r]!; used[g] = 1; }
   }
-  for (const [g, bytes] of groupH) {
+  for (let g = 0; g < nG; g++) {
+    if (!used[g]) continue;
     const hg = profile.links.host_groups[g]!;
-    const db = groupD.get(g) ?? 0;
+    const bytes = groupH[g]!, db = groupD[g]!;
     period = Math.max(period, bytes / (hg.h2d_GBps * 1e3), db / (hg.d2h_GBps * 1e3), hg.duplex_GBps ? (bytes + db) / (hg.duplex_GBps * 1e3) : 0);
   }
   return period / 1e6;
+}
+
+/** Per GPU of a profile: the GB/s of its first host-to-device, device-to-host, duplex and peer
+ *  link entries (0: none) and its host group (-1: none). */
+interface GpuLinks { h2d: Float64Array; d2h: Float64Array; duplex: Float64Array; peer: Float64Array; group: Int32Array }
+const gpuLinkCache = new WeakMap<HardwareProfile, GpuLinks>();
+function gpuLinks(profile: HardwareProfile): GpuLinks {
+  let t = gpuLinkCache.get(profile);
+  if (t) return t;
+  const n = profile.gpus.count;
+  t = { h2d: new Float64Array(n), d2h: new Float64Array(n), duplex: new Float64Array(n), peer: new Float64Array(n), group: new Int32Array(n).fill(-1) };
+  for (let gi = 0; gi < n; gi++) {
+    t.h2d[gi] = profile.links.h2d.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.d2h[gi] = profile.links.d2h.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.duplex[gi] = profile.links.duplex?.find((x) => x.gpu === gi)?.GBps ?? 0;
+    t.peer[gi] = profile.links.peer.find((e) => e.gpus.includes(gi))?.GBps ?? 0;
+    t.group[gi] = profile.links.host_groups.findIndex((x) => x.gpus.includes(gi));
+  }
+  gpuLinkCache.set(profile, t);
+  return t;
 }
 
 /** When the last forward/backward, the last CPU optimizer step and the last disk transfer of the

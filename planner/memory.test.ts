@@ -177,3 +177,23 @@ test('NCCL memory beyond a 2-rank 1F1B rank: a communicator for a split tied emb
   const m = memoryModel(job7b({ K: 2, model: { ...llama2_7b, tie_word_embeddings: true }, overheadBytes: 1000, commGroupBytes: G, p2pConnectionBytes: C }));
   assert.deepEqual(m.devices.map((d) => d.overhead), [1000 + G, 1000 + G]);
 });
+
+test('interleaved schedules: without a program, micro-batches in flight are counted off the schedule, as off the generated program', async () => {
+  const { buildPlan, defaultOptimizer } = await import('./plan-build.ts');
+  const K = 2, V = 2, M = 4;
+  const parts = evenPartition(32, K * V);
+  const policy = parts.map(() => defaultPolicy(false));
+  const job: MemoryJob = {
+    model: llama2_7b, precision: 'bf16-mixed', optimizer: 'adamw', mbs: 1, seq: 1024, microBatches: M, schedule: 'interleaved-1f1b',
+    stages: parts.map((layers, i) => ({ layers, rank: i % K })), pipelineRanks: K, dataParallel: 1, policy,
+  };
+  const plan = buildPlan({
+    hardware: 'x', model: llama2_7b, precision: 'bf16-mixed', optimizer: defaultOptimizer(),
+    job: { seq: 1024, microBatchSize: 1, microBatches: M, steps: 1, gpuMemCapBytes: null, seed: 0 },
+    schedule: 'interleaved-1f1b', stageLayers: parts, pipelineRanks: K, dataParallel: 1, rankDevice: [0, 1], policy,
+  });
+  const a = memoryModel(job), b = memoryModel({ ...job, program: plan.program });
+  assert.deepEqual(a, b);
+  // Rank 0 runs 4 warm-up forwards ((K - 1) * 2 + (V - 1) * K) and a fifth before the first backward.
+  assert.deepEqual(a.devices.map((d) => d.activations.inFlight), [5, 3]);
+});

@@ -22,8 +22,9 @@
 import type { ModelConfig } from './model-config.ts';
 import type { Fractions, Precision, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Program, StageSpec } from './program.ts';
-import { buildInventory, type Inventory } from './inventory.ts';
+import { buildInventory, KIND_DECODER, KIND_EMBEDDING, KIND_HEAD, layerTable, type Inventory } from './inventory.ts';
 import { InputError } from './errors.ts';
+import { schedulePasses } from './schedules.ts';
 
 export type OptimizerName = 'adamw' | 'sgd';
 
@@ -56,7 +57,8 @@ export interface MemoryJob {
   /** Disk paths and concurrent transfers per path (for the host-side disk staging buffers). */
   diskPaths?: number;
   diskConcurrency?: number;
-  /** When given, the number of micro-batches in flight is read off the program (interleaved). */
+  /** When given, the number of micro-batches in flight is read off the program (interleaved; else
+   *  off the schedule's passes, passProgram). */
   program?: Program;
   /** A prebuilt inventory for (model, precision, mbs, seq). */
   inventory?: Inventory;
@@ -153,9 +155,9 @@ const EPS = 1e-9;
 
 /** Layer-granular placement: in layer order, the layers whose sizes fit in `fraction` of the total
  *  are resident (true); the others are not. fraction 1 keeps all, 0 none. */
-export function residentLayers(sizes: readonly number[], fraction: number): boolean[] {
+export function residentLayers(sizes: ArrayLike<number>, fraction: number): boolean[] {
   let total = 0;
-  for (const s of sizes) total += s;
+  for (let i = 0; i < sizes.length; i++) total += sizes[i]!;
   const budget = fraction * total * (1 + EPS);
   const out: boolean[] = new Array(sizes.length);
   let used = 0;
@@ -173,16 +175,10 @@ export function gpuElements(n: number, g: number): number {
 
 /** Parameters a rank stores for layer `layer` (a tied head away from the embedding holds a copy). */
 export function storedParams(inv: Inventory, layer: number, headHasEmbedding: boolean): number {
-  const l = inv.layers[layer]!;
-  return l.kind === 'head' && !headHasEmbedding ? l.usesParams : l.params;
+  const t = layerTable(inv);
+  return t.kind[layer] === KIND_HEAD && !headHasEmbedding ? t.usesParams[layer]! : t.params[layer]!;
 }
 
-/** Layers [lo, hi) of a stage as a list. */
-function range(lo: number, hi: number): number[] {
-  const r: number[] = [];
-  for (let i = lo; i < hi; i++) r.push(i);
-  return r;
-}
 
 /** Micro-batches in flight on `stage` (0-based of K non-interleaved stages) for gpipe and 1F1B. */
 export function inFlightFormula(schedule: ScheduleName, stage: number, stages: number, microBatches: number): number {
@@ -201,6 +197,40 @@ export function programActivationPeak(program: Program, rank: number, bytes: (st
     } else if (ins.op === 'backward') { live -= bytes(ins.stage); count--; }
   }
   return { peak, inFlight: peakCount };
+}
+
+/** A program of only the forward and backward passes of a schedule on each of `N` ranks (`v`
+ *  stages a rank, `M` micro-batches): the generators emit one forward / backward instruction per
+ *  pass in this order, so micro-batches in flight count the same off it as off the full program.
+ *  Memoised (the search asks for the same few many times; it is only read). */
+export function passProgram(schedule: ScheduleName, N: number, v: number, M: number): Program {
+  const key = `${schedule}|${N}|${v}|${M}`;
+  let p = passPrograms.get(key);
+  if (!p) {
+    p = {
+      ranks: Array.from({ length: N }, (_, r) => schedulePasses(schedule, N, v, M, r).map((x): Program['ranks'][number][number] =>
+        (x.kind === 'F' ? { op: 'forward', mb: x.mb, stage: x.stage } : { op: 'backward', mb: x.mb, stage: x.stage }))),
+    };
+    if (passPrograms.size > 256) passPrograms.clear();
+    passPrograms.set(key, p);
+  }
+  return p;
+}
+const passPrograms = new Map<string, Program>();
+
+/** programActivationPeak of the GPU-kept and of the host-kept bytes per stage at once. */
+function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array): { peak: number; inFlight: number; hostPeak: number } {
+  let live = 0, peak = 0, count = 0, peakCount = 0, hLive = 0, hPeak = 0;
+  const ins = program.ranks[rank] ?? [];
+  for (let i = 0; i < ins.length; i++) {
+    const x = ins[i]!;
+    if (x.op === 'forward') {
+      live += gpu[x.stage]!; hLive += host[x.stage]!; count++;
+      if (live > peak) { peak = live; peakCount = count; }
+      if (hLive > hPeak) hPeak = hLive;
+    } else if (x.op === 'backward') { live -= gpu[x.stage]!; hLive -= host[x.stage]!; count--; }
+  }
+  return { peak, inFlight: peakCount, hostPeak: hPeak };
 }
 
 function checkFractions(f: Fractions, what: string): void {
@@ -235,36 +265,92 @@ export function policyProblems(p: StagePolicy, precision: Precision, dataParalle
 }
 
 /** Per-layer placement of one stage under its policy: the single source of truth for generators,
- *  the memory model and the lowering. */
+ *  the memory model and the lowering. Typed arrays (flags 1/0): one shape for every stage, which
+ *  the search's many thousands of placements need to stay fast. */
 export interface StagePlacement {
-  layers: number[];
+  layers: Int32Array;
   /** Stored parameters per layer (same order as `layers`). */
-  params: number[];
+  params: Float64Array;
   /** Params resident on the GPU (else streamed from host). */
-  paramsResident: boolean[];
+  paramsResident: Uint8Array;
   /** Grads accumulated on the GPU (else offloaded after each backward, accumulated on host). */
-  gradsResident: boolean[];
+  gradsResident: Uint8Array;
   /** Elements of each layer updated on the GPU (master + optimizer state there). */
-  gpuElems: number[];
-  /** Host-side state of the layer in pinned memory (true) or on disk (false). */
-  hostStateInCpu: boolean[];
+  gpuElems: Float64Array;
+  /** Host-side state of the layer in pinned memory (1) or on disk (0). */
+  hostStateInCpu: Uint8Array;
 }
 
 export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
-  const layers = range(spec.layers[0], spec.layers[1]);
-  const params = layers.map((l) => storedParams(inv, l, headHasEmbedding));
-  const gpuElems = params.map((n) => gpuElements(n, p.optState.gpu));
-  const hostSide = params.map((n, i) => n - gpuElems[i]!);
+  const lo = spec.layers[0], n = Math.max(0, spec.layers[1] - lo);
+  const layers = new Int32Array(n), params = new Float64Array(n), gpuElems = new Float64Array(n), hostSide = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    layers[i] = lo + i;
+    params[i] = storedParams(inv, lo + i, headHasEmbedding);
+    gpuElems[i] = gpuElements(params[i]!, p.optState.gpu);
+    hostSide[i] = params[i]! - gpuElems[i]!;
+  }
   const hostCpuShare = p.optState.cpu + p.optState.disk > 0 ? p.optState.cpu / (p.optState.cpu + p.optState.disk) : 1;
   return {
     layers,
     params,
-    paramsResident: residentLayers(params, p.params.gpu),
-    gradsResident: residentLayers(params, p.grads.gpu),
+    paramsResident: residentFlags(params, p.params.gpu),
+    gradsResident: residentFlags(params, p.grads.gpu),
     gpuElems,
-    hostStateInCpu: residentLayers(hostSide, hostCpuShare),
+    hostStateInCpu: residentFlags(hostSide, hostCpuShare),
   };
 }
+
+/** residentLayers as 1/0 flags. */
+function residentFlags(sizes: Float64Array, fraction: number): Uint8Array {
+  const r = residentLayers(sizes, fraction);
+  const out = new Uint8Array(r.length);
+  for (let i = 0; i < r.length; i++) out[i] = r[i] ? 1 : 0;
+  return out;
+}
+
+/** Ids of the contents of a policy that placement (`place`) and a stage's memory (`mem`, but for
+ *  the prefetch depth, which memoryModel applies) depend on:
+ *  equal contents, equal ids. Kept per policy object, with the fields they were derived from (a
+ *  policy changed since gets new ones). */
+interface PolicyIds {
+  paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: boolean; actCpu: number; prefetch: number;
+  place: number; mem: number;
+}
+const policyIds = new WeakMap<StagePolicy, PolicyIds>();
+const placeIdOfText = new Map<string, number>(), memIdOfText = new Map<string, number>();
+function idsOf(p: StagePolicy): PolicyIds {
+  const e = policyIds.get(p);
+  if (e && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu && e.optCpu === p.optState.cpu
+    && e.optDisk === p.optState.disk && e.recompute === p.recompute && e.actCpu === p.activations.cpu && e.prefetch === p.prefetchDepth) return e;
+  const placeText = `${p.params.gpu},${p.grads.gpu},${p.optState.gpu},${p.optState.cpu},${p.optState.disk}`;
+  let place = placeIdOfText.get(placeText);
+  if (place === undefined) { place = placeIdOfText.size; placeIdOfText.set(placeText, place); }
+  const memText = `${place},${p.recompute},${p.activations.cpu}`;
+  let mem = memIdOfText.get(memText);
+  if (mem === undefined) { mem = memIdOfText.size; memIdOfText.set(memText, mem); }
+  const ids: PolicyIds = {
+    paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk,
+    recompute: p.recompute, actCpu: p.activations.cpu, prefetch: p.prefetchDepth, place, mem,
+  };
+  policyIds.set(p, ids);
+  return ids;
+}
+
+/** placeStage, memoised per (inventory, policy contents, stage range, headHasEmbedding) for callers
+ *  that place the same stages under the same policies many times (the search). The result is
+ *  shared: callers must not change it. */
+export function placeStageCached(inv: Inventory, spec: StageSpec, p: StagePolicy, headHasEmbedding: boolean): StagePlacement {
+  const lo = spec.layers[0], hi = spec.layers[1];
+  if (!(lo >= 0 && hi < 4096)) return placeStage(inv, spec, p, headHasEmbedding);
+  let m = placeCache.get(inv);
+  if (!m) { m = new Map(); placeCache.set(inv, m); }
+  const key = ((idsOf(p).place * 4096 + lo) * 4096 + hi) * 2 + (headHasEmbedding ? 1 : 0);
+  let place = m.get(key);
+  if (!place) { place = placeStage(inv, spec, p, headHasEmbedding); m.set(key, place); }
+  return place;
+}
+const placeCache = new WeakMap<Inventory, Map<number, StagePlacement>>();
 
 /** Does the rank that runs the head also run the embedding (tied weights need no copy)? */
 export function headHasEmbedding(stages: StageSpec[]): boolean {
@@ -275,11 +361,104 @@ export function headHasEmbedding(stages: StageSpec[]): boolean {
 /** Kept activation bytes of one micro-batch of a stage on the GPU (after activation offload). */
 export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number } {
   let full = 0;
-  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += inv.layers[l]!.keptBytes;
-  const input = inv.layers[spec.layers[0]]!.kind === 'embedding' ? inv.layers[0]!.inputBytes : inv.layers[spec.layers[0]]!.inputBytes;
+  const t = layerTable(inv);
+  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += t.keptBytes[l]!;
+  const input = t.kind[spec.layers[0]] === KIND_EMBEDDING ? t.inputBytes[0]! : t.inputBytes[spec.layers[0]]!;
   const kept = p.recompute ? input : full;
   const host = p.recompute ? Math.round(input * p.activations.cpu) : 0;
   return { full, kept, gpu: kept - host, host };
+}
+
+/** What one stage under its policy adds to its rank's memory (memoryModel sums these per rank;
+ *  every figure is an integer count of bytes, so the sums do not depend on the order). Disk bytes
+ *  are for one replica. */
+interface StageMemory {
+  weights: number; grads: number; master: number; opt: number;
+  hW: number; hG: number; hM: number; hO: number;
+  diskMaster: number; diskOpt: number; diskGroups: number; maxDiskGroup: number;
+  /** The embedding's dense backward gradient (0 without it). */
+  embeddingGradWs: number;
+  /** Streamed layers and the largest of them (bytes): the parameter buffers hold prefetch depth + 1. */
+  streamed: number; maxStreamed: number;
+  gradBuf: number;
+  hasHead: boolean; hasDecoder: boolean;
+  /** Set-up (native/src/runtime.cpp settleLayer): a layer is built on the device with its whole fp32
+   *  master, then its host part moves out before the next is built: the largest such layer's master
+   *  (and a streamed layer's weights), and whether any layer is updated on the host. */
+  loadMaster: number; hostUpdated: boolean;
+  /** Largest layer gradient (the data-parallel all-reduce bucket). */
+  maxLayerGrad: number;
+  kept: { full: number; kept: number; gpu: number; host: number };
+}
+
+function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, B: Bytes, shard: number): StageMemory {
+  const pl = placeStageCached(inv, spec, p, tiedTogether);
+  const table = layerTable(inv);
+  let weights = 0, grads = 0, master = 0, opt = 0, hW = 0, hG = 0, hM = 0, hO = 0;
+  let diskMaster = 0, diskOpt = 0, diskGroups = 0, maxDiskGroup = 0, embeddingGradWs = 0, maxLayerGrad = 0;
+  let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
+  let loadMaster = 0, hostUpdated = false;
+  for (let i = 0; i < pl.layers.length; i++) {
+    const n = pl.params[i]!;
+    const kind = table.kind[pl.layers[i]!]!;
+    if (kind === KIND_DECODER) hasDecoder = true;
+    if (kind === KIND_HEAD) hasHead = true;
+    // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
+    // backward) before it is added to the stored one.
+    if (kind === KIND_EMBEDDING && pl.gradsResident[i]) embeddingGradWs = Math.max(embeddingGradWs, n * B.grad);
+    maxLayerGrad = Math.max(maxLayerGrad, n * B.grad);
+    const g = pl.gpuElems[i]!, hostEl = n - g;
+    if (pl.paramsResident[i]) weights += n * B.weight;
+    else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
+    // A CPU update writes the new compute-precision weights on the host before the upload.
+    if (pl.paramsResident[i] && hostEl > 0) hW += hostEl * B.weight;
+    if (pl.gradsResident[i]) grads += n * B.grad;
+    else maxHostGrad = Math.max(maxHostGrad, n * B.grad);
+    // Host gradients: host-accumulated layers in full, else the CPU-updated part.
+    if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
+    master += Math.ceil(g / shard) * B.master;
+    opt += Math.ceil(g / shard) * B.opt;
+    if (hostEl > 0 && B.master > 0) {
+      hostUpdated = true;
+      loadMaster = Math.max(loadMaster, n * (B.master + (pl.paramsResident[i] ? 0 : B.weight)));
+    }
+    const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
+    if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
+      diskMaster += hm; diskOpt += ho; diskGroups++;
+      maxDiskGroup = Math.max(maxDiskGroup, hm + ho);
+    }
+  }
+  return {
+    weights, grads, master, opt, hW, hG, hM, hO, diskMaster, diskOpt, diskGroups, maxDiskGroup, embeddingGradWs,
+    streamed, maxStreamed,
+    gradBuf: maxHostGrad > 0 ? 2 * maxHostGrad : 0,
+    hasHead, hasDecoder, loadMaster, hostUpdated, maxLayerGrad, kept: stageKeptBytes(inv, spec, p),
+  };
+}
+
+/** stageMemory, memoised like placeStageCached (by the policy contents it reads, the optimizer and
+ *  the sharding). Shared: callers must not change it. */
+function stageMemoryCached(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, optimizer: OptimizerName, B: Bytes, shard: number): StageMemory {
+  const lo = spec.layers[0], hi = spec.layers[1];
+  if (!(lo >= 0 && hi < 4096)) return stageMemory(inv, spec, p, tiedTogether, B, shard);
+  let m = stageMemCache.get(inv);
+  if (!m) { m = new Map(); stageMemCache.set(inv, m); }
+  const key = ((((idsOf(p).mem * 4096 + lo) * 4096 + hi) * 2 + (tiedTogether ? 1 : 0)) * 2) + (optimizer === 'adamw' ? 0 : 1);
+  const e = m.get(key);
+  if (e && e.shard === shard) return e.mem;
+  const mem = stageMemory(inv, spec, p, tiedTogether, B, shard);
+  m.set(key, { shard, mem });
+  return mem;
+}
+const stageMemCache = new WeakMap<Inventory, Map<number, { shard: number; mem: StageMemory }>>();
+
+/** Scratch arrays of memoryModel by slot (at least n long; contents undefined): the search runs it
+ *  many thousand times. */
+const scratchF64s: Float64Array[] = [];
+function scratchF64(slot: number, n: number): Float64Array {
+  let a = scratchF64s[slot];
+  if (!a || a.length < n) { a = new Float64Array(Math.max(64, 2 * n)); scratchF64s[slot] = a; }
+  return a;
 }
 
 /** The memory model. Throws InputError on an inconsistent job. */
@@ -312,49 +491,26 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let perMb = 0;
     let maxDiskGroup = 0, diskGroups = 0;
     let loadMaster = 0, hostUpdated = false;
-    const keptByStage = new Map<number, number>();
+    const keptByStage = scratchF64(0, K).fill(0, 0, K), keptHostByStage = scratchF64(1, K).fill(0, 0, K);
     let actBytes = 0, inFlightPeak = 0;
 
+    let maxLayerGrad = 0;
     for (const s of myStages) {
       const spec = job.stages[s]!, p = job.policy[s]!;
-      const pl = placeStage(inv, spec, p, tiedTogether);
-      let maxStreamed = 0, streamed = 0, maxHostGrad = 0, hasDecoder = false, hasHead = false;
-      for (let i = 0; i < pl.layers.length; i++) {
-        const n = pl.params[i]!;
-        const kind = inv.layers[pl.layers[i]!]!.kind;
-        if (kind === 'decoder') hasDecoder = true;
-        if (kind === 'head') hasHead = true;
-        // The embedding's backward materializes a dense vocab x hidden gradient (at::embedding's
-        // backward) before it is added to the stored one.
-        if (kind === 'embedding' && pl.gradsResident[i]) bwdWs = Math.max(bwdWs, n * B.grad);
-        const g = pl.gpuElems[i]!, hostEl = n - g;
-        if (pl.paramsResident[i]) weights += n * B.weight;
-        else { hW += n * B.weight; streamed++; maxStreamed = Math.max(maxStreamed, n * B.weight); }
-        // A CPU update writes the new compute-precision weights on the host before the upload.
-        if (pl.paramsResident[i] && hostEl > 0) hW += hostEl * B.weight;
-        if (pl.gradsResident[i]) grads += n * B.grad;
-        else maxHostGrad = Math.max(maxHostGrad, n * B.grad);
-        // Host gradients: host-accumulated layers in full, else the CPU-updated part.
-        if (!pl.gradsResident[i]) hG += n * B.grad; else hG += hostEl * B.grad;
-        master += Math.ceil(g / shard) * B.master;
-        opt += Math.ceil(g / shard) * B.opt;
-        // Set-up (native/src/runtime.cpp settleLayer): a layer is built on the device with its whole
-        // fp32 master, then its host part moves out before the next layer is built: one layer's
-        // master (and a streamed layer's weights) beyond what training keeps, at a time
-        if (hostEl > 0 && B.master > 0) {
-          hostUpdated = true;
-          loadMaster = Math.max(loadMaster, n * (B.master + (pl.paramsResident[i] ? 0 : B.weight)));
-        }
-        const hm = Math.ceil(hostEl / shard) * B.master, ho = Math.ceil(hostEl / shard) * B.opt;
-        if (pl.hostStateInCpu[i]) { hM += hm; hO += ho; } else if (hostEl > 0) {
-          diskMaster += hm * D; diskOpt += ho * D; diskGroups++;
-          maxDiskGroup = Math.max(maxDiskGroup, hm + ho);
-        }
-      }
-      if (streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, streamed) * maxStreamed);
-      if (maxHostGrad > 0) gradBuf = Math.max(gradBuf, 2 * maxHostGrad);
-      const k = stageKeptBytes(inv, spec, p);
-      keptByStage.set(s, k.gpu);
+      const m = stageMemoryCached(inv, spec, p, tiedTogether, job.optimizer, B, shard);
+      weights += m.weights; grads += m.grads; master += m.master; opt += m.opt;
+      hW += m.hW; hG += m.hG; hM += m.hM; hO += m.hO;
+      diskMaster += m.diskMaster * D; diskOpt += m.diskOpt * D; diskGroups += m.diskGroups;
+      maxDiskGroup = Math.max(maxDiskGroup, m.maxDiskGroup);
+      bwdWs = Math.max(bwdWs, m.embeddingGradWs);
+      if (m.streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, m.streamed) * m.maxStreamed);
+      gradBuf = Math.max(gradBuf, m.gradBuf);
+      maxLayerGrad = Math.max(maxLayerGrad, m.maxLayerGrad);
+      loadMaster = Math.max(loadMaster, m.loadMaster);
+      hostUpdated = hostUpdated || m.hostUpdated;
+      const k = m.kept;
+      keptByStage[s] = k.gpu;
+      keptHostByStage[s] = k.host;
       perMb += k.gpu;
       if (p.recompute) recompute = Math.max(recompute, k.full);
       if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
@@ -364,18 +520,12 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       // the first backward buffer takes the fp32 copy's block, the second fits in no freed block (the
       // bf16 logits' is half its size), so a + 8 bytes a logit stay reserved, not max(a + 4, 8)
       // (the measured reserved-over-allocated of the 1B head ranks: T x V x 2 bytes).
-      if (hasHead) lossWs = Math.max(lossWs, inv.lossWorkspaceBytes);
-      if (hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
+      if (m.hasHead) lossWs = Math.max(lossWs, inv.lossWorkspaceBytes);
+      if (m.hasDecoder) bwdWs = Math.max(bwdWs, T * (2 * h + 2 * I) * a);
       const boundary = T * h * a;
       comm = Math.max(comm, (s < K - 1 ? 2 * boundary : 0) + (s > 0 ? boundary : 0));
     }
-    if (D > 1) {
-      let maxLayerGrad = 0;
-      for (const s of myStages) for (let l = job.stages[s]!.layers[0]; l < job.stages[s]!.layers[1]; l++) {
-        maxLayerGrad = Math.max(maxLayerGrad, storedParams(inv, l, tiedTogether) * B.grad);
-      }
-      comm += maxLayerGrad;
-    }
+    if (D > 1) comm += maxLayerGrad;
     if (diskGroups > 0) hBuf = Math.min(diskGroups, diskPaths * diskConc + 1) * maxDiskGroup;
 
     // Activations in flight at the peak.
@@ -383,15 +533,13 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       const s = myStages[0];
       if (s !== undefined) {
         inFlightPeak = inFlightFormula(job.schedule, s, K, job.microBatches);
-        actBytes = inFlightPeak * keptByStage.get(s)!;
-        const host = stageKeptBytes(inv, job.stages[s]!, job.policy[s]!).host;
-        hAct = inFlightPeak * host;
+        actBytes = inFlightPeak * keptByStage[s]!;
+        hAct = inFlightPeak * keptHostByStage[s]!;
       }
     } else {
-      if (!job.program) throw new InputError('memory: interleaved schedules need the program to count micro-batches in flight');
-      const pk = programActivationPeak(job.program, r, (st) => keptByStage.get(st) ?? 0);
+      const pk = activationPeaks(job.program ?? passProgram(job.schedule, N, virtual, job.microBatches), r, keptByStage, keptHostByStage);
       actBytes = pk.peak; inFlightPeak = pk.inFlight;
-      hAct = programActivationPeak(job.program, r, (st) => stageKeptBytes(inv, job.stages[st]!, job.policy[st]!).host).peak;
+      hAct = pk.hostPeak;
     }
 
     const temporary: TemporaryMemory = {

@@ -22,8 +22,8 @@
 import type { Layout, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Instr, Program } from './program.ts';
 import type { Inventory } from './inventory.ts';
-import { headHasEmbedding, placeStage, type StagePlacement } from './memory.ts';
-import { schedulePasses } from './schedules.ts';
+import { headHasEmbedding, placeStageCached, type StagePlacement } from './memory.ts';
+import { schedulePasses, type Pass } from './schedules.ts';
 
 export interface GenInput {
   inventory: Inventory;
@@ -47,12 +47,6 @@ export interface GenInput {
   uniform?: boolean;
 }
 
-/** An instruction with every field of every op, absent ones undefined (one hidden class). */
-function uniformInstr(x: Instr): Instr {
-  const a = x as { op: Instr['op']; mb?: number; stage?: number; peer?: number; layer?: number; tier?: 'gpu' | 'cpu'; fraction?: number; path?: number };
-  return { op: a.op, mb: a.mb, stage: a.stage, peer: a.peer, layer: a.layer, tier: a.tier, fraction: a.fraction, path: a.path } as unknown as Instr;
-}
-
 /** Disk groups staged in host memory at once for `paths` paths of `concurrency` transfers. */
 export function diskBuffersFor(paths: number, concurrency: number): number {
   return Math.max(1, paths) * Math.max(1, concurrency) + 1;
@@ -62,129 +56,211 @@ export function generateProgram(g: GenInput): Program {
   const { layout, policy, inventory: inv } = g;
   const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length, M = g.microBatches;
   const together = headHasEmbedding(layout.stages);
-  const place: StagePlacement[] = layout.stages.map((s, i) => placeStage(inv, s, policy[i]!, together));
+  const place: StagePlacement[] = layout.stages.map((s, i) => placeStageCached(inv, s, policy[i]!, together));
+  // Per stage: its streamed layers (in layer order).
+  const streamed: number[][] = place.map((pl) => {
+    const ls: number[] = [];
+    for (let i = 0; i < pl.layers.length; i++) if (!pl.paramsResident[i]) ls.push(pl.layers[i]!);
+    return ls;
+  });
   const ranks: Instr[][] = [];
   const reps = Math.max(1, Math.min(D, g.replicas ?? D));
   for (let rep = 0; rep < reps; rep++) {
     for (let pr = 0; pr < N; pr++) {
-      ranks.push(rankProgram(g, place, pr, rep * N, K, M));
+      ranks.push(new RankGen(g, place, streamed, pr, rep * N, K, M).run());
     }
   }
   return { ranks };
 }
 
-function rankProgram(g: GenInput, place: StagePlacement[], pr: number, base: number, K: number, M: number): Instr[] {
-  const { layout, policy } = g;
-  const D = layout.dataParallel;
-  const list: Instr[] = [];
-  const out = g.uniform ? { push: (x: Instr) => list.push(uniformInstr(x)) } : list;
-  const passes = schedulePasses(g.schedule, layout.pipelineRanks, layout.virtualStages, M, pr);
-  const peer = (stage: number) => base + layout.stages[stage]!.rank;
-  const myStages: number[] = [];
-  for (let s = 0; s < K; s++) if (layout.stages[s]!.rank === pr) myStages.push(s);
-
-  // Host-side updates in the order they will run: stages in the order their gradients complete
-  // (eager) or last stage first, layers last first; with the delayed update, resident-weight
-  // layers first (at the start of the step), streamed ones at the end. Disk groups follow it.
-  const eager = !g.gradClip && !g.delayedUpdate;
-  const stageOrder: number[] = [];
-  if (eager) {
-    const left = new Map<number, number>(myStages.map((s) => [s, M]));
-    for (const p of passes) if (p.kind === 'B') { const n = left.get(p.stage)! - 1; left.set(p.stage, n); if (n === 0) stageOrder.push(p.stage); }
-  } else for (let si = myStages.length - 1; si >= 0; si--) stageOrder.push(myStages[si]!);
-  const updateOrder: { stage: number; i: number }[] = [];
-  for (const s of stageOrder) for (let i = place[s]!.layers.length - 1; i >= 0; i--) updateOrder.push({ stage: s, i });
-  const hostSeq = g.delayedUpdate
-    ? [...updateOrder.filter((u) => place[u.stage]!.paramsResident[u.i]), ...updateOrder.filter((u) => !place[u.stage]!.paramsResident[u.i])]
-    : updateOrder;
-  const diskOrder: number[] = [];
-  for (const u of hostSeq) {
-    const pl = place[u.stage]!;
-    if (!pl.hostStateInCpu[u.i] && pl.params[u.i]! - pl.gpuElems[u.i]! > 0) diskOrder.push(pl.layers[u.i]!);
+/** schedulePasses, memoised (the search generates the same few schedules many times; the passes
+ *  are only read). */
+const passCache = new Map<number, Pass[]>();
+function passesOf(schedule: ScheduleName, N: number, v: number, M: number, r: number): Pass[] {
+  if (N >= 64 || v >= 16 || M >= 65536 || r >= 64) return schedulePasses(schedule, N, v, M, r);
+  const key = ((((schedule === '1f1b' ? 0 : schedule === 'gpipe' ? 1 : 2) * 64 + N) * 16 + v) * 65536 + M) * 64 + r;
+  let p = passCache.get(key);
+  if (!p) {
+    if (passCache.size > 4096) passCache.clear();
+    p = schedulePasses(schedule, N, v, M, r);
+    passCache.set(key, p);
   }
-  const diskIndex = new Map<number, number>();
-  diskOrder.forEach((l, j) => diskIndex.set(l, j));
-  const pathOf = (j: number) => j % Math.max(1, g.diskPaths);
-  const B = Math.max(1, g.diskBuffers);
-  const diskRead = (j: number) => out.push({ op: 'disk_read', layer: diskOrder[j]!, path: pathOf(j) });
+  return p;
+}
 
-  const hostUpdate = (s: number, i: number, upload: boolean) => {
-    const pl = place[s]!, layer = pl.layers[i]!;
+/** RankGen.diskIndex's storage, reused from rank to rank (one RankGen runs at a time). */
+let diskIndexScratch = new Int32Array(64);
+
+/** One rank's program (the per-rank work in small methods: the search generates many thousands). */
+class RankGen {
+  readonly list: Instr[] = [];
+  readonly uniform: boolean;
+  readonly myStages: number[] = [];
+  readonly eager: boolean;
+  /** Host-side updates in the order they will run. */
+  readonly updateOrder: { stage: number; i: number }[] = [];
+  readonly diskOrder: number[] = [];
+  /** By layer: index into diskOrder, or -1. */
+  readonly diskIndex: Int32Array;
+  readonly B: number;
+  readonly paths: number;
+
+  constructor(
+    readonly g: GenInput, readonly place: readonly StagePlacement[], readonly streamed: readonly number[][],
+    readonly pr: number, readonly base: number, readonly K: number, readonly M: number,
+  ) {
+    this.uniform = !!g.uniform;
+    const layout = g.layout;
+    for (let s = 0; s < K; s++) if (layout.stages[s]!.rank === pr) this.myStages.push(s);
+    this.eager = !g.gradClip && !g.delayedUpdate;
+    this.B = Math.max(1, g.diskBuffers);
+    this.paths = Math.max(1, g.diskPaths);
+    let nL = 0;
+    for (const pl of place) for (const l of pl.layers) if (l + 1 > nL) nL = l + 1;
+    if (diskIndexScratch.length < nL) diskIndexScratch = new Int32Array(2 * nL);
+    this.diskIndex = diskIndexScratch.fill(-1, 0, nL);
+  }
+
+  // ---- instructions (the uniform form has every field, absent ones undefined)
+  mbStage(op: 'forward' | 'backward' | 'offload_act' | 'reload_act', mb: number, stage: number): void {
+    this.list.push(this.uniform
+      ? { op, mb, stage, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
+      : { op, mb, stage });
+  }
+  p2p(op: 'send_act' | 'recv_act' | 'send_grad' | 'recv_grad', mb: number, stage: number, peer: number): void {
+    this.list.push(this.uniform
+      ? { op, mb, stage, peer, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
+      : { op, mb, stage, peer });
+  }
+  layerOp(op: 'fetch_params' | 'release_params' | 'offload_grads' | 'allreduce_grads' | 'upload_params', layer: number): void {
+    this.list.push(this.uniform
+      ? { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
+      : { op, layer });
+  }
+  diskOp(op: 'disk_read' | 'disk_write', layer: number, path: number): void {
+    this.list.push(this.uniform
+      ? { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path } as unknown as Instr
+      : { op, layer, path });
+  }
+  step(layer: number, tier: 'gpu' | 'cpu', frac: number): void {
+    this.list.push(this.uniform
+      ? { op: 'optimizer_step', mb: undefined, stage: undefined, peer: undefined, layer, tier, fraction: frac < 1 ? frac : undefined, path: undefined } as unknown as Instr
+      : frac < 1 ? { op: 'optimizer_step', layer, tier, fraction: frac } : { op: 'optimizer_step', layer, tier });
+  }
+  bare(op: 'grad_norm' | 'barrier'): void {
+    this.list.push(this.uniform
+      ? { op, mb: undefined, stage: undefined, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
+      : { op });
+  }
+
+  peer(stage: number): number { return this.base + this.g.layout.stages[stage]!.rank; }
+  pathOf(j: number): number { return j % this.paths; }
+  diskRead(j: number): void { this.diskOp('disk_read', this.diskOrder[j]!, this.pathOf(j)); }
+
+  hostUpdate(s: number, i: number, upload: boolean): void {
+    const pl = this.place[s]!, layer = pl.layers[i]!;
     const hostEl = pl.params[i]! - pl.gpuElems[i]!;
     if (hostEl <= 0) return;
-    const frac = hostEl / pl.params[i]!;
-    const step: Instr = frac < 1 ? { op: 'optimizer_step', layer, tier: 'cpu', fraction: frac } : { op: 'optimizer_step', layer, tier: 'cpu' };
-    out.push(step);
-    const j = diskIndex.get(layer);
-    if (j !== undefined) {
-      out.push({ op: 'disk_write', layer, path: pathOf(j) });
-      if (j + B < diskOrder.length) diskRead(j + B);
+    this.step(layer, 'cpu', hostEl / pl.params[i]!);
+    const j = this.diskIndex[layer]!;
+    if (j >= 0) {
+      this.diskOp('disk_write', layer, this.pathOf(j));
+      if (j + this.B < this.diskOrder.length) this.diskRead(j + this.B);
     }
-    if (upload && pl.paramsResident[i]) out.push({ op: 'upload_params', layer });
-  };
-  const gpuUpdate = (s: number, i: number) => {
-    const pl = place[s]!, g1 = pl.gpuElems[i]!;
-    if (g1 <= 0) return;
-    const frac = g1 / pl.params[i]!;
-    out.push(frac < 1 ? { op: 'optimizer_step', layer: pl.layers[i]!, tier: 'gpu', fraction: frac } : { op: 'optimizer_step', layer: pl.layers[i]!, tier: 'gpu' });
-  };
-
-  // Disk reads of the first groups start the step.
-  for (let j = 0; j < Math.min(B, diskOrder.length); j++) diskRead(j);
-  // One-step-delayed update: the host-side updates of the previous step's gradients first.
-  if (g.delayedUpdate) {
-    for (const u of updateOrder) if (place[u.stage]!.paramsResident[u.i]) hostUpdate(u.stage, u.i, false);
+    if (upload && pl.paramsResident[i]) this.layerOp('upload_params', layer);
   }
 
-  const remaining = new Map<number, number>();
-  for (const s of myStages) remaining.set(s, M);
-  const streamed = (s: number) => {
-    const pl = place[s]!;
-    const ls: number[] = [];
-    for (let i = 0; i < pl.layers.length; i++) if (!pl.paramsResident[i]) ls.push(pl.layers[i]!);
-    return ls;
-  };
-  for (const p of passes) {
-    const s = p.stage, pol = policy[s]!, pl = place[s]!;
-    const st = streamed(s);
-    const offAct = pol.recompute && pol.activations.cpu > 0;
-    if (p.kind === 'F') {
-      if (s > 0) out.push({ op: 'recv_act', mb: p.mb, stage: s, peer: peer(s - 1) });
-      for (const l of st) out.push({ op: 'fetch_params', layer: l });
-      out.push({ op: 'forward', mb: p.mb, stage: s });
-      if (!g.uniform) for (const l of st) out.push({ op: 'release_params', layer: l });
-      if (offAct) out.push({ op: 'offload_act', mb: p.mb, stage: s });
-      if (s < g.layout.stages.length - 1) out.push({ op: 'send_act', mb: p.mb, stage: s, peer: peer(s + 1) });
-    } else {
-      if (s < g.layout.stages.length - 1) out.push({ op: 'recv_grad', mb: p.mb, stage: s, peer: peer(s + 1) });
-      if (offAct) out.push({ op: 'reload_act', mb: p.mb, stage: s });
-      const order = pol.recompute ? [...st, ...[...st].reverse()] : [...st].reverse();
-      for (const l of order) out.push({ op: 'fetch_params', layer: l });
-      out.push({ op: 'backward', mb: p.mb, stage: s });
-      if (!g.uniform) for (const l of order) out.push({ op: 'release_params', layer: l });
-      for (let i = pl.layers.length - 1; i >= 0; i--) if (!pl.gradsResident[i]) out.push({ op: 'offload_grads', layer: pl.layers[i]! });
-      if (s > 0) out.push({ op: 'send_grad', mb: p.mb, stage: s, peer: peer(s - 1) });
-      const left = remaining.get(s)! - 1;
-      remaining.set(s, left);
-      if (left === 0) {
-        // The stage's gradients are complete.
-        for (let i = pl.layers.length - 1; i >= 0; i--) {
-          const layer = pl.layers[i]!;
-          if (D > 1) out.push({ op: 'allreduce_grads', layer });
-          if (pl.gradsResident[i] && pl.params[i]! - pl.gpuElems[i]! > 0) out.push({ op: 'offload_grads', layer });
-          if (eager) { gpuUpdate(s, i); hostUpdate(s, i, true); }
-        }
+  gpuUpdate(s: number, i: number): void {
+    const pl = this.place[s]!, g1 = pl.gpuElems[i]!;
+    if (g1 <= 0) return;
+    this.step(pl.layers[i]!, 'gpu', g1 / pl.params[i]!);
+  }
+
+  run(): Instr[] {
+    const g = this.g, place = this.place, M = this.M;
+    const passes = passesOf(g.schedule, g.layout.pipelineRanks, g.layout.virtualStages, M, this.pr);
+    // Host-side updates in the order they will run: stages in the order their gradients complete
+    // (eager) or last stage first, layers last first; with the delayed update, resident-weight
+    // layers first (at the start of the step), streamed ones at the end. Disk groups follow it.
+    const myStages = this.myStages;
+    const stageOrder: number[] = [];
+    if (this.eager) {
+      const left = new Int32Array(this.K);
+      for (const s of myStages) left[s] = M;
+      for (const p of passes) if (p.kind === 'B' && --left[p.stage]! === 0) stageOrder.push(p.stage);
+    } else for (let si = myStages.length - 1; si >= 0; si--) stageOrder.push(myStages[si]!);
+    const updateOrder = this.updateOrder;
+    for (const s of stageOrder) for (let i = place[s]!.layers.length - 1; i >= 0; i--) updateOrder.push({ stage: s, i });
+    const addDisk = (u: { stage: number; i: number }) => {
+      const pl = place[u.stage]!;
+      if (!pl.hostStateInCpu[u.i] && pl.params[u.i]! - pl.gpuElems[u.i]! > 0) this.diskOrder.push(pl.layers[u.i]!);
+    };
+    if (g.delayedUpdate) {
+      for (const u of updateOrder) if (place[u.stage]!.paramsResident[u.i]) addDisk(u);
+      for (const u of updateOrder) if (!place[u.stage]!.paramsResident[u.i]) addDisk(u);
+    } else for (const u of updateOrder) addDisk(u);
+    for (let j = 0; j < this.diskOrder.length; j++) this.diskIndex[this.diskOrder[j]!] = j;
+
+    // Disk reads of the first groups start the step.
+    for (let j = 0; j < Math.min(this.B, this.diskOrder.length); j++) this.diskRead(j);
+    // One-step-delayed update: the host-side updates of the previous step's gradients first.
+    if (g.delayedUpdate) {
+      for (const u of updateOrder) if (place[u.stage]!.paramsResident[u.i]) this.hostUpdate(u.stage, u.i, false);
+    }
+    const remaining = new Int32Array(this.K);
+    for (const s of myStages) remaining[s] = M;
+    for (const p of passes) {
+      if (p.kind === 'F') this.forward(p.mb, p.stage);
+      else this.backward(p.mb, p.stage, --remaining[p.stage]! === 0);
+    }
+    if (g.gradClip) this.bare('grad_norm');
+    if (!this.eager) {
+      for (const u of updateOrder) {
+        this.gpuUpdate(u.stage, u.i);
+        const pl = place[u.stage]!;
+        if (!g.delayedUpdate || !pl.paramsResident[u.i]) this.hostUpdate(u.stage, u.i, true);
+        else if (pl.params[u.i]! - pl.gpuElems[u.i]! > 0) this.layerOp('upload_params', pl.layers[u.i]!);
+      }
+    }
+    this.bare('barrier');
+    return this.list;
+  }
+
+  forward(mb: number, s: number): void {
+    const pol = this.g.policy[s]!, st = this.streamed[s]!;
+    const last = this.g.layout.stages.length - 1;
+    if (s > 0) this.p2p('recv_act', mb, s, this.peer(s - 1));
+    for (const l of st) this.layerOp('fetch_params', l);
+    this.mbStage('forward', mb, s);
+    if (!this.uniform) for (const l of st) this.layerOp('release_params', l);
+    if (pol.recompute && pol.activations.cpu > 0) this.mbStage('offload_act', mb, s);
+    if (s < last) this.p2p('send_act', mb, s, this.peer(s + 1));
+  }
+
+  backward(mb: number, s: number, lastOfStage: boolean): void {
+    const g = this.g, pol = g.policy[s]!, pl = this.place[s]!, st = this.streamed[s]!;
+    const last = g.layout.stages.length - 1;
+    if (s < last) this.p2p('recv_grad', mb, s, this.peer(s + 1));
+    if (pol.recompute && pol.activations.cpu > 0) this.mbStage('reload_act', mb, s);
+    // A recomputing backward uses the streamed layers forward, then backward.
+    if (pol.recompute) for (const l of st) this.layerOp('fetch_params', l);
+    for (let i = st.length - 1; i >= 0; i--) this.layerOp('fetch_params', st[i]!);
+    this.mbStage('backward', mb, s);
+    if (!this.uniform) {
+      if (pol.recompute) for (const l of st) this.layerOp('release_params', l);
+      for (let i = st.length - 1; i >= 0; i--) this.layerOp('release_params', st[i]!);
+    }
+    for (let i = pl.layers.length - 1; i >= 0; i--) if (!pl.gradsResident[i]) this.layerOp('offload_grads', pl.layers[i]!);
+    if (s > 0) this.p2p('send_grad', mb, s, this.peer(s - 1));
+    if (lastOfStage) {
+      // The stage's gradients are complete.
+      const D = g.layout.dataParallel;
+      for (let i = pl.layers.length - 1; i >= 0; i--) {
+        const layer = pl.layers[i]!;
+        if (D > 1) this.layerOp('allreduce_grads', layer);
+        if (pl.gradsResident[i] && pl.params[i]! - pl.gpuElems[i]! > 0) this.layerOp('offload_grads', layer);
+        if (this.eager) { this.gpuUpdate(s, i); this.hostUpdate(s, i, true); }
       }
     }
   }
-  if (g.gradClip) out.push({ op: 'grad_norm' });
-  if (!eager) {
-    for (const u of updateOrder) {
-      gpuUpdate(u.stage, u.i);
-      if (!g.delayedUpdate || !place[u.stage]!.paramsResident[u.i]) hostUpdate(u.stage, u.i, true);
-      else if (place[u.stage]!.params[u.i]! - place[u.stage]!.gpuElems[u.i]! > 0) out.push({ op: 'upload_params', layer: place[u.stage]!.layers[u.i]! });
-    }
-  }
-  out.push({ op: 'barrier' });
-  return list;
 }

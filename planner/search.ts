@@ -171,8 +171,8 @@ function mappings(profile: HardwareProfile, gpus: number): { name: 'identity' | 
 interface Layout0 {
   N: number; D: number; v: number; schedule: ScheduleName; mbs: number; M: number; recompute: boolean;
   partition: 'time' | 'even'; stageLayers: [number, number][];
-  /** Cache key of the interleaved program (memory model). */
-  key?: string;
+  /** The stage list of the layout (shared by its candidates' plans). */
+  stages: Layout['stages'];
 }
 
 function offloadText(levels: number[], tier: HostTier, prefetch: number, delayed: boolean): string {
@@ -231,44 +231,49 @@ export function search(input: SearchInput): SearchResult {
             const parts: { name: 'time' | 'even'; layers: [number, number][] }[] = [{ name: 'time', layers: balancedPartition(cost, N * v) }];
             const even = evenPartition(L, N * v);
             if (even.join() !== parts[0]!.layers.join()) parts.push({ name: 'even', layers: even });
-            for (const p of parts) layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers });
+            for (const p of parts) {
+              const stages = p.layers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
+              layouts.push({ N, D, v, schedule, mbs, M, recompute, partition: p.name, stageLayers: p.layers, stages });
+            }
           }
         }
       }
     }
   }
 
-  interface Cand { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; mapping: (typeof maps)[number]; mem: MemoryReport }
+  interface Cand { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; mapping: (typeof maps)[number]; mem: MemoryReport; policy: StagePolicy[] }
   const feasible: Cand[] = [];
   let smallestPeak = Infinity, smallestPeakMem: MemoryReport | null = null, hostShort = Infinity;
 
-  const memOf = (lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean): MemoryReport => memoryModel({
+  const memOf = (lay: Layout0, inv: Inventory, policy: StagePolicy[]): MemoryReport => memoryModel({
     model, precision, optimizer: baseOpt.name, mbs: lay.mbs, seq: input.seq, microBatches: lay.M, schedule: lay.schedule,
-    stages: lay.stageLayers.map((layers, i) => ({ layers, rank: i % lay.N })), pipelineRanks: lay.N, dataParallel: lay.D,
+    stages: lay.stages, pipelineRanks: lay.N, dataParallel: lay.D,
     policy, overheadBytes, allocatorOverheadFraction: allocFrac, diskPaths: diskPaths.length, diskConcurrency: diskConc,
     commGroupBytes: profile.overheads.comm_group_bytes, p2pConnectionBytes: profile.overheads.p2p_connection_bytes,
-    inventory: inv, program: lay.v > 1 ? interleavedProgram(lay, inv, policy, delayed) : undefined,
+    // (interleaved schedules: micro-batches in flight counted off the schedule's passes)
+    inventory: inv,
   });
-  // Interleaved schedules count micro-batches in flight off the program.
-  const progCache = new Map<string, import('./program.ts').Program>();
-  function interleavedProgram(lay: Layout0, inv: Inventory, policy: StagePolicy[], delayed: boolean) {
-    const key = (lay.key ??= `${lay.N}|${lay.M}|${lay.mbs}|${lay.stageLayers.join()}|${lay.recompute}`);
-    let p = progCache.get(key);
-    if (!p) {
-      // Activation counts depend only on the pass order, not on the offload policy.
-      p = buildPlan({
-        hardware: profile.id, model, precision, optimizer: { ...baseOpt, delayedUpdate: delayed }, job: jobOf(lay, null),
-        schedule: lay.schedule, stageLayers: lay.stageLayers, pipelineRanks: lay.N, dataParallel: 1,
-        rankDevice: Array.from({ length: lay.N }, (_, i) => i), policy, inventory: inv,
-      }).program;
-      progCache.set(key, p);
-    }
-    return p;
-  }
   function jobOf(lay: Layout0, capBytes: number | null) {
     return { seq: input.seq, microBatchSize: lay.mbs, microBatches: lay.M, steps: input.steps ?? 10, gpuMemCapBytes: capBytes, seed: 0 };
   }
 
+  // Stage policies of this search, one object per distinct (level, recompute, tier, prefetch,
+  // replicas) (shared by the candidates: never changed), and a canonical id per distinct content.
+  const polMemo = new Map<number, { policy: StagePolicy; id: number }>();
+  const polIds = new Map<string, number>();
+  const policyOf = (level: number, recompute: boolean, tier: HostTier, prefetch: number, dataParallel: number) => {
+    const key = ((((level * 2 + (recompute ? 1 : 0)) * 3 + (tier === 'cpu' ? 0 : tier === 'half-disk' ? 1 : 2)) * 8 + prefetch) * 2) + (dataParallel === 1 ? 0 : 1);
+    let e = polMemo.get(key);
+    if (!e) {
+      const policy = levelPolicy(level, recompute, tier, prefetch, dataParallel);
+      const text = JSON.stringify(policy);
+      let id = polIds.get(text);
+      if (id === undefined) { id = polIds.size; polIds.set(text, id); }
+      e = { policy, id };
+      polMemo.set(key, e);
+    }
+    return e;
+  };
   const tiers: HostTier[] = allowDisk ? ['cpu', 'half-disk', 'disk'] : ['cpu'];
   const maxLevel = allowOffload ? MAX_LEVEL : 0;
   for (const lay of layouts) {
@@ -278,8 +283,8 @@ export function search(input: SearchInput): SearchResult {
     const minLevel = new Array<number>(lay.N).fill(-1);
     for (let lv = 0; lv <= maxLevel && minLevel.some((x) => x < 0); lv++) {
       if (lv === 6 && !lay.recompute) continue;
-      const pol = Array.from({ length: K }, () => levelPolicy(lv, lay.recompute, 'cpu', 2, lay.D));
-      const m = memOf(lay, inv, pol, false);
+      const pol = Array.from({ length: K }, () => policyOf(lv, lay.recompute, 'cpu', 2, lay.D).policy);
+      const m = memOf(lay, inv, pol);
       m.devices.forEach((d, r) => { if (minLevel[r]! < 0 && d.total <= cap) minLevel[r] = lv; });
     }
     const base = minLevel.map((x) => (x < 0 ? maxLevel : x));
@@ -292,7 +297,7 @@ export function search(input: SearchInput): SearchResult {
         if (l === 6 && !lay.recompute) l = delta > 0 ? 7 : 5;
         return Math.min(l, maxLevel);
       });
-      const key = JSON.stringify(levels.map((l) => levelPolicy(l, lay.recompute, 'cpu', 1, lay.D)));
+      const key = levels.map((l) => policyOf(l, lay.recompute, 'cpu', 1, lay.D).id).join();
       if (seen.has(key)) continue;
       seen.add(key);
       const anyHost = levels.some((l) => l >= 1);
@@ -300,8 +305,8 @@ export function search(input: SearchInput): SearchResult {
       for (const tier of anyHost ? tiers : ['cpu' as HostTier]) {
         for (const prefetch of anyStream ? [1, 2, 4] : [1]) {
           // The memory model does not depend on the delayed update (the policy is the same).
-          const policy = Array.from({ length: K }, (_, s) => levelPolicy(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D));
-          const mem = memOf(lay, inv, policy, false);
+          const policy = Array.from({ length: K }, (_, s) => policyOf(levels[s % lay.N]!, lay.recompute, tier, prefetch, lay.D).policy);
+          const mem = memOf(lay, inv, policy);
           for (const delayed of input.allowDelayedUpdate && anyHost ? [false, true] : [false]) {
             for (const mapping of maps) {
               counts.considered++;
@@ -313,7 +318,7 @@ export function search(input: SearchInput): SearchResult {
                 continue;
               }
               if (mem.peak < smallestPeak) { smallestPeak = mem.peak; smallestPeakMem = mem; }
-              feasible.push({ lay, levels, tier, prefetch, delayed, mapping, mem });
+              feasible.push({ lay, levels, tier, prefetch, delayed, mapping, mem, policy });
             }
           }
         }
@@ -332,10 +337,13 @@ export function search(input: SearchInput): SearchResult {
       diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq)
     });
   };
-  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[]; stages: Layout['stages'] } | null = null;
+  let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[] } | null = null;
+  // The last few programs: a program does not depend on the prefetch depth (the lowering paces the
+  // fetches by it), so candidates that differ only in it share one.
+  const progRing: { lay: Layout0; levels: number[]; tier: HostTier; delayed: boolean; M: number; replicas: number; program: Plan['program'] }[] = [];
   // The plan the search simulates: buildPlan's, with the programs of only the replicas lowered.
   const searchPlanOf = (c: Cand, replicas: number, M: number): Plan => {
-    const N = c.lay.N, D = c.lay.D, K = N * c.lay.v;
+    const N = c.lay.N, D = c.lay.D;
     const rankDevice = isCpu ? Array.from({ length: N * D }, () => -1) : c.mapping.order.slice(0, N * D);
     const optimizer = { ...baseOpt, delayedUpdate: c.delayed };
     // Candidates that differ only in the mapping (consecutive in the search) share the program,
@@ -343,15 +351,27 @@ export function search(input: SearchInput): SearchResult {
     const last = lastProg;
     const same = !!last && last.lay === c.lay && last.levels === c.levels && last.tier === c.tier && last.prefetch === c.prefetch
       && last.delayed === c.delayed && last.M === M && last.replicas === replicas;
-    const policy = same ? last.policy : Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % N]!, c.lay.recompute, c.tier, c.prefetch, D));
-    const stages = same ? last.stages : c.lay.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]] as [number, number], rank: i % N }));
+    // The candidate's stage policies: the array its memory model was computed with (shared by the
+    // candidates that differ only in the delayed update or the mapping).
+    const policy = c.policy;
+    const stages = c.lay.stages;
     const layout: Layout = { pipelineRanks: N, dataParallel: D, virtualStages: c.lay.v, stages, rankDevice };
-    const program = same ? last.program : generateProgram({
-      inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
-      diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
-      delayedUpdate: c.delayed, replicas, uniform: true,
-    });
-    if (!same) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program, policy, stages };
+    let program = same ? last.program : null;
+    if (!program) {
+      for (const e of progRing) {
+        if (e.lay === c.lay && e.levels === c.levels && e.tier === c.tier && e.delayed === c.delayed && e.M === M && e.replicas === replicas) { program = e.program; break; }
+      }
+    }
+    if (!program) {
+      program = generateProgram({
+        inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
+        diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
+        delayedUpdate: c.delayed, replicas, uniform: true,
+      });
+      progRing.unshift({ lay: c.lay, levels: c.levels, tier: c.tier, delayed: c.delayed, M, replicas, program });
+      if (progRing.length > 4) progRing.pop();
+    }
+    if (!same) lastProg = { lay: c.lay, levels: c.levels, tier: c.tier, prefetch: c.prefetch, delayed: c.delayed, M, replicas, program, policy };
     return {
       version: PLAN_VERSION, hardware: profile.id, model, precision, optimizer, job: { ...jobOf(c.lay, input.gpuMemCapBytes), microBatches: M }, layout,
       schedule: c.lay.schedule, policy: { stages: policy, diskPaths, diskConcurrency: diskConc }, program,
@@ -409,7 +429,12 @@ export function search(input: SearchInput): SearchResult {
   {
     const lead = results.slice(0, Math.min(results.length, topN * 3)).map((r) => {
       const plan = planOf(r.c);
-      const step = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false }).step_s;
+      // Only the step time counts here (the memory bookkeeping, metadata and reports do not change
+      // it; the plans reported are simulated with them below).
+      const step = simulatePlan(plan, profile, {
+        memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false,
+        peaks: false, usage: false, memoryEffects: false, meta: false, reuseGraph: true,
+      }).step_s;
       return { ...r, step, tps: (r.c.lay.mbs * input.seq * r.c.lay.M * r.c.lay.D) / step };
     });
     lead.sort((a, b) => a.step - b.step || a.c.mem.peak - b.c.mem.peak);
@@ -473,7 +498,7 @@ export function estimateStep(
 ): number {
   const prof = o.D > 1 ? replicaProfile(profile, o.rankDevice, o.N, o.D) : profile;
   const run = (p: Plan) => {
-    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, memoryEffects: false, meta: false, reuseGraph: true });
+    const sim = simulatePlan(p, prof, { memory: o.memory, inventory: o.inventory, criticalPath: false, hostMemory: false, replicas: 1, coarse: true, peaks: false, usage: false, memoryEffects: false, meta: false, reuseGraph: true });
     return { step: sim.step_s, ends: phaseEnds(p, sim.lowered, sim.result) };
   };
   const { N, M } = o;

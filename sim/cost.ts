@@ -159,9 +159,14 @@ export function kernelTime_us(p: HardwareProfile, device: ComputeDevice, kernel:
 /** The GPU (or CPU-rank) optimizer update moving `bytes` through device memory: the measured rate of
  *  the executor's fused AdamW (compute.optimizer_GBps), else the elementwise rate memory_GBps. */
 export function optimizerTime_us(p: HardwareProfile, device: ComputeDevice, bytes: number): CostEstimate {
+  const measured = computeOf(p, device).optimizer_GBps !== undefined;
+  return { us: bytes / optimizerBytesPerUs(p, device), how: measured ? 'table' : 'roofline', extrapolated: false, flops: 0, bytes };
+}
+
+/** The rate optimizerTime_us divides the bytes by (bytes/us), for callers that cost many steps. */
+export function optimizerBytesPerUs(p: HardwareProfile, device: ComputeDevice): number {
   const c = computeOf(p, device);
-  const measured = c.optimizer_GBps !== undefined;
-  return { us: bytes / ((measured ? c.optimizer_GBps! : c.memory_GBps) * 1e3), how: measured ? 'table' : 'roofline', extrapolated: false, flops: 0, bytes };
+  return (c.optimizer_GBps !== undefined ? c.optimizer_GBps : c.memory_GBps) * 1e3;
 }
 
 /** Bytes over a link of `GBps` after `latency_us`, alone on the link. */

@@ -44,8 +44,26 @@ interface Frozen {
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
 
+/** Least size (elements) of the arrays pooled per task or edge: enough for the graphs a search
+ *  builds, so that its hot code never meets the growth path late (a deoptimisation each). */
+const POOL_MIN = 16384;
+
+/** Backing arrays of the frozen form, reused from graph to graph (freeze is synchronous; a Frozen
+ *  holds views into them and is current only until the next freeze: `current` is it). */
+const fPool: Int32Array[] = [];
+let fEff = new Float64Array(POOL_MIN);
+let current: Frozen | null = null;
+/** A zeroed Int32Array view of n elements over pooled slot `slot`. */
+function fI32(slot: number, n: number): Int32Array {
+  let a = fPool[slot];
+  if (!a || a.length < n) { a = new Int32Array(Math.max(POOL_MIN, 2 * n)); fPool[slot] = a; return a.subarray(0, n); }
+  const v = a.subarray(0, n);
+  v.fill(0);
+  return v;
+}
+
 /** A temporary Int32Array of at least n elements, reused (contents undefined). */
-let tmp = new Int32Array(1024);
+let tmp = new Int32Array(POOL_MIN);
 function tmpI32(n: number): Int32Array {
   if (tmp.length < n) tmp = new Int32Array(Math.max(n, tmp.length * 2));
   return tmp;
@@ -54,13 +72,13 @@ function tmpI32(n: number): Int32Array {
 function freeze(g: SimGraph): Frozen {
   g.resolveSignals();
   const cached = frozenCache.get(g);
-  if (cached && cached.version === g.version) return cached;
+  if (cached && cached.version === g.version && cached === current) return cached;
   const n = g.taskCount;
   const E = g.edgeFrom.n;
   const ef = g.edgeFrom.a;
   const et = g.edgeTo.a;
-  const indeg = new Int32Array(n);
-  const succOff = new Int32Array(n + 1);
+  const indeg = fI32(0, n);
+  const succOff = fI32(1, n + 1);
   for (let e = 0; e < E; e++) {
     const a = ef[e];
     const b = et[e];
@@ -74,52 +92,61 @@ function freeze(g: SimGraph): Frozen {
   for (let i = 0; i < n; i++) succOff[i + 1] += succOff[i];
   const fill = tmpI32(n);
   fill.set(succOff.subarray(0, n));
-  const succ = new Int32Array(E);
+  const succ = fI32(2, E);
   for (let e = 0; e < E; e++) succ[fill[ef[e]]++] = et[e];
 
   const R = g.resourceCount;
-  const qCnt = new Int32Array(R + 1);
-  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qCnt[r]++; }
-  const qOff = new Int32Array(R + 1);
-  for (let r = 0; r < R; r++) qOff[r + 1] = qOff[r] + qCnt[r];
-  const qFill = qOff.slice(0, R);
-  const qList = new Int32Array(qOff[R]);
-  for (let t = 0; t < n; t++) { const r = g.tRes[t]; if (r >= 0 && g.resKind[r] === R_STREAM) qList[qFill[r]++] = t; }
-
-  const devComputeStreams: number[][] = g.deviceName.map(() => []);
-  for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
-  const runOff = new Int32Array(R + 1);
-  for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
   const L = g.linkCount;
-  const lfOff = new Int32Array(L + 1);
-  for (let i = 0; i < g.linkList.n; i++) lfOff[g.linkList.a[i] + 1]++;
-  for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
-  // A link crossed only by tasks of one in-order stream never carries two flows at once: for
-  // sharing it is exactly a per-flow cap, so progressive filling leaves it out.
-  const owner = new Int32Array(L).fill(-2); // -2 unused, -1 shared, else the stream
+  const tRes = g.tRes, tLinkOff = g.tLinkOff, tLinkCnt = g.tLinkCnt, tCap = g.tCap, linkCap = g.linkCap;
+  const isStream = fI32(13, R);
+  for (let r = 0; r < R; r++) isStream[r] = g.resKind[r] === R_STREAM ? 1 : 0;
+  // One pass over the tasks: stream queue lengths, and the owner of each link: a link crossed only
+  // by tasks of one in-order stream never carries two flows at once: for sharing it is exactly a
+  // per-flow cap, so progressive filling leaves it out.
+  const qCnt = fI32(3, R + 1);
+  const owner = fI32(9, L).fill(-2); // -2 unused, -1 shared, else the stream
   const ll = g.linkList.a;
   for (let t = 0; t < n; t++) {
-    const c = g.tLinkCnt[t];
+    const r = tRes[t];
+    const own = r >= 0 && isStream[r] === 1 ? r : -1;
+    if (own >= 0) qCnt[own]++;
+    const c = tLinkCnt[t];
     if (c === 0) continue;
-    const r = g.tRes[t];
-    const own = r >= 0 && g.resKind[r] === R_STREAM ? r : -1;
-    for (let i = g.tLinkOff[t], e = i + c; i < e; i++) {
+    for (let i = tLinkOff[t], e = i + c; i < e; i++) {
       const l = ll[i];
       if (owner[l] === -2) owner[l] = own;
       else if (owner[l] !== own) owner[l] = -1;
     }
   }
-  const sOff = new Int32Array(n);
-  const sCnt = new Int32Array(n);
-  const sList = new Int32Array(g.linkList.n);
-  const effCap = new Float64Array(n);
+  const qOff = fI32(4, R + 1);
+  for (let r = 0; r < R; r++) qOff[r + 1] = qOff[r] + qCnt[r];
+  const qFill = fI32(5, R);
+  qFill.set(qOff.subarray(0, R));
+  const qList = fI32(6, qOff[R]);
+
+  const devComputeStreams: number[][] = g.deviceName.map(() => []);
+  for (let r = 0; r < R; r++) if (g.resKind[r] === R_STREAM && g.resRole[r] === 0) devComputeStreams[g.resDevice[r]].push(r);
+  const runOff = fI32(7, R + 1);
+  for (let r = 0; r < R; r++) runOff[r + 1] = runOff[r] + g.resSlots[r];
+  const lfOff = fI32(8, L + 1);
+  for (let i = 0; i < g.linkList.n; i++) lfOff[ll[i] + 1]++;
+  for (let l = 0; l < L; l++) lfOff[l + 1] += lfOff[l];
+  // One more pass: the stream queues (tasks in add order), and per task its shared links and its
+  // cap including the links only it can be on.
+  const sOff = fI32(10, n);
+  const sCnt = fI32(11, n);
+  const sList = fI32(12, g.linkList.n);
+  if (fEff.length < n) fEff = new Float64Array(2 * n);
+  const effCap = fEff.subarray(0, n);
   let k = 0;
   for (let t = 0; t < n; t++) {
-    let cap = g.tCap[t];
+    const r = tRes[t];
+    if (r >= 0 && isStream[r] === 1) qList[qFill[r]++] = t;
+    let cap = tCap[t];
     sOff[t] = k;
-    for (let i = g.tLinkOff[t], e = i + g.tLinkCnt[t]; i < e; i++) {
+    for (let i = tLinkOff[t], e = i + tLinkCnt[t]; i < e; i++) {
       const l = ll[i];
-      if (owner[l] >= 0) { if (g.linkCap[l] < cap) cap = g.linkCap[l]; }
+      if (owner[l] >= 0) { if (linkCap[l] < cap) cap = linkCap[l]; }
       else sList[k++] = l;
     }
     sCnt[t] = k - sOff[t];
@@ -130,6 +157,7 @@ function freeze(g: SimGraph): Frozen {
     sOff, sCnt, sList, effCap,
   };
   frozenCache.set(g, f);
+  current = f;
   return f;
 }
 
@@ -146,7 +174,7 @@ let pool: Scratch | null = null;
 const sharedEpoch = { value: 0 };
 function scratch(n: number): Scratch {
   if (pool && pool.cap >= n) return pool;
-  const c = Math.max(64, n, pool ? pool.cap * 2 : 0);
+  const c = Math.max(POOL_MIN, n, pool ? pool.cap * 2 : 0);
   pool = {
     cap: c,
     hT: new Float64Array(c), hS: new Float64Array(c), hK: new Int32Array(c), hPos: new Int32Array(c),
@@ -167,7 +195,7 @@ function pI32(slot: number, n: number): Int32Array {
 }
 function pF64(slot: number, n: number): Float64Array {
   let a = poolF64[slot];
-  if (!a || a.length < n) { a = new Float64Array(Math.max(16, n)); poolF64[slot] = a; }
+  if (!a || a.length < n) { a = new Float64Array(Math.max(slot >= 12 ? POOL_MIN : 16, n)); poolF64[slot] = a; }
   return a;
 }
 function pU8(slot: number, n: number): Uint8Array {
@@ -248,7 +276,7 @@ class Engine {
   logTime: Float64Array;
   logN = 0;
 
-  constructor(g: SimGraph, f: Frozen) {
+  constructor(g: SimGraph, f: Frozen, reuse: boolean) {
     this.g = g;
     this.f = f;
     const n = f.n;
@@ -262,8 +290,8 @@ class Engine {
     this.rem = sc.rem;
     this.rate = sc.rate;
     this.last = sc.last;
-    this.start = new Float64Array(n);
-    this.end = new Float64Array(n);
+    this.start = reuse ? pF64(12, n).subarray(0, n).fill(0) : new Float64Array(n);
+    this.end = reuse ? pF64(13, n).subarray(0, n).fill(0) : new Float64Array(n);
     this.readyAt = sc.readyAt; this.readyAt.fill(0, 0, n);
     this.lastDep = sc.lastDep; this.lastDep.fill(-1, 0, n);
     this.critPred = sc.critPred; this.critPred.fill(-1, 0, n);
@@ -371,11 +399,24 @@ class Engine {
 
   /** Removes the root; the caller read it first. */
   popRoot(): void {
-    this.hPos[this.hK[0]] = -1;
+    const hT = this.hT, hS = this.hS, hK = this.hK, pos = this.hPos;
+    pos[hK[0]] = -1;
     const n = --this.hN;
     if (n === 0) return;
-    this.hT[0] = this.hT[n]; this.hS[0] = this.hS[n]; this.hK[0] = this.hK[n];
-    this.down(0);
+    // Bottom-up (Floyd): the smaller child moves up into the hole down to a leaf, the last entry
+    // fills it and sifts up (about half the comparisons of sifting the last entry down from the
+    // root; keys are unique, so the order of pops is the same).
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      const c2 = c + 1;
+      if (c2 < n && (hT[c2] < hT[c] || (hT[c2] === hT[c] && hS[c2] < hS[c]))) c = c2;
+      hT[i] = hT[c]; hS[i] = hS[c]; hK[i] = hK[c]; pos[hK[i]] = i;
+      i = c;
+    }
+    hT[i] = hT[n]; hS[i] = hS[n]; hK[i] = hK[n]; pos[hK[i]] = i;
+    this.up(i);
   }
 
   // ---------------------------------------------------------------- run
@@ -852,7 +893,7 @@ class Engine {
 /** Runs the graph to completion and reports. Throws SimError when tasks can never start. */
 export function simulate(g: SimGraph, opts: SimOptions = {}): SimResult {
   const f = freeze(g);
-  const e = new Engine(g, f);
+  const e = new Engine(g, f, opts.reuse === true);
   e.allocEff = new Int32Array(g.bufName.length);
   e.logLinks = opts.linkSeries === true;
   e.run();
@@ -866,6 +907,42 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
   for (let t = 0; t < n; t++) if (lastT < 0 || e.end[t] > makespan) { makespan = e.end[t]; lastT = t; }
   const util = (busy: number) => (makespan > 0 ? busy / makespan : 0);
   const resources: ResourceUsage[] = [];
+  const memory: MemoryReport[] = [];
+  if (opts.usage !== false) usage(g, e, opts, makespan, util, resources, memory);
+
+  let critical: CriticalPath | null = null;
+  if (opts.criticalPath !== false && lastT >= 0) {
+    const tasks: number[] = [];
+    for (let t = lastT; t >= 0; t = e.critPred[t]) tasks.push(t);
+    tasks.reverse();
+    const acc = new Map<string, number>();
+    for (const t of tasks) {
+      const name = resourceLabel(g, t);
+      acc.set(name, (acc.get(name) ?? 0) + (e.end[t] - e.start[t]));
+    }
+    const by_resource = [...acc].map(([name, us]) => ({ name, us })).sort((a, b) => b.us - a.us || (a.name < b.name ? -1 : 1));
+    critical = { tasks, by_resource, bound: by_resource.length ? by_resource[0].name : '' };
+  }
+  const tokens = opts.tokens;
+  return {
+    makespan_us: makespan,
+    step_s: makespan / 1e6,
+    tokens_per_s: tokens !== undefined && makespan > 0 ? tokens / (makespan / 1e6) : null,
+    start_us: e.start,
+    end_us: e.end,
+    resources,
+    memory,
+    critical,
+    tasks: n,
+    mem_log: { time_us: e.logTime, effect: e.logEff, count: e.logN },
+    link_log: e.logLinks ? { time_us: Float64Array.from(e.llT), link: Int32Array.from(e.llL), delta_bytes_per_us: Float64Array.from(e.llD), count: e.llT.length } : undefined,
+  };
+}
+
+/** Per-resource usage and per-device memory of a run (into `resources` and `memory`). */
+function usage(
+  g: SimGraph, e: Engine, opts: SimOptions, makespan: number, util: (busy: number) => number, resources: ResourceUsage[], memory: MemoryReport[],
+): void {
   for (let r = 0; r < g.resourceCount; r++) {
     const u: ResourceUsage = { name: g.resName[r], kind: g.resourceKind(r), device: g.deviceName[g.resDevice[r]], busy_us: e.resBusy[r], utilisation: util(e.resBusy[r]) };
     if (g.resKind[r] === R_DISK) u.bytes = e.resBytes[r];
@@ -879,7 +956,6 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
   }
 
   // memory
-  const memory: MemoryReport[] = [];
   const wantSeries = opts.memorySeries !== false;
   const D = g.deviceCount;
   const series = Array.from({ length: D }, () => ({ t_us: [] as number[], bytes: [] as number[] }));
@@ -927,34 +1003,6 @@ function report(g: SimGraph, f: Frozen, e: Engine, opts: SimOptions): SimResult 
       peak_by_class: by, peak_buffers: peakBuffers[d], end_bytes: e.cur[d], series: series[d],
     });
   }
-
-  let critical: CriticalPath | null = null;
-  if (opts.criticalPath !== false && lastT >= 0) {
-    const tasks: number[] = [];
-    for (let t = lastT; t >= 0; t = e.critPred[t]) tasks.push(t);
-    tasks.reverse();
-    const acc = new Map<string, number>();
-    for (const t of tasks) {
-      const name = resourceLabel(g, t);
-      acc.set(name, (acc.get(name) ?? 0) + (e.end[t] - e.start[t]));
-    }
-    const by_resource = [...acc].map(([name, us]) => ({ name, us })).sort((a, b) => b.us - a.us || (a.name < b.name ? -1 : 1));
-    critical = { tasks, by_resource, bound: by_resource.length ? by_resource[0].name : '' };
-  }
-  const tokens = opts.tokens;
-  return {
-    makespan_us: makespan,
-    step_s: makespan / 1e6,
-    tokens_per_s: tokens !== undefined && makespan > 0 ? tokens / (makespan / 1e6) : null,
-    start_us: e.start,
-    end_us: e.end,
-    resources,
-    memory,
-    critical,
-    tasks: n,
-    mem_log: { time_us: e.logTime, effect: e.logEff, count: e.logN },
-    link_log: e.logLinks ? { time_us: Float64Array.from(e.llT), link: Int32Array.from(e.llL), delta_bytes_per_us: Float64Array.from(e.llD), count: e.llT.length } : undefined,
-  };
 }
 
 /** Where a task runs, for reports: its resource, else the first link of its flow. */

@@ -4,7 +4,7 @@
 import { SimError } from './errors.ts';
 import { MEM_CLASSES } from './types.ts';
 import type {
-  CpuPoolSpec, DeviceId, DeviceKind, DeviceSpec, DiskSpec, LinkId, LinkSpec, MemClass, ResourceId, ResourceKind,
+  CpuPoolSpec, DeviceId, DeviceKind, DeviceSpec, DiskSpec, LinkId, LinkSpec, MemClass, MemEffect, ResourceId, ResourceKind,
   StreamRole, StreamSpec, TaskId, TaskMeta, TaskSpec,
 } from './types.ts';
 
@@ -234,9 +234,13 @@ export class SimGraph {
     this.cap = cap;
   }
 
+  private lastOp = '';
+  private lastOpId = -1;
   private opId(op: string): number {
+    if (op === this.lastOp) return this.lastOpId;
     let id = this.opIds.get(op);
     if (id === undefined) { id = this.opNames.length; this.opNames.push(op); this.opIds.set(op, id); }
+    this.lastOp = op; this.lastOpId = id;
     return id;
   }
 
@@ -334,12 +338,101 @@ export class SimGraph {
     return t;
   }
 
+  /** The hot-path form of `task` for callers that build many graphs (planner/lower): the fields
+   *  positional (no name, cap, latency, waitFor or signal; `dir` 0 none, 1 read, 2 write;
+   *  `elements` 0 for none), the same checks; dependencies and memory effects are added right after
+   *  with `dep` and `mem`. Without `meta` the task's metadata is empty. */
+  add(on: number, duration_us: number, bytes: number, links: readonly number[] | undefined, dir: number, elements: number, workers: number, meta: TaskMeta | undefined): TaskId {
+    const t = this.n;
+    if (t === this.cap) this.grow();
+    if (on !== -1 && !(Number.isInteger(on) && on >= 0 && on < this.resName.length)) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": resource ${on} does not exist`);
+    const kind = on === -1 ? -1 : this.resKind[on];
+    let fixed = duration_us;
+    if (!(fixed >= 0) || !Number.isFinite(fixed)) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": duration_us must be a finite number >= 0`);
+    let work = W_NONE;
+    let amount = 0;
+    const linkList = this.linkList;
+    const linkOff = linkList.n;
+    let linkCnt = 0;
+    if (!(bytes >= 0)) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": bytes must be >= 0`);
+    if (kind === R_DISK) {
+      if (dir !== 1 && dir !== 2) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": a disk task needs dir 'read' or 'write'`);
+      const l = dir === 1 ? this.resReadLink[on] : this.resWriteLink[on];
+      linkList.push(l);
+      linkCnt++;
+      fixed += this.linkLatency[l];
+    }
+    if (links !== undefined) {
+      const nL = this.linkName.length;
+      for (let i = 0; i < links.length; i++) {
+        const l = links[i]!;
+        if (!(Number.isInteger(l) && l >= 0 && l < nL)) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": link ${l} does not exist`);
+        linkList.push(l);
+        linkCnt++;
+        fixed += this.linkLatency[l];
+      }
+    }
+    if (bytes > 0) {
+      if (linkCnt === 0) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": bytes need links (or a disk) to move over`);
+      work = W_FLOW;
+      amount = bytes;
+    }
+    let w = 0;
+    if (elements > 0) {
+      if (kind !== R_CPU) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": elements need a cpu pool resource`);
+      if (work !== W_NONE) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": a task is either a transfer or CPU work, not both`);
+      work = W_CPU;
+      amount = elements;
+    }
+    if (kind === R_CPU) {
+      w = workers;
+      if (!Number.isInteger(w) || w < 1 || w > this.resSlots[on]) throw new SimError(`task ${t} "${meta?.op ?? `task${t}`}": workers must be an integer in 1..${this.resSlots[on]}`);
+    } else if (kind === R_DISK) {
+      w = 1;
+    }
+    this.n++;
+    this.tRes[t] = on;
+    this.tWork[t] = work;
+    this.tFixed[t] = fixed;
+    this.tAmount[t] = amount;
+    this.tCap[t] = Infinity;
+    this.tWorkers[t] = w;
+    this.tLinkOff[t] = linkOff;
+    this.tLinkCnt[t] = linkCnt;
+    if (meta !== undefined) {
+      this.tRank[t] = meta.rank ?? -1;
+      this.tPc[t] = meta.pc ?? -1;
+      this.tMb[t] = meta.mb ?? -1;
+      this.tStage[t] = meta.stage ?? -1;
+      this.tLayer[t] = meta.layer ?? -1;
+      this.tBytesMeta[t] = meta.bytes ?? (bytes > 0 ? bytes : NaN);
+      this.tFlops[t] = meta.flops ?? NaN;
+      this.tOp[t] = meta.op === undefined ? -1 : this.opId(meta.op);
+    } else {
+      this.tRank[t] = -1; this.tPc[t] = -1; this.tMb[t] = -1; this.tStage[t] = -1; this.tLayer[t] = -1;
+      this.tBytesMeta[t] = bytes > 0 ? bytes : NaN;
+      this.tFlops[t] = NaN;
+      this.tOp[t] = -1;
+    }
+    this.tName[t] = undefined;
+    this.tMemOff[t] = this.memKind.n;
+    this.tMemCnt[t] = 0;
+    this.version++;
+    return t;
+  }
+
+  /** A memory effect of task `t`, the task last added (see `add`). */
+  mem(t: TaskId, e: MemEffect): void {
+    this.memEffect(t, e.op, e.device, e.buffer, e.bytes ?? 0, e.class ?? 'buffers', e.at);
+  }
+
   /** Removes every task (with its dependencies, memory effects, buffers and named events), keeping
    *  the devices, resources and links: a caller that simulates many graphs on one machine builds
    *  the machine once and refills it. */
   clearTasks(): void {
     this.n = 0;
-    this.tName.length = 0;
+    // tName keeps its length (its entries below n are rewritten as tasks are added): shrinking it
+    // would free and regrow its storage for every graph of a search.
     this.linkList.n = 0;
     this.edgeFrom.n = 0;
     this.edgeTo.n = 0;

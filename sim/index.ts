@@ -14,6 +14,6 @@ export { chromeTrace, chromeTraceJSON } from './trace.ts';
 export type { ChromeTrace, TraceEvent } from './trace.ts';
 export {
   gemmTime_us, attentionTime_us, attentionFlops, elementwiseTime_us, transferTime_us, hostTransferTime_us,
-  cpuOptimizerTime_us, optimizerTime_us, kernelTime_us, diskTime_us, curveAt, computeOf, DTYPE_BYTES,
+  cpuOptimizerTime_us, optimizerTime_us, optimizerBytesPerUs, kernelTime_us, diskTime_us, curveAt, computeOf, DTYPE_BYTES,
 } from './cost.ts';
 export type { CostEstimate, ComputeDevice, AttentionShape } from './cost.ts';

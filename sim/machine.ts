@@ -120,12 +120,15 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
     }
     return l;
   };
-  const routes = new Map<string, LinkId[]>();
+  const routes: (LinkId[] | undefined)[] = new Array(n * n).fill(undefined); // by a * n + b
   const peerRoute = (a: number, b: number): LinkId[] => {
     if (a === b || !(a >= 0 && a < n && b >= 0 && b < n)) throw new RangeError(`peerRoute: no route from GPU ${a} to GPU ${b}`);
-    const key = `${a}>${b}`;
-    let r = routes.get(key);
-    if (r) return r;
+    return routes[a * n + b] ?? newRoute(a, b);
+  };
+  // A pair's first route: apart from peerRoute, which the lowering calls for every transfer (the
+  // closures below would make every call of it allocate).
+  const newRoute = (a: number, b: number): LinkId[] => {
+    let r: LinkId[];
     const entry = p.links.peer.findIndex((e) => e.gpus.includes(a) && e.gpus.includes(b));
     if (entry === -1) {
       // no peer link: staged through host memory
@@ -138,7 +141,7 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
         if (ga && gb && ga !== gb) r.push(ga.d2h, gb.h2d);
       }
     }
-    routes.set(key, r);
+    routes[a * n + b] = r;
     return r;
   };
 

@@ -149,6 +149,12 @@ export interface SimOptions {
   /** Log every change of the bandwidth in use on each link (default false): the trace then has a
    *  GB/s counter per link. */
   linkSeries?: boolean;
+  /** Report per-resource usage and per-device memory (default true; without them `resources` and
+   *  `memory` are empty: for callers that need only the times, like the search). */
+  usage?: boolean;
+  /** The result's start_us / end_us are views of arrays the next simulate overwrites (default
+   *  false): for callers that are done with a result before the next run (the search). */
+  reuse?: boolean;
 }
 
 export interface ResourceUsage {
