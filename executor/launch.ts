@@ -48,6 +48,8 @@ export interface ExecuteResult {
   peak_allocated_bytes: number[];
   /** Per rank: the layers it streams (fetch_params) and the most of them it held at once. */
   streamed: { layers: number; peak_resident: number }[];
+  /** Per rank: disk-tier group reads from files and reads served from host memory. */
+  disk: { reads: number; hits: number }[];
   params: number;
   mfu: number | null;
   devices: string[];
@@ -116,7 +118,8 @@ function summarise(plan: Plan, results: RankResult[], devs: string[], trace: boo
     ranks: results.length, steps, stopped: results.some((r) => r.stopped), backend: r0.backend,
     losses: r0.losses, grad_norms: r0.gradNorms, step_s: stepSec, step_s_median: med, tokens_per_step: tokens,
     tokens_per_s: tps, peak_bytes: results.map((r) => r.peakBytes + r.overheadBytes), peak_reserved_bytes: results.map((r) => r.peakBytes), peak_allocated_bytes: results.map((r) => r.peakAllocBytes),
-    streamed: results.map((r) => ({ layers: r.streamed.layers, peak_resident: r.streamed.peakResident })), params, mfu, devices: devs,
+    streamed: results.map((r) => ({ layers: r.streamed.layers, peak_resident: r.streamed.peakResident })),
+    disk: results.map((r) => ({ ...r.disk })), params, mfu, devices: devs,
   };
   if (trace) out.trace = measuredTrace(plan, results, devs, { tokens_per_s: tps, mfu, step_s: med });
   return out;

@@ -77,6 +77,10 @@ export interface RankConfig {
   diskPaths: string;
   /** Chunk transfers in flight at once per disk path (policy.diskConcurrency, default 2). */
   diskConcurrency: number;
+  /** Alternate the disk groups' order each step (planner/program.ts; delayed update only). */
+  diskAlternate: boolean;
+  /** Disk groups kept in host memory across the step boundary (the staged groups). */
+  diskCacheGroups: number;
   trace: boolean;
   timeoutSec: number;
   threads: number;
@@ -129,6 +133,8 @@ export interface RankResult {
   startUs: number;
   /** Parameter streaming: the layers this rank streams, and the most it held on the device at once. */
   streamed: { layers: number; peakResident: number };
+  /** Disk tier: group reads from files, and reads served from host memory (alternating order). */
+  disk: { reads: number; hits: number };
   trace: RankTraceEvent[];
 }
 
@@ -158,7 +164,7 @@ interface RawAddon {
   runRank(cfg: unknown, onProgress: (p: RankProgress) => void): Promise<{
     losses: Float64Array; gradNorms: Float64Array; stepSec: Float64Array; peakBytes: number; peakAllocBytes: number; overheadBytes: number; paramCount: number;
     stepsDone: number; stopped: boolean; backend: string; startUs: number; traceInts: Int32Array; traceNums: Float64Array;
-    streamedLayers: number; streamedPeakResident: number;
+    streamedLayers: number; streamedPeakResident: number; diskReads: number; diskReadHits: number;
   }>;
   requestStop(): void;
 }
@@ -366,6 +372,7 @@ export async function runRank(cfg: RankConfig, onProgress: (p: RankProgress) => 
     losses: [...r.losses], gradNorms: [...r.gradNorms], stepSec: [...r.stepSec], peakBytes: r.peakBytes, peakAllocBytes: r.peakAllocBytes, overheadBytes: r.overheadBytes,
     paramCount: r.paramCount, stepsDone: r.stepsDone, stopped: r.stopped, backend: r.backend, startUs: r.startUs, trace,
     streamed: { layers: r.streamedLayers, peakResident: r.streamedPeakResident },
+    disk: { reads: r.diskReads, hits: r.diskReadHits },
   };
 }
 

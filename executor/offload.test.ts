@@ -248,3 +248,26 @@ test('a host memory budget (--host-mem) too small for the offloaded state is ref
   const ok = await execute(p, { threads: 1, timeoutSec: 30, hostMemBytes: 2 ** 30 }, {});
   assert.equal(ok.losses.length, 1, 'a budget that holds the state runs');
 });
+
+test('alternating disk-group order (delayed update): odd steps run the groups in reverse, the groups written last stay staged, so the next step reads them from host memory; losses equal the host-memory run', { skip, timeout: 180_000 }, async () => {
+  const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-alt-'))];
+  try {
+    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
+    const ref = await run(plan(2, { pol: hostOpt, delayed: true }));
+    const mk = (alternate: boolean) => {
+      const p = plan(2, { pol: onDisk, delayed: true, diskPaths: dirs });
+      return { ...p, policy: { ...p.policy, diskConcurrency: 1, diskAlternate: alternate } };
+    };
+    const alt = await run(mk(true));
+    const fixed = await run(mk(false));
+    for (let i = 0; i < 5; i++) {
+      assert.ok(relDiff(alt.losses[i]!, ref.losses[i]!) < 1e-6, `alternating: step ${i} loss ${alt.losses[i]} vs host memory ${ref.losses[i]}`);
+      assert.ok(relDiff(fixed.losses[i]!, ref.losses[i]!) < 1e-6, `fixed order: step ${i}`);
+    }
+    // 3 groups a rank, 1 path x concurrency 1: 2 stay staged; steps 1-4 read 1 from disk, 2 from memory
+    for (const d of alt.disk) assert.deepEqual(d, { reads: 4, hits: 8 });
+    for (const d of fixed.disk) assert.deepEqual(d, { reads: 12, hits: 0 });
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});

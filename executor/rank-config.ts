@@ -1,6 +1,7 @@
 // From a validated plan to the plain config of one rank (executor/native.ts RankConfig).
 import type { Plan } from '../planner/plan-types.ts';
 import { InputError } from '../planner/errors.ts';
+import { diskAlternates, diskBuffersFor } from '../planner/program-gen.ts';
 import type { RankConfig } from './native.ts';
 
 export interface RunOptions {
@@ -76,6 +77,8 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     statusPath: rv.statusPath,
     diskPaths: (plan.policy.diskPaths ?? []).join('\n'),
     diskConcurrency: plan.policy.diskConcurrency ?? 2,
+    diskAlternate: diskAlternates(plan),
+    diskCacheGroups: diskBuffersFor(plan.policy.diskPaths.length, plan.policy.diskConcurrency ?? 2),
     trace: opts.trace ?? false,
     timeoutSec: opts.timeoutSec ?? 120,
     threads: opts.threads ?? 0,

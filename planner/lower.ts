@@ -31,6 +31,7 @@ import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
+import { diskAlternates, diskBuffersFor } from './program-gen.ts';
 
 export interface LayerTimes {
   fwd: Float64Array;
@@ -263,6 +264,12 @@ class Lowering {
   /** GPU optimizer step: bytes/us (optimizerTime_us). */
   readonly optRate: number;
   readonly cpuWorkers: number;
+  /** Alternating disk-group order (program.ts): the staged groups the previous step wrote last are
+   *  the first this step reads, from host memory; 0 where the plan does not alternate. */
+  readonly altKeep: number;
+  /** This rank alternates (every disk transfer before its first backward), and its reads so far. */
+  rankAlt = false;
+  readsSeen = 0;
   readonly actBytes: number;
   readonly coarse: boolean;
   readonly withMem: boolean;
@@ -354,6 +361,7 @@ class Lowering {
     // D (replicaProfile: the curve divided by D) gives its ranks the whole pool likewise.
     const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
     this.cpuWorkers = Math.max(1, Math.floor((profile.cpu.threads ?? profile.cpu.cores) / lowered));
+    this.altKeep = diskAlternates(plan) ? diskBuffersFor(plan.policy.diskPaths.length, plan.policy.diskConcurrency ?? 2) : 0;
     this.actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
     this.coarse = !!opts.coarse;
     this.withMem = opts.memoryEffects !== false;
@@ -439,6 +447,18 @@ class Lowering {
     this.diskReadOf.fill(-1, 0, nL);
     this.lastDiskWrite = -1;
     this.lastWorker = -1;
+    this.readsSeen = 0;
+    this.rankAlt = false;
+    if (this.altKeep > 0) {
+      // as the executor decides (native/src/runtime.cpp planDisk): every disk transfer of the rank
+      // comes before its first backward
+      let seenBackward = false, ok = true, any = false;
+      for (const x of prog) {
+        if (x.op === 'backward') seenBackward = true;
+        else if (x.op === 'disk_read' || x.op === 'disk_write') { any = true; if (seenBackward) { ok = false; break; } }
+      }
+      this.rankAlt = ok && any;
+    }
     this.groups(pre);
     this.setup(mem, wantHost);
   }
@@ -787,7 +807,9 @@ class Lowering {
     let dep = -1;
     if (read) dep = this.lastDiskWrite;
     else dep = this.cpuStep[layer]!;
-    const t = this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, meta);
+    // alternating order: the step's first reads find their groups still staged (no transfer)
+    const hit = read && this.rankAlt && this.readsSeen++ < this.altKeep;
+    const t = hit ? this.g.add(-1, 0, 0, undefined, 0, 0, 0, meta) : this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, meta);
     if (dep >= 0) this.g.dep(dep, t);
     if (this.lastWorker >= 0 && this.lastWorker !== dep) this.g.dep(this.lastWorker, t);
     if (read) this.diskReadOf[layer] = t; else this.lastDiskWrite = t;

@@ -88,6 +88,7 @@ const planSchema = z.strictObject({
     stages: z.array(stagePolicy, { error: 'must be a list' }),
     diskPaths: z.array(z.string({ error: 'must be a string' }).min(1, 'must be a non-empty path'), { error: 'must be a list' }),
     diskConcurrency: posInt.optional(),
+    diskAlternate: z.boolean({ error: 'must be true or false' }).optional(),
   }),
   program: z.strictObject({ ranks: z.array(z.array(instr, { error: 'must be a list of instructions' }), { error: 'must be a list' }) }),
   prediction: z.looseObject({

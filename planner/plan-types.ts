@@ -101,8 +101,10 @@ export interface Plan {
   layout: Layout;
   schedule: ScheduleName;
   /** One policy per stage, same order as layout.stages. */
-  /** `diskConcurrency`: transfers in flight at once per disk path (default 2). */
-  policy: { stages: StagePolicy[]; diskPaths: string[]; diskConcurrency?: number };
+  /** `diskConcurrency`: transfers in flight at once per disk path (default 2). `diskAlternate`:
+   *  with the delayed update, the disk groups' order alternates each step so that the groups
+   *  updated last stay staged in host memory for the next step (default true; planner/program.ts). */
+  policy: { stages: StagePolicy[]; diskPaths: string[]; diskConcurrency?: number; diskAlternate?: boolean };
   program: Program;
   prediction?: Prediction;
 }

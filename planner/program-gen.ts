@@ -47,6 +47,12 @@ export interface GenInput {
   uniform?: boolean;
 }
 
+/** Whether a plan's disk groups alternate their order each step (planner/program.ts): with the
+ *  delayed update (the host updates are free to run in any order) unless the policy turns it off. */
+export function diskAlternates(plan: { optimizer: { delayedUpdate?: boolean }; policy: { diskAlternate?: boolean; diskPaths: readonly string[] } }): boolean {
+  return !!plan.optimizer.delayedUpdate && plan.policy.diskAlternate !== false && plan.policy.diskPaths.length > 0;
+}
+
 /** Disk groups staged in host memory at once for `paths` paths of `concurrency` transfers. */
 export function diskBuffersFor(paths: number, concurrency: number): number {
   return Math.max(1, paths) * Math.max(1, concurrency) + 1;

@@ -41,6 +41,12 @@
 //    staged in host memory); disk_write waits for the layer's CPU step.
 //  - With optimizer.delayedUpdate the CPU steps at the start of a program apply the previous
 //    step's host gradients; their upload_params come after the step's last backward.
+//  - Alternating disk-group order (policy.diskAlternate, default on with the delayed update, where
+//    every disk transfer of a rank comes before its first backward): on odd steps the rank's disk
+//    groups run in reverse (disk_read, the cpu optimizer_step and disk_write of the group at
+//    position j act on the group at position n-1-j of the program's disk_write order), and the
+//    last diskBuffersFor(paths, concurrency) groups a step writes stay staged in host memory, so the
+//    next step's first reads are served from it. A group keeps the path of its first write.
 
 /** Where a class of state lives. */
 export type Tier = 'gpu' | 'cpu' | 'disk';

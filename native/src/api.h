@@ -119,6 +119,8 @@ struct RunCfg {
   std::string weightsDir;      // Hugging Face folder with safetensors; empty: seeded init
   std::string saveDir;         // write the rank's weights as safetensors (HF names) at the end; empty: none
   std::string diskPaths;       // the plan's disk paths, newline-separated (disk tier)
+  bool diskAlternate = false;   // alternate the disk groups' order each step (delayed update only)
+  int diskCacheGroups = 0;       // groups the host keeps staged across the step boundary
   int diskConcurrency = 2;      // chunk transfers in flight at once per disk path (policy.diskConcurrency)
   std::string statusPath;      // a small file the rank keeps its current instruction in; empty: none
   bool trace = false;
@@ -144,6 +146,7 @@ struct RunResult {
   int64_t peakBytes = 0, peakAllocBytes = 0, paramCount = 0;
   int64_t overheadBytes = 0;  // CUDA: context + communication buffers (device used - allocator reserved)
   int streamedLayers = 0, streamedPeakResident = 0;  // parameter streaming: layers streamed, most held at once
+  int64_t diskReads = 0, diskReadHits = 0;  // disk tier: group reads from files, and reads served from host memory
   int stepsDone = 0;
   bool stopped = false;
   std::string backend;

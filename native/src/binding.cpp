@@ -262,6 +262,8 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   c.saveDir = str(o, "saveDir"), c.statusPath = str(o, "statusPath");
   if (o.Has("diskPaths")) c.diskPaths = str(o, "diskPaths");
   if (o.Has("diskConcurrency")) c.diskConcurrency = inum(o, "diskConcurrency");
+  if (o.Has("diskAlternate")) c.diskAlternate = boolean(o, "diskAlternate");
+  if (o.Has("diskCacheGroups")) c.diskCacheGroups = inum(o, "diskCacheGroups");
   c.trace = boolean(o, "trace"), c.timeoutSec = num(o, "timeoutSec"), c.threads = inum(o, "threads");
   c.gpuMemCapBytes = static_cast<int64_t>(num(o, "gpuMemCapBytes"));
   c.hostMemBudgetBytes = static_cast<int64_t>(num(o, "hostMemBudgetBytes"));
@@ -317,6 +319,8 @@ class RunWorker : public Napi::AsyncProgressQueueWorker<Progress> {
     o.Set("startUs", res_.startUs);
     o.Set("streamedLayers", res_.streamedLayers);
     o.Set("streamedPeakResident", res_.streamedPeakResident);
+    o.Set("diskReads", static_cast<double>(res_.diskReads));
+    o.Set("diskReadHits", static_cast<double>(res_.diskReadHits));
     // trace: columns as typed arrays (compact across the process boundary)
     const size_t n = res_.trace.size();
     auto ints = Napi::Int32Array::New(env, n * 7);

@@ -437,6 +437,7 @@ struct Rank {
     const int r0 = cfg.stages.front().rank, rL = cfg.stages.back().rank;  // pipeline ranks
     tiedSplit = cfg.model.tied && r0 != rL && (prank() == r0 || prank() == rL);
     planOffload();
+    planDisk();
     planStreaming();
     checkHostBudget();
     allocPinnedPool();
@@ -836,9 +837,58 @@ struct Rank {
     const std::string& d = diskDirs[static_cast<size_t>(std::max(0, path)) % diskDirs.size()];
     return d + "/mmoc-rank" + std::to_string(cfg.rank) + "-layer" + std::to_string(layer) + ".state";
   }
-  /** On the worker: the group's master, m, v to its file (temporary name, then rename). */
-  int64_t diskWrite(HostGroup& g, int layer, int path, int st) {
-    g.diskPath = path;
+  // ---- alternating group order (MLP-Offload): with the delayed update the host updates of the disk
+  // groups are free to run in any order; on odd steps they run in reverse (the program's disk group
+  // sequence, reversed), so the groups written last in a step are the first of the next, and the
+  // last `diskKeep` of them (the groups the host stages anyway) stay in host memory: their next
+  // reads are hits. A layer keeps the path of its first write (its file never moves).
+  bool diskAlt = false;
+  std::vector<int> diskSeq;   // disk layers in the program's order of their disk_write
+  std::map<int, int> diskPos;  // layer -> position in diskSeq
+  int diskKeep = 0;
+  std::atomic<int64_t> diskReadsDone{0}, diskReadHits{0};
+  void planDisk() {
+    int firstBwd = -1;
+    for (int pc = 0; pc < static_cast<int>(cfg.program.size()) && firstBwd < 0; ++pc)
+      if (cfg.program[pc].op == OP_BACKWARD) firstBwd = pc;
+    for (const auto& in : cfg.program)
+      if (in.op == OP_DISK_WRITE && !diskPos.count(in.layer)) diskPos[in.layer] = static_cast<int>(diskSeq.size()), diskSeq.push_back(in.layer);
+    if (!cfg.diskAlternate || diskSeq.empty()) return;
+    // only where every disk group's update comes before the step's first backward (delayed update)
+    for (int pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc) {
+      const auto& in = cfg.program[pc];
+      if ((in.op == OP_OPTIMIZER_STEP && in.tier == 1 && diskPos.count(in.layer)) || in.op == OP_DISK_READ || in.op == OP_DISK_WRITE)
+        if (firstBwd >= 0 && pc > firstBwd) return;
+    }
+    diskAlt = true;
+    diskKeep = std::max(0, std::min(cfg.diskCacheGroups, static_cast<int>(diskSeq.size())));
+  }
+  /** The instruction as step `st` runs it: on odd steps a disk group's update, read and write
+   *  relabelled to the group at the mirrored position (the whole sequence runs reversed). */
+  Instr remap(const Instr& in, int st) const {
+    if (!diskAlt || (st & 1) == 0) return in;
+    const bool disk = in.op == OP_DISK_READ || in.op == OP_DISK_WRITE || (in.op == OP_OPTIMIZER_STEP && in.tier == 1);
+    if (!disk) return in;
+    auto it = diskPos.find(in.layer);
+    if (it == diskPos.end()) return in;
+    Instr out = in;
+    out.layer = diskSeq[diskSeq.size() - 1 - static_cast<size_t>(it->second)];
+    return out;
+  }
+  /** Whether `layer` is among the last diskKeep groups step `st` writes. */
+  bool keptAfter(int layer, int st) const {
+    if (!diskAlt) return false;
+    auto it = diskPos.find(layer);
+    if (it == diskPos.end()) return false;
+    const int n = static_cast<int>(diskSeq.size()), pos = (st & 1) ? n - 1 - it->second : it->second;
+    return pos >= n - diskKeep;
+  }
+
+  /** On the worker: the group's master, m, v to its file (temporary name, then rename); a group
+   *  the next step reads first (keep) also stays in host memory. */
+  int64_t diskWrite(HostGroup& g, int layer, int path, int st, bool keep = false) {
+    if (g.diskPath < 0) g.diskPath = path;
+    path = g.diskPath;
     const std::string f = diskFile(layer, path);
     const int64_t h = g.n - g.start;
     const size_t bytes = static_cast<size_t>(h) * 4;
@@ -850,6 +900,7 @@ struct Rank {
     // layer's file after it is written in step 1
     if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) diskio::corruptDataByte(f, 5);
     // host memory of the group is given back (fp32: the master is the weights, kept for uploads)
+    if (keep) return 3 * h * 4;
     g.m = at::Tensor(), g.v = at::Tensor();
     if (model->mixed) g.master = at::Tensor();
     return 3 * h * 4;
@@ -857,6 +908,12 @@ struct Rank {
   /** On the worker: the group's master, m, v from its file, checksum verified. */
   int64_t diskRead(HostGroup& g, int layer, int path) {
     if (!onDisk.count(layer)) return 0;  // nothing written yet: the group is the initial state
+    if (g.m.defined() && g.v.defined() && g.master.defined()) {
+      ++diskReadHits;  // still in host memory (kept by the alternating order)
+      return 0;
+    }
+    ++diskReadsDone;
+    if (g.diskPath >= 0) path = g.diskPath;
     const std::string f = diskFile(layer, path);
     const int64_t h = g.n - g.start;
     const size_t bytes = static_cast<size_t>(h) * 4;
@@ -1533,11 +1590,11 @@ struct Rank {
         auto& g = hostGroup(in.layer);
         HostGroup* gp = &g;
         const int layer = in.layer, path = std::max(0, in.peer), st = step;
-        const bool write = in.op == OP_DISK_WRITE;
+        const bool write = in.op == OP_DISK_WRITE, keep = write && keptAfter(layer, st);
         std::ostringstream what;
         what << opName(in.op) << " of layer " << layer;
         g.ticket = hostTask(TRACK_DISK, what.str(), [=] {
-          if (write) diskWrite(*gp, layer, path, st);
+          if (write) diskWrite(*gp, layer, path, st, keep);
           else diskRead(*gp, layer, path);
         });
         return 3 * (g.n - g.start) * 4;
@@ -1805,7 +1862,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
 #endif
     try {
       for (pc = 0; pc < static_cast<int>(cfg.program.size()); ++pc) {
-        const Instr& in = cfg.program[pc];
+        const Instr in = r.remap(cfg.program[pc], step);
         status.set(step, pc, in);
         r.curPc = pc;
         const auto a = Clock::now();
@@ -1906,6 +1963,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   res.peakBytes = r.peakBytes();
   res.peakAllocBytes = r.peakAllocated();
   res.streamedLayers = static_cast<int>(r.streamedLayers.size()), res.streamedPeakResident = r.peakResident;
+  res.diskReads = r.diskReadsDone.load(), res.diskReadHits = r.diskReadHits.load();
   if (!cfg.saveDir.empty()) {
     // Hugging Face shard names: model.safetensors alone, else model-0000r-of-0000N.safetensors (the
     // launcher writes model.safetensors.index.json once every rank has written its shard)
