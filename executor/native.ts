@@ -329,6 +329,8 @@ export function validateRankConfig(c: RankConfig): void {
   if (!(Number.isInteger(c.hostMemBudgetBytes) && c.hostMemBudgetBytes >= 0)) throw new InputError(`--host-mem: ${c.hostMemBudgetBytes} bytes a rank must be a whole number (0: no budget)`);
   if (!(Number.isInteger(c.gpuMemCapBytes) && c.gpuMemCapBytes >= 0)) throw new InputError(`job.gpuMemCapBytes: ${c.gpuMemCapBytes} must be a whole number of bytes (0: no cap)`);
   if (!DEVICE_RE.test(c.device)) throw new InputError(`device: "${c.device}" must be "cpu" or "cuda:N"`);
+  if (typeof c.diskAlternate !== 'boolean') throw new InputError(`policy.diskAlternate: ${String(c.diskAlternate)} must be true or false`);
+  if (!(Number.isInteger(c.diskCacheGroups) && c.diskCacheGroups >= 0)) throw new InputError(`disk cache groups: ${c.diskCacheGroups} must be a whole number`);
   if (!(Number.isInteger(c.diskConcurrency) && c.diskConcurrency >= 1 && c.diskConcurrency <= 64)) {
     throw new InputError(`policy.diskConcurrency: ${c.diskConcurrency} must be an integer in 1..64 (transfers in flight per disk path)`);
   }
