@@ -36,6 +36,7 @@ test('generated plans validate: gpipe, 1f1b, interleaved, data parallel', () => 
 });
 
 const cases: [string, (p: any) => void, string][] = [
+  ['a non-boolean disk alternation', (p) => { p.policy.diskAlternate = 'yes'; }, 'plan.json: policy.diskAlternate: "yes" must be true or false'],
   ['an empty stage', (p) => { p.layout.stages[1].layers = [3, 3]; }, 'plan.json: layout.stages[1].layers: [3, 3] is empty'],
   ['a gap between stages', (p) => { p.layout.stages[1].layers = [4, 6]; }, 'plan.json: layout.stages[1].layers: [4, 6] must start at layer 3 (stages cover layers 0..5 contiguously, in order)'],
   ['stages that stop short', (p) => { p.layout.stages[1].layers = [3, 5]; }, 'plan.json: layout.stages: cover layers 0..4 but the model has layers 0..5'],
