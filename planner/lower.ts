@@ -923,6 +923,10 @@ export function simulatePlan(
   };
 }
 
+/** pipelinePeriod's per-rank and per-group sums, reused from call to call (it is synchronous). */
+let periodF64 = new Float64Array(64);
+let periodGroups = new Float64Array(64);
+
 /**
  * The steady-state period of a pipeline (seconds per micro-batch): the busiest resource's work
  * per micro-batch, over every rank of every replica: compute (forward, backward, recompute; slowed
@@ -940,7 +944,11 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
   const together = headHasEmbedding(layout.stages);
   const perInstr = profile.overheads.per_instruction_us;
   const act = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
-  const comp = new Float64Array(N), h2d = new Float64Array(N), d2h = new Float64Array(N), p2p = new Float64Array(N);
+  // comp, h2d, d2h, p2p per rank at P[0..N), P[N..2N), P[2N..3N), P[3N..4N)
+  if (periodF64.length < 4 * N) periodF64 = new Float64Array(8 * N);
+  const P = periodF64;
+  P.fill(0, 0, 4 * N);
+  const H = N, DD = 2 * N, Q = 3 * N;
   // The placements and kept bytes of a plan the search has just lowered are in its tables.
   const pre = stageCache.get(policy.stages);
   const known = pre !== undefined && pre.stages === layout.stages && pre.inv === inv;
@@ -949,37 +957,41 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
     const pl = known ? pre.place[s]! : placeStageCached(inv, spec, p, together);
     let f = 0, b = 0;
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
-    comp[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
+    P[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
     for (let i = 0; i < pl.layers.length; i++) {
-      if (!pl.paramsResident[i]) h2d[r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
-      if (!pl.gradsResident[i]) d2h[r] += pl.params[i]! * B.grad;
+      if (!pl.paramsResident[i]) P[H + r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
+      if (!pl.gradsResident[i]) P[DD + r] += pl.params[i]! * B.grad;
     }
     const host = known ? pre.kept[s]!.host : stageKeptBytes(inv, spec, p).host;
-    h2d[r] += host; d2h[r] += host;
-    if (s > 0) p2p[r] += act;
-    if (s < K - 1) p2p[r] += act;
+    P[H + r] += host; P[DD + r] += host;
+    if (s > 0) P[Q + r] += act;
+    if (s < K - 1) P[Q + r] += act;
   }
   const gpuOf = (rank: number) => (layout.rankDevice[rank]! >= 0 ? layout.rankDevice[rank]! : rank);
   const links = gpuLinks(profile);
   let period = 0;
   const nG = profile.links.host_groups.length;
-  const groupH = new Float64Array(nG), groupD = new Float64Array(nG), used = new Uint8Array(nG);
+  // groupH, groupD, used per host group at G[0..nG), G[nG..2nG), G[2nG..3nG)
+  if (periodGroups.length < 3 * nG) periodGroups = new Float64Array(6 * nG);
+  const G = periodGroups;
+  G.fill(0, 0, 3 * nG);
+  const GD = nG, GU = 2 * nG;
   for (let rank = 0; rank < N * D; rank++) {
     const r = rank % N, gi = gpuOf(rank);
     const hl = links.h2d[gi] ?? 0, dl = links.d2h[gi] ?? 0, dx = links.duplex[gi] ?? 0, peer = links.peer[gi] ?? 0;
-    const tH = hl ? h2d[r]! / (hl * 1e3) : 0, tD = dl ? d2h[r]! / (dl * 1e3) : 0;
-    const tX = dx ? (h2d[r]! + d2h[r]!) / (dx * 1e3) : 0;
+    const tH = hl ? P[H + r]! / (hl * 1e3) : 0, tD = dl ? P[DD + r]! / (dl * 1e3) : 0;
+    const tX = dx ? (P[H + r]! + P[DD + r]!) / (dx * 1e3) : 0;
     const copies = Math.max(tH, tD, tX);
-    const c = comp[r]! * (1 + (copies > 0 ? profile.compute_slowdown_under_copies * Math.min(1, copies / Math.max(1e-9, comp[r]!)) : 0));
-    const tP = peer ? p2p[r]! / 2 / (peer * 1e3) : 0;
+    const c = P[r]! * (1 + (copies > 0 ? profile.compute_slowdown_under_copies * Math.min(1, copies / Math.max(1e-9, P[r]!)) : 0));
+    const tP = peer ? P[Q + r]! / 2 / (peer * 1e3) : 0;
     period = Math.max(period, c, copies, tP);
     const g = links.group[gi] ?? -1;
-    if (g >= 0) { groupH[g] += h2d[r]!; groupD[g] += d2h[r]!; used[g] = 1; }
+    if (g >= 0) { G[g] += P[H + r]!; G[GD + g] += P[DD + r]!; G[GU + g] = 1; }
   }
   for (let g = 0; g < nG; g++) {
-    if (!used[g]) continue;
+    if (!G[GU + g]) continue;
     const hg = profile.links.host_groups[g]!;
-    const bytes = groupH[g]!, db = groupD[g]!;
+    const bytes = G[g]!, db = G[GD + g]!;
     period = Math.max(period, bytes / (hg.h2d_GBps * 1e3), db / (hg.d2h_GBps * 1e3), hg.duplex_GBps ? (bytes + db) / (hg.duplex_GBps * 1e3) : 0);
   }
   return period / 1e6;

@@ -94,6 +94,15 @@ function passesOf(schedule: ScheduleName, N: number, v: number, M: number, r: nu
   return p;
 }
 
+/** Interned instructions of the uniform form (read only: the lowering never changes an
+ *  instruction), by a numeric key of their fields (within small()'s range). */
+const interned = new Map<number, Instr>();
+function small(a: number, b: number, c: number): boolean {
+  return a >= 0 && a < 4096 && b >= 0 && b < 4096 && c >= 0 && c < 4096 && Number.isInteger(a) && Number.isInteger(b) && Number.isInteger(c);
+}
+const U_BARRIER = { op: 'barrier', mb: undefined, stage: undefined, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr;
+const U_GRAD_NORM = { op: 'grad_norm', mb: undefined, stage: undefined, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr;
+
 /** RankGen.diskIndex's storage, reused from rank to rank (one RankGen runs at a time). */
 let diskIndexScratch = new Int32Array(64);
 
@@ -127,26 +136,48 @@ class RankGen {
     this.diskIndex = diskIndexScratch.fill(-1, 0, nL);
   }
 
-  // ---- instructions (the uniform form has every field, absent ones undefined)
+  // ---- instructions (the uniform form has every field, absent ones undefined, and is interned:
+  // the search's programs share one object per distinct instruction, which nothing changes)
   mbStage(op: 'forward' | 'backward' | 'offload_act' | 'reload_act', mb: number, stage: number): void {
-    this.list.push(this.uniform
-      ? { op, mb, stage, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
-      : { op, mb, stage });
+    if (!this.uniform) { this.list.push({ op, mb, stage }); return; }
+    const key = small(mb, stage, 0) ? (((op === 'forward' ? 0 : op === 'backward' ? 1 : op === 'offload_act' ? 2 : 3) * 4096 + mb) * 4096 + stage) * 4 : -1;
+    let x = key >= 0 ? interned.get(key) : undefined;
+    if (x === undefined) {
+      x = { op, mb, stage, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr;
+      if (key >= 0) interned.set(key, x);
+    }
+    this.list.push(x);
   }
   p2p(op: 'send_act' | 'recv_act' | 'send_grad' | 'recv_grad', mb: number, stage: number, peer: number): void {
-    this.list.push(this.uniform
-      ? { op, mb, stage, peer, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
-      : { op, mb, stage, peer });
+    if (!this.uniform) { this.list.push({ op, mb, stage, peer }); return; }
+    const key = small(mb, stage, peer) ? ((((op === 'send_act' ? 0 : op === 'recv_act' ? 1 : op === 'send_grad' ? 2 : 3) * 4096 + mb) * 4096 + stage) * 4096 + peer) * 4 + 1 : -1;
+    let x = key >= 0 ? interned.get(key) : undefined;
+    if (x === undefined) {
+      x = { op, mb, stage, peer, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr;
+      if (key >= 0) interned.set(key, x);
+    }
+    this.list.push(x);
   }
   layerOp(op: 'fetch_params' | 'release_params' | 'offload_grads' | 'allreduce_grads' | 'upload_params', layer: number): void {
-    this.list.push(this.uniform
-      ? { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
-      : { op, layer });
+    if (!this.uniform) { this.list.push({ op, layer }); return; }
+    const key = small(layer, 0, 0)
+      ? ((op === 'fetch_params' ? 0 : op === 'release_params' ? 1 : op === 'offload_grads' ? 2 : op === 'allreduce_grads' ? 3 : 4) * 4096 + layer) * 4 + 2 : -1;
+    let x = key >= 0 ? interned.get(key) : undefined;
+    if (x === undefined) {
+      x = { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr;
+      if (key >= 0) interned.set(key, x);
+    }
+    this.list.push(x);
   }
   diskOp(op: 'disk_read' | 'disk_write', layer: number, path: number): void {
-    this.list.push(this.uniform
-      ? { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path } as unknown as Instr
-      : { op, layer, path });
+    if (!this.uniform) { this.list.push({ op, layer, path }); return; }
+    const key = small(layer, path, 0) ? (((op === 'disk_read' ? 0 : 1) * 4096 + layer) * 4096 + path) * 4 + 3 : -1;
+    let x = key >= 0 ? interned.get(key) : undefined;
+    if (x === undefined) {
+      x = { op, mb: undefined, stage: undefined, peer: undefined, layer, tier: undefined, fraction: undefined, path } as unknown as Instr;
+      if (key >= 0) interned.set(key, x);
+    }
+    this.list.push(x);
   }
   step(layer: number, tier: 'gpu' | 'cpu', frac: number): void {
     this.list.push(this.uniform
@@ -155,7 +186,7 @@ class RankGen {
   }
   bare(op: 'grad_norm' | 'barrier'): void {
     this.list.push(this.uniform
-      ? { op, mb: undefined, stage: undefined, peer: undefined, layer: undefined, tier: undefined, fraction: undefined, path: undefined } as unknown as Instr
+      ? (op === 'barrier' ? U_BARRIER : U_GRAD_NORM)
       : { op });
   }
 
