@@ -57,7 +57,7 @@ const doc = {
         fidelity: 'each candidate: one replica, coarse lowering (streamed layers of a pass in at most 2 chunks, end-of-step work in '
           + 'at most 4 chunks per stage), one short simulation (1 micro-batch; N interleaved) plus the analytic steady-state period '
           + '(planner/search.ts estimateStep); the 24 leading candidates are re-simulated in full. Estimate vs full simulation '
-          + '(bench/search-accuracy.ts, 175 LLaMA-2-13B / h200x8 configurations, 2026-11-22): mean error 7.80%, median 5.03%, '
+          + '(bench/search-accuracy.ts, 175 LLaMA-2-13B / h200x8 configurations, 2026-11-22, after the cost and memory model fixes of that day): mean error 5.26%, median 3.05%, '
           + 'worst 39.1% (disk-tier and delayed-update offload); within 5% on the pipelines pinned by planner/search.test.ts',
       },
       plan: r.top[0] ? { schedule: r.top[0].schedule, layout: `${r.top[0].pipelineRanks} stages x ${r.top[0].dataParallel} replicas`, micro_batches: `${r.top[0].microBatchSize} x ${r.top[0].microBatches}`, recompute: r.top[0].recompute, offload: r.top[0].offload, mapping: r.top[0].mapping } : null,
