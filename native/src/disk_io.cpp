@@ -112,6 +112,20 @@ class PathPool {
     w->cv.wait(lk, [&] { return w->left == 0; });
     if (w->first) std::rethrow_exception(w->first);
   }
+  /** fn(chunk index, staging buffer) for chunks 0..chunks-1, spread over up to `concurrency`
+   *  threads; the first error stops the others at their next chunk and is rethrown here. */
+  void forEachChunk(int concurrency, size_t chunks, const std::function<void(size_t, AlignedBuf&)>& fn) {
+    std::atomic<size_t> next{0};
+    const int threads = std::max(1, concurrency);
+    runAll(threads, static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks, 1))), [&](AlignedBuf& bb) {
+      for (size_t i; (i = next.fetch_add(1)) < chunks;) try {
+        fn(i, bb);
+      } catch (...) {
+        next = chunks;
+        throw;
+      }
+    });
+  }
 
  private:
   void grow(int n) {
@@ -249,22 +263,15 @@ bool writeGroup(const std::string& f, int layer, uint64_t elements, const std::v
   Fd fd;
   fd.fd = openFile(pool, tmp, O_WRONLY | O_CREAT | O_TRUNC, direct, "cannot create", layer);
   try {
-    std::atomic<size_t> next{0};
-    const int threads = std::max(1, concurrency);
-    pool.runAll(threads, static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks, 1))), [&](AlignedBuf& bb) {
-      for (size_t i; (i = next.fetch_add(1)) < chunks;) try {
-        const size_t off = i * C, n = std::min(C, total - off), padded = alignUp(n);
-        uint8_t* buf = bb.get(std::max(C, padded));
-        walk(parts, off, n, [&](const ConstSpan& s, size_t in, size_t at, size_t take) {
-          std::memcpy(buf + at, static_cast<const uint8_t*>(s.p) + in, take);
-        });
-        std::memset(buf + n, 0, padded - n);
-        sums[i] = chunkHash(buf, n);
-        pwriteAll(fd.fd, buf, padded, kHeaderBytes + off, tmp, layer);
-      } catch (...) {
-        next = chunks;  // the other threads stop at their next chunk
-        throw;
-      }
+    pool.forEachChunk(concurrency, chunks, [&](size_t i, AlignedBuf& bb) {
+      const size_t off = i * C, n = std::min(C, total - off), padded = alignUp(n);
+      uint8_t* buf = bb.get(std::max(C, padded));
+      walk(parts, off, n, [&](const ConstSpan& s, size_t in, size_t at, size_t take) {
+        std::memcpy(buf + at, static_cast<const uint8_t*>(s.p) + in, take);
+      });
+      std::memset(buf + n, 0, padded - n);
+      sums[i] = chunkHash(buf, n);
+      pwriteAll(fd.fd, buf, padded, kHeaderBytes + off, tmp, layer);
     });
     AlignedBuf hb;
     uint8_t* h = hb.get(kHeaderBytes);
@@ -311,21 +318,14 @@ bool readGroup(const std::string& f, int layer, uint64_t elements, const std::ve
   const size_t C = hdr[5];
   const size_t chunks = (total + C - 1) / C;
   std::vector<uint64_t> sums(chunks);
-  std::atomic<size_t> next{0};
-  const int threads = std::max(1, concurrency);
-  pool.runAll(threads, static_cast<int>(std::min<size_t>(threads, std::max<size_t>(chunks, 1))), [&](AlignedBuf& bb) {
-    for (size_t i; (i = next.fetch_add(1)) < chunks;) try {
-      const size_t off = i * C, n = std::min(C, total - off), padded = alignUp(n);
-      uint8_t* buf = bb.get(std::max(C, padded));
-      preadAll(fd.fd, buf, padded, kHeaderBytes + off, f, layer);
-      sums[i] = chunkHash(buf, n);
-      walk(parts, off, n, [&](const Span& s, size_t in, size_t at, size_t take) {
-        std::memcpy(static_cast<uint8_t*>(s.p) + in, buf + at, take);
-      });
-    } catch (...) {
-      next = chunks;
-      throw;
-    }
+  pool.forEachChunk(concurrency, chunks, [&](size_t i, AlignedBuf& bb) {
+    const size_t off = i * C, n = std::min(C, total - off), padded = alignUp(n);
+    uint8_t* buf = bb.get(std::max(C, padded));
+    preadAll(fd.fd, buf, padded, kHeaderBytes + off, f, layer);
+    sums[i] = chunkHash(buf, n);
+    walk(parts, off, n, [&](const Span& s, size_t in, size_t at, size_t take) {
+      std::memcpy(static_cast<uint8_t*>(s.p) + in, buf + at, take);
+    });
   });
   MMOC_CHECK(combine(sums) == hdr[6], f << ": checksum mismatch in the optimizer state of layer " << layer
                                         << " (corrupted file): check the disk (dmesg, SMART) and restart the run");
