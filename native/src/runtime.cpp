@@ -354,6 +354,14 @@ struct Rank {
     out.swap(slices);
     return out;
   }
+  /** Runs `fn` here, timed by the wall clock as a slice of step `st`, pc `pc` on `track`. */
+  void hostSlice(int track, int st, int pc, const std::function<void()>& fn) {
+    const double a = sinceOriginUs();
+    fn();
+    Slice sl;
+    sl.step = st, sl.pc = pc, sl.track = track, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
+    addSlice(std::move(sl));
+  }
   /** Queues `fn` on the host worker (started on first use), timed as a slice on `track` (< 0: fn
    *  records its own). */
   uint64_t hostTask(int track, std::string what, std::function<void()> fn) {
@@ -370,12 +378,8 @@ struct Rank {
     return worker.push(
         [this, st, pc, track, fn] {
           at::NoGradGuard ng;
-          const double a = sinceOriginUs();
-          fn();
-          if (track < 0) return;
-          Slice sl;
-          sl.step = st, sl.pc = pc, sl.track = track, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
-          addSlice(std::move(sl));
+          if (track < 0) fn();
+          else hostSlice(track, st, pc, fn);
         },
         std::move(what));
   }
@@ -1009,18 +1013,18 @@ struct Rank {
       return;
     }
 #endif
-    const double a = sinceOriginUs();
-    for (size_t i = 0; i < copies.size(); ++i) std::memcpy(copies[i].first, copies[i].second, sizes[i]);
-    Slice sl;
-    sl.step = step, sl.pc = pc, sl.track = TRACK_H2D, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
-    addSlice(std::move(sl));
+    hostSlice(TRACK_H2D, step, pc, [&] {
+      for (size_t i = 0; i < copies.size(); ++i) std::memcpy(copies[i].first, copies[i].second, sizes[i]);
+    });
   }
-  void pumpFetches() {
+  /** Issues queued fetches while slots are free; with `until` >= 0, also over the slots until that
+   *  layer is resident. */
+  void pumpFetches(int until = -1) {
     while (!fetchQueue.empty()) {
       const auto [l, pc] = fetchQueue.front();
       auto& s = streamedLayers.at(l);
       if (!s.resident) {
-        if (slotsUsed >= streamSlots) return;
+        if (slotsUsed >= streamSlots && (until < 0 || streamedLayers.at(until).resident)) return;
         fillLayer(l, pc);
         s.resident = true, ++slotsUsed;
         peakResident = std::max(peakResident, slotsUsed);
@@ -1046,13 +1050,7 @@ struct Rank {
       bool queued = false;
       for (auto& q : fetchQueue) queued = queued || q.first == l;
       MMOC_CHECK(queued, "layer " << l << " is streamed but used without a fetch_params before it");
-      const int keep = streamSlots;
-      streamSlots = slotsUsed + 1;
-      while (!s.resident && !fetchQueue.empty()) {
-        pumpFetches();
-        if (!s.resident) streamSlots++;
-      }
-      streamSlots = keep;
+      pumpFetches(l);
     }
 #if MMOC_HAS_CUDA
     if (cuda && s.ready) s.ready->block(c10::cuda::getCurrentCUDAStream(device.index()));
@@ -1153,8 +1151,9 @@ struct Rank {
   }
   std::vector<at::Tensor> hostKeep;  // pinned sources of copies in flight (cleared at the step end)
 
-  /** The CPU-updated weights of a layer to the device (host -> GPU copy stream on CUDA). */
-  int64_t copyUp(HostGroup& g, int layer, bool computeWaits) {
+  /** On the worker: the CPU-updated weights of a layer to the device (on CUDA on the host -> GPU
+   *  stream, timed by its events; on CPU ranks a copy timed by the wall clock). */
+  void copyUp(HostGroup& g, int layer, int st, int pc) {
     at::NoGradGuard ng;
     const auto& src = g.wout.defined() ? g.wout : g.master;
     MMOC_CHECK(src.defined(), "upload of layer " << layer << ": its weights are not in host memory");
@@ -1165,15 +1164,11 @@ struct Rank {
     };
 #if MMOC_HAS_CUDA
     if (cuda) {
-      auto done = onStream(*h2d, TRACK_H2D, step, curPc, [&] { copy(true); });
-      if (computeWaits) done->block(c10::cuda::getCurrentCUDAStream(device.index()));
-    } else {
-      copy(false);
+      onStream(*h2d, TRACK_H2D, st, pc, [&] { copy(true); });
+      return;
     }
-#else
-    copy(false);
 #endif
-    return (g.n - g.start) * c10::elementSize(model->compute);
+    hostSlice(TRACK_H2D, st, pc, [&] { copy(false); });
   }
 
   /** upload_params: after the layer's CPU step (on the worker, in order), its weights go up. */
@@ -1199,32 +1194,10 @@ struct Rank {
 #if MMOC_HAS_CUDA
       if (issued) issued->block(*h2d);
 #endif
-      copyUpOnWorker(*gp, layer, st, pc);
+      copyUp(*gp, layer, st, pc);
     });
     return (g.n - g.start) * c10::elementSize(model->compute);
   }
-  void copyUpOnWorker(HostGroup& g, int layer, int st, int pc) {
-    // the slice of the copy itself (on CUDA the h2d stream's events; on CPU the wall clock)
-#if MMOC_HAS_CUDA
-    if (cuda) {
-      at::NoGradGuard ng;
-      const auto& src = g.wout.defined() ? g.wout : g.master;
-      MMOC_CHECK(src.defined(), "upload of layer " << layer << ": its weights are not in host memory");
-      onStream(*h2d, TRACK_H2D, st, pc, [&] {
-        segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-          p.w.detach().reshape({-1}).narrow(0, off, len).copy_(src.narrow(0, pos - g.start, len), /*non_blocking=*/true);
-        });
-      });
-      return;
-    }
-#endif
-    const double a = sinceOriginUs();
-    copyUp(g, layer, false);
-    Slice sl;
-    sl.step = st, sl.pc = pc, sl.track = TRACK_H2D, sl.tsUs = a, sl.durUs = sinceOriginUs() - a;
-    addSlice(std::move(sl));
-  }
-
   void planEarlyUpdate() {
     const char* off = std::getenv("MMOC_NO_EARLY_UPDATE");
     if (off && *off && std::string(off) != "0") return;
