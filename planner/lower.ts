@@ -23,7 +23,7 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
+  SimGraph, GrowI32, GrowF64, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
   type HardwareProfile, type Machine, type MachineGpu, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
@@ -211,30 +211,16 @@ export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory
   });
 }
 
-/** A growable list of integers (task ids, keys, layers), reused from rank to rank and plan to plan. */
-class IntList {
-  a = new Int32Array(1024);
-  n = 0;
-  push(x: number): void {
-    if (this.n === this.a.length) { const b = new Int32Array(2 * this.n); b.set(this.a); this.a = b; }
-    this.a[this.n++] = x;
-  }
-}
-class FloatList {
-  a = new Float64Array(1024);
-  n = 0;
-  push(x: number): void {
-    if (this.n === this.a.length) { const b = new Float64Array(2 * this.n); b.set(this.a); this.a = b; }
-    this.a[this.n++] = x;
-  }
-}
+/** Scratch lists (task ids, keys, layers), reused from rank to rank and plan to plan. */
+type IntList = GrowI32;
+const intList = () => new GrowI32(1024);
 /** The lists of a lowering (one lowering runs at a time). */
 const LISTS = {
-  all: new IntList(), pendingRecv: new IntList(), useHistory: new IntList(), fetchTasks: new IntList(), fetchSlots: new IntList(),
-  offActList: new IntList(), offLayers: new IntList(),
-  pfLayer: new IntList(), pfTask: new IntList(), pfBytes: new FloatList(), pfSlots: new IntList(), pfMeta: [] as (TaskMeta | undefined)[],
-  chLayer: new IntList(), chTask: new IntList(), recvBy: new IntList(), tails: new IntList(),
-  arKey: new IntList(), arArrive: new IntList(), arTask: new IntList(), deps: new IntList(),
+  all: intList(), pendingRecv: intList(), useHistory: intList(), fetchTasks: intList(), fetchSlots: intList(),
+  offActList: intList(), offLayers: intList(),
+  pfLayer: intList(), pfTask: intList(), pfBytes: new GrowF64(1024), pfSlots: intList(), pfMeta: [] as (TaskMeta | undefined)[],
+  chLayer: intList(), chTask: intList(), recvBy: intList(), tails: intList(),
+  arKey: intList(), arArrive: intList(), arTask: intList(), deps: intList(),
 };
 
 /**

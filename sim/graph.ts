@@ -1,6 +1,7 @@
 // SimGraph: the simulator's input, built by the caller (planner/lower), stored as struct-of-arrays
 // so that `simulate` runs without allocating per task. Add devices, resources and links first,
 // then tasks; dependencies may point forward or backward (a cycle is reported by `simulate`).
+import { GrowI32 } from './grow.ts';
 import { SimError } from './errors.ts';
 import { MEM_CLASSES } from './types.ts';
 import type {
@@ -29,15 +30,6 @@ class GrowF64 {
   constructor(cap = 64) { this.a = new Float64Array(cap); }
   push(x: number): void {
     if (this.n === this.a.length) { const b = new Float64Array(this.a.length * 2); b.set(this.a); this.a = b; }
-    this.a[this.n++] = x;
-  }
-}
-class GrowI32 {
-  a: Int32Array;
-  n = 0;
-  constructor(cap = 64) { this.a = new Int32Array(cap); }
-  push(x: number): void {
-    if (this.n === this.a.length) { const b = new Int32Array(this.a.length * 2); b.set(this.a); this.a = b; }
     this.a[this.n++] = x;
   }
 }

@@ -2,6 +2,7 @@
 export * from './types.ts';
 export { SimError } from './errors.ts';
 export { SimGraph } from './graph.ts';
+export { GrowI32, GrowF64 } from './grow.ts';
 export { buildMachine } from './machine.ts';
 export type { Machine, MachineGpu, MachineOptions } from './machine.ts';
 export { parseHardwareProfile, ProfileError, HARDWARE_PROFILE_VERSION } from './profile.ts';
