@@ -19,7 +19,7 @@ interface MemoryOpts {
   optimizer: string;
   mbs: string;
   seq?: string;
-  recompute?: boolean;
+  recompute?: boolean | string;
   stages: string;
   dp: string;
   zero1?: boolean;
@@ -64,7 +64,7 @@ export interface MemoryCliResult {
   params: number;
   job: {
     precision: Precision; optimizer: OptimizerName; mbs: number; seq: number; microBatches: number;
-    schedule: ScheduleName; stages: number; virtualStages: number; dataParallel: number; zero1: boolean; recompute: boolean;
+    schedule: ScheduleName; stages: number; virtualStages: number; dataParallel: number; zero1: boolean; recompute: boolean; recomputeUnit?: 'layer' | 'stage';
     layers: [number, number][]; policy: StagePolicy;
   };
   memory: MemoryReport;
@@ -96,8 +96,11 @@ export function runMemory(o: MemoryOpts): MemoryCliResult {
   }
   const optState = parseTier(o.optim, '--optim');
   const master = o.master === undefined ? { ...optState } : parseTier(o.master, '--master');
+  const unit = o.recompute === undefined || o.recompute === true ? 'layer' : o.recompute;
+  if (unit !== 'layer' && unit !== 'stage') throw new InputError(`--recompute: "${unit}" must be "layer" or "stage" (or no value: layer)`);
   const policy: StagePolicy = {
     ...defaultPolicy(!!o.recompute),
+    ...(o.recompute ? { recomputeUnit: unit } : {}),
     params: parseTier(o.params, '--params'),
     grads: parseTier(o.grads, '--grads'),
     optState,
@@ -120,7 +123,7 @@ export function runMemory(o: MemoryOpts): MemoryCliResult {
   });
   return {
     model: src.config.name, params: memory.params,
-    job: { precision, optimizer, mbs, seq, microBatches: M, schedule, stages: K, virtualStages: V, dataParallel: D, zero1: !!o.zero1, recompute: !!o.recompute, layers: parts, policy },
+    job: { precision, optimizer, mbs, seq, microBatches: M, schedule, stages: K, virtualStages: V, dataParallel: D, zero1: !!o.zero1, recompute: !!o.recompute, ...(o.recompute ? { recomputeUnit: unit } : {}), layers: parts, policy },
     memory,
   };
 }
@@ -134,7 +137,7 @@ export function formatMemory(r: MemoryCliResult): string {
   const m = r.memory, j = r.job;
   const lines: string[] = [];
   lines.push(`${r.model}: ${r.params.toLocaleString('en-US')} parameters; ${j.precision}, ${j.optimizer}; micro-batch ${j.mbs} x ${j.seq} tokens, ` +
-    `${j.microBatches} micro-batches, ${j.schedule}${j.virtualStages > 1 ? ` (${j.virtualStages} stages a rank)` : ''}; ${j.stages} stage(s) x ${j.dataParallel} data-parallel${j.zero1 ? ' (ZeRO-1)' : ''}; recompute ${j.recompute ? 'on' : 'off'}`);
+    `${j.microBatches} micro-batches, ${j.schedule}${j.virtualStages > 1 ? ` (${j.virtualStages} stages a rank)` : ''}; ${j.stages} stage(s) x ${j.dataParallel} data-parallel${j.zero1 ? ' (ZeRO-1)' : ''}; recompute ${j.recompute ? `on (by ${j.recomputeUnit ?? 'layer'})` : 'off'}`);
   lines.push('');
   const head = ['GiB per device', ...m.devices.map((d) => `rank ${d.rank} ${d.stages.map((s) => `[${j.layers[s]![0]},${j.layers[s]![1]})`).join('+')}`)];
   const rows: [string, (d: MemoryReport['devices'][number]) => number][] = [
@@ -176,7 +179,7 @@ export function register(program: Command): void {
     .addOption(new Option('--optimizer <o>', 'adamw or sgd (with momentum)').default('adamw'))
     .option('--mbs <n>', 'sequences per micro-batch', '1')
     .option('--seq <n>', 'tokens per sequence (default 1024, or the model\'s maximum if smaller)')
-    .option('--recompute', 'recompute activations in backward (keep only stage inputs)')
+    .option('--recompute [unit]', 'recompute activations in backward: by layer (default: keep every layer\'s input, recompute one layer at a time) or by stage (keep only the stage input)')
     .option('--stages <k>', 'pipeline stages (one per GPU; layers split evenly)', '1')
     .option('--dp <d>', 'data-parallel replicas', '1')
     .option('--zero1', 'shard master weights and optimizer states over data-parallel replicas')

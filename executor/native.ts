@@ -60,7 +60,7 @@ export interface RankConfig {
   steps: number;
   totalSteps: number;
   seed: number;
-  stages: { lo: number; hi: number; rank: number; recompute: boolean; prefetch: number }[];
+  stages: { lo: number; hi: number; rank: number; recompute: boolean; recomputeLayers: boolean; prefetch: number }[];
   program: Instr[];
   rank: number;
   world: number;

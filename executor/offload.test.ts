@@ -271,3 +271,28 @@ test('alternating disk-group order (delayed update): odd steps run the groups in
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });
+
+test('recompute by layer and by stage give the resident losses, with activation offload and with every layer streamed; by layer a backward fetches each streamed layer once (by stage twice)', { skip, timeout: 240_000 }, async () => {
+  const ref = await run(plan(2));
+  const unit = (u: 'stage' | 'layer', more: Pol = (p) => p): Pol => (p) => more({ ...p, recomputeUnit: u });
+  const actOff: Pol = (p) => ({ ...p, activations: { gpu: 0, cpu: 1, disk: 0 } });
+  const all: Pol = (p) => ({ ...hostOpt(p), params: { gpu: 0, cpu: 1, disk: 0 }, prefetchDepth: 1 });
+  const fetches = (p: Plan, r: number) => p.program.ranks[r]!.filter((i) => i.op === 'fetch_params').length;
+  const byUnit: Record<string, Plan> = {};
+  for (const u of ['stage', 'layer'] as const) {
+    for (const [name, more] of [['', (p: StagePolicy) => p], [' + activation offload', actOff], [' + every layer streamed', all]] as [string, Pol][]) {
+      const p = plan(2, { recompute: true, pol: unit(u, more) });
+      assert.equal(p.policy.stages[0]!.recomputeUnit, u);
+      if (name.includes('streamed')) byUnit[u] = p;
+      const r = await run(p);
+      for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `recompute by ${u}${name}: step ${i} loss ${r.losses[i]} vs resident ${ref.losses[i]}`);
+      if (name.includes('streamed')) r.streamed.forEach((s, rank) => assert.ok(s.peak_resident <= 2, `by ${u}: rank ${rank} held ${s.peak_resident} streamed layers, at most 2`));
+    }
+  }
+  // 4 micro-batches, each stage streams its layers: forward once, backward once (layer) or twice (stage)
+  for (const r of [0, 1]) {
+    const layers = new Set(byUnit.layer!.program.ranks[r]!.filter((i) => i.op === 'fetch_params').map((i) => (i as { layer: number }).layer)).size;
+    assert.equal(fetches(byUnit.layer!, r), 4 * 2 * layers, `rank ${r}: by layer, ${layers} layers x 4 micro-batches x (forward + backward)`);
+    assert.equal(fetches(byUnit.stage!, r), 4 * 3 * layers, `rank ${r}: by stage, x (forward + recompute + backward)`);
+  }
+});

@@ -63,7 +63,7 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
     steps,
     totalSteps: Math.max(steps, plan.job.steps),
     seed: plan.job.seed,
-    stages: plan.layout.stages.map((s, i) => ({ lo: s.layers[0], hi: s.layers[1], rank: s.rank, recompute: plan.policy.stages[i]?.recompute ?? false, prefetch: plan.policy.stages[i]?.prefetchDepth ?? 0 })),
+    stages: plan.layout.stages.map((s, i) => ({ lo: s.layers[0], hi: s.layers[1], rank: s.rank, recompute: plan.policy.stages[i]?.recompute ?? false, recomputeLayers: plan.policy.stages[i]?.recomputeUnit === 'layer', prefetch: plan.policy.stages[i]?.prefetchDepth ?? 0 })),
     program: plan.program.ranks[rv.rank] ?? [],
     rank: rv.rank,
     world: rv.world,

@@ -29,7 +29,7 @@ import {
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
 import { getInventory, type Inventory } from './inventory.ts';
-import { bytesPerParam, headHasEmbedding, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
+import { bytesPerParam, headHasEmbedding, recomputeMode, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 import { diskAlternates, diskBuffersFor } from './program-gen.ts';
 
@@ -945,7 +945,7 @@ export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inven
     for (let l = spec.layers[0]; l < spec.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
     P[r] += f + b + (p.recompute ? f : 0) + 2 * perInstr;
     for (let i = 0; i < pl.layers.length; i++) {
-      if (!pl.paramsResident[i]) P[H + r] += pl.params[i]! * B.weight * (p.recompute ? 3 : 2);
+      if (!pl.paramsResident[i]) P[H + r] += pl.params[i]! * B.weight * (recomputeMode(p) === 1 ? 3 : 2);
       if (!pl.gradsResident[i]) P[DD + r] += pl.params[i]! * B.grad;
     }
     const host = known ? pre.kept[s]!.host : stageKeptBytes(inv, spec, p).host;

@@ -67,15 +67,32 @@ test('GPipe keeps M micro-batches in flight on every stage, 1F1B min(M, K - stag
   assert.equal(f.devices[1]!.activations.bytes, 3 * f.devices[1]!.activations.perMicroBatch);
 });
 
-test('recompute keeps only the stage input per micro-batch and reserves one micro-batch of full activations', () => {
+test('recompute by stage keeps only the stage input per micro-batch and reserves one micro-batch of full activations', () => {
   const parts = evenPartition(32, 2);
-  const r = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => defaultPolicy(true)) }));
+  const r = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => ({ ...defaultPolicy(true), recomputeUnit: 'stage' as const })) }));
   const d1 = r.devices[1]!;
   assert.equal(d1.activations.perMicroBatch, T * h * 2);
   assert.equal(d1.activations.bytes, 8 * T * h * 2);
   const layer = 151_658_496, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
   assert.equal(d1.temporary.recompute, 16 * layer + head);
   assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8); // token ids
+});
+
+test('recompute by layer (the default) keeps every layer input per micro-batch and reserves one layer of full activations', () => {
+  const parts = evenPartition(32, 2);
+  assert.equal(defaultPolicy(true).recomputeUnit, 'layer');
+  const r = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => defaultPolicy(true)) }));
+  const d1 = r.devices[1]!;
+  // stage 1 holds decoder layers 17..32 and the head: 17 layer inputs of T x h bf16
+  assert.equal(d1.activations.perMicroBatch, 17 * T * h * 2);
+  assert.equal(d1.activations.bytes, 8 * 17 * T * h * 2);
+  const layer = 151_658_496, head = 147_865_600;
+  assert.equal(d1.temporary.recompute, Math.max(layer, head));
+  // the embedding's input is the token ids, then 16 decoder layer inputs
+  assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8 + 16 * T * h * 2);
+  // at 8 micro-batches of GPipe in flight the stage's peak is lower by layer than by stage
+  const byStage = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => ({ ...defaultPolicy(true), recomputeUnit: 'stage' as const })) }));
+  assert.ok(d1.activations.bytes + d1.temporary.recompute < byStage.devices[1]!.activations.bytes + byStage.devices[1]!.temporary.recompute);
 });
 
 test('optimizer and master on the CPU leave 4 bytes a parameter on the GPU and put 16 on the host', () => {

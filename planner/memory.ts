@@ -314,7 +314,7 @@ function residentFlags(sizes: Float64Array, fraction: number): Uint8Array {
  *  equal contents, equal ids. Kept per policy object, with the fields they were derived from (a
  *  policy changed since gets new ones). */
 interface PolicyIds {
-  paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: boolean; actCpu: number; prefetch: number;
+  paramsGpu: number; gradsGpu: number; optGpu: number; optCpu: number; optDisk: number; recompute: 0 | 1 | 2; actCpu: number; prefetch: number;
   place: number; mem: number;
 }
 const policyIds = new WeakMap<StagePolicy, PolicyIds>();
@@ -322,16 +322,16 @@ const placeIdOfText = new Map<string, number>(), memIdOfText = new Map<string, n
 function idsOf(p: StagePolicy): PolicyIds {
   const e = policyIds.get(p);
   if (e && e.paramsGpu === p.params.gpu && e.gradsGpu === p.grads.gpu && e.optGpu === p.optState.gpu && e.optCpu === p.optState.cpu
-    && e.optDisk === p.optState.disk && e.recompute === p.recompute && e.actCpu === p.activations.cpu && e.prefetch === p.prefetchDepth) return e;
+    && e.optDisk === p.optState.disk && e.recompute === recomputeMode(p) && e.actCpu === p.activations.cpu && e.prefetch === p.prefetchDepth) return e;
   const placeText = `${p.params.gpu},${p.grads.gpu},${p.optState.gpu},${p.optState.cpu},${p.optState.disk}`;
   let place = placeIdOfText.get(placeText);
   if (place === undefined) { place = placeIdOfText.size; placeIdOfText.set(placeText, place); }
-  const memText = `${place},${p.recompute},${p.activations.cpu}`;
+  const memText = `${place},${recomputeMode(p)},${p.activations.cpu}`;
   let mem = memIdOfText.get(memText);
   if (mem === undefined) { mem = memIdOfText.size; memIdOfText.set(memText, mem); }
   const ids: PolicyIds = {
     paramsGpu: p.params.gpu, gradsGpu: p.grads.gpu, optGpu: p.optState.gpu, optCpu: p.optState.cpu, optDisk: p.optState.disk,
-    recompute: p.recompute, actCpu: p.activations.cpu, prefetch: p.prefetchDepth, place, mem,
+    recompute: recomputeMode(p), actCpu: p.activations.cpu, prefetch: p.prefetchDepth, place, mem,
   };
   policyIds.set(p, ids);
   return ids;
@@ -358,15 +358,29 @@ export function headHasEmbedding(stages: StageSpec[]): boolean {
   return first.rank === last.rank;
 }
 
-/** Kept activation bytes of one micro-batch of a stage on the GPU (after activation offload). */
-export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number } {
-  let full = 0;
+/** How a policy recomputes: 0 not at all, 1 the whole stage from its input, 2 layer by layer. */
+export function recomputeMode(p: StagePolicy): 0 | 1 | 2 {
+  return !p.recompute ? 0 : p.recomputeUnit === 'layer' ? 2 : 1;
+}
+
+/** Activation bytes of one micro-batch of a stage: `full` every layer's (no recompute), `kept` what
+ *  stays between its forward and backward (the stage input, or every layer's input with per-layer
+ *  recompute), split into `gpu` and `host` (activation offload), and `work` what recompute brings
+ *  back at once (the whole stage's, or the largest layer's with per-layer recompute). */
+export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number; work: number } {
+  let full = 0, inputs = 0, maxLayer = 0;
   const t = layerTable(inv);
-  for (let l = spec.layers[0]; l < spec.layers[1]; l++) full += t.keptBytes[l]!;
-  const input = t.kind[spec.layers[0]] === KIND_EMBEDDING ? t.inputBytes[0]! : t.inputBytes[spec.layers[0]]!;
-  const kept = p.recompute ? input : full;
-  const host = p.recompute ? Math.round(input * p.activations.cpu) : 0;
-  return { full, kept, gpu: kept - host, host };
+  for (let l = spec.layers[0]; l < spec.layers[1]; l++) {
+    full += t.keptBytes[l]!;
+    inputs += t.inputBytes[l]!;
+    maxLayer = Math.max(maxLayer, t.keptBytes[l]!);
+  }
+  const mode = recomputeMode(p);
+  const input = t.inputBytes[spec.layers[0]]!;
+  const kept = mode === 0 ? full : mode === 1 ? input : inputs;
+  const host = mode === 0 ? 0 : Math.round(kept * p.activations.cpu);
+  const work = mode === 0 ? 0 : mode === 1 ? full : maxLayer;
+  return { full, kept, gpu: kept - host, host, work };
 }
 
 /** What one stage under its policy adds to its rank's memory (memoryModel sums these per rank;
@@ -388,7 +402,7 @@ interface StageMemory {
   loadMaster: number; hostUpdated: boolean;
   /** Largest layer gradient (the data-parallel all-reduce bucket). */
   maxLayerGrad: number;
-  kept: { full: number; kept: number; gpu: number; host: number };
+  kept: { full: number; kept: number; gpu: number; host: number; work: number };
 }
 
 function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, B: Bytes, shard: number): StageMemory {
@@ -512,7 +526,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       keptByStage[s] = k.gpu;
       keptHostByStage[s] = k.host;
       perMb += k.gpu;
-      if (p.recompute) recompute = Math.max(recompute, k.full);
+      recompute = Math.max(recompute, k.work);
       if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
       // Beyond the kept fp32 log-probabilities: in the forward the bf16 logits and their fp32 copy
       // (a + 4 bytes a logit), freed when it returns; in the backward the gradients of the
@@ -632,7 +646,7 @@ export const ALL_GPU: Fractions = { gpu: 1, cpu: 0, disk: 0 };
 export function defaultPolicy(recompute = false): StagePolicy {
   return {
     params: { ...ALL_GPU }, grads: { ...ALL_GPU }, master: { ...ALL_GPU }, optState: { ...ALL_GPU },
-    activations: { ...ALL_GPU }, recompute, prefetchDepth: 1,
+    activations: { ...ALL_GPU }, recompute, ...(recompute ? { recomputeUnit: 'layer' as const } : {}), prefetchDepth: 1,
   };
 }
 

@@ -23,6 +23,7 @@ const stagePolicy = z.strictObject({
   optState: fractions,
   activations: fractions,
   recompute: z.boolean({ error: 'must be true or false' }),
+  recomputeUnit: z.enum(['stage', 'layer'], { error: 'must be "stage" or "layer"' }).optional(),
   prefetchDepth: posInt,
 });
 

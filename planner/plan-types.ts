@@ -26,8 +26,13 @@ export interface StagePolicy {
   optState: Fractions;
   /** Stage inputs of checkpointed layers kept on GPU or offloaded to host. */
   activations: Fractions;
-  /** Recompute the stage's forward during backward (keep only its input). */
+  /** Recompute the forward during backward instead of keeping its activations. */
   recompute: boolean;
+  /** What recompute keeps (default 'stage'): 'stage' keeps the stage's input and recomputes the
+   *  whole stage before its backward (every layer's activations live at once); 'layer' keeps every
+   *  layer's input and recomputes one layer at a time right before that layer's backward (one
+   *  layer's activations live; a streamed layer is fetched once for its recompute and backward). */
+  recomputeUnit?: 'stage' | 'layer';
   /** Layers fetched ahead of use when parameters stream from host (>= 1). */
   prefetchDepth: number;
 }

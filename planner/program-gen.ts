@@ -22,7 +22,7 @@
 import type { Layout, ScheduleName, StagePolicy } from './plan-types.ts';
 import type { Instr, Program } from './program.ts';
 import type { Inventory } from './inventory.ts';
-import { headHasEmbedding, placeStageCached, type StagePlacement } from './memory.ts';
+import { headHasEmbedding, placeStageCached, recomputeMode, type StagePlacement } from './memory.ts';
 import { schedulePasses, type Pass } from './schedules.ts';
 
 export interface GenInput {
@@ -279,12 +279,14 @@ class RankGen {
     const last = g.layout.stages.length - 1;
     if (s < last) this.p2p('recv_grad', mb, s, this.peer(s + 1));
     if (pol.recompute && pol.activations.cpu > 0) this.mbStage('reload_act', mb, s);
-    // A recomputing backward uses the streamed layers forward, then backward.
-    if (pol.recompute) for (const l of st) this.layerOp('fetch_params', l);
+    // A stage that recomputes as a whole uses its streamed layers forward, then backward; one that
+    // recomputes layer by layer runs each layer's recompute and backward on one fetch.
+    const wholeStage = recomputeMode(pol) === 1;
+    if (wholeStage) for (const l of st) this.layerOp('fetch_params', l);
     for (let i = st.length - 1; i >= 0; i--) this.layerOp('fetch_params', st[i]!);
     this.mbStage('backward', mb, s);
     if (!this.uniform) {
-      if (pol.recompute) for (const l of st) this.layerOp('release_params', l);
+      if (wholeStage) for (const l of st) this.layerOp('release_params', l);
       for (let i = st.length - 1; i >= 0; i--) this.layerOp('release_params', st[i]!);
     }
     for (let i = pl.layers.length - 1; i >= 0; i--) if (!pl.gradsResident[i]) this.layerOp('offload_grads', pl.layers[i]!);

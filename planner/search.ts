@@ -114,6 +114,7 @@ export function levelPolicy(level: number, recompute: boolean, hostTier: HostTie
     optState: opt,
     activations: level >= 6 && recompute ? fr(0, 1) : fr(1, 0),
     recompute,
+    ...(recompute ? { recomputeUnit: 'layer' as const } : {}),
     prefetchDepth: level >= 7 ? prefetch : 1,
   };
 }

@@ -100,6 +100,7 @@ struct Instr {
 struct StageCfg {
   int lo = 0, hi = 0, rank = 0;
   bool recompute = false;
+  bool recomputeLayers = false;  // recompute one layer at a time from its kept input (else the stage from its input)
   int prefetch = 0;  // streamed layers fetched ahead of use (the stage holds prefetch + 1 of them)
 };
 struct RunCfg {

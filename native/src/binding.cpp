@@ -242,6 +242,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
     auto s = stages.Get(i).As<Napi::Object>();
     StageCfg sc;
     sc.lo = inum(s, "lo"), sc.hi = inum(s, "hi"), sc.rank = inum(s, "rank"), sc.recompute = boolean(s, "recompute");
+    sc.recomputeLayers = boolean(s, "recomputeLayers");
     sc.prefetch = inum(s, "prefetch");
     c.stages.push_back(sc);
   }

@@ -268,6 +268,7 @@ struct Rank {
 
   // per step state
   std::map<Key, at::Tensor> input, output, gradOut, gradIn;
+  std::map<Key, at::Tensor> layerIn;  // per-layer recompute: {mb, layer} -> the layer's input, (B, S, H)
   std::map<int, at::Tensor> tokens, labels, mask;
   double normaliser = 1, stepLoss = 0, gradNorm = 0, clipCoef = 1;
   at::Tensor lossAcc;
@@ -1056,12 +1057,15 @@ struct Rank {
     if (cuda && s.ready) s.ready->block(c10::cuda::getCurrentCUDAStream(device.index()));
 #endif
   }
+  int holdLayer = -1;  // the layer whose recompute forward runs now (per-layer recompute)
   void onStreamedHook(int l, int phase) {
     std::lock_guard<std::recursive_mutex> lk(streamMu);
     auto it = streamedLayers.find(l);
     if (it == streamedLayers.end()) return;
     if (phase == 0 || phase == 2) {
       awaitLayer(l);
+    } else if (phase == 1 && l == holdLayer) {
+      // per-layer recompute: the layer's backward comes next and ends this use
     } else {
       endUse(l);
       ++it->second.credits;
@@ -1093,60 +1097,95 @@ struct Rank {
     drainAsync();
   }
 
-  /** The stage input kept for recompute, to host memory (the device tensor is dropped). */
-  std::map<Key, at::Tensor> hostAct;
+  /** Kept activations on the host (activation offload): the stage inputs ({mb, stage}) and, with
+   *  per-layer recompute, the layers' inputs ({mb, layer}). */
+  struct HostAct {
+    at::Tensor h;  // pinned on CUDA
 #if MMOC_HAS_CUDA
-  std::map<Key, std::shared_ptr<at::cuda::CUDAEvent>> actEv;  // its GPU -> host copy is done
+    std::shared_ptr<at::cuda::CUDAEvent> ev;  // its GPU -> host copy is done
 #endif
-  int64_t offloadAct(int mb, int s) {
-    if (stage(s).lo == 0) return 0;  // the first stage's input is the token ids
-    auto it = input.find({mb, s});
-    MMOC_CHECK(it != input.end(), "offload_act mb " << mb << " stage " << s << ": no stage input (before its forward?)");
-    auto d = it->second.detach();
-    auto h = at::empty(d.sizes(), d.options().device(at::kCPU).pinned_memory(cuda).requires_grad(false));
+  };
+  std::map<Key, HostAct> hostAct, hostLayerAct;
+  /** A device tensor to host memory on the copy stream after the compute issued so far. */
+  HostAct actToHost(const at::Tensor& src) {
+    auto d = src.detach();
+    HostAct a;
+    a.h = at::empty(d.sizes(), d.options().device(at::kCPU).pinned_memory(cuda).requires_grad(false));
 #if MMOC_HAS_CUDA
     if (cuda) {
       afterCompute(*d2h);
-      actEv[{mb, s}] = onStream(*d2h, TRACK_D2H, step, curPc, [&] { h.copy_(d, /*non_blocking=*/true); });
+      a.ev = onStream(*d2h, TRACK_D2H, step, curPc, [&] { a.h.copy_(d, /*non_blocking=*/true); });
       // the device block goes back to the allocator only once the copy stream is done with it
       c10::cuda::CUDACachingAllocator::recordStream(d.storage().data_ptr(), *d2h);
-    } else {
-      h.copy_(d);
+      return a;
     }
-#else
-    h.copy_(d);
 #endif
-    hostAct[{mb, s}] = h;
-    input.erase(it);
-    return h.numel() * h.element_size();
+    a.h.copy_(d);
+    return a;
   }
-  int64_t reloadAct(int mb, int s) {
-    if (stage(s).lo == 0) return 0;
-    auto it = hostAct.find({mb, s});
-    MMOC_CHECK(it != hostAct.end(), "reload_act mb " << mb << " stage " << s << " without offload_act before it");
+  /** Back to the device on the host -> GPU stream; the compute stream waits for it on the device. */
+  at::Tensor actToDevice(const HostAct& a) {
     at::Tensor d;
 #if MMOC_HAS_CUDA
     if (cuda) {
-      d = at::empty(it->second.sizes(), it->second.options().device(device).pinned_memory(false));
-      auto ev = actEv.at({mb, s});
-      actEv.erase({mb, s});
-      ev->block(*h2d);        // its offload landed
+      d = at::empty(a.h.sizes(), a.h.options().device(device).pinned_memory(false));
+      a.ev->block(*h2d);      // its offload landed
       afterCompute(*h2d);     // the block `d` got may have been freed by kernels still running
-      auto hsrc = it->second;
+      auto hsrc = a.h;
       auto done = onStream(*h2d, TRACK_H2D, step, curPc, [&] { d.copy_(hsrc, /*non_blocking=*/true); });
       c10::cuda::CUDACachingAllocator::recordStream(d.storage().data_ptr(), *h2d);
       done->block(c10::cuda::getCurrentCUDAStream(device.index()));  // the backward waits on the device, not here
       hostKeep.push_back(hsrc);  // the pinned source lives until the step end
-    } else {
-      d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true);
+      return d;
     }
-#else
-    d = it->second.to(device, /*non_blocking=*/false, /*copy=*/true);
 #endif
-    d.requires_grad_(true);
-    input[{mb, s}] = d;
-    const int64_t bytes = d.numel() * d.element_size();
-    hostAct.erase(it);
+    return a.h.to(device, /*non_blocking=*/false, /*copy=*/true);
+  }
+  /** The kept activations of (mb, stage) to host memory (the device tensors are dropped): the stage
+   *  input (not the first stage's: token ids) and, with per-layer recompute, every layer's input. */
+  int64_t offloadAct(int mb, int s) {
+    const auto& st = stage(s);
+    int64_t bytes = 0;
+    if (st.lo > 0) {
+      auto it = input.find({mb, s});
+      MMOC_CHECK(it != input.end(), "offload_act mb " << mb << " stage " << s << ": no stage input (before its forward?)");
+      auto a = actToHost(it->second);
+      bytes += a.h.numel() * a.h.element_size();
+      hostAct[{mb, s}] = a;
+      input.erase(it);
+    }
+    if (st.recompute && st.recomputeLayers)
+      for (int l = st.lo + 1; l < st.hi; ++l) {
+        auto it = layerIn.find({mb, l});
+        MMOC_CHECK(it != layerIn.end(), "offload_act mb " << mb << " stage " << s << ": no input of layer " << l << " (before its forward?)");
+        auto a = actToHost(it->second);
+        bytes += a.h.numel() * a.h.element_size();
+        hostLayerAct[{mb, l}] = a;
+        layerIn.erase(it);
+      }
+    return bytes;
+  }
+  int64_t reloadAct(int mb, int s) {
+    const auto& st = stage(s);
+    int64_t bytes = 0;
+    if (st.lo > 0) {
+      auto it = hostAct.find({mb, s});
+      MMOC_CHECK(it != hostAct.end(), "reload_act mb " << mb << " stage " << s << " without offload_act before it");
+      auto d = actToDevice(it->second);
+      d.requires_grad_(true);
+      input[{mb, s}] = d;
+      bytes += d.numel() * d.element_size();
+      hostAct.erase(it);
+    }
+    if (st.recompute && st.recomputeLayers)
+      for (int l = st.lo + 1; l < st.hi; ++l) {
+        auto it = hostLayerAct.find({mb, l});
+        MMOC_CHECK(it != hostLayerAct.end(), "reload_act mb " << mb << " stage " << s << ": layer " << l << "'s input was not offloaded");
+        auto d = actToDevice(it->second);
+        layerIn[{mb, l}] = d;
+        bytes += d.numel() * d.element_size();
+        hostLayerAct.erase(it);
+      }
     return bytes;
   }
   std::vector<at::Tensor> hostKeep;  // pinned sources of copies in flight (cleared at the step end)
@@ -1267,12 +1306,14 @@ struct Rank {
   }
 
   /** Runs a stage's forward with the early-update hooks when it is the stage's last micro-batch. */
-  at::Tensor runStageHooked(int mb, int s, at::Tensor x) {
+  at::Tensor runStageHooked(int mb, int s, at::Tensor x) { return runLayersHooked(mb, s, stage(s).lo, stage(s).hi, x); }
+  /** runLayers with the early-update hooks when this is the stage's last micro-batch. */
+  at::Tensor runLayersHooked(int mb, int s, int lo, int hi, at::Tensor x) {
     auto it = earlyLastMb.find(s);
-    if (it == earlyLastMb.end() || it->second != mb || !at::GradMode::is_enabled()) return runStage(mb, s, x);
+    if (it == earlyLastMb.end() || it->second != mb || !at::GradMode::is_enabled()) return runLayers(mb, lo, hi, x);
     model->onLayerGrad = [this](int l) { earlyUpdate(l); };
     try {
-      auto y = runStage(mb, s, x);
+      auto y = runLayers(mb, lo, hi, x);
       model->onLayerGrad = nullptr;
       return y;
     } catch (...) {
@@ -1363,21 +1404,30 @@ struct Rank {
     return x;
   }
 
-  at::Tensor runStage(int mb, int s, at::Tensor x) {
-    const auto& st = stage(s);
+  /** Runs layers [lo, hi) of micro-batch `mb` on `x` (the loss when hi passes the head). */
+  at::Tensor runLayers(int mb, int lo, int hi, at::Tensor x) {
     at::Tensor lab, msk;
-    if (st.hi == lastLayer() + 1) {
+    if (hi == lastLayer() + 1) {
       if (!labels.count(mb)) makeBatch(mb);
       lab = labels[mb], msk = mask[mb];
     }
-    return model->forward(st.lo, st.hi, x, lab, msk, normaliser);
+    return model->forward(lo, hi, x, lab, msk, normaliser);
   }
+  at::Tensor runStage(int mb, int s, at::Tensor x) { return runLayers(mb, stage(s).lo, stage(s).hi, x); }
 
   void forward(int mb, int s) {
     const auto& st = stage(s);
     auto x = stageInput(mb, s);
     at::Tensor y;
-    if (st.recompute) {
+    if (st.recompute && st.recomputeLayers) {
+      // keep every layer's input for its recompute in backward: (B, S, H) each
+      at::NoGradGuard ng;
+      y = x;
+      for (int l = st.lo; l < st.hi; ++l) {
+        if (l > st.lo) layerIn[{mb, l}] = y;
+        y = runLayers(mb, l, l + 1, y);
+      }
+    } else if (st.recompute) {
       at::NoGradGuard ng;
       y = runStage(mb, s, x);
     } else {
@@ -1397,6 +1447,10 @@ struct Rank {
     auto it = output.find({mb, s});
     MMOC_CHECK(it != output.end(), "backward mb " << mb << " stage " << s << " before its forward");
     at::Tensor y = it->second;
+    if (st.recompute && st.recomputeLayers) {
+      backwardByLayer(mb, s);
+      return;
+    }
     if (st.recompute) y = runStageHooked(mb, s, stageInput(mb, s));
     if (st.hi == lastLayer() + 1) {
       y.backward();
@@ -1407,6 +1461,53 @@ struct Rank {
       gradOut.erase(g);
     }
     output.erase({mb, s});
+    finishBackward(mb, s);
+  }
+  /** Per-layer recompute: from the last layer down, each layer's forward again from its kept input
+   *  (with autograd), then its backward; one layer's activations live at a time. A streamed layer
+   *  stays resident from its recompute through its backward (one fetch for both). */
+  void backwardByLayer(int mb, int s) {
+    const auto& st = stage(s);
+    const bool head = st.hi == lastLayer() + 1;
+    at::Tensor g;  // gradient of the current layer's output, (B, S, H)
+    if (!head) {
+      auto it = gradOut.find({mb, s});
+      MMOC_CHECK(it != gradOut.end(), "backward mb " << mb << " stage " << s << ": no output gradient (missing recv_grad before it?)");
+      g = it->second;
+      gradOut.erase(it);
+    }
+    output.erase({mb, s});
+    for (int l = st.hi - 1; l >= st.lo; --l) {
+      at::Tensor x;
+      if (l == st.lo) {
+        x = stageInput(mb, s);
+      } else {
+        auto it = layerIn.find({mb, l});
+        MMOC_CHECK(it != layerIn.end(), "backward mb " << mb << " stage " << s << ": no kept input of layer " << l << " (offloaded without reload_act?)");
+        x = it->second.detach().requires_grad_(true);
+        layerIn.erase(it);
+      }
+      holdLayer = l;  // a streamed layer is not released after this forward: its backward follows
+      at::Tensor y;
+      try {
+        y = runLayersHooked(mb, s, l, l + 1, x);
+      } catch (...) {
+        holdLayer = -1;
+        throw;
+      }
+      holdLayer = -1;
+      if (l == lastLayer()) y.backward();
+      else y.backward(g);
+      if (l > st.lo) {
+        g = x.grad();
+        MMOC_CHECK(g.defined(), "backward mb " << mb << " stage " << s << ": layer " << l << "'s input got no gradient");
+      }
+    }
+    finishBackward(mb, s);
+  }
+  /** After a stage's backward: its input gradient to the previous stage, the micro-batch's tensors dropped. */
+  void finishBackward(int mb, int s) {
+    const auto& st = stage(s);
     if (st.lo > 0) {
       auto in = input.find({mb, s});
       at::Tensor gi = in->second.grad();
@@ -1753,9 +1854,7 @@ struct Rank {
   void clearStep() {
     MMOC_CHECK(fetchQueue.empty(), "step end with " << fetchQueue.size() << " fetch_params never issued (streamed layer " << fetchQueue.front().first << ")");
     input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear(), hostKeep.clear();
-#if MMOC_HAS_CUDA
-    actEv.clear();
-#endif
+    layerIn.clear(), hostLayerAct.clear();
     tokens.clear(), labels.clear(), mask.clear();
     for (auto& kv : model->layers)
       for (auto& p : kv.second) p.zeroGrad();
