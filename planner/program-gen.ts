@@ -217,8 +217,9 @@ class RankGen {
     const g = this.g, place = this.place, M = this.M;
     const passes = passesOf(g.schedule, g.layout.pipelineRanks, g.layout.virtualStages, M, this.pr);
     // Host-side updates in the order they will run: stages in the order their gradients complete
-    // (eager) or last stage first, layers last first; with the delayed update, resident-weight
-    // layers first (at the start of the step), streamed ones at the end. Disk groups follow it.
+    // (eager) or last stage first, layers last first; with the delayed update all at the start of
+    // the step (a streamed layer's fetches read the weights of the update before: the executor
+    // keeps two host copies and swaps them at the step end). Disk groups follow it.
     const myStages = this.myStages;
     const stageOrder: number[] = [];
     if (this.eager) {
@@ -232,17 +233,14 @@ class RankGen {
       const pl = place[u.stage]!;
       if (!pl.hostStateInCpu[u.i] && pl.params[u.i]! - pl.gpuElems[u.i]! > 0) this.diskOrder.push(pl.layers[u.i]!);
     };
-    if (g.delayedUpdate) {
-      for (const u of updateOrder) if (place[u.stage]!.paramsResident[u.i]) addDisk(u);
-      for (const u of updateOrder) if (!place[u.stage]!.paramsResident[u.i]) addDisk(u);
-    } else for (const u of updateOrder) addDisk(u);
+    for (const u of updateOrder) addDisk(u);
     for (let j = 0; j < this.diskOrder.length; j++) this.diskIndex[this.diskOrder[j]!] = j;
 
     // Disk reads of the first groups start the step.
     for (let j = 0; j < Math.min(this.B, this.diskOrder.length); j++) this.diskRead(j);
     // One-step-delayed update: the host-side updates of the previous step's gradients first.
     if (g.delayedUpdate) {
-      for (const u of updateOrder) if (place[u.stage]!.paramsResident[u.i]) this.hostUpdate(u.stage, u.i, false);
+      for (const u of updateOrder) this.hostUpdate(u.stage, u.i, false);
     }
     const remaining = new Int32Array(this.K);
     for (const s of myStages) remaining[s] = M;
@@ -255,8 +253,8 @@ class RankGen {
       for (const u of updateOrder) {
         this.gpuUpdate(u.stage, u.i);
         const pl = place[u.stage]!;
-        if (!g.delayedUpdate || !pl.paramsResident[u.i]) this.hostUpdate(u.stage, u.i, true);
-        else if (pl.params[u.i]! - pl.gpuElems[u.i]! > 0) this.layerOp('upload_params', pl.layers[u.i]!);
+        if (!g.delayedUpdate) this.hostUpdate(u.stage, u.i, true);
+        else if (pl.paramsResident[u.i] && pl.params[u.i]! - pl.gpuElems[u.i]! > 0) this.layerOp('upload_params', pl.layers[u.i]!);
       }
     }
     this.bare('barrier');

@@ -40,7 +40,10 @@
 //  - disk_read waits for the disk_write issued just before it on the rank (this bounds the groups
 //    staged in host memory); disk_write waits for the layer's CPU step.
 //  - With optimizer.delayedUpdate the CPU steps at the start of a program apply the previous
-//    step's host gradients; their upload_params come after the step's last backward.
+//    step's host gradients; their upload_params come after the step's last backward. A streamed
+//    layer whose CPU step comes before the step's first backward is fetched, all step long, with
+//    the weights of the update before (two host copies, swapped when the step's work is done), so
+//    its update runs under the step's compute like a resident layer's.
 //  - Alternating disk-group order (policy.diskAlternate, default on with the delayed update, where
 //    every disk transfer of a rank comes before its first backward): on odd steps the rank's disk
 //    groups run in reverse (disk_read, the cpu optimizer_step and disk_write of the group at

@@ -295,6 +295,11 @@ struct Rank {
   struct HostGroup {
     int64_t n = 0, start = 0;
     at::Tensor master, m, v, wout;
+    // a streamed layer with the delayed update: the weights this step's fetches read (the previous
+    // update's), while the update of this step writes the next ones (wout, or the fp32 master);
+    // swapped in at the step end
+    at::Tensor wfetch;
+    bool swapAtEnd = false;
     // the device part [0, start) of a layer split between the tiers: its fp32 master (mixed
     // precision) and AdamW states as flat device buffers of `start` elements (not whole tensors)
     at::Tensor devMaster, devM, devV;
@@ -593,8 +598,12 @@ struct Rank {
     const int64_t h = layerNumel(layer) - hostStart.at(layer);
     const int64_t e = c10::elementSize(model->compute);
     const int gradBufs = (delayedLayers.count(layer) ? 2 : 1) + (offloadsPerStep[layer] > 1 ? 1 : 0);  // + the staging buffer of host accumulation
-    return align64(h * e) * gradBufs + align64(h * (model->mixed ? e : 4));
+    const int weightBufs = 1 + (fetchesOld(layer) ? 1 : 0);  // + the weights the step's fetches read
+    return align64(h * e) * gradBufs + align64(h * (model->mixed ? e : 4)) * weightBufs;
   }
+  /** A streamed layer updated with the delayed update: its fetches read the previous step's
+   *  update while this step's runs (two host copies of its compute-precision weights). */
+  bool fetchesOld(int layer) const { return delayedLayers.count(layer) && streamedLayers.count(layer); }
   /** Before anything is allocated: the rank's host memory for offloaded state (the pinned pool, and
    *  fp32 master, m and v of every host element; a group on disk is staged in full) against its
    *  share of --host-mem. */
@@ -685,6 +694,11 @@ struct Rank {
     }
     g.accumulate = offloadsPerStep[layer] > 1;
     if (g.accumulate) g.staging = carvePinned(h, model->compute);
+    if (fetchesOld(layer)) {
+      MMOC_CHECK(g.start == 0, "layer " << layer << ": a streamed layer needs its whole update on the host");
+      g.wfetch = carvePinned(h, model->compute);
+      g.wfetch.copy_(g.wout.defined() ? g.wout : g.master);
+    }
     return host.emplace(layer, std::move(g)).first->second;
   }
 
@@ -790,6 +804,7 @@ struct Rank {
     const float gs = static_cast<float>(g.gradStep == step ? clipCoef : g.clipAtGrad);
     const int bi = g.buf(g.gradStep);
     g.gradValid = false;
+    g.swapAtEnd = g.wfetch.defined();
     HostGroup* gp = &g;  // std::map nodes are stable
 #if MMOC_HAS_CUDA
     std::shared_ptr<at::cuda::CUDAEvent> ready = g.gradEv[bi];
@@ -977,6 +992,7 @@ struct Rank {
       segments(l, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
         g.wout.narrow(0, pos, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
       });
+    if (g.wfetch.defined()) g.wfetch.copy_(g.wout.defined() ? g.wout : g.master);
     freeLayer(l);
   }
   void freeLayer(int l) {
@@ -989,8 +1005,10 @@ struct Rank {
   /** Allocates the layer's storages and copies its weights up from the host copy. */
   void fillLayer(int l, int pc) {
     auto& g = host.at(l);
-    worker.waitFor(g.ticket);  // its host update (if any) is done
-    const auto& src = g.wout.defined() ? g.wout : g.master;
+    // the weights of the last update: its host update (if any) is done; with the delayed update the
+    // previous step's, which the step end swapped in (the update running now writes the other copy)
+    if (!g.wfetch.defined()) worker.waitFor(g.ticket);
+    const auto& src = g.wfetch.defined() ? g.wfetch : g.wout.defined() ? g.wout : g.master;
     MMOC_CHECK(src.defined(), "fetch_params of layer " << l << ": its weights are not in host memory");
     std::vector<std::pair<void*, const void*>> copies;
     std::vector<size_t> sizes;
@@ -1322,6 +1340,17 @@ struct Rank {
     }
   }
 
+  /** After the step's async work drained: the delayed updates of streamed layers become the weights
+   *  the next step's fetches read. */
+  void swapFetchedWeights() {
+    for (auto& kv : host) {
+      auto& g = kv.second;
+      if (!g.swapAtEnd) continue;
+      if (g.wout.defined()) std::swap(g.wfetch, g.wout);  // the next update overwrites all of wout
+      else g.wfetch.copy_(g.master);                      // fp32: the master is the update's output
+      g.swapAtEnd = false;
+    }
+  }
   void endStep() {
     for (auto& kv : host)
       if (kv.second.gradStep == step) kv.second.clipAtGrad = clipCoef;
@@ -1961,6 +1990,7 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       r.endStep();
       r.waitPending();
       r.drainAsync();
+      r.swapFetchedWeights();
       r.sync();
       if (r.lossAcc.defined()) r.stepLoss = r.lossAcc.item<double>();
       r.lossAcc = at::Tensor();
