@@ -610,7 +610,10 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
     auto h = rmsnorm(x, ps[0].w, cfg.eps, fast);
     // one GEMM for q|k|v; rotary embeddings on q and k together
     auto qkv = linear(h, ps[1]).view({B, S, nh + 2 * nkv, hd});
-    auto qk = qkv.narrow(2, 0, nh + nkv);
+    // split, not narrow: a split's backward concatenates the parts' gradients in one copy (a
+    // narrow's zero-fills a full-width gradient per part, copies the part in, then adds them up)
+    auto qkvParts = qkv.split_with_sizes({nh + nkv, nkv}, 2);  // (B, S, nh + nkv, hd), (B, S, nkv, hd)
+    auto qk = qkvParts[0];
     auto cos = ropeCos.narrow(0, 0, S).unsqueeze(1), sin = ropeSin.narrow(0, 0, S).unsqueeze(1);  // [S, 1, hd]
     if (fast) {
       // rotate_half(x) * sin == roll(x, hd/2) * [-sin | sin]: 3 kernels instead of 5
@@ -619,9 +622,10 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
     } else {
       qk = qk * cos + rotateHalf(qk) * sin;
     }
-    auto q = qk.narrow(2, 0, nh).transpose(1, 2);
-    auto k = qk.narrow(2, nh, nkv).transpose(1, 2);
-    auto v = qkv.narrow(2, nh + nkv, nkv).transpose(1, 2);
+    auto qkParts = qk.split_with_sizes({nh, nkv}, 2);
+    auto q = qkParts[0].transpose(1, 2);  // (B, nh, S, hd)
+    auto k = qkParts[1].transpose(1, 2);  // (B, nkv, S, hd)
+    auto v = qkvParts[1].transpose(1, 2);
     if (nkv != nh) {
       const int64_t rep = nh / nkv;
       k = k.unsqueeze(2).expand({B, nkv, rep, S, hd}).reshape({B, nh, S, hd});
@@ -632,7 +636,8 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
     h = rmsnorm(x, ps[3].w, cfg.eps, fast);
     auto gu = linear(h, ps[4]);  // one GEMM for gate|up
     const int64_t I = cfg.inter;
-    x = x + linear(at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I), ps[5]);
+    auto guParts = gu.split(I, -1);  // gate, up: (B, S, I) each
+    x = x + linear(at::silu(guParts[0]) * guParts[1], ps[5]);
     post(layer, x);
   }
   if (onStreamed) phase2(x);
