@@ -62,6 +62,7 @@ cat "$OUT/plans.err"
 while IFS=$'\t' read -r name file; do
   if (( $(elapsed) > BUDGET )); then say "skip $name: past the ${BUDGET} s budget"; continue; fi
   case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
+  mkdir -p /tmp/mmoc-matrix-disk/a /tmp/mmoc-matrix-disk/b   # the disk plans' folders (matrix.ts DISK_DIRS)
   s=$(date +%s.%N)
   timeout $T node bin/mmoc.js execute "$file" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
   rc=$?
