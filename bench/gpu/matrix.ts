@@ -154,6 +154,7 @@ function cmdPlans(out: string, profilePath: string, cpu: boolean): void {
         continue;
       }
     }
+    if (plan.policy.diskPaths.length && profile.disks.length === 0) { m.left_out.push({ name: x.name, reason: 'the profile has no disk (calibrate --disk-path)' }); continue; }
     for (const d of plan.policy.diskPaths) mkdirSync(d, { recursive: true });
     const file = join(out, 'plans', `${x.name}.json`);
     writeFileSync(file, JSON.stringify(plan));
@@ -302,7 +303,8 @@ export function evaluateBenchResult(json: unknown, source: string, root: string)
       if (!planJson) { ev.skipped.push({ label, reason: 'the result neither embeds its plan nor names a plan file in the repository' }); continue; }
       let plan: Plan;
       try { plan = parsePlan(planJson, label); } catch (e) { ev.skipped.push({ label, reason: `plan does not parse: ${(e as Error).message}` }); continue; }
-      const sim = simulatePlan(plan, profile, { criticalPath: false });
+      let sim: ReturnType<typeof simulatePlan>;
+      try { sim = simulatePlan(plan, profile, { criticalPath: false }); } catch (e) { ev.skipped.push({ label, reason: `does not simulate on the profile: ${(e as Error).message}` }); continue; }
       const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches * plan.layout.dataParallel;
       const peaks = (meas.peak_gib ?? []).flatMap((m, i) => {
         if (typeof m !== 'number' || !(m > 0)) return []; // not measured on that device
@@ -363,8 +365,16 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
   else if (cmd === 'evaluate' && out) {
     const files = out === 'all' ? benchResultFiles(process.cwd()) : [out];
     for (const f of files) console.log(formatEvaluation(evaluateBenchResult(JSON.parse(readFileSync(f, 'utf8')), f, process.cwd())));
+  } else if (cmd === 'row' && out) {
+    // the README.md results-table row of a bench result's prediction errors (bench/gpu/commit-matrix.sh)
+    const ev = evaluateBenchResult(JSON.parse(readFileSync(out, 'utf8')), out, process.cwd());
+    const s = summary(ev);
+    const offl = ev.runs.filter((r) => /hostadam|offload|streamed|disk|opt\d+gpu|cap\d+/.test(r.label)).length;
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    const ok = ev.qualifies && s.plans >= 12 && s.stepMape <= 0.05 && s.peakWorst <= 0.03 && s.stepWorst <= STEP_BOUND && ev.ranking.length === 0;
+    console.log(`| prediction error, GPU bench matrix: ${s.plans} plans (${offl} with offload) on ${ev.machine ?? 'the GPU machine'}, \`bash bench/gpu/matrix.sh\` at ${process.argv[4] ?? 'HEAD'} | step time MAPE **${pct(s.stepMape)}** (worst ${pct(s.stepWorst)}), peak memory MAPE **${pct(s.peakMape)}** (worst ${pct(s.peakWorst)}), ranking ${ev.ranking.length ? `${ev.ranking.length} inversions` : 'consistent'}${ok ? '' : ' (issue 7 goal not met)'} | — | \`${out}\` |`);
   } else {
-    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all>');
+    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all> | row <result.json> [commit]');
     process.exit(2);
   }
 }
