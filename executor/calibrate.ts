@@ -382,7 +382,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       if (flops * 3.5 > flopBudget * 2) { skipped.push(`attention ${s.batch}x${s.heads}x${s.seq}x${s.head_dim}: above the CPU time budget`); continue; }
       jobs.push({
         part: 'attention', label: `attention ${dtype} b${s.batch} h${s.heads}/${s.kv_heads} s${s.seq} d${s.head_dim}`,
-        task: { kind: 'attention', device: dev, dtype, dims: [s.batch, s.heads, s.kv_heads, s.seq, s.head_dim], ...rep },
+        task: { kind: 'attention', device: dev, dtype, dims: [s.batch, s.heads, s.kv_heads, s.seq, s.head_dim], ...rep, ...(gpuMode ? { warmup: Math.max(3, rep.warmup), iters: Math.max(7, rep.iters), maxSec: Math.max(0.3, rep.maxSec) } : {}) },
         apply: (r) => attnPts.push({ ...s, causal: true, fwd_us: +r.value.toFixed(3), bwd_us: +r.value2.toFixed(3) }),
       });
     }
@@ -624,7 +624,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     }
     if (attnPts.length) {
       c.attention = { ...(c.attention ?? {}), [dtype]: attnPts };
-      mark('compute.attention', `causal attention forward and backward at seq ${o.seqs.join(', ')}, ${dtype}${build.sdpa ? ' (SDPA)' : ' (math path)'}`);
+      mark('compute.attention', `causal attention forward and backward at seq ${o.seqs.join(', ')}, ${dtype}${build.sdpa ? ' (SDPA)' : ' (math path)'}, on the model's q|k|v views${gpuMode ? ', device time (each repetition queued behind about 3 ms of GEMMs: no host dispatch or autograd hand-off in the figure)' : ''}, median of ${gpuMode ? Math.max(7, rep.iters) : rep.iters} after ${gpuMode ? Math.max(3, rep.warmup) : rep.warmup} untimed (lazy kernel loading and autograd start-up on the first shape)`);
     }
     if (kern.length) {
       const bytes = kern.reduce((s, k) => s + k.bytes, 0), us = kern.reduce((s, k) => s + k.us, 0);

@@ -7,8 +7,11 @@
 #   (this machine)  /work/shared/gpu/pack.sh
 #   (GPU machine)   source .gpu/env.sh && bash bench/gpu/matrix.sh
 #   (CPU check)     MMOC_BENCH_CPU=1 OUT=/tmp/m bash bench/gpu/matrix.sh   # tiny model on CPU ranks, no peers
-# Commit the result as bench/results/<date>-matrix-<machine>.json; test/prediction-error.test.ts
-# then bounds its errors.
+# Commit the result in one step: `bash bench/gpu/commit-matrix.sh $OUT` (copies it to
+# bench/results/<date>-matrix-h200x2.json and the run to bench/gpu/matrix-<date>-h200x2/, prints the
+# README row); test/prediction-error.test.ts then bounds its errors. The plans also cover offload
+# (host AdamW, delayed, GPU/host split, streamed parameters, activation offload, disk under
+# /tmp/mmoc-matrix-disk, a 32 GiB cap): about 450-480 s in all on 2x H200 with the peers.
 # Knobs: MMOC_BENCH_BUDGET_S (default 400: no plan starts after it; the peers get what is left of
 # about 525 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
 # MMOC_BENCH_NO_PEERS=1.
@@ -31,7 +34,7 @@ if [[ $CPU == 1 ]]; then
   [[ -f native/build/Release/mmoc_native.node || -n ${MMOC_NATIVE_ADDON:-} ]] || node scripts/build-native.mjs > "$OUT/build.log" 2>&1
   node bin/mmoc.js doctor --json > "$OUT/doctor.json" 2> /dev/null
   say "== calibrate"
-  node bin/mmoc.js calibrate --quick --target cpu --only gemm,attention,kernels,cpu,memory,overheads --model tiny --seq 32 --mbs 1,2,4,8 \
+  node bin/mmoc.js calibrate --quick --target cpu --only gemm,attention,kernels,cpu,memory,disk,overheads --disk-path /tmp --model tiny --seq 32 --mbs 1,2,4,8 \
     --id matrix-cpu -o "$OUT/profile.json" > "$OUT/calibrate.txt" 2> "$OUT/calibrate.err"
   say "calibrate rc=$? ($(head -1 "$OUT/calibrate.txt"))"
   PLANFLAG=--cpu
@@ -62,6 +65,7 @@ cat "$OUT/plans.err"
 while IFS=$'\t' read -r name file; do
   if (( $(elapsed) > BUDGET )); then say "skip $name: past the ${BUDGET} s budget"; continue; fi
   case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
+  mkdir -p /tmp/mmoc-matrix-disk/a /tmp/mmoc-matrix-disk/b   # the disk plans' folders (matrix.ts DISK_DIRS)
   s=$(date +%s.%N)
   timeout $T node bin/mmoc.js execute "$file" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
   rc=$?

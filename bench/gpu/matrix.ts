@@ -6,10 +6,12 @@
 //
 // The plans: every schedule the executor runs (1F1B, GPipe, interleaved 1F1B), LLaMA-2-7B and
 // LLaMA-3.2-1B (grouped-query attention), 1 and 2 GPUs, several micro-batch sizes, recompute on
-// and off; no offload (the executor has no offload engine yet: native/src/runtime.cpp answers
-// fetch/offload/upload/disk instructions with "needs the offload engine (issue 6)"). A plan the
-// memory model says does not fit the device is left out with the reason. `--cpu`: the tiny model
-// on CPU ranks (a check of the harness on a machine without GPUs).
+// and off; and the offload policies the executor runs (mostly on the 1B model, whose steps are
+// short): the optimizer update on the host (synchronous and delayed), part of it on the GPU,
+// streamed parameters, activation offload with recompute, optimizer states partly on disk (under
+// /tmp/mmoc-matrix-disk, made by `plans`), and a GPU memory cap (LLaMA-2-7B). A plan the memory
+// model says does not fit the device (or its cap) is left out with the reason. `--cpu`: the tiny
+// model on CPU ranks (a check of the harness on a machine without GPUs).
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -20,7 +22,7 @@ import { parsePlan } from '../../planner/plan-schema.ts';
 import { planMemory, simulatePlan } from '../../planner/lower.ts';
 import { llama2_7b, llama32_1b, tiny } from '../../planner/test-models.ts';
 import type { ModelConfig } from '../../planner/model-config.ts';
-import type { Plan, Precision, ScheduleName } from '../../planner/plan-types.ts';
+import type { Plan, Precision, ScheduleName, StagePolicy } from '../../planner/plan-types.ts';
 import { parseHardwareProfile, type HardwareProfile } from '../../sim/index.ts';
 
 const GiB = 2 ** 30;
@@ -36,29 +38,70 @@ export interface MatrixEntry {
   M: number;
   recompute: boolean;
   seq: number;
+  /** Offload policy (absent: everything resident on the GPU). */
+  offload?: Offload;
 }
 
+/** An offload variant of a plan: its name suffix, the stage policy and job settings it changes. */
+export interface Offload {
+  label: string;
+  pol: (p: StagePolicy) => StagePolicy;
+  delayed?: boolean;
+  /** Optimizer-state tier on disk: the plan gets DISK_DIRS. */
+  disk?: boolean;
+  capGiB?: number;
+}
+
+/** Disk-tier folders of the disk plans (one per rank; `plans` makes them). */
+export const DISK_DIRS = ['/tmp/mmoc-matrix-disk/a', '/tmp/mmoc-matrix-disk/b'];
+
+const F = (gpu: number, cpu: number, disk = 0) => ({ gpu, cpu, disk });
+const hostAdam = (p: StagePolicy): StagePolicy => ({ ...p, master: F(0, 1), optState: F(0, 1) });
+export const OFFLOADS = {
+  host: { label: 'hostadam', pol: hostAdam },
+  hostDelayed: { label: 'hostadam-delayed', pol: hostAdam, delayed: true },
+  part: { label: 'opt50gpu-delayed', pol: (p: StagePolicy) => ({ ...p, master: F(0.5, 0.5), optState: F(0.5, 0.5) }), delayed: true },
+  streamed: { label: 'streamed50-hostadam-delayed', pol: (p: StagePolicy) => ({ ...hostAdam(p), params: F(0.5, 0.5) }), delayed: true },
+  act: { label: 'actoffload', pol: (p: StagePolicy) => ({ ...p, activations: F(0, 1) }) },
+  disk: { label: 'hostadam-opt1disk', pol: (p: StagePolicy) => ({ ...p, master: F(0, 0.99, 0.01), optState: F(0, 0.99, 0.01) }), disk: true },
+} satisfies Record<string, Offload>;
+
 export function matrixEntries(cpu: boolean): MatrixEntry[] {
-  const e = (model: ModelConfig, gpus: number, schedule: ScheduleName, v: number, mbs: number, M: number, recompute: boolean, seq: number): MatrixEntry => ({
-    name: `${model.name}-${gpus}g-${schedule}${v > 1 ? `-v${v}` : ''}-mbs${mbs}x${M}${recompute ? '-rc' : ''}`, model, gpus, schedule, v, mbs, M, recompute, seq,
+  const e = (model: ModelConfig, gpus: number, schedule: ScheduleName, v: number, mbs: number, M: number, recompute: boolean, seq: number, offload?: Offload): MatrixEntry => ({
+    name: `${model.name}-${gpus}g-${schedule}${v > 1 ? `-v${v}` : ''}-mbs${mbs}x${M}${recompute ? '-rc' : ''}${offload ? `-${offload.label}${offload.capGiB ? `-cap${offload.capGiB}` : ''}` : ''}`,
+    model, gpus, schedule, v, mbs, M, recompute, seq, ...(offload ? { offload } : {}),
   });
+  const O = OFFLOADS;
   if (cpu) {
     const t = tiny, s = 32;
     return [
       e(t, 2, '1f1b', 1, 2, 8, false, s), e(t, 2, '1f1b', 1, 2, 8, true, s), e(t, 2, 'gpipe', 1, 2, 8, false, s), e(t, 2, 'gpipe', 1, 4, 4, true, s),
       e(t, 2, 'interleaved-1f1b', 2, 2, 8, false, s), e(t, 2, '1f1b', 1, 4, 4, false, s), e(t, 1, 'gpipe', 1, 2, 8, false, s), e(t, 1, 'gpipe', 1, 4, 4, true, s),
       e(t, 2, 'interleaved-1f1b', 2, 1, 8, true, s), e(t, 2, '1f1b', 1, 1, 16, false, s), e(t, 1, '1f1b', 1, 8, 2, false, s), e(t, 2, 'gpipe', 1, 1, 16, true, s),
+      // the offload policies
+      e(t, 2, '1f1b', 1, 2, 8, false, s, O.host), e(t, 2, '1f1b', 1, 2, 8, false, s, O.hostDelayed), e(t, 2, '1f1b', 1, 2, 8, false, s, O.part),
+      e(t, 2, '1f1b', 1, 2, 8, true, s, O.streamed), e(t, 2, '1f1b', 1, 2, 8, true, s, O.act), e(t, 2, '1f1b', 1, 2, 8, false, s, O.disk),
     ];
   }
   const b7 = llama2_7b, b1 = llama32_1b, s = 1024;
   return [
     // LLaMA-2-7B, 8192 tokens a step
-    e(b7, 2, '1f1b', 1, 1, 8, false, s), e(b7, 2, '1f1b', 1, 1, 8, true, s), e(b7, 2, 'gpipe', 1, 1, 8, true, s),
+    e(b7, 2, '1f1b', 1, 1, 8, false, s), e(b7, 2, '1f1b', 1, 1, 8, true, s), e(b7, 2, 'gpipe', 1, 2, 4, false, s),
     e(b7, 2, 'interleaved-1f1b', 2, 1, 8, false, s), e(b7, 2, '1f1b', 1, 2, 4, true, s), e(b7, 1, 'gpipe', 1, 1, 8, true, s),
     // LLaMA-3.2-1B (GQA, tied embeddings), 8192 tokens a step
     e(b1, 1, 'gpipe', 1, 1, 8, false, s), e(b1, 1, 'gpipe', 1, 2, 4, true, s), e(b1, 1, '1f1b', 1, 4, 2, false, s),
     e(b1, 2, '1f1b', 1, 1, 8, false, s), e(b1, 2, 'gpipe', 1, 2, 4, false, s), e(b1, 2, 'interleaved-1f1b', 2, 1, 8, true, s),
     e(b1, 2, '1f1b', 1, 4, 2, true, s), e(b1, 2, '1f1b', 1, 2, 4, false, s),
+    // offload, LLaMA-3.2-1B on 2 GPUs (1F1B, 2 x 4): the update on the host (synchronous, delayed),
+    // half of it on the GPU, half the parameters streamed, activations on the host with recompute,
+    // 1% of the master weights and AdamW states on disk (the update on the host)
+    e(b1, 2, '1f1b', 1, 2, 4, false, s, O.host), e(b1, 2, '1f1b', 1, 2, 4, false, s, O.hostDelayed), e(b1, 2, '1f1b', 1, 2, 4, false, s, O.part),
+    e(b1, 2, '1f1b', 1, 2, 4, false, s, O.streamed), e(b1, 2, '1f1b', 1, 2, 4, true, s, O.act),
+    // LLaMA-2-7B with recompute and the update on the host, delayed, capped at 32 GiB a GPU
+    e(b7, 2, '1f1b', 1, 1, 8, true, s, { ...O.hostDelayed, capGiB: 32 }),
+    // last (the budget skips it first): the disk tier holds whole parameter groups, so even 1% puts
+    // a group on /tmp (about 5.7 s a step predicted on the last profile's 1.1 GB/s)
+    e(b1, 2, '1f1b', 1, 2, 4, false, s, O.disk),
   ];
 }
 
@@ -66,14 +109,32 @@ export function matrixPlan(x: MatrixEntry, hardware: string, cpu: boolean, steps
   const precision: Precision = cpu ? 'fp32' : 'bf16-mixed';
   const stageLayers = evenPartition(x.model.num_hidden_layers, x.gpus * x.v);
   return buildPlan({
-    hardware, model: x.model, precision, optimizer: { ...defaultOptimizer(), lr: 1e-5 },
-    job: { seq: x.seq, microBatchSize: x.mbs, microBatches: x.M, steps, gpuMemCapBytes: null, seed: 1 },
+    hardware, model: x.model, precision, optimizer: { ...defaultOptimizer(), lr: 1e-5, delayedUpdate: x.offload?.delayed ?? false },
+    job: { seq: x.seq, microBatchSize: x.mbs, microBatches: x.M, steps, gpuMemCapBytes: x.offload?.capGiB ? x.offload.capGiB * GiB : null, seed: 1 },
     schedule: x.schedule, stageLayers, pipelineRanks: x.gpus, dataParallel: 1,
-    rankDevice: Array.from({ length: x.gpus }, (_, i) => (cpu ? -1 : i)), policy: stageLayers.map(() => defaultPolicy(x.recompute)),
+    rankDevice: Array.from({ length: x.gpus }, (_, i) => (cpu ? -1 : i)),
+    policy: stageLayers.map(() => (x.offload ? x.offload.pol(defaultPolicy(x.recompute)) : defaultPolicy(x.recompute))),
+    ...(x.offload?.disk ? { diskPaths: DISK_DIRS } : {}),
   });
 }
 
-interface Manifest { cpu: boolean; plans: { name: string; file: string; entry: Omit<MatrixEntry, 'model'> & { model: string } }[]; left_out: { name: string; reason: string }[] }
+interface Manifest { cpu: boolean; plans: { name: string; file: string; entry: Omit<MatrixEntry, 'model' | 'offload'> & { model: string; offload: string | null } }[]; left_out: { name: string; reason: string }[] }
+
+/** What a plan offloads, in words (the bench result's plan.offload). */
+export function offloadSummary(plan: Plan): string {
+  const parts: string[] = [];
+  const st = plan.policy.stages;
+  const frac = (k: 'params' | 'grads' | 'master' | 'optState' | 'activations') => {
+    const f = st.reduce((a, p) => ({ gpu: a.gpu + p[k].gpu, cpu: a.cpu + p[k].cpu, disk: a.disk + (p[k].disk ?? 0) }), { gpu: 0, cpu: 0, disk: 0 });
+    const n = st.length;
+    return f.gpu / n >= 0.9999 ? null : `${k} ${[['gpu', f.gpu], ['cpu', f.cpu], ['disk', f.disk]].filter(([, v]) => (v as number) > 0).map(([t, v]) => `${t} ${Math.round(((v as number) / n) * 100)}%`).join(' ')}`;
+  };
+  for (const k of ['params', 'grads', 'master', 'optState', 'activations'] as const) { const x = frac(k); if (x) parts.push(x); }
+  if (plan.optimizer.delayedUpdate) parts.push('delayed update');
+  if (plan.policy.diskPaths.length) parts.push(`disk ${plan.policy.diskPaths.join(', ')}`);
+  if (plan.job.gpuMemCapBytes) parts.push(`cap ${(plan.job.gpuMemCapBytes / GiB).toFixed(0)} GiB`);
+  return parts.length ? parts.join('; ') : 'none';
+}
 
 function cmdPlans(out: string, profilePath: string, cpu: boolean): void {
   const profile = parseHardwareProfile(JSON.parse(readFileSync(profilePath, 'utf8')), profilePath);
@@ -81,19 +142,24 @@ function cmdPlans(out: string, profilePath: string, cpu: boolean): void {
   const m: Manifest = { cpu, plans: [], left_out: [] };
   for (const x of matrixEntries(cpu)) {
     if (x.gpus > profile.gpus.count) { m.left_out.push({ name: x.name, reason: `needs ${x.gpus} devices, the profile has ${profile.gpus.count}` }); continue; }
-    const plan = matrixPlan(x, resolve(profilePath), cpu, cpu ? 5 : 6);
+    // offload plans run 4 steps (their first, with the host groups' set-up, is not timed)
+    const plan = matrixPlan(x, resolve(profilePath), cpu, cpu ? 5 : x.offload ? 4 : 6);
     parsePlan(JSON.parse(JSON.stringify(plan)), x.name);
     if (!cpu) {
       const mem = planMemory(plan, profile);
       const peak = Math.max(...mem.devices.map((d) => d.total));
-      if (peak > 0.96 * profile.gpus.memory_bytes) {
-        m.left_out.push({ name: x.name, reason: `the memory model predicts ${(peak / GiB).toFixed(1)} GiB on a ${(profile.gpus.memory_bytes / GiB).toFixed(1)} GiB device` });
+      const cap = Math.min(profile.gpus.memory_bytes, plan.job.gpuMemCapBytes ?? Infinity);
+      if (peak > 0.96 * cap) {
+        m.left_out.push({ name: x.name, reason: `the memory model predicts ${(peak / GiB).toFixed(1)} GiB on a ${(cap / GiB).toFixed(1)} GiB ${plan.job.gpuMemCapBytes ? 'cap' : 'device'}` });
         continue;
       }
     }
+    if (plan.policy.diskPaths.length && profile.disks.length === 0) { m.left_out.push({ name: x.name, reason: 'the profile has no disk (calibrate --disk-path)' }); continue; }
+    for (const d of plan.policy.diskPaths) mkdirSync(d, { recursive: true });
     const file = join(out, 'plans', `${x.name}.json`);
     writeFileSync(file, JSON.stringify(plan));
-    m.plans.push({ name: x.name, file, entry: { ...x, model: x.model.name } });
+    const { offload, ...rest } = x;
+    m.plans.push({ name: x.name, file, entry: { ...rest, model: x.model.name, offload: offload?.label ?? null } });
   }
   writeFileSync(join(out, 'plans', 'manifest.json'), JSON.stringify(m, null, 1));
   for (const p of m.plans) console.log(`${p.name}\t${p.file}`);
@@ -109,9 +175,9 @@ function cmdAssemble(out: string, profilePath: string): void {
   const profile = parseHardwareProfile(JSON.parse(readFileSync(profilePath, 'utf8')), profilePath);
   const m = JSON.parse(readFileSync(join(out, 'plans', 'manifest.json'), 'utf8')) as Manifest;
   const jobs = new Map<string, { job: Record<string, unknown>; runs: Record<string, unknown>[] }>();
-  const jobOf = (model: string, seq: number, tokens: number, gpus: number) => {
-    const k = `${model}|${seq}|${tokens}|${gpus}`;
-    if (!jobs.has(k)) jobs.set(k, { job: { model, seq, tokens_per_step: tokens, gpus, gpu_mem_cap_gib: null }, runs: [] });
+  const jobOf = (model: string, seq: number, tokens: number, gpus: number, cap: number | null = null) => {
+    const k = `${model}|${seq}|${tokens}|${gpus}|${cap}`;
+    if (!jobs.has(k)) jobs.set(k, { job: { model, seq, tokens_per_step: tokens, gpus, gpu_mem_cap_gib: cap }, runs: [] });
     return jobs.get(k)!;
   };
   let doctor: { devices?: { cuda?: { name: string; totalBytes: number }[] }; build?: { torchVersion?: string; cudaVersion?: string } } = {};
@@ -124,7 +190,7 @@ function cmdAssemble(out: string, profilePath: string): void {
       system: 'mmoc',
       plan: {
         name: p.name, schedule: plan.schedule, layout: plan.layout.stages.map((s) => `[${s.layers[0]},${s.layers[1]})@${plan.layout.rankDevice[s.rank]! >= 0 ? `cuda:${plan.layout.rankDevice[s.rank]}` : `cpu rank ${s.rank}`}`).join(' '),
-        micro_batches: plan.job.microBatches, micro_batch_size: plan.job.microBatchSize, recompute: p.entry.recompute, offload: 'none', precision: plan.precision,
+        micro_batches: plan.job.microBatches, micro_batch_size: plan.job.microBatchSize, recompute: p.entry.recompute, offload: offloadSummary(plan), precision: plan.precision,
         plan: { ...plan, hardware: profile.id },
       },
       predicted: { step_s: +sim.step_s.toFixed(5), tokens_per_s: Math.round(tokens / sim.step_s), peak_gib: sim.peak_bytes.map((b) => +(b / GiB).toFixed(3)), bottleneck: sim.bottleneck },
@@ -139,7 +205,7 @@ function cmdAssemble(out: string, profilePath: string): void {
       run.measured = null;
       run.failed = why;
     }
-    jobOf(p.entry.model, plan.job.seq, tokens, plan.layout.pipelineRanks).runs.push(run);
+    jobOf(p.entry.model, plan.job.seq, tokens, plan.layout.pipelineRanks, plan.job.gpuMemCapBytes ? +(plan.job.gpuMemCapBytes / GiB).toFixed(1) : null).runs.push(run);
   }
   // peers: one JSON line each (.gpu/peers/run_peers.sh)
   if (existsSync(join(out, 'peers.jsonl'))) {
@@ -224,7 +290,7 @@ export function evaluateBenchResult(json: unknown, source: string, root: string)
   ev.reason = ev.qualifies ? `profile ${profile.id} measured ${profile.provenance.date} (${profile.provenance.how ?? ''})`
     : `profile ${profile.id} is not a measured one (provenance ${profile.provenance.source}: ${profile.provenance.note ?? profile.provenance.how ?? ''}): errors reported, bounds not applied`;
   for (const res of r.results) {
-    const jobLabel = res.job ? `${res.job.model} seq ${res.job.seq} x${res.job.tokens_per_step} tok on ${res.job.gpus}` : '?';
+    const jobLabel = res.job ? `${res.job.model} seq ${res.job.seq} x${res.job.tokens_per_step} tok on ${res.job.gpus}${typeof res.job.gpu_mem_cap_gib === 'number' ? ` capped at ${res.job.gpu_mem_cap_gib} GiB` : ''}` : '?';
     for (const run of res.runs ?? []) {
       if (run.system !== 'mmoc') continue;
       const pl = (run.plan ?? {}) as Record<string, unknown>;
@@ -237,7 +303,8 @@ export function evaluateBenchResult(json: unknown, source: string, root: string)
       if (!planJson) { ev.skipped.push({ label, reason: 'the result neither embeds its plan nor names a plan file in the repository' }); continue; }
       let plan: Plan;
       try { plan = parsePlan(planJson, label); } catch (e) { ev.skipped.push({ label, reason: `plan does not parse: ${(e as Error).message}` }); continue; }
-      const sim = simulatePlan(plan, profile, { criticalPath: false });
+      let sim: ReturnType<typeof simulatePlan>;
+      try { sim = simulatePlan(plan, profile, { criticalPath: false }); } catch (e) { ev.skipped.push({ label, reason: `does not simulate on the profile: ${(e as Error).message}` }); continue; }
       const tokens = plan.job.seq * plan.job.microBatchSize * plan.job.microBatches * plan.layout.dataParallel;
       const peaks = (meas.peak_gib ?? []).flatMap((m, i) => {
         if (typeof m !== 'number' || !(m > 0)) return []; // not measured on that device
@@ -298,8 +365,16 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
   else if (cmd === 'evaluate' && out) {
     const files = out === 'all' ? benchResultFiles(process.cwd()) : [out];
     for (const f of files) console.log(formatEvaluation(evaluateBenchResult(JSON.parse(readFileSync(f, 'utf8')), f, process.cwd())));
+  } else if (cmd === 'row' && out) {
+    // the README.md results-table row of a bench result's prediction errors (bench/gpu/commit-matrix.sh)
+    const ev = evaluateBenchResult(JSON.parse(readFileSync(out, 'utf8')), out, process.cwd());
+    const s = summary(ev);
+    const offl = ev.runs.filter((r) => /hostadam|offload|streamed|disk|opt\d+gpu|cap\d+/.test(r.label)).length;
+    const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+    const ok = ev.qualifies && s.plans >= 12 && s.stepMape <= 0.05 && s.peakWorst <= 0.03 && s.stepWorst <= STEP_BOUND && ev.ranking.length === 0;
+    console.log(`| prediction error, GPU bench matrix: ${s.plans} plans (${offl} with offload) on ${ev.machine ?? 'the GPU machine'}, \`bash bench/gpu/matrix.sh\` at ${process.argv[4] ?? 'HEAD'} | step time MAPE **${pct(s.stepMape)}** (worst ${pct(s.stepWorst)}), peak memory MAPE **${pct(s.peakMape)}** (worst ${pct(s.peakWorst)}), ranking ${ev.ranking.length ? `${ev.ranking.length} inversions` : 'consistent'}${ok ? '' : ' (issue 7 goal not met)'} | — | \`${out}\` |`);
   } else {
-    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all>');
+    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all> | row <result.json> [commit]');
     process.exit(2);
   }
 }
