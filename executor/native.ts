@@ -51,7 +51,7 @@ export interface StTensor {
 
 /** What one rank runs: the plain struct that crosses into C++ (native/src/api.h RunCfg). */
 export interface RankConfig {
-  model: { hidden: number; inter: number; layers: number; heads: number; kvHeads: number; headDim: number; vocab: number; eps: number; theta: number; tied: boolean };
+  model: { hidden: number; inter: number; layers: number; heads: number; kvHeads: number; headDim: number; vocab: number; eps: number; theta: number; tied: boolean; lossChunk: number };
   optim: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; clip: number; warmup: number; cosine: boolean; minLrRatio: number };
   precision: 'fp32' | 'bf16-mixed' | 'bf16';
   seq: number;

@@ -50,6 +50,7 @@ export function rankConfig(plan: Plan, rv: Rendezvous, opts: RunOptions): RankCo
       hidden: m.hidden_size, inter: m.intermediate_size, layers: m.num_hidden_layers, heads: m.num_attention_heads,
       kvHeads: m.num_key_value_heads, headDim: m.head_dim, vocab: m.vocab_size, eps: m.rms_norm_eps, theta: m.rope_theta,
       tied: m.tie_word_embeddings,
+      lossChunk: plan.job.lossChunkTokens ?? 0,
     },
     optim: {
       lr: plan.optimizer.lr, beta1: plan.optimizer.betas[0], beta2: plan.optimizer.betas[1], eps: plan.optimizer.eps,

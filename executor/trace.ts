@@ -3,7 +3,7 @@
 // the instruction it came from (args.rank, args.pc, args.mb, args.stage, args.step), memory
 // counters, and the run's figures (tokens/s, MFU, per-device peak) in otherData.
 import type { ChromeTrace, TraceEvent } from '../sim/trace.ts';
-import { getInventory, flopsPerStep as inventoryFlopsPerStep, type Inventory } from '../planner/inventory.ts';
+import { planInventory, flopsPerStep as inventoryFlopsPerStep, type Inventory } from '../planner/inventory.ts';
 import type { Plan } from '../planner/plan-types.ts';
 import type { RankResult, RankTraceEvent } from './native.ts';
 
@@ -32,7 +32,7 @@ export function peakFlops(devices: string[]): number | null {
 /** Training FLOPs of one step (forward + backward of every micro-batch), from the planner's
  *  inventory: the same FLOP count the simulator predicts with. */
 export function flopsPerStep(plan: Plan): number {
-  const inv = getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const inv = planInventory(plan);
   return inventoryFlopsPerStep(inv, plan.job.microBatches) * plan.layout.dataParallel;
 }
 
@@ -56,7 +56,7 @@ const ASYNC_TRACKS: readonly [RankTraceEvent['track'], number, string][] = [
 
 export function measuredTrace(plan: Plan, results: RankResult[], devices: string[], figures: Record<string, unknown>): MeasuredTrace {
   const t0 = Math.min(...results.map((r) => r.startUs));
-  const inv = getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const inv = planInventory(plan);
   const ev: TraceEvent[] = [];
   results.forEach((r, rank) => {
     const pid = rank + 1;

@@ -85,6 +85,8 @@ export interface Inventory {
    *  then the backward's second fp32 buffer (the gradients of the log-probabilities and of the fp32
    *  logits, 4 bytes a logit each: the first reuses the fp32 copy's block), T * vocab * (a + 8). */
   lossWorkspaceBytes: number;
+  /** Tokens a chunk of the head's logits (0: not chunked). */
+  lossChunk: number;
 }
 
 export function actBytesOf(precision: Precision): number {
@@ -136,7 +138,8 @@ export function decoderParams(m: ModelConfig): number {
 }
 
 /** Builds the inventory of `model` for micro-batches of `mbs` sequences of `seq` tokens. */
-export function buildInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
+/** `lossChunk`: tokens a chunk of the head's logits (0: the whole micro-batch; see Job.lossChunkTokens). */
+export function buildInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number, lossChunk = 0): Inventory {
   const L = model.num_hidden_layers, h = model.hidden_size, I = model.intermediate_size, V = model.vocab_size;
   const nh = model.num_attention_heads, nkv = model.num_key_value_heads, hd = model.head_dim;
   const qd = nh * hd, kvd = nkv * hd;
@@ -193,24 +196,30 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
     }));
   }
   const tied = model.tie_word_embeddings;
+  const chunked = lossChunk > 0 && lossChunk < T;
   layers.push(finish({
     index: L + 1, kind: 'head', name: 'norm+lm_head+loss', params: h + (tied ? 0 : V * h), usesParams: h + V * h,
-    gemms: linear('lm_head', T, h, V),
+    // chunked: backward recomputes the logits (one more forward product)
+    gemms: chunked ? [...linear('lm_head', T, h, V), { ...linear('lm_head', T, h, V)[0]!, name: 'lm_head.recompute', pass: 'bwd' }] : linear('lm_head', T, h, V),
     kept: [
       { name: 'norm input', elements: T * h, dtype: 'act' },
       { name: 'norm.rstd', elements: T, dtype: 'fp32' },
       { name: 'norm.out (lm_head input)', elements: T * h, dtype: 'act' },
       // cross_entropy saves log_softmax's fp32 output for its backward (the bf16 logits and their
-      // fp32 copy are freed when the forward returns: native/src/model.cpp)
-      { name: 'log-probabilities (fp32, saved by log_softmax)', elements: T * V, dtype: 'fp32' },
-      { name: 'loss.logsumexp', elements: T, dtype: 'fp32' },
+      // fp32 copy are freed when the forward returns: native/src/model.cpp); chunked, nothing of V
+      ...(chunked ? [] : [{ name: 'log-probabilities (fp32, saved by log_softmax)', elements: T * V, dtype: 'fp32' as const },
+        { name: 'loss.logsumexp', elements: T, dtype: 'fp32' as const }]),
       { name: 'labels', elements: T, dtype: 'int64' },
     ],
     inputBytes: T * h * a, outputBytes: 4, // the loss
   }));
   let params = 0;
   for (const l of layers) params += l.params;
-  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: T * V * (a + 8) };
+  // chunked, one chunk's: forward the logits and their fp32 copy and log-probabilities (a + 8 bytes
+  // a logit), backward the fp32 logits, their softmax and its compute-precision copy (8 + a); the
+  // input gradient (T x h) is the backward workspace's
+  const C = Math.min(T, lossChunk);
+  return { model, precision, mbs, seq, layers, params, actBytes: a, lossWorkspaceBytes: chunked ? C * V * (a + 8) : T * V * (a + 8), lossChunk: chunked ? C : 0 };
 }
 
 const invCache = new Map<string, Inventory>();
@@ -220,17 +229,17 @@ const invCache = new Map<string, Inventory>();
 const byModel = new WeakMap<ModelConfig, Map<string, Inventory>>();
 /** buildInventory, memoised per (model, precision, mbs, seq) (the search asks for the same ones
  *  many times; inventories are never mutated). */
-export function getInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number): Inventory {
+export function getInventory(model: ModelConfig, precision: Precision, mbs: number, seq: number, lossChunk = 0): Inventory {
   let m = byModel.get(model);
   if (!m) { m = new Map(); byModel.set(model, m); }
-  const k = `${precision}|${mbs}|${seq}`;
+  const k = `${precision}|${mbs}|${seq}|${lossChunk}`;
   let inv = m.get(k);
   if (inv) return inv;
   const key = `${JSON.stringify(model)}|${k}`;
   inv = invCache.get(key);
   if (!inv) {
     if (invCache.size > 256) invCache.clear();
-    inv = buildInventory(model, precision, mbs, seq);
+    inv = buildInventory(model, precision, mbs, seq, lossChunk);
     invCache.set(key, inv);
   }
   if (m.size > 256) m.clear();
@@ -279,4 +288,9 @@ export function flopsPerStep(inv: Inventory, microBatches: number): number {
   let s = 0;
   for (const l of inv.layers) s += l.fwdFlops + l.bwdFlops;
   return s * microBatches;
+}
+
+/** The inventory a plan runs with. */
+export function planInventory(plan: { model: ModelConfig; precision: Precision; job: { microBatchSize: number; seq: number; lossChunkTokens?: number } }): Inventory {
+  return getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq, plan.job.lossChunkTokens ?? 0);
 }

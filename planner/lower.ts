@@ -28,7 +28,7 @@ import {
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
-import { getInventory, type Inventory } from './inventory.ts';
+import { planInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, recomputeMode, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 import { diskAlternates, diskBuffersFor } from './program-gen.ts';
@@ -201,13 +201,13 @@ export function profileOverheadBytes(profile: HardwareProfile, ranks = 2): numbe
 export function planMemory(plan: Plan, profile: HardwareProfile, inv?: Inventory): MemoryReport {
   return memoryModel({
     model: plan.model, precision: plan.precision, optimizer: plan.optimizer.name, mbs: plan.job.microBatchSize,
-    seq: plan.job.seq, microBatches: plan.job.microBatches, schedule: plan.schedule, stages: plan.layout.stages,
+    seq: plan.job.seq, lossChunkTokens: plan.job.lossChunkTokens, microBatches: plan.job.microBatches, schedule: plan.schedule, stages: plan.layout.stages,
     pipelineRanks: plan.layout.pipelineRanks, dataParallel: plan.layout.dataParallel, policy: plan.policy.stages,
     overheadBytes: profileOverheadBytes(profile, plan.layout.pipelineRanks * plan.layout.dataParallel),
     commGroupBytes: profile.overheads.comm_group_bytes, p2pConnectionBytes: profile.overheads.p2p_connection_bytes, allocatorOverheadFraction: profile.overheads.allocator_overhead_fraction, diskPaths: plan.policy.diskPaths.length,
     diskConcurrency: plan.policy.diskConcurrency ?? 2,
     program: plan.layout.virtualStages > 1 ? plan.program : undefined,
-    inventory: inv ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq),
+    inventory: inv ?? planInventory(plan),
   });
 }
 
@@ -307,6 +307,9 @@ class Lowering {
   readonly offActList = LISTS.offActList;
   readonly offLayers = LISTS.offLayers;
   cpuStep: Int32Array;
+  /** Per layer of host-accumulated gradients: the step's last add on the host worker (-2: none
+   *  yet, the first micro-batch's copy lands in the accumulator itself; -1: not offloaded yet). */
+  accAdd: Int32Array;
   diskReadOf: Int32Array;
   lastDiskWrite = -1;
   /** The rank's host worker runs its CPU updates, disk transfers and the issue of its uploads one at
@@ -368,6 +371,7 @@ class Lowering {
     const nL = inv.layers.length;
     this.lastGradOffload = scratchI32(0, nL);
     this.cpuStep = scratchI32(1, nL);
+    this.accAdd = scratchI32(9, nL);
     this.diskReadOf = scratchI32(2, nL);
     this.reloads = scratchI32(3, M * K);
     this.offActs = scratchI32(4, M * K);
@@ -430,6 +434,7 @@ class Lowering {
     this.offActList.n = 0;
     this.offLayers.n = 0;
     this.cpuStep.fill(-1, 0, nL);
+    this.accAdd.fill(-1, 0, nL);
     this.diskReadOf.fill(-1, 0, nL);
     this.lastDiskWrite = -1;
     this.lastWorker = -1;
@@ -673,7 +678,36 @@ class Lowering {
       const nx = this.prog[pc + 1];
       if (nx !== undefined && nx.op === 'offload_grads' && !pl.gradsResident[this.layerIdx[nx.layer]!]) { this.offBytes[0] += bytes; this.offLayers.push(layer); return -1; }
     }
-    const t = this.add1(this.gpu.d2h, 0, grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes[0]!, this.gpu.d2hRoute, this.lastBackward, meta);
+    // host-accumulated gradients (every micro-batch to the host): the first lands in the accumulator,
+    // each later one in a staging buffer that the host worker adds in (in its order, behind the work
+    // issued before: read two, write one, compute-precision bytes; the next copy to the staging
+    // buffer waits for that add)
+    const acc = !pl.gradsResident[i] && this.M > 1;
+    const prevAdd = acc ? this.accAdd[layer]! : -1;
+    const amount = grp >= 0 ? this.grpAmt[grp]! : bytes + this.offBytes[0]!;
+    let t: TaskId;
+    if (prevAdd >= 0) {
+      const deps = this.deps;
+      deps.n = 0;
+      if (this.lastBackward >= 0) deps.push(this.lastBackward);
+      deps.push(prevAdd);
+      t = this.addN(this.gpu.d2h, 0, amount, this.gpu.d2hRoute, deps, meta, 0, 0, 0);
+    } else {
+      t = this.add1(this.gpu.d2h, 0, amount, this.gpu.d2hRoute, this.lastBackward, meta);
+    }
+    if (acc) {
+      if (this.accAdd[layer] === -1) this.accAdd[layer] = -2;
+      else {
+        const deps = this.deps;
+        deps.n = 0;
+        deps.push(t);
+        if (this.lastWorker >= 0) deps.push(this.lastWorker);
+        // an add moves 3 x `grad` bytes a parameter; the pool's rate is AdamW's (28 bytes a parameter)
+        const add = this.addN(this.machine.cpu, 0, 0, undefined, deps, this.meta(pc, 'host_accumulate', -1, -1, layer, -1), 0, Math.round(amount * 3 / 28), this.cpuWorkers);
+        this.accAdd[layer] = add;
+        this.lastWorker = add;
+      }
+    }
     if (grp >= 0) this.grpTask[grp] = t;
     this.lastGradOffload[layer] = t;
     if (!pl.gradsResident[i]) this.lastHostGradOff = t;
@@ -805,7 +839,7 @@ class Lowering {
 }
 
 export function lowerPlan(plan: Plan, profile: HardwareProfile, opts: LowerOptions = {}): Lowered {
-  const inv = opts.inventory ?? getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const inv = opts.inventory ?? planInventory(plan);
   const mem = opts.memory ?? planMemory(plan, profile, inv);
   const { layout, policy } = plan;
   const N = layout.pipelineRanks, D = layout.dataParallel;
@@ -922,7 +956,7 @@ let periodGroups = new Float64Array(64);
  * (M-1) periods; the search extrapolates with it (search.ts estimateStep).
  */
 export function pipelinePeriod(plan: Plan, profile: HardwareProfile, inv?: Inventory): number {
-  inv ??= getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  inv ??= planInventory(plan);
   const { layout, policy } = plan;
   const N = layout.pipelineRanks, D = layout.dataParallel, K = layout.stages.length;
   const times = layerTimes(inv, profile);

@@ -34,6 +34,8 @@ export interface MemoryJob {
   optimizer: OptimizerName;
   mbs: number;
   seq: number;
+  /** Tokens a chunk of the head's logits (Job.lossChunkTokens; absent: not chunked). */
+  lossChunkTokens?: number;
   microBatches: number;
   schedule: ScheduleName;
   /** Stages in model order; stage i runs on rank stages[i].rank. */
@@ -479,7 +481,7 @@ function scratchF64(slot: number, n: number): Float64Array {
 export function memoryModel(job: MemoryJob): MemoryReport {
   const K = job.stages.length;
   if (job.policy.length !== K) throw new InputError(`memory: ${K} stages but ${job.policy.length} policies`);
-  const inv = job.inventory ?? buildInventory(job.model, job.precision, job.mbs, job.seq);
+  const inv = job.inventory ?? buildInventory(job.model, job.precision, job.mbs, job.seq, job.lossChunkTokens ?? 0);
   const B = bytesPerParam(job.precision, job.optimizer);
   const D = job.dataParallel;
   const shard = job.zero1 && D > 1 ? D : 1;

@@ -36,7 +36,7 @@ export function buildPlan(p: PlanSpec): Plan {
   const v = p.stageLayers.length / N;
   const stages: StageSpec[] = p.stageLayers.map((layers, i) => ({ layers: [layers[0], layers[1]], rank: i % N }));
   const layout: Layout = { pipelineRanks: N, dataParallel: p.dataParallel, virtualStages: v, stages, rankDevice: p.rankDevice };
-  const inv = p.inventory ?? getInventory(p.model, p.precision, p.job.microBatchSize, p.job.seq);
+  const inv = p.inventory ?? getInventory(p.model, p.precision, p.job.microBatchSize, p.job.seq, p.job.lossChunkTokens ?? 0);
   const diskPaths = p.diskPaths ?? [];
   const conc = p.diskConcurrency ?? 2;
   const program = generateProgram({

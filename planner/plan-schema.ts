@@ -76,6 +76,7 @@ const planSchema = z.strictObject({
     steps: posInt,
     gpuMemCapBytes: z.number({ error: 'must be a number of bytes or null' }).positive('must be positive').nullable(),
     seed: int(0),
+    lossChunkTokens: posInt.optional(),
   }),
   layout: z.strictObject({
     pipelineRanks: posInt,

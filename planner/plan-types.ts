@@ -66,6 +66,10 @@ export interface Job {
   /** Per-GPU memory cap in bytes, or null for the whole device. */
   gpuMemCapBytes: number | null;
   seed: number;
+  /** Tokens a chunk of the head's logits: the loss and its backward run a chunk at a time (the
+   *  logits of a micro-batch never exist at once; backward recomputes each chunk's). Absent: the
+   *  whole micro-batch at once. */
+  lossChunkTokens?: number;
 }
 
 export interface Layout {

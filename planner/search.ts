@@ -8,7 +8,15 @@
 import type { HardwareProfile } from '../sim/index.ts';
 import type { ModelConfig } from './model-config.ts';
 import { PLAN_VERSION, type Fractions, type Layout, type OptimizerSettings, type Plan, type Precision, type ScheduleName, type StagePolicy } from './plan-types.ts';
-import { getInventory, type Inventory } from './inventory.ts';
+import { actBytesOf, getInventory, type Inventory } from './inventory.ts';
+
+/** Tokens a chunk of the head's loss in the plans the search writes: 1024 where the logits of a
+ *  micro-batch (T x V, a + 8 bytes a logit in the loss) would take more than 1 GiB, else none (the
+ *  chunked loss recomputes the head's product in backward: about 1% more compute on its rank). */
+export function lossChunkOf(model: ModelConfig, precision: Precision, mbs: number, seq: number): number {
+  const T = mbs * seq;
+  return T > 1024 && T * model.vocab_size * (actBytesOf(precision) + 8) > 2 ** 30 ? 1024 : 0;
+}
 import { evenPartition, memoryModel, type MemoryReport } from './memory.ts';
 import { buildPlan, defaultOptimizer } from './plan-build.ts';
 import { layerTimes, phaseEnds, pipelinePeriod, planMemory, profileOverheadBytes, replicaProfile, simulatePlan } from './lower.ts';
@@ -226,7 +234,7 @@ export function search(input: SearchInput): SearchResult {
           if (schedule === 'interleaved-1f1b' && M % N !== 0) continue;
           if (N === 1 && schedule !== '1f1b') continue; // one stage: the schedules coincide
           for (const recompute of [false, true]) {
-            const inv = getInventory(model, precision, mbs, input.seq);
+            const inv = getInventory(model, precision, mbs, input.seq, lossChunkOf(model, precision, mbs, input.seq));
             const t = layerTimes(inv, profile);
             const cost = Array.from({ length: nLayers }, (_, l) => t.fwd[l]! * (recompute ? 2 : 1) + t.bwd[l]!);
             const parts: { name: 'time' | 'even'; layers: [number, number][] }[] = [{ name: 'time', layers: balancedPartition(cost, N * v) }];
@@ -255,7 +263,8 @@ export function search(input: SearchInput): SearchResult {
     inventory: inv,
   });
   function jobOf(lay: Layout0, capBytes: number | null) {
-    return { seq: input.seq, microBatchSize: lay.mbs, microBatches: lay.M, steps: input.steps ?? 10, gpuMemCapBytes: capBytes, seed: 0 };
+    const chunk = lossChunkOf(model, precision, lay.mbs, input.seq);
+    return { seq: input.seq, microBatchSize: lay.mbs, microBatches: lay.M, steps: input.steps ?? 10, gpuMemCapBytes: capBytes, seed: 0, ...(chunk ? { lossChunkTokens: chunk } : {}) };
   }
 
   // Stage policies of this search, one object per distinct (level, recompute, tier, prefetch,
@@ -278,7 +287,7 @@ export function search(input: SearchInput): SearchResult {
   const tiers: HostTier[] = allowDisk ? ['cpu', 'half-disk', 'disk'] : ['cpu'];
   const maxLevel = allowOffload ? MAX_LEVEL : 0;
   for (const lay of layouts) {
-    const inv = getInventory(model, precision, lay.mbs, input.seq);
+    const inv = getInventory(model, precision, lay.mbs, input.seq, lossChunkOf(model, precision, lay.mbs, input.seq));
     const K = lay.N * lay.v;
     // Per rank, the least offload level that fits (uniform levels, checked rank by rank).
     const minLevel = new Array<number>(lay.N).fill(-1);
@@ -335,7 +344,7 @@ export function search(input: SearchInput): SearchResult {
       job: jobOf(c.lay, input.gpuMemCapBytes), schedule: c.lay.schedule, stageLayers: c.lay.stageLayers,
       pipelineRanks: c.lay.N, dataParallel: c.lay.D, rankDevice,
       policy: Array.from({ length: K }, (_, s) => levelPolicy(c.levels[s % c.lay.N]!, c.lay.recompute, c.tier, c.prefetch, c.lay.D)),
-      diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq)
+      diskPaths, diskConcurrency: diskConc, inventory: getInventory(model, precision, c.lay.mbs, input.seq, lossChunkOf(model, precision, c.lay.mbs, input.seq))
     });
   };
   let lastProg: { lay: Layout0; levels: number[]; tier: HostTier; prefetch: number; delayed: boolean; M: number; replicas: number; program: Plan['program']; policy: StagePolicy[] } | null = null;
@@ -365,7 +374,7 @@ export function search(input: SearchInput): SearchResult {
     }
     if (!program) {
       program = generateProgram({
-        inventory: getInventory(model, precision, c.lay.mbs, input.seq), layout, policy, schedule: c.lay.schedule, microBatches: M,
+        inventory: getInventory(model, precision, c.lay.mbs, input.seq, lossChunkOf(model, precision, c.lay.mbs, input.seq)), layout, policy, schedule: c.lay.schedule, microBatches: M,
         diskPaths: diskPaths.length, diskBuffers: diskBuffersFor(diskPaths.length, diskConc), gradClip: optimizer.gradClip !== null,
         delayedUpdate: c.delayed, replicas, uniform: true,
       });
@@ -390,7 +399,7 @@ export function search(input: SearchInput): SearchResult {
   // (lowerPlan's coarse mode), and a plan with more micro-batches than the two short runs below is
   // extrapolated from them. The plans reported are then simulated in full.
   const simulateCandidate = (c: Cand): number => {
-    const inv = getInventory(model, precision, c.lay.mbs, input.seq);
+    const inv = getInventory(model, precision, c.lay.mbs, input.seq, lossChunkOf(model, precision, c.lay.mbs, input.seq));
     const rankDevice = isCpu ? Array.from({ length: c.lay.N * c.lay.D }, () => -1) : c.mapping.order.slice(0, c.lay.N * c.lay.D);
     return estimateStep((M) => searchPlanOf(c, 1, M), profile, {
       N: c.lay.N, D: c.lay.D, v: c.lay.v, M: c.lay.M, delayed: c.delayed, rankDevice, memory: c.mem, inventory: inv,
@@ -433,7 +442,7 @@ export function search(input: SearchInput): SearchResult {
       // Only the step time counts here (the memory bookkeeping, metadata and reports do not change
       // it; the plans reported are simulated with them below).
       const step = simulatePlan(plan, profile, {
-        memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: false, hostMemory: false,
+        memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq, lossChunkOf(model, precision, r.c.lay.mbs, input.seq)), criticalPath: false, hostMemory: false,
         peaks: false, usage: false, memoryEffects: false, meta: false, reuseGraph: true,
       }).step_s;
       return { ...r, step, tps: (r.c.lay.mbs * input.seq * r.c.lay.M * r.c.lay.D) / step };
@@ -454,7 +463,7 @@ export function search(input: SearchInput): SearchResult {
   for (let i = 0; i < topN; i++) {
     const r = results[i]!;
     const plan = planOf(r.c);
-    const sim = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq), criticalPath: true });
+    const sim = simulatePlan(plan, profile, { memory: r.c.mem, inventory: getInventory(model, precision, r.c.lay.mbs, input.seq, lossChunkOf(model, precision, r.c.lay.mbs, input.seq)), criticalPath: true });
     const bound = sim.bottleneck;
     const res = sim.result.resources.find((x) => `${x.device}/${x.name}` === bound || x.name === bound);
     topSims.push({ step: sim.step_s, bound, util: res ? `${(res.utilisation * 100).toFixed(0)}% busy` : '' });

@@ -23,12 +23,13 @@ type Pol = (p: StagePolicy) => StagePolicy;
 // with MMOC_REWRITE_ALL=1 (the planner's defaults have moved since: recompute is by layer now).
 const onlyNew = new Set(['plan-llama2-7b-1f1b-lean-mbs4x2.json', 'plan-llama2-7b-1f1b-lean-mbs2x4.json', 'plan-llama2-7b-1f1b-lrc-opt45gpu-delayed.json',
   'plan-llama2-7b-1f1b-lrc-opt50gpu-delayed.json', 'plan-llama2-7b-1f1b-lrc-opt55gpu-delayed.json', 'plan-tiny-cuda-2r-fp32-host-delayed.json', 'plan-tiny-cuda-2r-fp32-allstreamed-delayed.json',
-  'plan-tiny-cuda-2r-fp32-lrc.json', 'plan-tiny-cuda-2r-fp32-lrc-act.json']);
-function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean; capGiB?: number; mbs?: number }) {
+  'plan-tiny-cuda-2r-fp32-lrc.json', 'plan-tiny-cuda-2r-fp32-lrc-act.json', 'plan-llama2-7b-1f1b-lean-mbs8x1-chunk.json',
+  'plan-llama2-7b-1f1b-lean-mbs4x2-chunk.json', 'plan-llama2-7b-1f1b-lean-mbs8x1-chunk-pf2.json', 'plan-tiny-cuda-2r-fp32-chunk.json']);
+function write(name: string, model: ModelConfig, o: { M: number; seq: number; precision: Precision; pol: Pol; recompute?: boolean; diskPaths?: string[]; steps?: number; delayed?: boolean; capGiB?: number; mbs?: number; lossChunk?: number }) {
   const parts = evenPartition(model.num_hidden_layers, 2);
   const plan = buildPlan({
     hardware: 'h200x2', model, precision: o.precision, optimizer: { ...defaultOptimizer(), lr: 1e-5, delayedUpdate: o.delayed ?? false },
-    job: { seq: o.seq, microBatchSize: o.mbs ?? 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: o.capGiB ? o.capGiB * 2 ** 30 : null, seed: 1 },
+    job: { seq: o.seq, microBatchSize: o.mbs ?? 1, microBatches: o.M, steps: o.steps ?? 5, gpuMemCapBytes: o.capGiB ? o.capGiB * 2 ** 30 : null, seed: 1, ...(o.lossChunk ? { lossChunkTokens: o.lossChunk } : {}) },
     schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1,
     rankDevice: [0, 1], policy: parts.map(() => o.pol(defaultPolicy(o.recompute ?? false))),
     ...(o.diskPaths ? { diskPaths: o.diskPaths } : {}),
@@ -87,3 +88,11 @@ write('plan-tiny-cuda-2r-fp32-allstreamed-delayed.json', tiny, { ...t, precision
 // recompute by layer on CUDA (the tiny model, fp32: equal to the resident run), with activation offload
 write('plan-tiny-cuda-2r-fp32-lrc.json', tiny, { ...t, precision: 'fp32', pol: (p) => p, recompute: true });
 write('plan-tiny-cuda-2r-fp32-lrc-act.json', tiny, { ...t, precision: 'fp32', pol: (p) => ({ ...act(p), params: F(0, 1), master: F(0, 1), optState: F(0, 1), prefetchDepth: 1 }), recompute: true });
+// target 1 again: one micro-batch of 8 (no host gradient accumulation: the gradients land in the
+// host buffer once; the loss a chunk of 1024 tokens at a time; layer inputs kept on the GPU), and
+// micro-batches of 4 with the chunked loss
+const leanKeepAct: Pol = (p) => ({ ...host(p), params: F(0, 1), grads: F(0, 1), prefetchDepth: 1 });
+write('plan-llama2-7b-1f1b-lean-mbs8x1-chunk.json', llama2_7b, { M: 1, mbs: 8, seq: 1024, precision: 'bf16-mixed', pol: leanKeepAct, recompute: true, steps: 5, delayed: true, lossChunk: 1024 });
+write('plan-llama2-7b-1f1b-lean-mbs8x1-chunk-pf2.json', llama2_7b, { M: 1, mbs: 8, seq: 1024, precision: 'bf16-mixed', pol: (p) => ({ ...leanKeepAct(p), prefetchDepth: 2 }), recompute: true, steps: 5, delayed: true, lossChunk: 1024 });
+write('plan-llama2-7b-1f1b-lean-mbs4x2-chunk.json', llama2_7b, { M: 2, mbs: 4, seq: 1024, precision: 'bf16-mixed', pol: lean, recompute: true, steps: 5, delayed: true, lossChunk: 1024 });
+write('plan-tiny-cuda-2r-fp32-chunk.json', tiny, { ...t, precision: 'fp32', pol: (p) => p, lossChunk: 16 });

@@ -86,6 +86,7 @@ struct ModelCfg {
   int hidden = 0, inter = 0, layers = 0, heads = 0, kvHeads = 0, headDim = 0, vocab = 0;
   double eps = 1e-5, theta = 10000;
   bool tied = false;
+  int lossChunk = 0;  // tokens a chunk of the head's logits (0: the whole micro-batch at once)
 };
 struct OptimCfg {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weightDecay = 0.0, clip = 0.0;  // clip <= 0: none

@@ -229,6 +229,7 @@ RunCfg parseRunCfg(const Napi::Object& o) {
   c.model.heads = inum(m, "heads"), c.model.kvHeads = inum(m, "kvHeads"), c.model.headDim = inum(m, "headDim");
   c.model.vocab = inum(m, "vocab"), c.model.eps = num(m, "eps"), c.model.theta = num(m, "theta");
   c.model.tied = boolean(m, "tied");
+  c.model.lossChunk = inum(m, "lossChunk");
   auto op = field(o, "optim").As<Napi::Object>();
   c.optim.lr = num(op, "lr"), c.optim.beta1 = num(op, "beta1"), c.optim.beta2 = num(op, "beta2");
   c.optim.eps = num(op, "eps"), c.optim.weightDecay = num(op, "weightDecay"), c.optim.clip = num(op, "clip");

@@ -394,6 +394,60 @@ struct LinearAccum : torch::autograd::Function<LinearAccum> {
   }
 };
 
+/** The head's loss a chunk of tokens at a time: sum(mask * CE(h W^T, labels)) / normaliser without
+ *  keeping the logits (forward: (n, V) at a time; backward recomputes each chunk's logits, then
+ *  dh = dL W and dW += dL^T h). The logits of a micro-batch (T x V, fp32 for the loss) never exist
+ *  at once: the workspace is one chunk's. W's gradient goes to the Param's accumulator (as
+ *  LinearAccum's) or, for a tied embedding, through autograd. */
+struct ChunkedLoss : torch::autograd::Function<ChunkedLoss> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& h, const at::Tensor& w,
+                            const at::Tensor& labels, const at::Tensor& mask, double normaliser, int64_t chunk,
+                            int64_t param) {
+    const int64_t N = h.size(0);  // h: (N, H), labels and mask: (N)
+    auto total = at::zeros({}, h.options().dtype(at::kFloat));
+    for (int64_t a = 0; a < N; a += chunk) {
+      const int64_t n = std::min(chunk, N - a);
+      auto logits = at::mm(h.narrow(0, a, n), w.t()).to(at::kFloat);  // (n, V)
+      auto ce = at::cross_entropy_loss(logits, labels.narrow(0, a, n), {}, at::Reduction::None);
+      total += (ce * mask.narrow(0, a, n)).sum();
+    }
+    ctx->save_for_backward({h, w, labels, mask});
+    ctx->saved_data["norm"] = normaliser;
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["param"] = param;
+    return total / normaliser;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list go) {
+    auto saved = ctx->get_saved_variables();
+    const auto &h = saved[0], &w = saved[1], &labels = saved[2], &mask = saved[3];
+    const double norm = ctx->saved_data["norm"].toDouble();
+    const int64_t chunk = ctx->saved_data["chunk"].toInt(), N = h.size(0);
+    auto* p = reinterpret_cast<Param*>(ctx->saved_data["param"].toInt());
+    auto scale = go[0].to(at::kFloat) / norm;  // () on the device: no host sync
+    auto dh = at::empty_like(h);                 // (N, H)
+    at::Tensor dw = p && p->acc.defined() ? p->acc : at::Tensor();
+    for (int64_t a = 0; a < N; a += chunk) {
+      const int64_t n = std::min(chunk, N - a);
+      auto hc = h.narrow(0, a, n);
+      auto probs = at::softmax(at::mm(hc, w.t()).to(at::kFloat), -1);  // (n, V)
+      // d(CE)/d(logits) = softmax - onehot(label), times mask * dL / normaliser
+      probs.scatter_add_(1, labels.narrow(0, a, n).unsqueeze(1), at::full({n, 1}, -1.0f, probs.options()));
+      probs.mul_((mask.narrow(0, a, n) * scale).unsqueeze(1));
+      auto gl = probs.to(h.scalar_type());  // (n, V)
+      probs = at::Tensor();
+      auto dhc = dh.narrow(0, a, n);
+      at::mm_out(dhc, gl, w);
+      if (!dw.defined()) dw = at::mm(gl.t(), hc);
+      else dw.addmm_(gl.t(), hc);
+    }
+    if (p) {
+      p->acc = dw;
+      return {dh, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    return {dh, dw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 at::Tensor rotateHalf(const at::Tensor& x) {
   const auto h = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
@@ -591,6 +645,17 @@ at::Tensor Model::forward(int lo, int hi, at::Tensor x, const at::Tensor& labels
     if (layer == L + 1) {
       pre(layer, x);
       auto h = rmsnorm(x, ps[0].w, cfg.eps, fast);
+      if (cfg.lossChunk > 0) {
+        const auto& w = cfg.tied ? layers.at(0)[0].w : ps[1].w;
+        // the head's weight accumulates like LinearAccum (not tied: a tied embedding's gradient also
+        // gets the gather's, through autograd)
+        const int64_t param = cfg.tied || !fast ? 0 : reinterpret_cast<int64_t>(&ps[1]);
+        auto loss = ChunkedLoss::apply(h.reshape({-1, h.size(-1)}), w, labels.reshape({-1}), mask.reshape({-1}), normaliser,
+                                       static_cast<int64_t>(cfg.lossChunk), param);
+        post(layer, loss);
+        if (onStreamed) phase2(loss);
+        return loss;
+      }
       auto logits = cfg.tied ? at::linear(h, layers.at(0)[0].w) : linear(h, ps[1]);
       auto ce = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), labels.reshape({-1}),
                                        {}, at::Reduction::None);

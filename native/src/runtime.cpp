@@ -309,9 +309,11 @@ struct Rank {
     at::Tensor grad[2];
     int updates = 0, gradStep = -1, onDevice = 0;  // onDevice: the update count the device copy holds
     bool gradValid = false, accumulate = false, delayed = false, masterFreed = false;
+    bool devGradsFreed = false;  // the device gradients were dropped after their copy to grad[] (whole update on the host)
     int diskPath = -1;  // the path of its last disk_write (-1: never written)
     double clipAtGrad = 1.0;
     uint64_t ticket = 0;              // the group's last host task (update, disk, upload)
+    uint64_t accTicket = 0;           // its last host gradient accumulation (done with the staging buffer)
     uint64_t gradTicket[2] = {0, 0};  // the last host task that reads grad[i]
 #if MMOC_HAS_CUDA
     std::shared_ptr<at::cuda::CUDAEvent> gradEv[2];  // the GPU -> host copy into grad[i] is done
@@ -722,7 +724,10 @@ struct Rank {
     at::NoGradGuard ng;
     auto& g = hostGroup(layer);
     const int bi = g.buf(step);
-    worker.waitFor(g.gradTicket[bi]);  // the CPU step that reads this buffer is done with it
+    const bool first = g.gradStep != step;  // the step's first gradients of this layer
+    // the CPU step that read this buffer is done with it (later micro-batches add to what the
+    // first wrote, in the worker's order)
+    if (first) worker.waitFor(g.gradTicket[bi]);
     auto& dstAll = g.grad[bi];
     const int64_t bytes = (g.n - g.start) * c10::elementSize(model->compute);
     if (g.accumulate) {
@@ -730,11 +735,29 @@ struct Rank {
       MMOC_CHECK(g.start == 0, "layer " << layer << ": gradients accumulated on the host need the whole update on the host");
 #if MMOC_HAS_CUDA
       if (cuda) {
-        // the micro-batch's gradients to the staging buffer on the copy stream; the worker adds them
-        // (in order, after the previous add, which is done with the staging buffer: waited for here)
-        worker.waitFor(g.ticket);
-        const bool first = g.gradStep != step;
+        // the first micro-batch's gradients straight into the accumulator on the copy stream; a later
+        // one's to the staging buffer, added by the worker (after the previous add, which is done with
+        // the staging buffer: waited for here; the worker's earlier work, such as the delayed update of
+        // this layer, writes other buffers and is not waited for)
         afterCompute(*d2h);
+        if (first) {
+          g.gradEv[bi] = onStream(*d2h, TRACK_D2H, step, curPc, [&] {
+            segments(layer, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+              auto src = p.grad();
+              auto dst = dstAll.narrow(0, pos, len);
+              if (!src.defined()) {
+                dst.zero_();
+                return;
+              }
+              dst.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/true);
+              c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
+            });
+          });
+          for (auto& p : model->layers.at(layer)) p.zeroGrad();
+          g.gradValid = true, g.gradStep = step;
+          return bytes;
+        }
+        worker.waitFor(g.accTicket);
         auto staging = g.staging;
         auto done = onStream(*d2h, TRACK_D2H, step, curPc, [&] {
           segments(layer, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
@@ -752,10 +775,9 @@ struct Rank {
         at::Tensor acc = dstAll;
         std::ostringstream what;
         what << "host gradient accumulation of layer " << layer;
-        g.ticket = g.gradTicket[bi] = hostTask(-1, what.str(), [=]() mutable {
-          done->synchronize();
-          if (first) acc.copy_(staging);
-          else acc.add_(staging);
+        g.ticket = g.gradTicket[bi] = g.accTicket = hostTask(-1, what.str(), [=]() mutable {
+          done->synchronize();  // (after the first micro-batch's copy into acc: one stream)
+          acc.add_(staging);
         });
         g.gradValid = true, g.gradStep = step;
         return bytes;
@@ -780,11 +802,20 @@ struct Rank {
     };
 #if MMOC_HAS_CUDA
     if (cuda) {
-      // on the GPU -> host copy stream after the layer's backward; the device buffers stay until the
-      // step end (clearStep runs after the copy streams are drained)
+      // on the GPU -> host copy stream after the layer's backward; with the whole update on the host
+      // the device buffers go back to the allocator once the copy is done (the grad norm reads the
+      // host copy), else they stay until the step end (the device part's update reads them)
       afterCompute(*d2h);
       g.gradEv[bi] = onStream(*d2h, TRACK_D2H, step, curPc, [&] { copy(true); });
       g.gradValid = true, g.gradStep = step;
+      if (g.start == 0) {
+        for (auto& p : model->layers.at(layer)) {
+          auto src = p.grad();
+          if (src.defined()) c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
+          p.zeroGrad();
+        }
+        g.devGradsFreed = true;
+      }
       return bytes;
     }
 #endif
@@ -1527,12 +1558,45 @@ struct Rank {
       holdLayer = -1;
       if (l == lastLayer()) y.backward();
       else y.backward(g);
+      if (offloadsEachBackward(s, l)) {
+        // its gradients are complete: to the host now, not after the stage's backward (the program's
+        // offload_grads of this layer then only confirms it), so one layer's gradients live at a time
+        // traced at the pc of that offload_grads (measured and predicted pair by pc)
+        const int pc0 = curPc;
+        for (int q = pc0 + 1; q < static_cast<int>(cfg.program.size()); ++q)
+          if (cfg.program[q].op == OP_OFFLOAD_GRADS && cfg.program[q].layer == l) {
+            curPc = q;
+            break;
+          }
+        try {
+          offloadGrads(l);
+        } catch (...) {
+          curPc = pc0;
+          throw;
+        }
+        curPc = pc0;
+        earlyOffloaded.insert(l);
+      }
       if (l > st.lo) {
         g = x.grad();
         MMOC_CHECK(g.defined(), "backward mb " << mb << " stage " << s << ": layer " << l << "'s input got no gradient");
       }
     }
     finishBackward(mb, s);
+  }
+  /** Layers whose program offloads their gradients after every backward of their stage, updated wholly
+   *  on the host: per-layer recompute offloads each as soon as its backward is done. */
+  std::set<int> earlyOffloaded;
+  std::map<int, bool> offloadEach;
+  bool offloadsEachBackward(int s, int l) {
+    auto it = offloadEach.find(l);
+    if (it != offloadEach.end()) return it->second;
+    int backwards = 0;
+    for (const auto& in : cfg.program) backwards += in.op == OP_BACKWARD && in.stage == s;
+    auto hs = hostStart.find(l);
+    const bool yes = backwards > 0 && offloadsPerStep[l] == backwards && hs != hostStart.end() && hs->second == 0 && !dp;
+    offloadEach[l] = yes;
+    return yes;
   }
   /** After a stage's backward: its input gradient to the previous stage, the micro-batch's tensors dropped. */
   void finishBackward(int mb, int s) {
@@ -1631,9 +1695,14 @@ struct Rank {
             for (auto& p : kv.second)
             if (p.grad().defined()) sq += p.grad().to(at::kFloat).pow(2).sum();
         worker.drain();  // host gradient accumulation finished
-        for (auto& kv : host)  // gradients accumulated on the host (the device buffers are gone)
-          if (kv.second.accumulate && kv.second.gradStep == step && !model->copies.count(kv.first))
-            sq += kv.second.grad[kv.second.buf(step)].to(at::kFloat).pow(2).sum().to(device);
+        for (auto& kv : host) {  // gradients on the host (the device buffers are gone)
+          auto& g = kv.second;
+          if (!(g.accumulate || g.devGradsFreed) || g.gradStep != step || model->copies.count(kv.first)) continue;
+#if MMOC_HAS_CUDA
+          if (g.devGradsFreed && g.gradEv[g.buf(step)]) g.gradEv[g.buf(step)]->synchronize();
+#endif
+          sq += g.grad[g.buf(step)].to(at::kFloat).pow(2).sum().to(device);
+        }
         if (world) world->allreduceSum(sq)->wait();
         // after allreduce_grads every replica holds the same gradients: count them once
         gradNorm = std::sqrt(sq.item<double>() / replicas());
@@ -1685,7 +1754,9 @@ struct Rank {
         return bytes;
       }
       case OP_BARRIER: waitPending(); return 0;
-      case OP_OFFLOAD_GRADS: return offloadGrads(in.layer);
+      case OP_OFFLOAD_GRADS:
+        if (earlyOffloaded.erase(in.layer)) return (layerNumel(in.layer) - hostGroup(in.layer).start) * c10::elementSize(model->compute);
+        return offloadGrads(in.layer);
       case OP_FETCH_PARAMS: return fetchParams(in.layer);
       case OP_DISK_WRITE:
       case OP_DISK_READ: {
