@@ -367,22 +367,26 @@ export function recomputeMode(p: StagePolicy): 0 | 1 | 2 {
 
 /** Activation bytes of one micro-batch of a stage: `full` every layer's (no recompute), `kept` what
  *  stays between its forward and backward (the stage input, or every layer's input with per-layer
- *  recompute), split into `gpu` and `host` (activation offload), and `work` what recompute brings
- *  back at once (the whole stage's, or the largest layer's with per-layer recompute). */
-export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number; work: number } {
-  let full = 0, inputs = 0, maxLayer = 0;
+ *  recompute), split into `gpu` and `host` (activation offload), `work` what recompute brings
+ *  back at once (the whole stage's, or the largest layer's with per-layer recompute), and `staging`
+ *  the device bytes activation offload moves at once (the stage input out and back in; per layer,
+ *  each input leaves as it is made and comes back one layer ahead: two at a time). */
+export function stageKeptBytes(inv: Inventory, spec: StageSpec, p: StagePolicy): { full: number; kept: number; gpu: number; host: number; work: number; staging: number } {
+  let full = 0, inputs = 0, maxLayer = 0, maxInput = 0;
   const t = layerTable(inv);
   for (let l = spec.layers[0]; l < spec.layers[1]; l++) {
     full += t.keptBytes[l]!;
     inputs += t.inputBytes[l]!;
     maxLayer = Math.max(maxLayer, t.keptBytes[l]!);
+    maxInput = Math.max(maxInput, t.inputBytes[l]!);
   }
   const mode = recomputeMode(p);
   const input = t.inputBytes[spec.layers[0]]!;
   const kept = mode === 0 ? full : mode === 1 ? input : inputs;
   const host = mode === 0 ? 0 : Math.round(kept * p.activations.cpu);
   const work = mode === 0 ? 0 : mode === 1 ? full : maxLayer;
-  return { full, kept, gpu: kept - host, host, work };
+  const staging = host === 0 ? 0 : mode === 1 ? 2 * host : 2 * maxInput;
+  return { full, kept, gpu: kept - host, host, work, staging };
 }
 
 /** What one stage under its policy adds to its rank's memory (memoryModel sums these per rank;
@@ -404,7 +408,7 @@ interface StageMemory {
   loadMaster: number; hostUpdated: boolean;
   /** Largest layer gradient (the data-parallel all-reduce bucket). */
   maxLayerGrad: number;
-  kept: { full: number; kept: number; gpu: number; host: number; work: number };
+  kept: { full: number; kept: number; gpu: number; host: number; work: number; staging: number };
 }
 
 function stageMemory(inv: Inventory, spec: StageSpec, p: StagePolicy, tiedTogether: boolean, B: Bytes, shard: number): StageMemory {
@@ -529,7 +533,7 @@ export function memoryModel(job: MemoryJob): MemoryReport {
       keptHostByStage[s] = k.host;
       perMb += k.gpu;
       recompute = Math.max(recompute, k.work);
-      if (k.host > 0) actStage = Math.max(actStage, 2 * k.host);
+      actStage = Math.max(actStage, k.staging);
       // Beyond the kept fp32 log-probabilities: in the forward the bf16 logits and their fp32 copy
       // (a + 4 bytes a logit), freed when it returns; in the backward the gradients of the
       // log-probabilities and of the fp32 logits (4 + 4 bytes). The caching allocator reserves both:

@@ -1155,6 +1155,9 @@ struct Rank {
 #endif
   };
   std::map<Key, HostAct> hostAct, hostLayerAct;
+#if MMOC_HAS_CUDA
+  std::map<Key, std::shared_ptr<at::cuda::CUDAEvent>> layerInReady;  // reloaded layer inputs' copies
+#endif
   /** A device tensor to host memory on the copy stream after the compute issued so far. */
   HostAct actToHost(const at::Tensor& src) {
     auto d = src.detach();
@@ -1172,8 +1175,13 @@ struct Rank {
     a.h.copy_(d);
     return a;
   }
-  /** Back to the device on the host -> GPU stream; the compute stream waits for it on the device. */
+  /** Back to the device on the host -> GPU stream; the compute stream waits for it on the device
+   *  (now, or with `ready`, where the caller blocks on it before the use). */
+#if MMOC_HAS_CUDA
+  at::Tensor actToDevice(const HostAct& a, std::shared_ptr<at::cuda::CUDAEvent>* ready = nullptr) {
+#else
   at::Tensor actToDevice(const HostAct& a) {
+#endif
     at::Tensor d;
 #if MMOC_HAS_CUDA
     if (cuda) {
@@ -1183,7 +1191,8 @@ struct Rank {
       auto hsrc = a.h;
       auto done = onStream(*h2d, TRACK_H2D, step, curPc, [&] { d.copy_(hsrc, /*non_blocking=*/true); });
       c10::cuda::CUDACachingAllocator::recordStream(d.storage().data_ptr(), *h2d);
-      done->block(c10::cuda::getCurrentCUDAStream(device.index()));  // the backward waits on the device, not here
+      if (ready) *ready = done;
+      else done->block(c10::cuda::getCurrentCUDAStream(device.index()));  // the backward waits on the device, not here
       hostKeep.push_back(hsrc);  // the pinned source lives until the step end
       return d;
     }
@@ -1205,6 +1214,11 @@ struct Rank {
     }
     if (st.recompute && st.recomputeLayers)
       for (int l = st.lo + 1; l < st.hi; ++l) {
+        auto h = hostLayerAct.find({mb, l});
+        if (h != hostLayerAct.end()) {  // offloaded by the forward already
+          bytes += h->second.h.numel() * h->second.h.element_size();
+          continue;
+        }
         auto it = layerIn.find({mb, l});
         MMOC_CHECK(it != layerIn.end(), "offload_act mb " << mb << " stage " << s << ": no input of layer " << l << " (before its forward?)");
         auto a = actToHost(it->second);
@@ -1230,10 +1244,8 @@ struct Rank {
       for (int l = st.lo + 1; l < st.hi; ++l) {
         auto it = hostLayerAct.find({mb, l});
         MMOC_CHECK(it != hostLayerAct.end(), "reload_act mb " << mb << " stage " << s << ": layer " << l << "'s input was not offloaded");
-        auto d = actToDevice(it->second);
-        layerIn[{mb, l}] = d;
-        bytes += d.numel() * d.element_size();
-        hostLayerAct.erase(it);
+        // the backward brings each back one layer ahead of its use
+        bytes += it->second.h.numel() * it->second.h.element_size();
       }
     return bytes;
   }
@@ -1481,10 +1493,16 @@ struct Rank {
     at::Tensor y;
     if (st.recompute && st.recomputeLayers) {
       // keep every layer's input for its recompute in backward: (B, S, H) each
+      // with activation offload each goes to host memory as soon as it exists (the program's
+      // offload_act then only confirms): one or two layer inputs on the device at a time
       at::NoGradGuard ng;
+      const bool early = offloadsActs(s);
       y = x;
       for (int l = st.lo; l < st.hi; ++l) {
-        if (l > st.lo) layerIn[{mb, l}] = y;
+        if (l > st.lo) {
+          if (early) hostLayerAct[{mb, l}] = actToHost(y);
+          else layerIn[{mb, l}] = y;
+        }
         y = runLayers(mb, l, l + 1, y);
       }
     } else if (st.recompute) {
@@ -1539,6 +1557,23 @@ struct Rank {
     output.erase({mb, s});
     for (int l = st.hi - 1; l >= st.lo; --l) {
       at::Tensor x;
+      // offloaded layer inputs come back one layer ahead (this one, if not yet, and the next)
+      for (int q = l; q >= std::max(st.lo + 1, l - 1); --q) {
+        auto h = hostLayerAct.find({mb, q});
+        if (h == hostLayerAct.end() || layerIn.count({mb, q})) continue;
+#if MMOC_HAS_CUDA
+        layerIn[{mb, q}] = actToDevice(h->second, &layerInReady[{mb, q}]);
+#else
+        layerIn[{mb, q}] = actToDevice(h->second);
+#endif
+        hostLayerAct.erase(h);
+      }
+#if MMOC_HAS_CUDA
+      if (auto r = layerInReady.find({mb, l}); r != layerInReady.end()) {
+        if (r->second) r->second->block(c10::cuda::getCurrentCUDAStream(device.index()));
+        layerInReady.erase(r);
+      }
+#endif
       if (l == st.lo) {
         x = stageInput(mb, s);
       } else {
@@ -1587,6 +1622,16 @@ struct Rank {
   /** Layers whose program offloads their gradients after every backward of their stage, updated wholly
    *  on the host: per-layer recompute offloads each as soon as its backward is done. */
   std::set<int> earlyOffloaded;
+  /** Does the program offload the kept activations of stage `s` (activation offload)? */
+  std::map<int, bool> actOffload;
+  bool offloadsActs(int s) {
+    auto it = actOffload.find(s);
+    if (it != actOffload.end()) return it->second;
+    bool yes = false;
+    for (const auto& in : cfg.program) yes = yes || (in.op == OP_OFFLOAD_ACT && in.stage == s);
+    actOffload[s] = yes;
+    return yes;
+  }
   std::map<int, bool> offloadEach;
   bool offloadsEachBackward(int s, int l) {
     auto it = offloadEach.find(l);
@@ -1955,6 +2000,9 @@ struct Rank {
     MMOC_CHECK(fetchQueue.empty(), "step end with " << fetchQueue.size() << " fetch_params never issued (streamed layer " << fetchQueue.front().first << ")");
     input.clear(), output.clear(), gradOut.clear(), gradIn.clear(), hostAct.clear(), hostKeep.clear();
     layerIn.clear(), hostLayerAct.clear();
+#if MMOC_HAS_CUDA
+    layerInReady.clear();
+#endif
     tokens.clear(), labels.clear(), mask.clear();
     for (auto& kv : model->layers)
       for (auto& p : kv.second) p.zeroGrad();
