@@ -210,14 +210,23 @@ export function cpuAdamThreads(cores: number, ranks: number, quick: boolean): nu
   return uniq(xs, String).sort((a, b) => a - b);
 }
 
-/** The probe plan of the overhead fit: the tiny model, one rank, one stage, GPipe. */
-export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}): Plan {
+/** The executor runs calibrate measures (the per-instruction fit, the memory outside the allocator):
+ *  the tiny model, or on GPUs `shape`: two decoder layers of the job's model at its sequence length
+ *  and micro-batch size, so that the runs load the kernels and library workspaces of the real shapes
+ *  (a tiny-model run holds 0.5 GiB less outside the allocator than the real runs on an H200, and its
+ *  instructions are all host time). */
+export interface ProbeShape { model: ModelConfig; seq: number; mbs: number }
+export function probeShapeOf(model: ModelConfig, seq: number, mbs: number): ProbeShape {
+  return { model: { ...model, name: `${model.name}-2-layers`, num_hidden_layers: 2 }, seq: Math.min(seq, model.max_position_embeddings), mbs };
+}
+export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}, shape?: ProbeShape): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
   const v = variant.interleaved && ranks > 1 ? 2 : 1;
-  const stageLayers = evenPartition(tiny.num_hidden_layers, ranks * v);
+  const base = shape?.model ?? tiny;
+  const stageLayers = evenPartition(base.num_hidden_layers, ranks * v);
   return buildPlan({
-    hardware, model: variant.tied ? { ...tiny, tie_word_embeddings: true } : tiny, precision, optimizer: defaultOptimizer(),
-    job: { seq: 32, microBatchSize: mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
+    hardware, model: variant.tied ? { ...base, tie_word_embeddings: true } : base, precision, optimizer: defaultOptimizer(),
+    job: { seq: shape?.seq ?? 32, microBatchSize: shape?.mbs ?? mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
     schedule: ranks > 1 ? (v > 1 ? 'interleaved-1f1b' : '1f1b') : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
     rankDevice: Array.from({ length: ranks }, (_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
   });
@@ -484,8 +493,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'overheads', label: 'compute slowdown under copies cuda:0', task: { kind: 'slowdown', device: dev, dtype: 'bf16', dims: [quick ? 4096 : 8192], bytes: linkBytes, ...rep }, apply: (r) => { slowdown = r.value; } });
     }
     jobs.push({
-      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank tiny-model runs of the executor)`,
+      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank ${gpuMode ? `${o.models[0]!.name} 2-layer` : 'tiny-model'} runs of the executor)`,
       run: async () => {
+        const shape = gpuMode ? probeShapeOf(o.models[0]!, o.seqs[0]!, o.microBatchSizes[0]!) : undefined;
         applyCompute();
         const steps = quick ? 4 : 6;
         const N = Math.min(2, G);
@@ -493,7 +503,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const sizes = gpuMode ? [2] : [1, 4];
         const probes: { plan: Plan; byPc: Map<string, number[]>; opOf: Map<string, string>; step: number }[] = [];
         for (const mbs of sizes) {
-          const plan = probePlan(gpuMode, o.id, steps, N, mbs);
+          const plan = probePlan(gpuMode, o.id, steps, N, mbs, {}, shape);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
           // device memory outside the caching allocator of each rank at its peak (context, library
           // workspaces and, on more than one rank, the NCCL communicators' buffers)
@@ -532,10 +542,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const b = r.peak_bytes?.[0], res = r.peak_reserved_bytes?.[0];
             return typeof b === 'number' && typeof res === 'number' ? b - res - here : NaN;
           };
-          const one = await rank0Outside(probePlan(gpuMode, o.id, 2, 1, 2));
-          const two = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2));
-          const tied = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { tied: true }));
-          const inter = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { interleaved: true }));
+          const one = await rank0Outside(probePlan(gpuMode, o.id, 2, 1, 2, {}, shape));
+          const two = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, {}, shape));
+          const tied = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { tied: true }, shape));
+          const inter = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { interleaved: true }, shape));
           if ([one, two, tied, inter].every(Number.isFinite) && one > 0) outside = { one, two, tied, inter };
         }
         const sim = (plan: Plan, q: HardwareProfile) => simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
@@ -745,7 +755,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.comm_buffer_bytes = Math.max(0, Math.round(x.two - x.one));
     p.overheads.comm_group_bytes = Math.max(0, Math.round(x.tied - x.two));
     p.overheads.p2p_connection_bytes = Math.max(0, Math.round((x.inter - x.two) / 2));
-    const how = `rank 0's device memory outside the caching allocator in executor runs of the tiny model (less what the calibrating process holds on cuda:0)`;
+    const how = `rank 0's device memory outside the caching allocator in executor runs of ${gpuMode ? `two decoder layers of ${o.models[0]!.name} (seq ${o.seqs[0]}, micro-batch ${o.microBatchSizes[0]})` : 'the tiny model'} (less what the calibrating process holds on cuda:0)`;
     mark('overheads.cuda_context_bytes', `${how}: 1 rank`);
     mark('overheads.comm_buffer_bytes', `${how}: 2-rank 1F1B less 1 rank`);
     mark('overheads.comm_group_bytes', `${how}: 2-rank 1F1B with a split tied embedding less without`);
@@ -765,7 +775,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.kernel_launch_us = +f.launch.toFixed(3);
     p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
     const where = gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : `the CPU (micro-batches of 1 and 4 sequences, ${rankThreads} thread${rankThreads > 1 ? 's' : ''} a rank)`;
-    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after${gpuMode ? `; steps from ${f.firstStep}, each instruction's fastest; robust (median, outliers beyond 5 MADs dropped${f.excluded.length ? `: ${f.excluded.join(', ')}` : ': none'})` : ''}`);
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank ${gpuMode ? `${o.models[0]!.name} 2-layer (seq ${o.seqs[0]}, micro-batch ${o.microBatchSizes[0]})` : 'tiny-model'} runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after${gpuMode ? `; steps from ${f.firstStep}, each instruction's fastest; robust (median, outliers beyond 5 MADs dropped${f.excluded.length ? `: ${f.excluded.join(', ')}` : ': none'})` : ''}`);
     if (!gpuMode) figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
     if (!gpuMode && Math.abs(f.scale - 1) > 1e-3) {
       Object.assign(p, scaleCompute(p, f.scale, dtype));

@@ -338,3 +338,23 @@ test('the head\'s loss a chunk of tokens at a time (job.lossChunkTokens) gives t
   const r = await run(chunked(tiedPlan(), 16));
   for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `tied: step ${i} loss ${r.losses[i]} vs whole ${ref.losses[i]}`);
 });
+
+test('a tied embedding split across ranks keeps its update on the device when the policy puts the optimizer on the host (both copies get the same update); the rest updates on the host and the losses equal the resident run', { skip, timeout: 180_000 }, async () => {
+  const tiedModel = { ...tiny, tie_word_embeddings: true };
+  const mk = (pol: Pol): Plan => {
+    const parts = evenPartition(tiny.num_hidden_layers, 2);
+    return parsePlan(JSON.parse(JSON.stringify(buildPlan({
+      hardware: 'cpu', model: tiedModel, precision: 'fp32', optimizer: { ...defaultOptimizer(), lr: 1e-3 },
+      job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: 5, gpuMemCapBytes: null, seed: 7 },
+      schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1], policy: parts.map(() => pol(defaultPolicy(false))),
+    }))), 'plan.json');
+  };
+  const p = mk((x) => ({ ...hostOpt(x), grads: { gpu: 0, cpu: 1, disk: 0 } }));
+  const L = tiny.num_hidden_layers;
+  const steps = p.program.ranks.flat().filter((i) => i.op === 'optimizer_step') as { layer: number; tier: string }[];
+  for (const l of [0, L + 1]) assert.ok(steps.filter((s) => s.layer === l).every((s) => s.tier === 'gpu'), `tied layer ${l} updates on the GPU`);
+  assert.ok(steps.some((s) => s.tier === 'cpu'), 'the other layers update on the host');
+  const ref = await run(mk((x) => x));
+  const r = await run(p);
+  for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `step ${i} loss ${r.losses[i]} vs resident ${ref.losses[i]}`);
+});

@@ -293,7 +293,7 @@ export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, head
     hostSide[i] = params[i]! - gpuElems[i]!;
   }
   const hostCpuShare = p.optState.cpu + p.optState.disk > 0 ? p.optState.cpu / (p.optState.cpu + p.optState.disk) : 1;
-  return {
+  const pl = {
     layers,
     params,
     paramsResident: residentFlags(params, p.params.gpu),
@@ -301,6 +301,21 @@ export function placeStage(inv: Inventory, spec: StageSpec, p: StagePolicy, head
     gpuElems,
     hostStateInCpu: residentFlags(hostSide, hostCpuShare),
   };
+  // A tied embedding whose head is on another rank: both ranks keep a copy, sum its gradient across
+  // the two and apply the same update (native/src/runtime.cpp syncTied); that runs on the GPU, so
+  // the two tied layers keep their weights, gradients and update there whatever the policy says.
+  if (inv.model.tie_word_embeddings && !headHasEmbedding) {
+    const L = inv.model.num_hidden_layers;
+    for (let i = 0; i < n; i++) {
+      if (lo + i !== 0 && lo + i !== L + 1) continue;
+      pl.gpuElems[i] = params[i]!;
+      hostSide[i] = 0;
+      pl.paramsResident[i] = 1;
+      pl.gradsResident[i] = 1;
+      pl.hostStateInCpu[i] = 1;
+    }
+  }
+  return pl;
 }
 
 /** residentLayers as 1/0 flags. */

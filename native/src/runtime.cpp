@@ -2126,10 +2126,19 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
       }
     }
 #endif
-    // asynchronous work: its own slices (copy streams, CPU updates, disk) replace the issue slices
+    // asynchronous work: its own slices (copy streams, CPU updates, disk) replace the issue slices;
+    // a forward's or backward's own copies (activation offload by layer as the forward makes the
+    // inputs, their reloads one layer ahead) are slices of their own beside the compute slice
+    const size_t nInstr = evs.size();
     for (auto& sl : r.takeSlices()) {
-      if (sl.step != step || sl.pc < 0 || sl.pc >= static_cast<int>(evs.size())) continue;
-      auto& e = evs[sl.pc];
+      if (sl.step != step || sl.pc < 0 || sl.pc >= static_cast<int>(nInstr)) continue;
+      if (evs[sl.pc].op == OP_FORWARD || evs[sl.pc].op == OP_BACKWARD) {
+        TraceEv side = evs[sl.pc];
+        side.op = sl.track == TRACK_D2H ? OP_OFFLOAD_ACT : OP_RELOAD_ACT;
+        side.bytes = 0;
+        evs.push_back(side);
+      }
+      auto& e = evs[sl.pc].op == OP_FORWARD || evs[sl.pc].op == OP_BACKWARD ? evs.back() : evs[sl.pc];
       e.track = sl.track;
 #if MMOC_HAS_CUDA
       if (sl.a) {
