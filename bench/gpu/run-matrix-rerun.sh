@@ -18,7 +18,7 @@ say "built"
 cp "$D/profile.json" "$OUT/profile-overheads.json"
 node bin/mmoc.js calibrate --quick --only overheads --model llama2-7b,llama3.2-1b --seq 1024 --mbs 1,2,4 --id matrix-gpu -o "$OUT/profile-overheads.json" --json > "$OUT/calibrate-overheads.json" 2> "$OUT/calibrate-overheads.err"
 say "calibrate overheads rc=$? $(node -e 'const p=require(process.argv[1]);console.log(JSON.stringify(p.overheads))' "$OUT/profile-overheads.json")"
-for f in $D/rerun-plans/*.json; do
+for f in $D/plans/llama3.2-1b-2g-1f1b-mbs2x4-{hostadam,hostadam-delayed,opt50gpu-delayed,streamed50-hostadam-delayed,hostadam-opt1disk}.json; do  # re-made (the refused ones: plans-refused/)
   name=$(basename "$f" .json)
   timeout 100 node bin/mmoc.js execute "$f" --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
   rc=$?
