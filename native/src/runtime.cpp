@@ -495,6 +495,7 @@ struct Rank {
         auto x = at::zeros({1}, at::TensorOptions().device(device));
         c->allreduceSum(x)->wait();
       }
+      warmPointToPoint();
     }
     planEarlyUpdate();
     capMemory();
@@ -503,6 +504,31 @@ struct Rank {
   /** The plan's per-GPU cap (e.g. a 48 GiB card emulated on a larger one): the caching allocator may
    *  reserve at most the cap less what the device already holds outside it (context, communicator
    *  buffers, measured now, after the communicators were created). */
+  /** One message each way with every peer the program sends to or receives from, on the
+   *  communicator it uses (NCCL creates a point-to-point communicator, and its buffers, at a pair's
+   *  first send/receive): before capMemory reads what the device holds outside the allocator. The
+   *  lower rank of a pair sends first, the higher receives first (no deadlock). */
+  void warmPointToPoint() {
+    std::set<std::pair<int, int>> pairs;  // (communicator: 0 fwd, 1 bwd; peer)
+    for (const auto& in : cfg.program) {
+      if (in.peer == cfg.rank || in.peer < 0) continue;
+      if (in.op == OP_SEND_ACT || in.op == OP_RECV_ACT) pairs.insert({0, in.peer});
+      if (in.op == OP_SEND_GRAD || in.op == OP_RECV_GRAD) pairs.insert({1, in.peer});
+    }
+    for (const auto& [which, peer] : pairs) {
+      Comm* c = which == 0 ? fwd.get() : bwd.get();
+      if (!c) continue;
+      auto out = at::zeros({1}, at::TensorOptions().device(device)), in = at::empty({1}, at::TensorOptions().device(device));
+      const int tag = 1 << 20;  // no micro-batch uses it
+      if (cfg.rank < peer) {
+        c->send(out, peer, tag)->wait();
+        c->recv(in, peer, tag)->wait();
+      } else {
+        c->recv(in, peer, tag)->wait();
+        c->send(out, peer, tag)->wait();
+      }
+    }
+  }
   void capMemory() {
     if (cfg.gpuMemCapBytes <= 0 || !cuda) return;
 #if MMOC_HAS_CUDA
@@ -720,6 +746,22 @@ struct Rank {
     }
   }
 
+#if MMOC_HAS_CUDA
+  /** On the current (copy) stream: a whole-host layer's gradients, elements [0, n), into `dst`; the
+   *  device blocks are held for the copy stream (recordStream), so the caller may drop them. */
+  void gradsToHostAsync(int layer, int64_t n, const at::Tensor& dst) {
+    segments(layer, 0, n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
+      auto src = p.grad();
+      auto d = dst.narrow(0, pos, len);
+      if (!src.defined()) {
+        d.zero_();
+        return;
+      }
+      d.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/true);
+      c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
+    });
+  }
+#endif
   int64_t offloadGrads(int layer) {
     at::NoGradGuard ng;
     auto& g = hostGroup(layer);
@@ -741,36 +783,14 @@ struct Rank {
         // this layer, writes other buffers and is not waited for)
         afterCompute(*d2h);
         if (first) {
-          g.gradEv[bi] = onStream(*d2h, TRACK_D2H, step, curPc, [&] {
-            segments(layer, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-              auto src = p.grad();
-              auto dst = dstAll.narrow(0, pos, len);
-              if (!src.defined()) {
-                dst.zero_();
-                return;
-              }
-              dst.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/true);
-              c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
-            });
-          });
+          g.gradEv[bi] = onStream(*d2h, TRACK_D2H, step, curPc, [&] { gradsToHostAsync(layer, g.n, dstAll); });
           for (auto& p : model->layers.at(layer)) p.zeroGrad();
           g.gradValid = true, g.gradStep = step;
           return bytes;
         }
         worker.waitFor(g.accTicket);
         auto staging = g.staging;
-        auto done = onStream(*d2h, TRACK_D2H, step, curPc, [&] {
-          segments(layer, 0, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
-            auto src = p.grad();
-            auto dst = staging.narrow(0, pos, len);
-            if (!src.defined()) {
-              dst.zero_();
-              return;
-            }
-            dst.copy_(src.reshape({-1}).narrow(0, off, len), /*non_blocking=*/true);
-            c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), *d2h);
-          });
-        });
+        auto done = onStream(*d2h, TRACK_D2H, step, curPc, [&] { gradsToHostAsync(layer, g.n, staging); });
         for (auto& p : model->layers.at(layer)) p.zeroGrad();  // the blocks return once the copy is done
         at::Tensor acc = dstAll;
         std::ostringstream what;
