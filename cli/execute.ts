@@ -19,6 +19,7 @@ interface ExecuteOpts {
   timeout: string;
   threads?: string;
   hostMem?: string;
+  autoCap?: boolean;
   json?: boolean;
 }
 
@@ -56,6 +57,7 @@ export function register(program: Command): void {
     .option('--timeout <s>', 'seconds a rank waits for a peer before failing', '120')
     .option('--threads <n>', 'intra-op threads per rank on CPU')
     .option('--host-mem <bytes>', 'host memory the ranks may use for offloaded state, all ranks together (e.g. 200GiB): a plan needing more is refused at set-up with what it needs')
+    .option('--no-auto-cap', 'do not cap a plan that streams weights at its predicted peak plus 15% (without a cap the caching allocator keeps the streamed blocks cached: far more memory than the plan needs)')
     .option('--json', 'print the result as JSON on stdout')
     .action(
       action(async (planPath: string, opts: ExecuteOpts) => {
@@ -78,7 +80,7 @@ export function register(program: Command): void {
             plan,
             {
               steps, dataPath: opts.data && resolve(opts.data), weightsDir: opts.weights && resolve(opts.weights),
-              saveDir: opts.save && resolve(opts.save), trace: opts.trace !== undefined, timeoutSec, threads, hostMemBytes,
+              saveDir: opts.save && resolve(opts.save), trace: opts.trace !== undefined, timeoutSec, threads, hostMemBytes, autoCap: opts.autoCap,
             },
             {
               onProgress: (p) => {
