@@ -30,6 +30,17 @@ test('mmoc memory splits stages and reports host and disk for offloaded states',
   assert.equal(j.memory.devices[0].optimizerStates, 0);
 });
 
+test('mmoc memory --recompute keeps every layer input and one layer of activations (by layer, the default); --recompute stage the stage input and the whole stage', () => {
+  const run = (...a: string[]) => {
+    const r = mmoc('memory', '--model', 'llama2-7b', '--stages', '2', '--microbatches', '8', '--schedule', 'gpipe', '--json', ...a);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out).memory.devices[1] as { activations: { perMicroBatch: number }; temporary: { recompute: number } };
+  };
+  const byLayer = run('--recompute'), byStage = run('--recompute', 'stage');
+  assert.equal(byLayer.activations.perMicroBatch, 17 * byStage.activations.perMicroBatch); // 16 decoder layers and the head
+  assert.ok(byLayer.temporary.recompute * 10 < byStage.temporary.recompute);
+});
+
 test('mmoc memory prints a human table in GiB by default', () => {
   const r = mmoc('memory', '--model', 'tiny', '--stages', '2');
   assert.equal(r.code, 0, r.err);
@@ -78,6 +89,7 @@ const bad: [string[], string][] = [
   [['--model', 'llama2-7b', '--stages', '2', '--schedule', 'interleaved-1f1b', '--microbatches', '3'], '--microbatches: interleaved-1f1b needs the micro-batches (3) to be a multiple of the stages (2)'],
   [['--model', 'llama2-7b', '--seq', '8192'], '--seq: 8192 exceeds the model\'s max_position_embeddings (4096)'],
   [['--model', 'llama2-7b', '--overhead', 'lots'], '--overhead: "lots" is not a size'],
+  [['--model', 'llama2-7b', '--recompute', 'often'], '--recompute: "often" must be "layer" or "stage"'],
   [[], '--model is required'],
 ];
 for (const [args, msg] of bad) {
