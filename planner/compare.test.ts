@@ -80,3 +80,18 @@ test('the side-by-side trace holds predicted and measured processes for each dev
   assert.equal(mx.length, 3);
   assert.equal(Math.min(...mx.map((e) => e.ts!)), 0);
 });
+
+test('side work at an instruction\'s pc is not its time: a forward\'s own activation copies (measured) and the host adds beside an offload (predicted)', () => {
+  const side = (step: number, t0: number): TraceEvent[] => [
+    ...measuredStep(step, t0, 110, 180),
+    { ...X('offload_act', 1, t0 + 10, 40, { rank: 0, pc: 0, step }), tid: 3 },
+    { ...X('reload_act', 1, t0 + 120, 30, { rank: 0, pc: 1, step }), tid: 4 },
+  ];
+  const m: ChromeTrace = { displayTimeUnit: 'ms', traceEvents: [...side(0, 0), ...side(1, 5000)] };
+  const p: ChromeTrace = { ...predicted, traceEvents: [...predicted.traceEvents, X('host_accumulate', 1, 300, 500, { rank: 0, pc: 1, op: 'host_accumulate' })] };
+  const r = compareTraces(p, m, {});
+  const fwd = r.by_op.find((o) => o.op === 'forward')!, bwd = r.by_op.find((o) => o.op === 'backward')!;
+  assert.equal(fwd.measured, 110);
+  assert.equal(bwd.measured, 180);
+  assert.equal(bwd.predicted, 200);
+});

@@ -97,7 +97,11 @@ export function compareTraces(predicted: ChromeTrace, measured: ChromeTrace, opt
   // per (rank, pc): predicted sum of task durations; measured median over steps
   const key = (s: Slice) => `${s.rank}:${s.pc}`;
   const pDur = new Map<string, { dur: number; s: Slice }>();
+  // Side work at an instruction's pc is not the instruction's own time: the host adds of
+  // accumulated gradients the simulator lowers beside an offload_grads, and the activation copies a
+  // forward or backward issues itself (slices of another opcode at its pc in the measured trace).
   for (const s of P) {
+    if (s.op === 'host_accumulate') continue;
     const k = key(s);
     const cur = pDur.get(k);
     if (cur) cur.dur += s.dur; else pDur.set(k, { dur: s.dur, s });
@@ -107,6 +111,7 @@ export function compareTraces(predicted: ChromeTrace, measured: ChromeTrace, opt
     const k = key(s);
     let cur = mDurs.get(k);
     if (!cur) mDurs.set(k, (cur = { durs: new Map(), s }));
+    else if (s.op !== cur.s.op && (cur.s.op === 'forward' || cur.s.op === 'backward')) continue;
     cur.durs.set(s.step, (cur.durs.get(s.step) ?? 0) + s.dur);
   }
   const byOp = new Map<string, { p: number; m: number; n: number }>();
