@@ -358,3 +358,34 @@ test('a tied embedding split across ranks keeps its update on the device when th
   const r = await run(p);
   for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `step ${i} loss ${r.losses[i]} vs resident ${ref.losses[i]}`);
 });
+
+test('one rank\'s disk transfers on two paths run at once (a disk worker a path): in some step a transfer on one path overlaps one on the other; the losses equal the host-memory run', { skip, timeout: 180_000 }, async () => {
+  const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-p0-')), mkdtempSync(join(tmpdir(), 'mmoc-p1-'))];
+  try {
+    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
+    const ref = await run(plan(2, { pol: hostOpt }));
+    const p = plan(2, { pol: onDisk, diskPaths: dirs });
+    process.env.MMOC_DISK_DELAY_MS = '40'; // every transfer lasts 40 ms: those issued together overlap
+    let r;
+    try {
+      r = await execute(p, { threads: 1, timeoutSec: 60, trace: true }, {});
+    } finally {
+      delete process.env.MMOC_DISK_DELAY_MS;
+    }
+    for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-6, `step ${i}: ${r.losses[i]} vs ${ref.losses[i]}`);
+    const ev = r.trace!.traceEvents.filter((e) => e.ph === 'X' && (e.name === 'disk_read' || e.name === 'disk_write'));
+    let overlaps = 0;
+    for (const pid of [1, 2]) {
+      const prog = p.program.ranks[pid - 1]!;
+      const mine = ev.filter((e) => e.pid === pid).map((e) => {
+        const a = e.args as { pc: number };
+        return { path: (prog[a.pc] as { path: number }).path, a: e.ts ?? 0, b: (e.ts ?? 0) + (e.dur ?? 0) };
+      });
+      assert.ok(new Set(mine.map((x) => x.path)).size === 2, `rank ${pid - 1} uses both paths`);
+      overlaps += mine.filter((x) => mine.some((y) => y.path !== x.path && x.a < y.b && y.a < x.b)).length;
+    }
+    assert.ok(overlaps > 0, 'transfers on the two paths overlap in time');
+  } finally {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+});

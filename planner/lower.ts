@@ -312,6 +312,8 @@ class Lowering {
   accAdd: Int32Array;
   diskReadOf: Int32Array;
   lastDiskWrite = -1;
+  /** Per disk path: the rank's last transfer on it (its disk worker runs them in issue order). */
+  lastOnPath: number[] = [];
   /** The rank's host worker runs its CPU updates, disk transfers and the issue of its uploads one at
    *  a time in program order: each waits for the worker's previous blocking task (an upload only
    *  queues a copy, so the worker moves on at once). */
@@ -437,6 +439,7 @@ class Lowering {
     this.accAdd.fill(-1, 0, nL);
     this.diskReadOf.fill(-1, 0, nL);
     this.lastDiskWrite = -1;
+    this.lastOnPath.length = 0;
     this.lastWorker = -1;
     this.readsSeen = 0;
     this.rankAlt = false;
@@ -808,7 +811,8 @@ class Lowering {
     if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
     const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
     const meta = this.meta(pc, 'upload_params', -1, -1, layer, bytes);
-    // queued on the worker behind every CPU update and disk transfer issued before it
+    // queued on the host worker behind every CPU update issued before it (disk transfers run on
+    // their paths' own workers)
     const st = this.lastWorker >= 0 ? this.lastWorker : this.cpuStep[layer]!;
     const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, st >= 0 ? st : -1, meta);
     if (grp >= 0) this.grpTask[grp] = t;
@@ -831,9 +835,11 @@ class Lowering {
     const hit = read && this.rankAlt && this.readsSeen++ < this.altKeep;
     const t = hit ? this.g.add(-1, 0, 0, undefined, 0, 0, 0, meta) : this.g.add(disk, 0, bytes, undefined, read ? 1 : 2, 0, 0, meta);
     if (dep >= 0) this.g.dep(dep, t);
-    if (this.lastWorker >= 0 && this.lastWorker !== dep) this.g.dep(this.lastWorker, t);
+    // each path has a disk worker of its own (in issue order); the host worker does not wait for them
+    const prev = this.lastOnPath[path] ?? -1;
+    if (prev >= 0 && prev !== dep) this.g.dep(prev, t);
+    this.lastOnPath[path] = t;
     if (read) this.diskReadOf[layer] = t; else this.lastDiskWrite = t;
-    this.lastWorker = t;
     return t;
   }
 }

@@ -103,3 +103,30 @@ test('alternating disk-group order: with the delayed update the first diskBuffer
   assert.equal(eager.disk, eager.total, 'without the delayed update the order is the backward\'s: no alternation');
   assert.ok(alt.step <= fixed.step, `fewer disk reads are not slower: ${alt.step} vs ${fixed.step}`);
 });
+
+test('a rank\'s disk transfers on two paths overlap (a disk worker a path), each path\'s in issue order', () => {
+  const parts = evenPartition(tiny.num_hidden_layers, 2);
+  const D = { gpu: 0, cpu: 0, disk: 1 };
+  const p = buildPlan({
+    hardware: 'h200x2', model: tiny, precision: 'bf16-mixed', optimizer: { ...defaultOptimizer() },
+    job: { seq: 64, microBatchSize: 1, microBatches: 4, steps: 2, gpuMemCapBytes: null, seed: 1 },
+    schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [0, 1],
+    policy: parts.map(() => ({ ...defaultPolicy(false), master: D, optState: D })), diskPaths: ['/a', '/b'],
+  });
+  const prof = JSON.parse(JSON.stringify(profile('h200x2'))) as HardwareProfile;
+  const d0 = prof.disks[0] ?? { path: '/a', read_GBps: 1, write_GBps: 1, concurrency: 2, latency_us: 100 };
+  prof.disks = [{ ...d0, path: '/a', read_GBps: 0.01, write_GBps: 0.01 }, { ...d0, path: '/b', read_GBps: 0.01, write_GBps: 0.01 }];
+  const sim = simulatePlan(p, prof, { criticalPath: false });
+  const { taskOf } = sim.lowered;
+  const { start_us: s, end_us: e } = sim.result;
+  const prog = p.program.ranks[0]!;
+  const spans = prog.flatMap((x, pc) => (x.op === 'disk_read' || x.op === 'disk_write' ? [{ path: (x as { path: number }).path, t: taskOf[0]![pc]! }] : []))
+    .filter((x) => x.t >= 0).map((x) => ({ path: x.path, a: s[x.t]!, b: e[x.t]! }));
+  assert.ok(new Set(spans.map((x) => x.path)).size === 2, 'both paths used');
+  const overlap = spans.some((x) => spans.some((y) => y.path !== x.path && x.a < y.b && y.a < x.b));
+  assert.ok(overlap, 'transfers on the two paths overlap in time');
+  for (const path of [0, 1]) {
+    const on = spans.filter((x) => x.path === path);
+    for (let i = 1; i < on.length; i++) assert.ok(on[i]!.a >= on[i - 1]!.b - 1e-6, `path ${path}: in issue order, one at a time`);
+  }
+});

@@ -38,7 +38,8 @@
 //  - optimizer_step(tier 'cpu') waits for the layer's last offload_grads (and disk_read);
 //    upload_params waits for it and copies the CPU-updated part of the weights.
 //  - disk_read waits for the disk_write issued just before it on the rank (this bounds the groups
-//    staged in host memory); disk_write waits for the layer's CPU step.
+//    staged in host memory); disk_write waits for the layer's CPU step. A rank's transfers on one
+//    path run one after the other in issue order; transfers on different paths overlap.
 //  - With optimizer.delayedUpdate the CPU steps at the start of a program apply the previous
 //    step's host gradients; their upload_params come after the step's last backward. A streamed
 //    layer whose CPU step comes before the step's first backward is fetched, all step long, with

@@ -310,7 +310,10 @@ struct Rank {
     int updates = 0, gradStep = -1, onDevice = 0;  // onDevice: the update count the device copy holds
     bool gradValid = false, accumulate = false, delayed = false, masterFreed = false;
     bool devGradsFreed = false;  // the device gradients were dropped after their copy to grad[] (whole update on the host)
-    int diskPath = -1;  // the path of its last disk_write (-1: never written)
+    int diskPath = -1;  // the path of its first disk_write (-1: never written; its file never moves)
+    bool written = false;  // its file holds a state (only its path's disk worker touches it)
+    HostWorker* diskW = nullptr;  // the disk worker of its path and its last transfer's ticket there
+    uint64_t diskTicket = 0;
     double clipAtGrad = 1.0;
     uint64_t ticket = 0;              // the group's last host task (update, disk, upload)
     uint64_t accTicket = 0;           // its last host gradient accumulation (done with the staging buffer)
@@ -417,6 +420,7 @@ struct Rank {
   /** Step end: every host task done and every copy landed. */
   void drainAsync() {
     worker.drain();
+    drainDisk();
 #if MMOC_HAS_CUDA
     if (d2h) d2h->synchronize();
     if (h2d) h2d->synchronize();
@@ -424,6 +428,13 @@ struct Rank {
   }
 
   Rank(const RunCfg& c) : cfg(c), device(c.device), cuda(device.is_cuda()) {}
+  /** The host worker and the disk workers wait on each other's earlier tasks: both finish their
+   *  queues (the main one first) before any of them is destroyed. */
+  ~Rank() {
+    worker.stop();
+    for (auto& w : diskWorkers)
+      if (w) w->stop();
+  }
 
   int lastLayer() const { return cfg.model.layers + 1; }
   int prank() const { return cfg.rank % cfg.pipelineRanks; }
@@ -733,6 +744,7 @@ struct Rank {
   /** Before saving: layers whose master lives on the host get it back as views of the host copy. */
   void restoreMasters() {
     worker.drain();
+    drainDisk();
     for (auto& kv : host) {
       auto& g = kv.second;
       if (!g.masterFreed) continue;
@@ -857,6 +869,8 @@ struct Rank {
     g.gradValid = false;
     g.swapAtEnd = g.wfetch.defined();
     HostGroup* gp = &g;  // std::map nodes are stable
+    HostWorker* readW = g.diskW;  // its state's disk_read (issued before it), if any
+    const uint64_t readT = g.diskTicket;
 #if MMOC_HAS_CUDA
     std::shared_ptr<at::cuda::CUDAEvent> ready = g.gradEv[bi];
 #endif
@@ -866,6 +880,7 @@ struct Rank {
 #if MMOC_HAS_CUDA
       if (ready) ready->synchronize();
 #endif
+      if (readW) readW->waitFor(readT);
       auto& g = *gp;
       MMOC_CHECK(g.master.defined() && g.m.defined() && g.v.defined(), "optimizer state of layer " << layer << " is not in host memory (disk_read missing?)");
       segments(layer, g.start, g.n, [&](Param& p, int64_t, int64_t len, int64_t pos) {
@@ -897,7 +912,27 @@ struct Rank {
   // moved by up to cfg.diskConcurrency threads per path, a temporary name then rename, a 4096-byte
   // header with the sizes and a chunked checksum of the data, verified on read).
   std::vector<std::string> diskDirs;
-  std::set<int> onDisk;  // layers whose group was written (a missing file is then an error)
+  /** One worker thread a disk path (started on first use): a rank's transfers on different paths
+   *  run at once; each path's in issue order. */
+  std::vector<std::unique_ptr<HostWorker>> diskWorkers;
+  HostWorker& diskWorker(int path) {
+    if (static_cast<int>(diskWorkers.size()) <= path) diskWorkers.resize(static_cast<size_t>(path) + 1);
+    auto& w = diskWorkers[static_cast<size_t>(path)];
+    if (!w) {
+      w = std::make_unique<HostWorker>();
+      w->start(nullptr);
+    }
+    return *w;
+  }
+  void drainDisk() {
+    for (auto& w : diskWorkers)
+      if (w) w->drain();
+  }
+  struct DiskDep {
+    HostWorker* w = nullptr;
+    uint64_t t = 0;
+  };
+  DiskDep lastDiskWriteDep;  // the rank's last disk_write issued
   std::string diskFile(int layer, int path) {
     if (diskDirs.empty()) {
       std::stringstream ss(cfg.diskPaths);
@@ -958,15 +993,14 @@ struct Rank {
   /** On the worker: the group's master, m, v to its file (temporary name, then rename); a group
    *  the next step reads first (keep) also stays in host memory. */
   int64_t diskWrite(HostGroup& g, int layer, int path, int st, bool keep = false) {
-    if (g.diskPath < 0) g.diskPath = path;
-    path = g.diskPath;
+    if (g.diskPath >= 0) path = g.diskPath;
     const std::string f = diskFile(layer, path);
     const int64_t h = g.n - g.start;
     const size_t bytes = static_cast<size_t>(h) * 4;
     diskio::writeGroup(f, layer, static_cast<uint64_t>(h),
                        {{g.master.data_ptr<float>(), bytes}, {g.m.data_ptr<float>(), bytes}, {g.v.data_ptr<float>(), bytes}},
                        std::max(1, cfg.diskConcurrency));
-    onDisk.insert(layer);
+    g.written = true;
     // fault injection for the tests: MMOC_FAULT_CORRUPT_STATE=<layer> flips a data byte of that
     // layer's file after it is written in step 1
     if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) diskio::corruptDataByte(f, 5);
@@ -978,7 +1012,7 @@ struct Rank {
   }
   /** On the worker: the group's master, m, v from its file, checksum verified. */
   int64_t diskRead(HostGroup& g, int layer, int path) {
-    if (!onDisk.count(layer)) return 0;  // nothing written yet: the group is the initial state
+    if (!g.written) return 0;  // nothing written yet: the group is the initial state
     if (g.m.defined() && g.v.defined() && g.master.defined()) {
       ++diskReadHits;  // still in host memory (kept by the alternating order)
       return 0;
@@ -1825,17 +1859,37 @@ struct Rank {
       case OP_FETCH_PARAMS: return fetchParams(in.layer);
       case OP_DISK_WRITE:
       case OP_DISK_READ: {
-        // on the worker after the group's update (disk_write) or after the write before it (disk_read)
+        // on the disk worker of the group's path (one a path: a rank's transfers on different paths
+        // overlap), after the group's update (disk_write) or the rank's disk_write issued before it
+        // (disk_read: bounds the groups staged in host memory); its update waits for its read
         auto& g = hostGroup(in.layer);
         HostGroup* gp = &g;
-        const int layer = in.layer, path = std::max(0, in.peer), st = step;
+        const int layer = in.layer, st = step, pc = curPc;
         const bool write = in.op == OP_DISK_WRITE, keep = write && keptAfter(layer, st);
+        if (write && g.diskPath < 0) g.diskPath = std::max(0, in.peer);
+        const int path = g.diskPath >= 0 ? g.diskPath : std::max(0, in.peer);
+        HostWorker& dw = diskWorker(path);
+        HostWorker* mainW = &worker;
+        const uint64_t upd = write ? g.ticket : 0;
+        const DiskDep before = write ? DiskDep{} : lastDiskWriteDep;
         std::ostringstream what;
         what << opName(in.op) << " of layer " << layer;
-        g.ticket = hostTask(TRACK_DISK, what.str(), [=] {
-          if (write) diskWrite(*gp, layer, path, st, keep);
-          else diskRead(*gp, layer, path);
-        });
+        const uint64_t t = dw.push(
+            [=, &dw] {
+              at::NoGradGuard ng;
+              if (upd) mainW->waitFor(upd);
+              if (before.w && before.w != &dw) before.w->waitFor(before.t);
+              hostSlice(TRACK_DISK, st, pc, [&] {
+                // tests: MMOC_DISK_DELAY_MS makes every transfer last at least that long
+                if (const char* d = std::getenv("MMOC_DISK_DELAY_MS"); d && std::atoi(d) > 0)
+                  std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(d)));
+                if (write) diskWrite(*gp, layer, path, st, keep);
+                else diskRead(*gp, layer, path);
+              });
+            },
+            what.str());
+        g.diskW = &dw, g.diskTicket = t;
+        if (write) lastDiskWriteDep = {&dw, t};
         return 3 * (g.n - g.start) * 4;
       }
       case OP_RELEASE_PARAMS: return releaseParams(in.layer);
