@@ -112,3 +112,22 @@ test('CPU AdamW calibration: beyond the last-level cache, at the executor thread
   assert.ok(llcBytes() >= 0);
   assert.equal(llcBytes('/nonexistent'), 0);
 });
+
+test('the host costs of a kernel and of an instruction are recovered from a host-bound probe (an outlier dropped); a device-bound probe cannot tell a kernel\'s host cost: the fit says so', async () => {
+  const { fitHostCosts } = await import('./calibrate.ts');
+  // instructions of a tiny model: forward (40 kernels), backward (80), optimizer step (2), a send (0)
+  const n = [40, 80, 2, 0, 41, 82, 2, 0, 40, 80];
+  const b = n.map((k) => 3 * k + 5);  // device time: 3 us a kernel, well under the host's
+  const c = n.map(() => 1);
+  const y = n.map((k, i) => Math.max(b[i]!, 20 * k) + 60 + (i % 3) - 1);
+  y[9] = y[9]! + 5000;  // a lazily created communicator, say
+  const r = fitHostCosts(y, b, n, c, 7.5);
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.ok(Math.abs(r.x - 20) < 0.5, `kernel ${r.x}`);
+  assert.ok(Math.abs(r.z - 60) < 5, `instruction ${r.z}`);
+  assert.deepEqual(r.outliers, [9]);
+  // every instruction device-bound (1 ms a kernel): the kernels' host cost is hidden
+  const big = n.map((k) => 1000 * k + 5);
+  const r2 = fitHostCosts(n.map((k, i) => big[i]! + 60), big, n, c, 7.5);
+  assert.equal(r2.ok, false);
+});

@@ -277,6 +277,37 @@ export function fitTwo(y: number[], b: number[], a: number[], c: number[]): { x:
   return cands.reduce((best, p) => (cost(p) < cost(best) ? p : best));
 }
 
+/** The host cost of a kernel `x` (us) and of an instruction `z` (us), fitted to instruction times `y`
+ *  of a host-bound probe (the tiny model on GPUs: its kernels take less device time than their
+ *  dispatch) against the model y = max(b, n x) + c z (b: device time, n: kernels; the lowering's
+ *  max: a GPU runs its queue while the host dispatches the next kernels), from x = L (the dispatch
+ *  of a bare op) by fixed-point refits of the linear branch each instruction is on, outliers beyond
+ *  5 scaled MADs dropped. `ok` false where no fit within [L, 20 L] explains the probe (the caller
+ *  keeps L and fits z alone). */
+export function fitHostCosts(y: number[], b: number[], n: number[], c: number[], L: number): { x: number; z: number; ok: boolean; outliers: number[] } {
+  let idx = y.map((_, i) => i).filter((i) => Number.isFinite(y[i]!) && Number.isFinite(b[i]!) && n[i]! >= 0 && c[i]! >= 0);
+  let x = L, z = 0;
+  const outliers: number[] = [];
+  for (let round = 0; round < 2; round++) {
+    for (let it = 0; it < 8; it++) {
+      const hostBound = (i: number) => n[i]! * x > b[i]!;
+      const f = fitTwo(idx.map((i) => y[i]!), idx.map((i) => (hostBound(i) ? 0 : b[i]!)), idx.map((i) => (hostBound(i) ? n[i]! : 0)), idx.map((i) => c[i]!));
+      if (Math.abs(f.x - x) < 1e-3 && Math.abs(f.z - z) < 1e-3) { x = f.x; z = f.z; break; }
+      x = f.x; z = f.z;
+    }
+    if (round === 1) break;
+    const res = idx.map((i) => y[i]! - Math.max(b[i]!, n[i]! * x) - c[i]! * z);
+    const med = median(res);
+    const mad = median(res.map((r) => Math.abs(r - med))) * 1.4826;
+    const tol = Math.max(5 * mad, 1);
+    const keep = idx.filter((_, k) => Math.abs(res[k]! - med) <= tol);
+    outliers.push(...idx.filter((_, k) => Math.abs(res[k]! - med) > tol));
+    idx = keep;
+  }
+  const ok = idx.length >= 3 && x >= L && x <= 20 * L;
+  return { x, z, ok, outliers };
+}
+
 /** Non-negative least squares in three unknowns: min |y - s b - x a - z c|^2 over s, x, z >= 0
  *  (every subset of free variables, normal equations, the best feasible one). */
 export function fitThree(y: number[], b: number[], a: number[], c: number[]): { s: number; x: number; z: number } {
@@ -483,6 +514,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   let fit: { launch: number; perInstr: number; scale: number; instructions: number; before: number; after: number; excluded: string[]; firstStep: number } | null = null;
   let peerFit: { latency: number; measuredStep: number[]; after: number[] } | null = null;
   let probeOutside: number | null = null;
+  let hostCostFit = false;  // GPUs: kernel_launch_us fitted to the host-bound probe (else the bare dispatch)
   /** Device memory outside the allocator (rank 0, cuda:0) of the memory probes, less what this
    *  process holds on cuda:0: 1 rank; 2-rank 1F1B; with a split tied embedding; interleaved. */
   let outside: { one: number; two: number; tied: number; inter: number } | null = null;
@@ -493,7 +525,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'overheads', label: 'compute slowdown under copies cuda:0', task: { kind: 'slowdown', device: dev, dtype: 'bf16', dims: [quick ? 4096 : 8192], bytes: linkBytes, ...rep }, apply: (r) => { slowdown = r.value; } });
     }
     jobs.push({
-      part: 'overheads', label: `per-instruction overhead (${Math.min(2, G)}-rank ${gpuMode ? `${o.models[0]!.name} 2-layer` : 'tiny-model'} runs of the executor)`,
+      part: 'overheads', label: `host costs a kernel and an instruction (${Math.min(2, G)}-rank tiny-model runs of the executor)${gpuMode ? `, memory outside the allocator (${o.models[0]!.name} 2-layer runs)` : ''}`,
       run: async () => {
         const shape = gpuMode ? probeShapeOf(o.models[0]!, o.seqs[0]!, o.microBatchSizes[0]!) : undefined;
         applyCompute();
@@ -503,7 +535,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const sizes = gpuMode ? [2] : [1, 4];
         const probes: { plan: Plan; byPc: Map<string, number[]>; opOf: Map<string, string>; step: number }[] = [];
         for (const mbs of sizes) {
-          const plan = probePlan(gpuMode, o.id, steps, N, mbs, {}, shape);
+          // the tiny model: host-bound (its instructions' time is the host's dispatch, which the fit
+          // is after); the memory probes below run the real shapes
+          const plan = probePlan(gpuMode, o.id, steps, N, mbs);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true, threads: gpuMode ? undefined : rankThreads });
           // device memory outside the caching allocator of each rank at its peak (context, library
           // workspaces and, on more than one rank, the NCCL communicators' buffers)
@@ -553,7 +587,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           ...q, overheads: { ...q.overheads, kernel_launch_us: launch, per_instruction_us: perInstr },
           links: peerLat === undefined ? q.links : { ...q.links, peer: q.links.peer.map((x) => ({ ...x, latency_us: peerLat })) },
         });
-        const y: number[] = [], b: number[] = [], a: number[] = [], c: number[] = [];
+        const y: number[] = [], b: number[] = [], a: number[] = [], c: number[] = [], nK: number[] = [];
         const keys: string[] = [];
         let excluded: string[] = [];
         for (const pr of probes) {
@@ -565,26 +599,36 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
               return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
             };
           };
-          const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1);
+          const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1), dK = durs(1000, 0);
           for (const k of pr.byPc.keys()) {
             if (!Number.isFinite(d0(k))) continue;
             y.push(Math.min(...pr.byPc.get(k)!)); b.push(d0(k)); a.push(dL(k) - d0(k)); c.push(dP(k) - d0(k));
+            nK.push(Math.max(0, Math.round((dK(k) - d0(k)) / 1000)));  // kernels the model charges it
             keys.push(`rank ${k.split(':')[0]} pc ${k.split(':')[1]} ${pr.opOf.get(k) ?? ''}`.trim());
           }
         }
-        // GPUs: the tables hold (scale 1) and a kernel costs the measured dispatch time (launches
-        // overlap large kernels, so a launch cost fitted on the tiny model would overcharge large
-        // ones): only the per-instruction cost is fitted. CPU ranks: scale, kernel and instruction.
+        // GPUs: the tables hold (scale 1); the host cost of a kernel and of an instruction are fitted
+        // to the host-bound probe (the model takes max(device, kernels x that cost) a layer, so a
+        // large kernel is not overcharged); where that fit fails, a kernel costs the measured
+        // dispatch of a bare op and only the per-instruction cost is fitted. CPU ranks: scale, kernel
+        // and instruction.
         let f: { s: number; x: number; z: number };
         if (gpuMode) {
           const L = launchUs ?? p.overheads.kernel_launch_us;
-          const rf = fitPerInstruction(y, b, a, c, L);
-          f = { s: 1, x: L, z: rf.z };
-          excluded = rf.outliers.map((i) => `${keys[i]} ${(y[i]! - b[i]! - a[i]! * L).toFixed(0)} us`);
+          const hc = fitHostCosts(y, b, nK, c, L);
+          if (hc.ok) {
+            f = { s: 1, x: hc.x, z: hc.z };
+            hostCostFit = true;
+            excluded = hc.outliers.map((i) => `${keys[i]} ${(y[i]! - Math.max(b[i]!, nK[i]! * hc.x) - c[i]! * hc.z).toFixed(0)} us`);
+          } else {
+            const rf = fitPerInstruction(y, b, a, c, L);
+            f = { s: 1, x: L, z: rf.z };
+            excluded = rf.outliers.map((i) => `${keys[i]} ${(y[i]! - b[i]! - a[i]! * L).toFixed(0)} us`);
+          }
         } else f = fitThree(y, b, a, c);
         const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
         const before = sum(y.map((_, i) => b[i]! + a[i]! * p.overheads.kernel_launch_us + c[i]! * p.overheads.per_instruction_us));
-        const after = sum(y.map((_, i) => f.s * b[i]! + a[i]! * f.x + c[i]! * f.z));
+        const after = sum(y.map((_, i) => (gpuMode && hostCostFit ? Math.max(b[i]!, nK[i]! * f.x) : f.s * b[i]! + a[i]! * f.x) + c[i]! * f.z));
         fit = { launch: f.x, perInstr: f.z, scale: f.s, instructions: y.length, before: before / sum(y) - 1, after: after / sum(y) - 1, excluded, firstStep: steadyStep(steps) };
         // CPU ranks: the per-message cost of a c10d (Gloo) send/receive, fitted so that the probes'
         // simulated step times match the measured ones (least squares of the relative errors)
@@ -775,8 +819,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.kernel_launch_us = +f.launch.toFixed(3);
     p.overheads.per_instruction_us = +f.perInstr.toFixed(2);
     const where = gpuMode ? `cuda:0${G > 1 ? ', cuda:1' : ''}` : `the CPU (micro-batches of 1 and 4 sequences, ${rankThreads} thread${rankThreads > 1 ? 's' : ''} a rank)`;
-    mark('overheads.per_instruction_us', `fitted (non-negative least squares${gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times'}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank ${gpuMode ? `${o.models[0]!.name} 2-layer (seq ${o.seqs[0]}, micro-batch ${o.microBatchSizes[0]})` : 'tiny-model'} runs of the executor on ${where}; summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after${gpuMode ? `; steps from ${f.firstStep}, each instruction's fastest; robust (median, outliers beyond 5 MADs dropped${f.excluded.length ? `: ${f.excluded.join(', ')}` : ': none'})` : ''}`);
-    if (!gpuMode) figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
+    const how = gpuMode && hostCostFit ? ', with kernel_launch_us as the host cost of a kernel (the model: max(device time, kernels x it) + instructions x per_instruction_us)' : gpuMode ? ', kernel_launch_us the measured dispatch time' : ', with kernel_launch_us and a scale on the table times';
+    mark('overheads.per_instruction_us', `fitted (non-negative least squares${how}) to ${f.instructions} measured instruction durations of ${Math.min(2, G)}-rank tiny-model runs of the executor on ${where} (host-bound: their kernels take less device time than their dispatch); summed-duration error ${(f.before * 100).toFixed(1)}% before the fit, ${(f.after * 100).toFixed(1)}% after${gpuMode ? `; steps from ${f.firstStep}, each instruction's fastest; robust (median, outliers beyond 5 MADs dropped${f.excluded.length ? `: ${f.excluded.join(', ')}` : ': none'})` : ''}`);
+    if (!gpuMode || hostCostFit) figures['overheads.kernel_launch_us'] = figures['overheads.per_instruction_us']!;
     if (!gpuMode && Math.abs(f.scale - 1) > 1e-3) {
       Object.assign(p, scaleCompute(p, f.scale, dtype));
       mark('compute.scale', `GEMM and attention tables, peak and memory bandwidth scaled by ${f.scale.toFixed(3)} (time): the executor's layers ran that much ${f.scale > 1 ? 'slower' : 'faster'} than the isolated benchmarks (same fit)`);
