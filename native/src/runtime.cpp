@@ -748,7 +748,7 @@ struct Rank {
     for (auto& kv : host) {
       auto& g = kv.second;
       if (!g.masterFreed) continue;
-      if (!g.master.defined()) diskRead(g, kv.first, g.diskPath);  // the master is on disk
+      if (!g.master.defined()) initDiskDirs(), diskRead(g, kv.first, g.diskPath);  // the master is on disk
       auto full = at::empty({g.n}, at::TensorOptions().dtype(at::kFloat));
       if (g.start > 0) full.narrow(0, 0, g.start).copy_(g.devMaster);
       if (g.start < g.n) full.narrow(0, g.start, g.n - g.start).copy_(g.master);
@@ -933,12 +933,14 @@ struct Rank {
     uint64_t t = 0;
   };
   DiskDep lastDiskWriteDep;  // the rank's last disk_write issued
-  std::string diskFile(int layer, int path) {
-    if (diskDirs.empty()) {
-      std::stringstream ss(cfg.diskPaths);
-      for (std::string l; std::getline(ss, l);)
-        if (!l.empty()) diskDirs.push_back(l);
-    }
+  /** The disk paths, parsed once on the interpreter's thread before any disk worker reads them. */
+  void initDiskDirs() {
+    if (!diskDirs.empty()) return;
+    std::stringstream ss(cfg.diskPaths);
+    for (std::string l; std::getline(ss, l);)
+      if (!l.empty()) diskDirs.push_back(l);
+  }
+  std::string diskFile(int layer, int path) const {
     MMOC_CHECK(!diskDirs.empty(), "disk tier: the plan has no disk paths (policy.diskPaths)");
     const std::string& d = diskDirs[static_cast<size_t>(std::max(0, path)) % diskDirs.size()];
     return d + "/mmoc-rank" + std::to_string(cfg.rank) + "-layer" + std::to_string(layer) + ".state";
@@ -1864,6 +1866,7 @@ struct Rank {
         // (disk_read: bounds the groups staged in host memory); its update waits for its read
         auto& g = hostGroup(in.layer);
         HostGroup* gp = &g;
+        initDiskDirs();
         const int layer = in.layer, st = step, pc = curPc;
         const bool write = in.op == OP_DISK_WRITE, keep = write && keptAfter(layer, st);
         if (write && g.diskPath < 0) g.diskPath = std::max(0, in.peer);
