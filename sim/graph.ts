@@ -1,7 +1,7 @@
 // SimGraph: the simulator's input, built by the caller (planner/lower), stored as struct-of-arrays
 // so that `simulate` runs without allocating per task. Add devices, resources and links first,
 // then tasks; dependencies may point forward or backward (a cycle is reported by `simulate`).
-import { GrowI32 } from './grow.ts';
+import { GrowF64, GrowI32 } from './grow.ts';
 import { SimError } from './errors.ts';
 import { MEM_CLASSES } from './types.ts';
 import type {
@@ -23,16 +23,6 @@ const CLASS_IDS = new Map<MemClass, number>(MEM_CLASSES.map((c, i) => [c, i]));
 
 /** 1 GB/s = 1e9 bytes/s = 1e3 bytes/us. */
 export const GBPS_TO_BYTES_PER_US = 1e3;
-
-class GrowF64 {
-  a: Float64Array;
-  n = 0;
-  constructor(cap = 64) { this.a = new Float64Array(cap); }
-  push(x: number): void {
-    if (this.n === this.a.length) { const b = new Float64Array(this.a.length * 2); b.set(this.a); this.a = b; }
-    this.a[this.n++] = x;
-  }
-}
 
 export class SimGraph {
   // ---- devices
