@@ -18,10 +18,10 @@ const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
 type Pol = (p: StagePolicy) => StagePolicy;
-function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[]; precision?: 'fp32' | 'bf16-mixed' } = {}): Plan {
+function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[]; precision?: 'fp32' | 'bf16-mixed'; tied?: boolean } = {}): Plan {
   const parts = evenPartition(tiny.num_hidden_layers, N);
   const p = buildPlan({
-    hardware: 'cpu', model: tiny, precision: o.precision ?? 'fp32',
+    hardware: 'cpu', model: o.tied ? { ...tiny, tie_word_embeddings: true } : tiny, precision: o.precision ?? 'fp32',
     optimizer: { ...defaultOptimizer(), lr: 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: 'cosine', delayedUpdate: o.delayed ?? false },
     job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
     schedule: o.sched ?? '1f1b', stageLayers: parts, pipelineRanks: N, dataParallel: 1,
@@ -325,36 +325,18 @@ test('the head\'s loss a chunk of tokens at a time (job.lossChunkTokens) gives t
     for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `${name}: step ${i} loss ${r.losses[i]} vs whole ${ref.losses[i]}`);
     assert.notEqual(r.losses[0], r.losses[4]);
   }
-  const tiedModel = { ...tiny, tie_word_embeddings: true };
-  const tiedPlan = (): Plan => {
-    const parts = evenPartition(tiny.num_hidden_layers, 2);
-    return parsePlan(JSON.parse(JSON.stringify(buildPlan({
-      hardware: 'cpu', model: tiedModel, precision: 'fp32', optimizer: { ...defaultOptimizer(), lr: 1e-3 },
-      job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: 5, gpuMemCapBytes: null, seed: 7 },
-      schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1], policy: parts.map(() => defaultPolicy(false)),
-    }))), 'plan.json');
-  };
-  const ref = await run(tiedPlan());
-  const r = await run(chunked(tiedPlan(), 16));
+  const ref = await run(plan(2, { tied: true }));
+  const r = await run(chunked(plan(2, { tied: true }), 16));
   for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `tied: step ${i} loss ${r.losses[i]} vs whole ${ref.losses[i]}`);
 });
 
 test('a tied embedding split across ranks keeps its update on the device when the policy puts the optimizer on the host (both copies get the same update); the rest updates on the host and the losses equal the resident run', { skip, timeout: 180_000 }, async () => {
-  const tiedModel = { ...tiny, tie_word_embeddings: true };
-  const mk = (pol: Pol): Plan => {
-    const parts = evenPartition(tiny.num_hidden_layers, 2);
-    return parsePlan(JSON.parse(JSON.stringify(buildPlan({
-      hardware: 'cpu', model: tiedModel, precision: 'fp32', optimizer: { ...defaultOptimizer(), lr: 1e-3 },
-      job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: 5, gpuMemCapBytes: null, seed: 7 },
-      schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1], policy: parts.map(() => pol(defaultPolicy(false))),
-    }))), 'plan.json');
-  };
-  const p = mk((x) => ({ ...hostOpt(x), grads: { gpu: 0, cpu: 1, disk: 0 } }));
+  const p = plan(2, { tied: true, pol: (x) => ({ ...hostOpt(x), grads: { gpu: 0, cpu: 1, disk: 0 } }) });
   const L = tiny.num_hidden_layers;
   const steps = p.program.ranks.flat().filter((i) => i.op === 'optimizer_step') as { layer: number; tier: string }[];
   for (const l of [0, L + 1]) assert.ok(steps.filter((s) => s.layer === l).every((s) => s.tier === 'gpu'), `tied layer ${l} updates on the GPU`);
   assert.ok(steps.some((s) => s.tier === 'cpu'), 'the other layers update on the host');
-  const ref = await run(mk((x) => x));
+  const ref = await run(plan(2, { tied: true }));
   const r = await run(p);
   for (let i = 0; i < 5; i++) assert.ok(relDiff(r.losses[i]!, ref.losses[i]!) < 1e-5, `step ${i} loss ${r.losses[i]} vs resident ${ref.losses[i]}`);
 });
