@@ -1255,6 +1255,14 @@ struct Rank {
 #endif
     return a.h.to(device, /*non_blocking=*/false, /*copy=*/true);
   }
+  /** Moves a kept activation from the device map to the host map under the same key; its bytes. */
+  int64_t actOut(std::map<Key, at::Tensor>& dev, std::map<Key, at::Tensor>::iterator it, std::map<Key, HostAct>& to) {
+    auto a = actToHost(it->second);
+    const int64_t bytes = a.h.numel() * a.h.element_size();
+    to[it->first] = a;
+    dev.erase(it);
+    return bytes;
+  }
   /** The kept activations of (mb, stage) to host memory (the device tensors are dropped): the stage
    *  input (not the first stage's: token ids) and, with per-layer recompute, every layer's input. */
   int64_t offloadAct(int mb, int s) {
@@ -1263,10 +1271,7 @@ struct Rank {
     if (st.lo > 0) {
       auto it = input.find({mb, s});
       MMOC_CHECK(it != input.end(), "offload_act mb " << mb << " stage " << s << ": no stage input (before its forward?)");
-      auto a = actToHost(it->second);
-      bytes += a.h.numel() * a.h.element_size();
-      hostAct[{mb, s}] = a;
-      input.erase(it);
+      bytes += actOut(input, it, hostAct);
     }
     if (st.recompute && st.recomputeLayers)
       for (int l = st.lo + 1; l < st.hi; ++l) {
@@ -1277,10 +1282,7 @@ struct Rank {
         }
         auto it = layerIn.find({mb, l});
         MMOC_CHECK(it != layerIn.end(), "offload_act mb " << mb << " stage " << s << ": no input of layer " << l << " (before its forward?)");
-        auto a = actToHost(it->second);
-        bytes += a.h.numel() * a.h.element_size();
-        hostLayerAct[{mb, l}] = a;
-        layerIn.erase(it);
+        bytes += actOut(layerIn, it, hostLayerAct);
       }
     return bytes;
   }
