@@ -1,4 +1,5 @@
-# Where a decoder layer's time goes on this GPU, and whether it holds under sustained load: the
+# Where a decoder layer's time goes on this GPU, and whether it holds under sustained load (it
+# replaces profile-layer.py, which profiled the layer with narrow instead of split): the
 # question the third matrix left (bench/gpu/matrix-2026-11-22c-h200x2/README.md: LLaMA-2-7B layers
 # run 10-17% slower in the executor than calibrate's tables predict; 1B layers match).
 #
