@@ -21,6 +21,9 @@ for (const t of threads) {
     mmoc_fp32_grads: { step_s: +b.oursF32.toFixed(4), gparam_per_s: +(n / b.oursF32 / 1e9).toFixed(3), dram_gb_per_s: gb(28, b.oursF32) },
     mmoc_bf16_grads_bf16_weights: { step_s: +b.oursBf16.toFixed(4), gparam_per_s: +(n / b.oursBf16 / 1e9).toFixed(3), dram_gb_per_s: gb(28, b.oursBf16) },
     torch: { impl: b.torchImpl, step_s: +b.torch.toFixed(4), gparam_per_s: +(n / b.torch / 1e9).toFixed(3) },
+    // the executor's job (bf16 gradients in, bf16 weights out) done with torch: convert, AdamW, convert
+    torch_same_job: { step_s: +b.torchJob.toFixed(4), gparam_per_s: +(n / b.torchJob / 1e9).toFixed(3) },
+    speedup_vs_torch_same_job: +(b.torchJob / b.oursBf16).toFixed(2),
     copy_gb_per_s: gb(8, b.copySec),
     speedup_vs_torch_fp32: +(b.torch / b.oursF32).toFixed(2),
     ratio_to_copy_bandwidth: +(gb(28, b.oursF32) / gb(8, b.copySec)).toFixed(2),

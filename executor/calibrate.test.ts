@@ -2,6 +2,7 @@
 // machine has no GPU): every part runs its GPU path in TypeScript and the profile validates.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { cpus } from 'node:os';
 import { calibrate, CALIB_PARTS } from './calibrate.ts';
 import { llama2_7b, llama32_1b } from '../planner/test-models.ts';
 import type { CalibTask, CalibResult } from './native.ts';
@@ -18,7 +19,8 @@ function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<
     case 'copy': return Promise.resolve(r(t.bytes! / 55e3, (t.gpus!.length > 1 ? 0.7 : 1) * 55 * t.gpus!.length * (t.name === 'duplex' ? 1.8 : 1), 55));
     case 'p2p': return Promise.resolve(r(t.bytes! / 390e3, 390));
     // the GPU AdamW (device cuda:N): 130G params/s, i.e. 3.9 TB/s at the cost model's 30 bytes a parameter
-    case 'adamw': return Promise.resolve(t.device?.startsWith('cuda') ? r(1000, 1.3e11, t.dims![0]) : r(1000, 2e8 * t.threads!));
+    // on the CPU 2e8 params/s a thread in one team; thread groups at once (dims [n, groups]) 2.5e8
+    case 'adamw': return Promise.resolve(t.device?.startsWith('cuda') ? r(1000, 1.3e11, t.dims![0]) : r(1000, (t.dims![1] ?? 1) > 1 ? 2.5e8 * t.threads! * t.dims![1]! : 2e8 * t.threads!));
     case 'memcpy': return Promise.resolve(r(1000, 150));
     case 'disk': return Promise.resolve(r(1e6, 1.3, 1.5));
     case 'slowdown': return Promise.resolve(r(1500, 0.04, 1440));
@@ -67,6 +69,11 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.overheads.kernel_launch_us, 4);
   assert.equal(p.compute_slowdown_under_copies, 0.04);
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
+  // the host's all-ranks point is timed as the executor runs it: a thread group a rank, at once
+  const cores = cpus().length, perRank = Math.max(1, Math.floor(cores / 2));
+  const adam = p.cpu.optimizers.find((o) => o.name === 'adamw')!.points;
+  assert.deepEqual(adam.at(-1), { threads: perRank * 2, params_per_s: 2.5e8 * perRank * 2 });
+  assert.equal(new Set(adam.map((x) => x.threads)).size, adam.length, 'one point a thread count');
   assert.deepEqual(Object.keys(p.compute.kernel_GBps ?? {}).sort(), ['add', 'loss', 'rmsnorm', 'rotary', 'swiglu']);
   assert.equal(p.compute.kernel_GBps!.add, 3000, 'kernel add: 40 us for 40 * 3000 * 1e3 bytes');
   assert.equal(p.figures!['compute.optimizer_GBps']!.source, 'measured');

@@ -489,7 +489,15 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   if (parts.has('cpu')) {
     const ths = cpuAdamThreads(nCores, G, quick);
     const n = adamN;
+    const perRank = Math.max(1, Math.floor(nCores / Math.max(1, G)));
     for (const th of ths) {
+      if (gpuMode && G > 1 && th === nCores) {
+        // every rank's host worker at once, as the executor runs them (a thread group a rank, its
+        // own buffers): 2 x 16 threads update faster than one 32-thread team on the GPU hosts
+        const all = perRank * G;
+        jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
+        continue;
+      }
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
@@ -755,9 +763,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     mark('links.peer', `device-to-device copies of ${linkBytes / 2 ** 20} MiB per pair (tensor copy, peer access) and 4 KiB latency`);
   }
   if (adamPts.length) {
-    adamPts.sort((a, b) => a.threads - b.threads);
-    p.cpu.optimizers = [{ name: 'adamw', dtype: 'fp32', points: adamPts }, ...p.cpu.optimizers.filter((x) => x.name !== 'adamw')];
-    mark('cpu.optimizers', `the executor's CPU AdamW update (bf16 gradients and weights, fp32 master, m, v) on ${(adamN / 1e6).toFixed(0)}M parameters (beyond the ${(llcBytes() / 2 ** 20).toFixed(0)} MiB last-level cache: DRAM-bound) by thread count (${adamPts.map((x) => x.threads).join(', ')}: each rank's worker has cores / ranks; all cores is the host's total when every rank updates at once)`);
+    // one point a thread count (the ranks-at-once point, measured last, wins a tie)
+    const pts = [...new Map(adamPts.map((x) => [x.threads, x])).values()].sort((a, b) => a.threads - b.threads);
+    p.cpu.optimizers = [{ name: 'adamw', dtype: 'fp32', points: pts }, ...p.cpu.optimizers.filter((x) => x.name !== 'adamw')];
+    mark('cpu.optimizers', `the executor's CPU AdamW update (bf16 gradients and weights, fp32 master, m, v) on ${(adamN / 1e6).toFixed(0)}M parameters (beyond the ${(llcBytes() / 2 ** 20).toFixed(0)} MiB last-level cache: DRAM-bound) by thread count (${pts.map((x) => x.threads).join(', ')}: each rank's worker has cores / ranks; the last point is the host's total when every rank updates at once${gpuMode && G > 1 ? `, timed as the executor runs it: ${G} thread groups at once, one a rank` : ''})`);
   }
   p.cpu.cores = nCores;
   p.cpu.threads = nCores;

@@ -151,7 +151,7 @@ export const OPCODES: readonly Opcode[] = [
 
 /** benchDiskIO: groups written then read through the disk tier's I/O (bench/disk-io.ts). */
 export interface DiskIOBench { writeGBps: number; readGBps: number; writeSec: number; readSec: number; bytes: number; direct: boolean[] }
-export interface CpuAdamBench { n: number; threads: number; oursF32: number; oursBf16: number; torch: number; torchImpl: string; copySec: number }
+export interface CpuAdamBench { n: number; threads: number; oursF32: number; oursBf16: number; torch: number; torchImpl: string; copySec: number; /** s: torch with the bf16 conversions the executor folds into its pass */ torchJob: number }
 
 interface RawAddon {
   buildInfo(): BuildInfo;

@@ -58,9 +58,15 @@ struct AdamBench {
   int64_t n = 0;
   int threads = 0;
   double oursF32 = 0, oursBf16 = 0, torch = 0, copySec = 0;  // copySec: dst.copy_(src) of n fp32 (8 bytes a param)
+  // torch doing the executor's whole job: bf16 gradient to fp32, its AdamW, fp32 weights to bf16 (s)
+  double torchJob = 0;
   std::string torchImpl;
 };
 AdamBench benchCpuAdamW(int64_t n, int threads, int reps);
+/** The executor's host AdamW (bf16 gradients in, bf16 weights out) run by `groups` threads at once,
+ *  each with its own `n` parameters and `threads` OpenMP threads, as the host worker of each rank
+ *  runs it when every rank updates at the same time. Median over reps of the slowest group (s). */
+double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps);
 Devices devices();
 SelfTest selfTest(const std::string& device);
 

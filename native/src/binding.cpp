@@ -79,6 +79,7 @@ Napi::Value BenchCpuAdamWJs(const Napi::CallbackInfo& info) {
     o.Set("oursF32", b.oursF32);
     o.Set("oursBf16", b.oursBf16);
     o.Set("torch", b.torch);
+    o.Set("torchJob", b.torchJob);
     o.Set("torchImpl", b.torchImpl);
     o.Set("copySec", b.copySec);
     return o;

@@ -7,7 +7,8 @@
 //   kernel     rmsnorm | rotary | swiglu | loss | add        value = effective GB/s (ideal bytes / time)
 //   copy       h2d | d2h | duplex on `gpus` at once          value = aggregate GB/s, value2 = slowest GPU's GB/s
 //   p2p        gpus[0] -> gpus[1]                            value = GB/s
-//   adamw      the executor's AdamW update: on the CPU with `threads`, or on `device` cuda:N (the
+//   adamw      the executor's AdamW update (dims [params] or, on the CPU, [params, groups]: that many
+//              thread groups at once, as every rank's host worker): on the CPU with `threads`, or on `device` cuda:N (the
 //              multi-tensor CUDA kernel of adamw_cuda.cu where built, else at::_fused_adamw_)
 //                                                            value = parameters/s
 //   memcpy     host memcpy with `threads`                    value = GB/s (read + write)
@@ -385,7 +386,7 @@ CalibResult adamwGpu(const CalibTask& t, const at::Device& dev) {
 #endif
 
 CalibResult adamw(const CalibTask& t) {
-  MMOC_CHECK(t.dims.size() == 1 && t.dims[0] > 0, "calibrate adamw: dims must be [parameters]");
+  MMOC_CHECK((t.dims.size() == 1 || t.dims.size() == 2) && t.dims[0] > 0, "calibrate adamw: dims must be [parameters] or [parameters, groups]");
 #if MMOC_HAS_CUDA
   if (t.device != "cpu") {
     const auto dev = deviceOf(t.device);
@@ -395,6 +396,19 @@ CalibResult adamw(const CalibTask& t) {
   // the executor's host AdamW itself (runtime.cpp cpuAdamW: fp32 master, m, v; bf16 gradients read
   // and the bf16 weights written in the same pass, OpenMP tiles), at `threads` threads
   const int64_t n = t.dims[0];
+  if (t.dims.size() > 1 && t.dims[1] > 1) {
+    // dims[1] groups at once (every rank's host worker updating together), `threads` each
+    const int groups = static_cast<int>(t.dims[1]);
+    const double s = benchCpuAdamWConcurrent(n, t.threads > 0 ? t.threads : at::get_num_threads(), groups, std::max(3, t.iters));
+    CalibResult r;
+    r.medianUs = r.minUs = s * 1e6;
+    r.samples = std::max(3, t.iters);
+    r.value = groups * n / s;  // all groups' parameters a second
+    std::ostringstream os;
+    os << "the executor's host AdamW in " << groups << " groups at once, " << t.threads << " threads each: " << (r.value / 1e9) << "G params/s in all";
+    r.note = os.str();
+    return r;
+  }
   const AdamBench b = benchCpuAdamW(n, t.threads > 0 ? t.threads : at::get_num_threads(), std::max(3, t.iters));
   CalibResult r;
   r.medianUs = r.minUs = b.oursBf16 * 1e6;
