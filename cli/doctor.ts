@@ -84,7 +84,7 @@ export async function doctor(): Promise<DoctorReport> {
   } else {
     report.build = buildInfo();
     report.libtorch.version = report.build.torchVersion;
-    report.devices = devices();
+    report.devices = devices({ free: true });
     const targets = ['cpu', ...report.devices.cuda.map((d) => `cuda:${d.index}`)];
     for (const t of targets) report.selfTests.push(await selfTest(t));
     for (const s of report.selfTests) {

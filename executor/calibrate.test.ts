@@ -138,3 +138,34 @@ test('the host costs of a kernel and of an instruction are recovered from a host
   const r2 = fitHostCosts(n.map((k, i) => big[i]! + 60), big, n, c, 7.5);
   assert.equal(r2.ok, false);
 });
+
+test('sustained compute: the fit recovers the factor a hot run shows, and only that model\'s table entries move', async () => {
+  const { modelShapeKeys, scaleShapes, fitSustained, probeShapeOf: shapeOf } = await import('./calibrate.ts');
+  const { readFileSync } = await import('node:fs');
+  const { parseHardwareProfile } = await import('../sim/index.ts');
+  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
+  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const keys7 = modelShapeKeys(llama2_7b, 'bf16-mixed', [1024], [1]);
+  const keys1 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
+  const plan = probePlan(true, 'fake', 6, 1, 2, {}, shapeOf(llama2_7b, 1024, 1), 8);
+  const dur = (prof: typeof p) => {
+    const r = simulatePlan(plan, prof, { criticalPath: false, hostMemory: false });
+    return Array.from(r.lowered.taskOf[0]!, (t, pc) => ({ pc, op: plan.program.ranks[0]![pc]!.op, us: t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]! }))
+      .filter((x) => (x.op === 'forward' || x.op === 'backward') && Number.isFinite(x.us));
+  };
+  const hot = dur(scaleShapes(p, keys7, 1.12, 'bf16'));
+  const d0 = dur(p), d2 = dur(scaleShapes(p, keys7, 2, 'bf16'));
+  assert.ok(hot.length >= 16, `${hot.length} instructions`);
+  assert.ok(hot.every((x, i) => x.us > d0[i]!.us), 'the hot run is slower');
+  const s = fitSustained(hot.map((x) => x.us), d0.map((x) => x.us), d2.map((x) => x.us));
+  assert.ok(Math.abs(s - 1.12) < 0.01, `fitted ${s}`);
+  const q = scaleShapes(p, keys7, s, 'bf16');
+  const entry = (prof: typeof p, key: string) => prof.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === key);
+  const only1 = [...keys1.gemm].find((k) => !keys7.gemm.has(k) && entry(p, k));
+  assert.ok(only1, 'a 1B shape in the table');
+  assert.equal(entry(q, only1!)!.us, entry(p, only1!)!.us, 'the 1B entry did not move');
+  const k7 = [...keys7.gemm].find((k) => entry(p, k))!;
+  assert.ok(Math.abs(entry(q, k7)!.us! / entry(p, k7)!.us! - s) < 1e-3);
+  assert.ok(Number.isNaN(fitSustained([], [], [])));
+  assert.equal(fitSustained([10], [5], [6]), 1.5, 'clamped');
+});

@@ -23,6 +23,7 @@ export interface CudaDeviceInfo {
   index: number;
   name: string;
   totalBytes: number;
+  /** -1 unless read with devices({ free: true }) */
   freeBytes: number;
   computeCapability: string;
   multiProcessors: number;
@@ -157,7 +158,7 @@ interface RawAddon {
   buildInfo(): BuildInfo;
   benchCpuAdamW(n: number, threads: number, reps: number): CpuAdamBench;
   benchDiskIO(paths: string[], groupBytes: number, groups: number, concurrency: number): DiskIOBench;
-  devices(): NativeDevices;
+  devices(withFree?: boolean): NativeDevices;
   selfTest(device: string): Promise<SelfTestResult>;
   readSafetensors(path: string): StTensor[];
   writeSafetensors(path: string, tensors: StTensor[]): void;
@@ -252,8 +253,11 @@ export function benchDiskIO(paths: string[], groupBytes: number, groups: number,
   if (concurrency > 64) throw new InputError(`benchDiskIO: concurrency ${concurrency} must be at most 64`);
   return raw().benchDiskIO(paths, groupBytes, groups, concurrency);
 }
-export function devices(): NativeDevices {
-  return raw().devices();
+/** CPU cores and CUDA devices. `free: true` also reads each GPU's free memory, which creates a CUDA
+ *  context on every GPU (about 0.5 GiB each on an H200, held until the process exits): only for a
+ *  process that uses the GPUs itself (doctor, calibrate), never the launcher of a run. */
+export function devices(opts: { free?: boolean } = {}): NativeDevices {
+  return raw().devices(opts.free === true);
 }
 
 const DEVICE_RE = /^(cpu|cuda:\d+)$/;

@@ -67,7 +67,10 @@ AdamBench benchCpuAdamW(int64_t n, int threads, int reps);
  *  each with its own `n` parameters and `threads` OpenMP threads, as the host worker of each rank
  *  runs it when every rank updates at the same time. Median over reps of the slowest group (s). */
 double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps);
-Devices devices();
+/** CPU cores and CUDA devices. `withFree` also reads each device's free memory, which needs a CUDA
+ *  context on every device (about 0.5 GiB each on an H200): the launcher, whose ranks are other
+ *  processes, leaves it off so that it holds no device memory beside theirs. */
+Devices devices(bool withFree = false);
 SelfTest selfTest(const std::string& device);
 
 // ---- safetensors (raw bytes; dtype names as in the format: F32, F16, BF16, I64, ...)

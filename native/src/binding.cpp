@@ -116,7 +116,7 @@ Napi::Value DevicesJs(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   Devices d;
   try {
-    d = devices();
+    d = devices(info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value());
   } catch (const std::exception& e) {
     throw jsError(env, e.what());
   }

@@ -731,7 +731,7 @@ BuildInfo buildInfo() {
   return b;
 }
 
-Devices devices() {
+Devices devices(bool withFree) {
   Devices d;
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   d.cpuCores = n > 0 ? static_cast<int>(n) : 1;
@@ -747,9 +747,13 @@ Devices devices() {
       c.name = prop->name;
       c.totalBytes = static_cast<int64_t>(prop->totalGlobalMem);
       c.major = prop->major, c.minor = prop->minor, c.multiProcessors = prop->multiProcessorCount;
-      c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(i));
-      size_t freeB = 0, totalB = 0;
-      if (cudaMemGetInfo(&freeB, &totalB) == cudaSuccess) c.freeBytes = static_cast<int64_t>(freeB);
+      if (withFree) {
+        c10::cuda::CUDAGuard g(static_cast<c10::DeviceIndex>(i));  // creates the device's context
+        size_t freeB = 0, totalB = 0;
+        if (cudaMemGetInfo(&freeB, &totalB) == cudaSuccess) c.freeBytes = static_cast<int64_t>(freeB);
+      } else {
+        c.freeBytes = -1;
+      }
       d.cuda.push_back(c);
     }
   }
