@@ -20,7 +20,7 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { parseHardwareProfile, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
+import { parseHardwareProfile, type TraceEvent, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
 import { getInventory } from '../planner/inventory.ts';
 import type { ModelConfig } from '../planner/model-config.ts';
 import { tiny } from '../planner/test-models.ts';
@@ -149,6 +149,33 @@ interface Job {
   /** Custom work instead of a native task. */
   run?: () => Promise<void>;
   apply?: (r: CalibResult) => void;
+}
+
+type GemmShape = { m: number; n: number; k: number };
+type AttnShape = { batch: number; heads: number; kv_heads: number; seq: number; head_dim: number };
+const gemmKey = (s: GemmShape) => `${s.m}x${s.n}x${s.k}`;
+const attnKey = (x: AttnShape) => `${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`;
+/** The GEMMs of `model`'s layers (attention's own products excluded: timed as attention). */
+function gemmShapesOf(model: ModelConfig, precision: Precision, mbs: number, seq: number): GemmShape[] {
+  return getInventory(model, precision, mbs, seq).layers.flatMap((l) => l.gemms.filter((g) => !g.name.startsWith('attn.')).map((g) => ({ m: g.m, n: g.n, k: g.k })));
+}
+function attnShapeOf(model: ModelConfig, batch: number, seq: number): AttnShape {
+  return { batch, heads: model.num_attention_heads, kv_heads: model.num_key_value_heads, seq, head_dim: model.head_dim };
+}
+/** An executor trace slice that is an instruction's own time at step `from` or later (not the
+ *  asynchronous work of copy streams and the host worker, on tracks 3 and up). */
+function isOwnSlice(e: TraceEvent, from: number): e is TraceEvent & { args: { pc: number; step: number } & Record<string, unknown> } {
+  return e.ph === 'X' && !!e.args && typeof e.args.pc === 'number' && typeof e.args.step === 'number' && e.args.step >= from && !(typeof e.tid === 'number' && e.tid >= 3);
+}
+
+/** Each instruction's simulated duration (us) in `plan` on `prof`: (rank, pc) -> us, NaN where the
+ *  lowering made no task of it. */
+function simInstrUs(plan: Plan, prof: HardwareProfile): (rank: number, pc: number) => number {
+  const r = simulatePlan(plan, prof, { criticalPath: false, hostMemory: false });
+  return (rank, pc) => {
+    const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
+    return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
+  };
 }
 
 function uniq<T>(xs: T[], key: (x: T) => string): T[] {
@@ -361,8 +388,8 @@ export function scaleCompute(p: HardwareProfile, s: number, dtype: Dtype): Hardw
 export function modelShapeKeys(model: ModelConfig, precision: Precision, seqs: number[], mbss: number[]): { gemm: Set<string>; attention: Set<string> } {
   const gemm = new Set<string>(), attention = new Set<string>();
   for (const seq of seqs) for (const mbs of mbss) {
-    for (const l of getInventory(model, precision, mbs, seq).layers) for (const g of l.gemms) if (!g.name.startsWith('attn.')) gemm.add(`${g.m}x${g.n}x${g.k}`);
-    attention.add(`${mbs}x${model.num_attention_heads}x${model.num_key_value_heads}x${seq}x${model.head_dim}`);
+    for (const g of gemmShapesOf(model, precision, mbs, seq)) gemm.add(gemmKey(g));
+    attention.add(attnKey(attnShapeOf(model, mbs, seq)));
   }
   return { gemm, attention };
 }
@@ -371,12 +398,12 @@ export function modelShapeKeys(model: ModelConfig, precision: Precision, seqs: n
 export function scaleShapes(p: HardwareProfile, keys: { gemm: Set<string>; attention: Set<string> }, s: number, dtype: Dtype): HardwareProfile {
   const c = JSON.parse(JSON.stringify(p.compute)) as HardwareProfile['compute'];
   for (const g of c.gemm?.[dtype] ?? []) {
-    if (!keys.gemm.has(`${g.m}x${g.n}x${g.k}`)) continue;
+    if (!keys.gemm.has(gemmKey(g))) continue;
     if (g.us !== undefined) g.us = +(g.us * s).toFixed(3);
     if (g.tflops !== undefined) g.tflops = +(g.tflops / s).toPrecision(5);
   }
   for (const x of c.attention?.[dtype] ?? []) {
-    if (!keys.attention.has(`${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`)) continue;
+    if (!keys.attention.has(attnKey(x))) continue;
     if (x.fwd_us !== undefined) x.fwd_us = +(x.fwd_us * s).toFixed(3);
     if (x.bwd_us !== undefined) x.bwd_us = +(x.bwd_us * s).toFixed(3);
   }
@@ -426,17 +453,13 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const flopBudget = gpuMode ? Infinity : quick ? 3e9 : 6e10;
 
   // ---- compute: GEMMs at the model's shapes (and the overhead probe's), attention, kernels
-  const shapes: { m: number; n: number; k: number }[] = [];
-  const addShapes = (model: ModelConfig, mbs: number, seq: number) => {
-    for (const l of getInventory(model, gpuMode ? 'bf16-mixed' : 'fp32', mbs, seq).layers) {
-      for (const g of l.gemms) if (!g.name.startsWith('attn.')) shapes.push({ m: g.m, n: g.n, k: g.k });
-    }
-  };
+  const shapes: GemmShape[] = [];
+  const addShapes = (model: ModelConfig, mbs: number, seq: number) => shapes.push(...gemmShapesOf(model, gpuMode ? 'bf16-mixed' : 'fp32', mbs, seq));
   for (const model of o.models) for (const seq of o.seqs) for (const mbs of o.microBatchSizes) addShapes(model, mbs, seq);
   if (parts.has('overheads')) addShapes(tiny, 2, 32);
   const gemmPts: GemmPoint[] = [];
   if (parts.has('gemm')) {
-    const us = uniq(shapes, (s) => `${s.m}x${s.n}x${s.k}`).sort((a, b) => a.m * a.n * a.k - b.m * b.n * b.k);
+    const us = uniq(shapes, gemmKey).sort((a, b) => a.m * a.n * a.k - b.m * b.n * b.k);
     let over = 0;
     for (const s of us) {
       if (2 * s.m * s.n * s.k > flopBudget) { over++; continue; }
@@ -449,11 +472,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   const attnPts: AttentionPoint[] = [];
   if (parts.has('attention')) {
-    const shapesA: { batch: number; heads: number; kv_heads: number; seq: number; head_dim: number }[] = [];
-    const add = (m: ModelConfig, batch: number, seq: number) => shapesA.push({ batch, heads: m.num_attention_heads, kv_heads: m.num_key_value_heads, seq, head_dim: m.head_dim });
+    const shapesA: AttnShape[] = [];
+    const add = (m: ModelConfig, batch: number, seq: number) => shapesA.push(attnShapeOf(m, batch, seq));
     for (const model of o.models) for (const seq of o.seqs) for (const mbs of o.microBatchSizes) add(model, mbs, seq);
     if (parts.has('overheads')) add(tiny, 2, 32);
-    for (const s of uniq(shapesA, (x) => `${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`)) {
+    for (const s of uniq(shapesA, attnKey)) {
       const flops = 4 * s.batch * s.heads * s.seq * s.seq * s.head_dim;
       if (flops * 3.5 > flopBudget * 2) { skipped.push(`attention ${s.batch}x${s.heads}x${s.seq}x${s.head_dim}: above the CPU time budget`); continue; }
       jobs.push({
@@ -598,8 +621,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           // handles at a thread's first call, the caching allocator grows
           const firstSteady = steadyStep(steps);
           for (const e of res.trace?.traceEvents ?? []) {
-            if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < firstSteady) continue;
-            if (typeof e.tid === 'number' && e.tid >= 3) continue; // asynchronous work (copy streams, host worker): not an instruction's own time
+            if (!isOwnSlice(e, firstSteady)) continue;
             const sp = spans.get(e.args.step) ?? [Infinity, -Infinity];
             spans.set(e.args.step, [Math.min(sp[0], e.ts ?? 0), Math.max(sp[1], (e.ts ?? 0) + (e.dur ?? 0))]);
             const op = String(e.args.op ?? e.name);
@@ -636,12 +658,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         let excluded: string[] = [];
         for (const pr of probes) {
           const durs = (launch: number, perInstr: number) => {
-            const r = sim(pr.plan, withOv(p, launch, perInstr));
-            return (key: string) => {
-              const [rank, pc] = key.split(':').map(Number) as [number, number];
-              const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
-              return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
-            };
+            const us = simInstrUs(pr.plan, withOv(p, launch, perInstr));
+            return (key: string) => us(...(key.split(':').map(Number) as [number, number]));
           };
           const d0 = durs(0, 0), dL = durs(1, 0), dP = durs(0, 1), dK = durs(1000, 0);
           for (const k of pr.byPc.keys()) {
@@ -711,17 +729,12 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           const from = Math.floor(steps / 2);  // the later half: the GPU has been busy for seconds
           const byPc = new Map<number, number[]>();
           for (const e of res.trace?.traceEvents ?? []) {
-            if (e.ph !== 'X' || !e.args || typeof e.args.pc !== 'number' || typeof e.args.step !== 'number' || e.args.step < from) continue;
-            if (typeof e.tid === 'number' && e.tid >= 3) continue;
-            if (!['forward', 'backward'].includes(String(e.args.op ?? e.name))) continue;
+            if (!isOwnSlice(e, from) || !['forward', 'backward'].includes(String(e.args.op ?? e.name))) continue;
             (byPc.get(e.args.pc) ?? (byPc.set(e.args.pc, []), byPc.get(e.args.pc)!)).push(e.dur ?? 0);
           }
           const keys = modelShapeKeys(model, 'bf16-mixed', o.seqs, o.microBatchSizes);
           const q = fit ? { ...p, overheads: { ...p.overheads, kernel_launch_us: fit.launch, per_instruction_us: fit.perInstr } } : p;
-          const dur = (prof: HardwareProfile) => {
-            const r = simulatePlan(plan, prof, { criticalPath: false, hostMemory: false });
-            return (pc: number) => { const t = r.lowered.taskOf[0]?.[pc] ?? -1; return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!; };
-          };
+          const dur = (prof: HardwareProfile) => { const us = simInstrUs(plan, prof); return (pc: number) => us(0, pc); };
           const d0 = dur(q), d2 = dur(scaleShapes(q, keys, 2, dtype));
           const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
           const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
