@@ -2287,6 +2287,15 @@ RunResult runRank(const RunCfg& cfg, const ProgressFn& progress, const std::atom
   return res;
 }
 
+/** One benchmark step of the host AdamW over p, m, v (fp32, n each) with gradient g and optional
+ *  compute-precision weights w: the benchmarks' fixed hyper-parameters (lr 1e-4, betas 0.9 / 0.999,
+ *  eps 1e-8, bias corrections 0.1 / 0.001, weight decay 0.01). */
+template <class G, class W>
+void benchAdamStep(at::Tensor& p, at::Tensor& m, at::Tensor& v, const G* g, W* w) {
+  cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), g, w, p.numel(), 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f,
+           0.001f, 0.01f, 1.0f);
+}
+
 double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps) {
   MMOC_CHECK(n > 0 && threads > 0 && groups > 0 && reps > 0, "benchCpuAdamWConcurrent: n, threads, groups and reps must be positive");
   std::mutex mu;
@@ -2315,10 +2324,7 @@ double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps) {
         // first touch by this group's own threads (the pages land near them)
         auto p = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32);
         auto g = (at::randn({n}, f32) * 1e-3).to(at::kBFloat16), w = at::empty({n}, f32.dtype(at::kBFloat16));
-        auto step = [&] {
-          cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), g.data_ptr<c10::BFloat16>(),
-                   w.data_ptr<c10::BFloat16>(), n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, 1.0f);
-        };
+        auto step = [&] { benchAdamStep(p, m, v, g.data_ptr<c10::BFloat16>(), w.data_ptr<c10::BFloat16>()); };
         step();  // warm-up
         for (int r = 0; r < reps; ++r) {
           barrier();
@@ -2365,14 +2371,8 @@ AdamBench benchCpuAdamW(int64_t n, int threads, int reps) {
     auto dst = at::empty({n}, f32);
     b.copySec = median([&] { dst.copy_(p); });
   }
-  b.oursF32 = median([&] {
-    cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), g.data_ptr<float>(), static_cast<float*>(nullptr), n,
-             1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, 1.0f);
-  });
-  b.oursBf16 = median([&] {
-    cpuAdamW(p.data_ptr<float>(), m.data_ptr<float>(), v.data_ptr<float>(), gb.data_ptr<c10::BFloat16>(),
-             wb.data_ptr<c10::BFloat16>(), n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.001f, 0.01f, 1.0f);
-  });
+  b.oursF32 = median([&] { benchAdamStep(p, m, v, g.data_ptr<float>(), static_cast<float*>(nullptr)); });
+  b.oursBf16 = median([&] { benchAdamStep(p, m, v, gb.data_ptr<c10::BFloat16>(), wb.data_ptr<c10::BFloat16>()); });
 #if MMOC_TORCH_AT_LEAST(2, 4)
   {
     std::vector<at::Tensor> ps{p}, gs{g}, ms{m}, vs{v}, st{at::full({}, 1.0, f32)};
