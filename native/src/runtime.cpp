@@ -1209,6 +1209,7 @@ struct Rank {
 #if MMOC_HAS_CUDA
     std::shared_ptr<at::cuda::CUDAEvent> ev;  // its GPU -> host copy is done
 #endif
+    int64_t bytes() const { return static_cast<int64_t>(h.nbytes()); }
   };
   std::map<Key, HostAct> hostAct, hostLayerAct;
 #if MMOC_HAS_CUDA
@@ -1258,7 +1259,7 @@ struct Rank {
   /** Moves a kept activation from the device map to the host map under the same key; its bytes. */
   int64_t actOut(std::map<Key, at::Tensor>& dev, std::map<Key, at::Tensor>::iterator it, std::map<Key, HostAct>& to) {
     auto a = actToHost(it->second);
-    const int64_t bytes = a.h.numel() * a.h.element_size();
+    const int64_t bytes = a.bytes();
     to[it->first] = a;
     dev.erase(it);
     return bytes;
@@ -1277,7 +1278,7 @@ struct Rank {
       for (int l = st.lo + 1; l < st.hi; ++l) {
         auto h = hostLayerAct.find({mb, l});
         if (h != hostLayerAct.end()) {  // offloaded by the forward already
-          bytes += h->second.h.numel() * h->second.h.element_size();
+          bytes += h->second.bytes();
           continue;
         }
         auto it = layerIn.find({mb, l});
@@ -1303,7 +1304,7 @@ struct Rank {
         auto it = hostLayerAct.find({mb, l});
         MMOC_CHECK(it != hostLayerAct.end(), "reload_act mb " << mb << " stage " << s << ": layer " << l << "'s input was not offloaded");
         // the backward brings each back one layer ahead of its use
-        bytes += it->second.h.numel() * it->second.h.element_size();
+        bytes += it->second.bytes();
       }
     return bytes;
   }
