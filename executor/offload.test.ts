@@ -36,6 +36,7 @@ const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(a)
 const ops = (p: Plan) => new Set(p.program.ranks.flat().map((i) => i.op + ('tier' in i ? ':' + i.tier : '') + ('fraction' in i && i.fraction !== undefined ? ':f' : '')));
 
 const hostOpt: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 1, disk: 0 }, optState: { gpu: 0, cpu: 1, disk: 0 } });
+const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
 const halfOpt: Pol = (p) => ({ ...p, master: { gpu: 0.5, cpu: 0.5, disk: 0 }, optState: { gpu: 0.5, cpu: 0.5, disk: 0 } });
 const hostGrads: Pol = (p) => ({ ...hostOpt(p), grads: { gpu: 0, cpu: 1, disk: 0 } });
 
@@ -103,7 +104,6 @@ test('parameter streaming (half the layers fetched from the host copy) and activ
 test('optimizer states on disk (two directories, temporary name + rename, checksum) give the same losses as in host memory; a corrupted state file is detected and named', { skip, timeout: 180_000 }, async () => {
   const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-disk-a-')), mkdtempSync(join(tmpdir(), 'mmoc-disk-b-'))];
   try {
-    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
     const ref = await run(plan(2, { pol: hostOpt }));
     const pd = plan(2, { pol: onDisk, diskPaths: dirs });
     assert.ok(ops(pd).has('disk_read') && ops(pd).has('disk_write'), `the program uses the disk (${[...ops(pd)].join(' ')})`);
@@ -130,7 +130,6 @@ test('optimizer states on disk (two directories, temporary name + rename, checks
 test('asynchronous offload work is traced on its own tracks: CPU updates on "CPU update", uploads on "copy host -> GPU", disk transfers on "disk", each at the pc that issued it', { skip, timeout: 180_000 }, async () => {
   const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-trk-'))];
   try {
-    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
     for (const [pol, disk] of [[hostOpt, false], [onDisk, true]] as [Pol, boolean][]) {
       const p = plan(2, { pol, steps: 2, ...(disk ? { diskPaths: dirs } : {}) });
       const r = await execute(p, { threads: 1, timeoutSec: 30, trace: true }, {});
@@ -159,7 +158,6 @@ test('asynchronous offload work is traced on its own tracks: CPU updates on "CPU
 });
 
 test('a host task that fails (a missing disk directory) ends the run naming the rank, the layer and the path', { skip, timeout: 60_000 }, async () => {
-  const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
   const missing = join(tmpdir(), `mmoc-no-such-dir-${process.pid}`);
   const p = plan(2, { pol: onDisk, steps: 2, diskPaths: [missing] });
   await assert.rejects(execute(p, { threads: 1, timeoutSec: 30 }, {}), (e: Error) => {
@@ -252,7 +250,6 @@ test('a host memory budget (--host-mem) too small for the offloaded state is ref
 test('alternating disk-group order (delayed update): odd steps run the groups in reverse, the groups written last stay staged, so the next step reads them from host memory; losses equal the host-memory run', { skip, timeout: 180_000 }, async () => {
   const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-alt-'))];
   try {
-    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
     const ref = await run(plan(2, { pol: hostOpt, delayed: true }));
     const mk = (alternate: boolean) => {
       const p = plan(2, { pol: onDisk, delayed: true, diskPaths: dirs });
@@ -344,7 +341,6 @@ test('a tied embedding split across ranks keeps its update on the device when th
 test('one rank\'s disk transfers on two paths run at once (a disk worker a path): in some step a transfer on one path overlaps one on the other; the losses equal the host-memory run', { skip, timeout: 180_000 }, async () => {
   const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-p0-')), mkdtempSync(join(tmpdir(), 'mmoc-p1-'))];
   try {
-    const onDisk: Pol = (p) => ({ ...p, master: { gpu: 0, cpu: 0, disk: 1 }, optState: { gpu: 0, cpu: 0, disk: 1 } });
     const ref = await run(plan(2, { pol: hostOpt }));
     const p = plan(2, { pol: onDisk, diskPaths: dirs });
     process.env.MMOC_DISK_DELAY_MS = '40'; // every transfer lasts 40 ms: those issued together overlap
