@@ -79,9 +79,11 @@ export function layerTimes(inv: Inventory, profile: HardwareProfile): LayerTimes
       f += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nf = 1;
       b += elementwiseTime_us(profile, dev, 2 * T * mc.hidden_size * a).us; nb = 2;
     } else {
-      // Final norm, the fp32 loss over the logits (read logits, write fp32, softmax, gradient).
-      f += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (a + 8)).us + kernelTime_us(profile, dev, 'rmsnorm', 4 * T * mc.hidden_size * a).us; nf = 8;
-      b += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (8 + a)).us + kernelTime_us(profile, dev, 'rmsnorm', 8 * T * mc.hidden_size * a).us; nb = 10;
+      // Final norm, the fp32 loss over the logits. The 'loss' rate is calibrate's effective GB/s of
+      // an fp32 log-softmax + NLL of compute-precision logits counted as T*V*(a + 4) bytes; the same
+      // count here gives back the timed op's duration (the forward and the backward each about one).
+      f += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (a + 4)).us + kernelTime_us(profile, dev, 'rmsnorm', 4 * T * mc.hidden_size * a).us; nf = 8;
+      b += kernelTime_us(profile, dev, 'loss', T * mc.vocab_size * (a + 4)).us + kernelTime_us(profile, dev, 'rmsnorm', 8 * T * mc.hidden_size * a).us; nb = 10;
     }
     // A GPU runs the kernels queued while the host launches the next ones: launches cost time only
     // where they outlast the device work. CPU ranks run each op as it is dispatched.
