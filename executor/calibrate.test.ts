@@ -10,8 +10,23 @@ import { simulatePlan } from '../planner/lower.ts';
 import { probePlan } from './calibrate.ts';
 import type { Plan } from '../planner/plan-types.ts';
 
-function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<CalibResult> {
+// Host DRAM shared (the job that runs copies and the CPU update at once): a CPU update in flight
+// makes all-GPU copies 1.6x slower; long copies in flight make the update 1.25x slower.
+let cpuBusy = 0, copyBusy = 0;
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<CalibResult> {
   const r = (medianUs: number, value = 0, value2 = 0): CalibResult => ({ medianUs, minUs: medianUs * 0.98, value, value2, samples: 5, note: '' });
+  if (t.kind === 'copy' && (t.gpus!.length > 1 && cpuBusy > 0 || (t.iters ?? 0) >= 1000)) {
+    const slow = cpuBusy > 0 ? 1.6 : 1;  // as the copies start
+    if ((t.iters ?? 0) >= 1000) { copyBusy++; await sleep(300); copyBusy--; }
+    const x = await fakeTask({ ...t, iters: 1 });
+    return { ...x, value: x.value / slow };
+  }
+  if (t.kind === 'adamw' && !t.device?.startsWith('cuda')) {
+    const slow = copyBusy > 0 ? 1.25 : 1;
+    cpuBusy++; await sleep(40 * (t.iters ?? 3)); cpuBusy--;
+    return r(1000, ((t.dims![1] ?? 1) > 1 ? 2.5e8 * t.threads! * t.dims![1]! : 2e8 * t.threads!) / slow);
+  }
   switch (t.kind) {
     case 'gemm': { const [m, n, k] = t.dims!; return Promise.resolve(r((2 * m! * n! * k!) / 700e6 + 5)); }
     case 'attention': return Promise.resolve(r(300, 300, 750));
@@ -68,6 +83,10 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.overheads.p2p_connection_bytes, Math.round(0.2 * 2 ** 30));
   assert.equal(p.overheads.kernel_launch_us, 4);
   assert.equal(p.compute_slowdown_under_copies, 0.04);
+  // host DRAM shared by the copies and the CPU update, each measured inside the other
+  assert.equal(p.copy_slowdown_under_cpu_update, 0.6);
+  assert.equal(p.cpu_update_slowdown_under_copies, 0.25);
+  assert.equal(p.figures!['copy_slowdown_under_cpu_update']!.source, 'measured');
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
   // the host's all-ranks point is timed as the executor runs it: a thread group a rank, at once
   const cores = cpus().length, perRank = Math.max(1, Math.floor(cores / 2));
@@ -168,4 +187,24 @@ test('sustained compute: the fit recovers the factor a hot run shows, and only t
   assert.ok(Math.abs(entry(q, k7)!.us! / entry(p, k7)!.us! - s) < 1e-3);
   assert.ok(Number.isNaN(fitSustained([], [], [])));
   assert.equal(fitSustained([10], [5], [6]), 1.5, 'clamped');
+});
+
+test('sustained compute: each micro-batch size\'s factor scales its own entries, and a shared entry only once', async () => {
+  const { modelShapeKeys, applySustained } = await import('./calibrate.ts');
+  const { readFileSync } = await import('node:fs');
+  const { parseHardwareProfile } = await import('../sim/index.ts');
+  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
+  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const k1 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]), k2 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [2]);
+  const entry = (prof: typeof p, key: string) => prof.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === key);
+  const only = (a: Set<string>, b: Set<string>) => [...a].find((k) => !b.has(k) && entry(p, k));
+  const a1 = only(k1.gemm, k2.gemm), a2 = only(k2.gemm, k1.gemm);
+  assert.ok(a1 && a2, 'a shape of each size in the table');
+  const q = applySustained(p, [{ s: 1.1, keys: k1 }, { s: 1.02, keys: k2 }], 'bf16');
+  assert.ok(Math.abs(entry(q, a1!)!.us! / entry(p, a1!)!.us! - 1.1) < 1e-3);
+  assert.ok(Math.abs(entry(q, a2!)!.us! / entry(p, a2!)!.us! - 1.02) < 1e-3);
+  // the same keys fitted twice: the first factor only (not 1.1 x 1.02)
+  const r = applySustained(p, [{ s: 1.1, keys: k1 }, { s: 1.02, keys: k1 }], 'bf16');
+  assert.ok(Math.abs(entry(r, a1!)!.us! / entry(p, a1!)!.us! - 1.1) < 1e-3);
+  assert.equal(entry(p, a1!)!.us, p.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === a1)!.us, 'the input profile is not changed');
 });

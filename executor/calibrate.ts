@@ -35,6 +35,9 @@ import { execute } from './launch.ts';
 /** Bytes a parameter of a bf16-mixed AdamW update as the cost model counts them (planner/lower.ts:
  *  2 x weight + gradient + 2 x master + 2 x optimizer states). */
 export const OPTIMIZER_BYTES_PER_PARAM = 2 * 2 + 2 + 2 * 4 + 2 * 8;
+/** Chunk threads per disk path that calibrate times (the plan's default policy.diskConcurrency). */
+const DISK_CONCURRENCY = 2;
+
 export const CALIB_PARTS = ['gemm', 'attention', 'kernels', 'links', 'p2p', 'cpu', 'memory', 'disk', 'overheads'] as const;
 export type CalibPart = (typeof CALIB_PARTS)[number];
 
@@ -420,6 +423,20 @@ export function fitSustained(meas: number[], d0: number[], d2: number[]): number
   return Math.min(1.5, Math.max(0.8, s[Math.floor(s.length / 2)]!));
 }
 
+/** `p` with each fitted factor applied to its keys' table entries, once: an entry shared by two
+ *  fits (two models' or two micro-batch sizes' shapes) takes the first one's factor. */
+export function applySustained(p: HardwareProfile, fits: { s: number; keys: { gemm: Set<string>; attention: Set<string> } }[], dtype: Dtype): HardwareProfile {
+  const done = { gemm: new Set<string>(), attention: new Set<string>() };
+  let q = p;
+  for (const x of fits) {
+    const own = { gemm: new Set([...x.keys.gemm].filter((k) => !done.gemm.has(k))), attention: new Set([...x.keys.attention].filter((k) => !done.attention.has(k))) };
+    q = scaleShapes(q, own, x.s, dtype);
+    for (const k of own.gemm) done.gemm.add(k);
+    for (const k of own.attention) done.attention.add(k);
+  }
+  return q;
+}
+
 export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const t0 = Date.now();
   let devs: NativeDevices, build: BuildInfo;
@@ -560,6 +577,40 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
+  // ---- host DRAM, shared: host-GPU copies (every GPU at once) while every rank's CPU update runs,
+  // and the update while the copies run, each against itself alone. On the 2x H200 host a plan
+  // that streamed half of LLaMA-3.2-1B's weights fetched them 1.6x slower than the links alone
+  // while its delayed host update ran, and the update took 1.2x its own rate.
+  let dram: { copy: number; cpu: number; copyAlone: number; copyUnder: number; cpuAlone: number; cpuUnder: number } | null = null;
+  if (gpuMode && parts.has('links') && parts.has('cpu')) {
+    jobs.push({
+      part: 'links', label: 'host copies and the CPU update at once',
+      run: async () => {
+        const task = o.deps?.calibrateTask ?? calibrateTask;
+        const all = Array.from({ length: G }, (_, i) => i);
+        const perRank = Math.max(1, Math.floor(nCores / G));
+        const copy = (iters: number, maxSec: number): Partial<CalibTask> & { kind: 'copy' } => ({ kind: 'copy', name: 'h2d', gpus: all, bytes: linkBytes, pinned: true, warmup: 1, iters, maxSec });
+        const update = (reps: number): Partial<CalibTask> & { kind: 'adamw' } => ({ kind: 'adamw', dims: G > 1 ? [adamN, G] : [adamN], threads: perRank, warmup: 0, iters: reps, maxSec: 60 });
+        const copyAlone = (await task(copy(20, 0.3))).value;
+        const cpuAlone = (await task(update(3))).value;
+        const stepSec = (adamN * G) / Math.max(1, cpuAlone);
+        const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
+        // the copies inside a long update (about 1.2 s of it), started 100 ms in
+        const longUpdate = task(update(Math.max(4, Math.ceil(1.2 / stepSec))));
+        await after(100);
+        const copyUnder = (await task(copy(1000, 0.4))).value;
+        await longUpdate;
+        // the update inside long copies
+        const longCopy = task(copy(100000, 0.6 + 3 * stepSec));
+        await after(100);
+        const cpuUnder = (await task(update(3))).value;
+        await longCopy;
+        if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) {
+          dram = { copy: Math.max(0, copyAlone / copyUnder - 1), cpu: Math.max(0, cpuAlone / cpuUnder - 1), copyAlone, copyUnder, cpuAlone, cpuUnder };
+        }
+      },
+    });
+  }
   let memGBps = 0;
   if (parts.has('memory')) {
     jobs.push({ part: 'memory', label: `memcpy ${nCores} threads`, task: { kind: 'memcpy', bytes: Math.min(2 ** 31, Math.max(quick ? 256 * 2 ** 20 : 512 * 2 ** 20, 4 * llcBytes())), ...rep, threads: nCores }, apply: (r) => { memGBps = r.value; } });
@@ -570,7 +621,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     for (const path of o.diskPaths) {
       const e = { path, w: 0, r: 0, lat: 0 };
       diskRes.push(e);
-      jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, bytes: quick ? 64 * 2 ** 20 : 1024 * 2 ** 20, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 2 : 8 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
+      // two groups of this size through the disk tier's own I/O, 2 threads (the tier's default
+      // concurrency): on a GPU host as large as a layer's state group (a virtual disk's cache
+      // absorbs 64 MiB files at twice its sustained rate)
+      const groupBytes = quick ? (gpuMode ? 512 * 2 ** 20 : 32 * 2 ** 20) : 1024 * 2 ** 20;
+      jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, dims: [DISK_CONCURRENCY], bytes: groupBytes, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 4 : 12 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
     }
   }
 
@@ -713,7 +768,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // alone still timed within 0.5% of its cold figure: bench/gpu/diagnose-layer.py). Each model's
   // two-layer probe runs in the executor long enough to heat the GPU; its later instructions'
   // durations fit one factor on that model's GEMM and attention entries.
-  const sustained: { model: string; s: number; instructions: number; keys: { gemm: Set<string>; attention: Set<string> } }[] = [];
+  const sustained: { model: string; mbs: number; s: number; instructions: number; keys: { gemm: Set<string>; attention: Set<string> } }[] = [];
   if (gpuMode && parts.has('overheads') && parts.has('gemm')) {
     for (const model of o.models) {
       jobs.push({
@@ -721,25 +776,30 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         run: async () => {
           applyCompute();
           // heat: large GEMMs back to back on the probe's GPU (its clock settles as in a training
-          // run), then the probe, whose later half is timed
+          // run), then one probe per micro-batch size (each has its own shapes: a factor fitted at
+          // micro-batch 1 was 5-8% too much for LLaMA-3.2-1B's micro-batch 2 and 4 plans), whose
+          // later halves are timed
           await (o.deps?.calibrateTask ?? calibrateTask)({ kind: 'gemm', device: dev, dtype, dims: [8192, 8192, 8192], warmup: 1, iters: 100000, maxSec: quick ? 6 : 8 });
-          const steps = quick ? 12 : 24, nmb = 32;
-          const plan = probePlan(true, o.id, steps, 1, 2, {}, probeShapeOf(model, o.seqs[0]!, o.microBatchSizes[0]!), nmb);
-          const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
-          const from = Math.floor(steps / 2);  // the later half: the GPU has been busy for seconds
-          const byPc = new Map<number, number[]>();
-          for (const e of res.trace?.traceEvents ?? []) {
-            if (!isOwnSlice(e, from) || !['forward', 'backward'].includes(String(e.args.op ?? e.name))) continue;
-            (byPc.get(e.args.pc) ?? (byPc.set(e.args.pc, []), byPc.get(e.args.pc)!)).push(e.dur ?? 0);
-          }
-          const keys = modelShapeKeys(model, 'bf16-mixed', o.seqs, o.microBatchSizes);
+          const steps = quick ? 12 : 24;
           const q = fit ? { ...p, overheads: { ...p.overheads, kernel_launch_us: fit.launch, per_instruction_us: fit.perInstr } } : p;
-          const dur = (prof: HardwareProfile) => { const us = simInstrUs(plan, prof); return (pc: number) => us(0, pc); };
-          const d0 = dur(q), d2 = dur(scaleShapes(q, keys, 2, dtype));
-          const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
-          const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-          const s = fitSustained(pcs.map((pc) => med(byPc.get(pc)!)), pcs.map(d0), pcs.map(d2));
-          if (Number.isFinite(s)) sustained.push({ model: model.name, s, instructions: pcs.length, keys });
+          for (const mbs of o.microBatchSizes) {
+            const nmb = Math.max(8, Math.round(32 / mbs));  // about 32 sequences a step at every size
+            const plan = probePlan(true, o.id, steps, 1, 2, {}, probeShapeOf(model, o.seqs[0]!, mbs), nmb);
+            const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
+            const from = Math.floor(steps / 2);  // the later half: the GPU has been busy for seconds
+            const byPc = new Map<number, number[]>();
+            for (const e of res.trace?.traceEvents ?? []) {
+              if (!isOwnSlice(e, from) || !['forward', 'backward'].includes(String(e.args.op ?? e.name))) continue;
+              (byPc.get(e.args.pc) ?? (byPc.set(e.args.pc, []), byPc.get(e.args.pc)!)).push(e.dur ?? 0);
+            }
+            const keys = modelShapeKeys(model, 'bf16-mixed', o.seqs, [mbs]);
+            const dur = (prof: HardwareProfile) => { const us = simInstrUs(plan, prof); return (pc: number) => us(0, pc); };
+            const d0 = dur(q), d2 = dur(scaleShapes(q, keys, 2, dtype));
+            const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
+            const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+            const s = fitSustained(pcs.map((pc) => med(byPc.get(pc)!)), pcs.map(d0), pcs.map(d2));
+            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, keys });
+          }
         },
       });
     }
@@ -876,8 +936,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     }
   }
   if (diskRes.some((d) => d.w > 0)) {
-    p.disks = diskRes.filter((d) => d.w > 0).map((d) => ({ path: d.path, read_GBps: +d.r.toFixed(3), write_GBps: +d.w.toFixed(3), concurrency: 2, latency_us: 100 }));
-    mark('disks', 'write then read of a file per path, O_DIRECT with 1 MiB aligned blocks, fsync (buffered where the filesystem refuses O_DIRECT)');
+    p.disks = diskRes.filter((d) => d.w > 0).map((d) => ({ path: d.path, read_GBps: +d.r.toFixed(3), write_GBps: +d.w.toFixed(3), concurrency: DISK_CONCURRENCY, latency_us: 100 }));
+    mark('disks', `the disk tier's own I/O per path: two optimizer-state groups written (8 MiB chunks, ${DISK_CONCURRENCY} threads, checksums, fsync + rename; O_DIRECT where the filesystem allows) then read back and verified`);
   }
   if (launchUs !== null) {
     p.overheads.kernel_launch_us = +(launchUs as number).toFixed(3);
@@ -911,6 +971,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.comm_buffer_bytes = Math.max(0, Math.round((probeOutside as number) - p.overheads.cuda_context_bytes));
     mark('overheads.comm_buffer_bytes', `device memory outside the caching allocator at the peak of a ${Math.min(2, G)}-rank executor run (NCCL), less cuda_context_bytes`);
   }
+  if (dram !== null) {
+    const d = dram as NonNullable<typeof dram>;
+    p.copy_slowdown_under_cpu_update = +d.copy.toFixed(4);
+    p.cpu_update_slowdown_under_copies = +d.cpu.toFixed(4);
+    const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder.toFixed(1)} GB/s); the update alone (${(d.cpuAlone / 1e9).toFixed(2)} G params/s) against inside the copies (${(d.cpuUnder / 1e9).toFixed(2)} G params/s): both draw on host DRAM`;
+    mark('copy_slowdown_under_cpu_update', what);
+    mark('cpu_update_slowdown_under_copies', what);
+  }
   if (slowdown !== null) {
     p.compute_slowdown_under_copies = +(slowdown as number).toFixed(4);
     mark('compute_slowdown_under_copies', 'bf16 GEMM alone against while H2D and D2H pinned copies run on the same GPU');
@@ -929,8 +997,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     }
   }
   if (sustained.length) {
-    for (const x of sustained) Object.assign(p, scaleShapes(p, x.keys, x.s, dtype));
-    mark('compute.sustained', `GEMM and attention entries of each model's shapes scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} x${x.s.toFixed(3)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step, 32-micro-batch executor run of two decoder layers at the job's shape, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
+    Object.assign(p, applySustained(p, sustained, dtype));
+    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of two decoder layers at that shape, about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
   }
   if (peerFit) {
     const f = peerFit as { latency: number; measuredStep: number[]; after: number[] };

@@ -40,6 +40,10 @@ interface Frozen {
   sCnt: Int32Array;
   sList: Int32Array;
   effCap: Float64Array;
+  /** Per task: its flow's progress factor while a CPU pool task runs; -1: on no host-memory link. */
+  cpuMul: Float64Array;
+  /** Links with a slowdown under CPU work. */
+  cpuLinks: number[];
 }
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
@@ -52,6 +56,7 @@ const POOL_MIN = 16384;
  *  holds views into them and is current only until the next freeze: `current` is it). */
 const fPool: Int32Array[] = [];
 let fEff = new Float64Array(POOL_MIN);
+let fCpuMul = new Float64Array(POOL_MIN);
 let current: Frozen | null = null;
 /** A zeroed Int32Array view of n elements over pooled slot `slot`. */
 function fI32(slot: number, n: number): Int32Array {
@@ -152,9 +157,21 @@ function freeze(g: SimGraph): Frozen {
     sCnt[t] = k - sOff[t];
     effCap[t] = cap;
   }
+  // per flow, its progress factor while a CPU pool task runs (1 / (1 + the largest slowdown of
+  // its links); -1 for a flow on no host-memory link); the links with a slowdown
+  if (fCpuMul.length < n) fCpuMul = new Float64Array(2 * n);
+  const cpuMul = fCpuMul.subarray(0, n);
+  const cpuLinks: number[] = [];
+  let hostLinks = 0;
+  for (let l = 0; l < L; l++) { const x = g.linkCpuSlowdown[l]!; if (x >= 0) hostLinks++; if (x > 0) cpuLinks.push(l); }
+  for (let t = 0; t < n; t++) {
+    let s = -1;
+    if (hostLinks) for (let i = tLinkOff[t], e = i + tLinkCnt[t]; i < e; i++) { const x = g.linkCpuSlowdown[ll[i]]!; if (x > s) s = x; }
+    cpuMul[t] = s < 0 ? -1 : 1 / (1 + s);
+  }
   const f: Frozen = {
     version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff,
-    sOff, sCnt, sList, effCap,
+    sOff, sCnt, sList, effCap, cpuMul, cpuLinks,
   };
   frozenCache.set(g, f);
   current = f;
@@ -250,6 +267,11 @@ class Engine {
   linkBusy: Float64Array;
   linkBytes: Float64Array;
   devCopies: Int32Array;
+  /** CPU pool tasks running (all pools): flows on links with slowdown_under_cpu slow while > 0. */
+  cpuRunning = 0;
+  /** Flows running on links with slowdown_under_cpu: CPU pools with slowdown_under_copies slow while > 0. */
+  hostFlows = 0;
+  private cpuSeen: number[] = [];
   // progressive filling scratch
   mark: Int32Array; // per task epoch (shared scratch: epochs grow across runs)
   lmark: Int32Array; // per link epoch
@@ -322,6 +344,8 @@ class Engine {
     this.linkBusy = pF64(4, L); this.linkBusy.fill(0, 0, L);
     this.linkBytes = pF64(5, L); this.linkBytes.fill(0, 0, L);
     this.devCopies = pI32(12, g.deviceCount); this.devCopies.fill(0, 0, g.deviceCount);
+    this.cpuRunning = 0;
+    this.hostFlows = 0;
     this.lmark = pI32(13, L); this.lmark.fill(0, 0, L);
     this.compL = pI32(14, Math.max(16, L));
     this.lres = pF64(6, L);
@@ -472,6 +496,7 @@ class Engine {
         if (k === R_CPU) {
           this.runList[this.f.runOff[r] + this.runCnt[r]++] = t;
           this.busyWorkers[r] += g.tWorkers[t];
+          if (this.cpuRunning++ === 0 && this.f.cpuLinks.length) this.cpuChanged();
         }
       }
     }
@@ -521,6 +546,7 @@ class Engine {
           const c = --this.runCnt[r];
           for (let i = 0; i <= c; i++) if (this.runList[off + i] === t) { this.runList[off + i] = this.runList[off + c]; break; }
           this.busyWorkers[r] -= g.tWorkers[t];
+          if (--this.cpuRunning === 0 && f.cpuLinks.length) this.cpuChanged();
           this.cpuRates(r);
         } else if (k === R_DISK) this.resBytes[r] += g.tAmount[t];
         // start queued tasks in FIFO order while they fit
@@ -562,7 +588,8 @@ class Engine {
       while (W[i] < bw) i++;
       total = Rt[i - 1] + ((Rt[i] - Rt[i - 1]) * (bw - W[i - 1])) / (W[i] - W[i - 1]);
     }
-    const per = total / bw;
+    const sl = g.resCpuSlowdown[r];
+    const per = (sl > 0 && this.hostFlows > 0 ? total / (1 + sl) : total) / bw;
     const off = this.f.runOff[r];
     for (let i = 0, c = this.runCnt[r]; i < c; i++) {
       const t = this.runList[off + i];
@@ -603,6 +630,7 @@ class Engine {
       if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
     }
     const f = this.f;
+    if (f.cpuMul[t] > 0 && this.hostFlows++ === 0) this.copiesChanged();
     let alone = true;
     let bw = f.effCap[t];
     for (let i = f.sOff[t], e = i + f.sCnt[t]; i < e; i++) {
@@ -611,6 +639,7 @@ class Engine {
       if (g.linkCap[l] < bw) bw = g.linkCap[l];
     }
     if (alone) {
+      if (this.cpuRunning > 0 && f.cpuMul[t] > 0) bw *= f.cpuMul[t];
       if (this.logLinks) this.linkRate(t, bw);
       this.rate[t] = bw;
       this.push(this.now + this.rem[t] / bw, t);
@@ -622,6 +651,7 @@ class Engine {
   endFlow(t: number): void {
     if (this.logLinks) this.linkRate(t, 0);
     const g = this.g;
+    if (this.f.cpuMul[t] > 0 && --this.hostFlows === 0) this.copiesChanged();
     const off = g.tLinkOff[t];
     const cnt = g.tLinkCnt[t];
     const ll = g.linkList.a;
@@ -696,6 +726,7 @@ class Engine {
       let r = tCap[x];
       const o = tLinkOff[x];
       for (let j = 0, c = tLinkCnt[x]; j < c; j++) { const cl = linkCap[ll[o + j]]; if (cl < r) r = cl; }
+      if (this.cpuRunning > 0 && this.f.cpuMul[x] > 0) r *= this.f.cpuMul[x];
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -741,9 +772,10 @@ class Engine {
         // stays equal), so later flows on them are still found.
       }
     }
+    const mul = this.cpuRunning > 0 ? this.f.cpuMul : null;
     for (let i = 0; i < nf; i++) {
       const x = compF[i];
-      const r = nr[x];
+      const r = mul && mul[x] > 0 ? nr[x] * mul[x] : nr[x];
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -763,6 +795,25 @@ class Engine {
       this.llL.push(ll[i]);
       this.llD.push(d);
     }
+  }
+
+  /** A CPU pool went busy or idle: the flows on links with a slowdown under CPU work take their
+   *  new rates (each component refilled once). Allocations stay max-min fair; only the progress
+   *  of an affected flow scales. */
+  cpuChanged(): void {
+    const seen = this.cpuSeen;
+    seen.length = 0;
+    for (const l of this.f.cpuLinks) {
+      const lo = this.f.lfOff[l];
+      for (let j = lo, je = lo + this.lfN[l]; j < je; j++) seen.push(this.lf[j]);
+    }
+    for (const x of seen) if (this.state[x] === S_VAR) this.refill(x);
+  }
+
+  /** Host copies started or all ended: the CPU pools that slow under them take their new rates. */
+  copiesChanged(): void {
+    const g = this.g;
+    for (let r = 0, R = g.resourceCount; r < R; r++) if (g.resKind[r] === R_CPU && g.resCpuSlowdown[r] > 0 && this.busyWorkers[r] > 0) this.cpuRates(r);
   }
 
   slowdownChanged(d: number): void {

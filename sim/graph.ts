@@ -40,6 +40,8 @@ export class SimGraph {
   /** cpu: curve (workers ascending, elements/us). */
   readonly resCurveW: number[][] = [];
   readonly resCurveR: number[][] = [];
+  /** cpu: slowdown while flows cross links with slowdown_under_cpu. */
+  readonly resCpuSlowdown: number[] = [];
   /** disk: read link, write link. */
   readonly resReadLink: number[] = [];
   readonly resWriteLink: number[] = [];
@@ -49,6 +51,8 @@ export class SimGraph {
   /** bytes/us */
   readonly linkCap: number[] = [];
   readonly linkLatency: number[] = [];
+  /** Host-memory links (their transfers draw on host DRAM): slowdown under CPU work (>= 0); else -1. */
+  readonly linkCpuSlowdown: number[] = [];
 
   // ---- tasks (struct of arrays)
   private n = 0;
@@ -127,6 +131,7 @@ export class SimGraph {
     this.resSlots.push(slots);
     this.resCurveW.push([]);
     this.resCurveR.push([]);
+    this.resCpuSlowdown.push(0);
     this.resReadLink.push(-1);
     this.resWriteLink.push(-1);
     this.version++;
@@ -148,7 +153,10 @@ export class SimGraph {
     for (const p of pts) {
       if (!(p.workers > 0) || !(p.elements_per_s > 0)) throw new SimError(`cpu pool "${name}": curve points need positive workers and elements_per_s`);
     }
+    const sl = spec.slowdown_under_copies ?? 0;
+    if (!(sl >= 0)) throw new SimError(`cpu pool "${name}": slowdown_under_copies must be zero or positive`);
     const r = this.addRes(device, name, R_CPU, spec.workers);
+    this.resCpuSlowdown[r] = sl;
     this.resCurveW[r] = pts.map((p) => p.workers);
     this.resCurveR[r] = pts.map((p) => p.elements_per_s / 1e6);
     return r;
@@ -172,8 +180,11 @@ export class SimGraph {
     if (!(spec.GBps > 0)) throw new SimError(`link "${full}": GBps must be positive`);
     const lat = spec.latency_us ?? 0;
     if (!(lat >= 0)) throw new SimError(`link "${full}": latency_us must be zero or positive`);
+    const cs = spec.slowdown_under_cpu ?? -1;  // -1: not a host-memory link
+    if (spec.slowdown_under_cpu !== undefined && !(cs >= 0)) throw new SimError(`link "${full}": slowdown_under_cpu must be zero or positive`);
     if (this.linkName.includes(full)) throw new SimError(`link "${full}" is defined twice`);
     this.linkName.push(full);
+    this.linkCpuSlowdown.push(cs);
     this.linkDevice.push(device);
     this.linkCap.push(spec.GBps * GBPS_TO_BYTES_PER_US);
     this.linkLatency.push(lat);

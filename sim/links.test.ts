@@ -228,3 +228,39 @@ test('a link used by one in-order stream only acts as a cap: same times as the u
     a.forEach((x, i) => close(x, b[i], `flow ${i}`));
   }), { numRuns: 150 });
 });
+
+test('host DRAM shared: a copy slows while a CPU update runs and the update slows while the copy runs, each by its own factor', () => {
+  const mk = (copySlow: number, cpuSlow: number) => {
+    const g = new SimGraph();
+    const h = g.device('host', { kind: 'host' });
+    const l = g.link(h, 'h2d', { GBps: 10, slowdown_under_cpu: copySlow });
+    const other = g.link(h, 'peer', { GBps: 10 });
+    const p = g.cpuPool(h, 'cpu', { workers: 1, curve: [{ workers: 1, elements_per_s: 1e6 }], slowdown_under_copies: cpuSlow });
+    return { g, l, other, p };
+  };
+  // alone: 1e6 bytes at 10 GB/s = 100 us; 100 elements at 1e6/s = 100 us
+  const a = mk(1, 0);
+  const c = a.g.task({ bytes: 1e6, links: [a.l] });
+  const u = a.g.task({ on: a.p, elements: 50 }); // 50 us of update at the start
+  const ra = simulate(a.g);
+  close(ra.end_us[u], 50, 'the update, not slowed (factor 0)');
+  // 50 us at 5 GB/s (2.5e5 bytes), then 7.5e5 bytes at 10 GB/s
+  close(ra.end_us[c], 50 + 75, 'the copy, half speed while the update ran');
+  // the reverse factor: the update runs at 1 / (1 + 0.5) while the copy moves
+  const b = mk(0, 0.5);
+  const c2 = b.g.task({ bytes: 5e5, links: [b.l] }); // 50 us
+  const u2 = b.g.task({ on: b.p, elements: 100 });
+  const rb = simulate(b.g);
+  close(rb.end_us[c2], 50);
+  // 50 us at 2/3 e6/s = 33.3 elements, the remaining 66.7 at 1e6/s
+  close(rb.end_us[u2], 50 + (100 - 50 / 1.5));
+  // a flow on a link without the factor is not slowed, nor does it slow the update
+  const d = mk(1, 1);
+  const c3 = d.g.task({ bytes: 1e6, links: [d.other] });
+  const u3 = d.g.task({ on: d.p, elements: 100 });
+  const rd = simulate(d.g);
+  close(rd.end_us[c3], 100);
+  close(rd.end_us[u3], 100);
+  assert.throws(() => mk(-1, 0), /slowdown_under_cpu must be zero or positive/);
+  assert.throws(() => mk(0, -1), /slowdown_under_copies must be zero or positive/);
+});

@@ -55,23 +55,25 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
   const isCpu = p.gpus.kind === 'cpu';
   const host = g.device('host', { kind: 'host', memory_bytes: p.cpu.memory_bytes });
   const slow = opts.slowdown === false ? 0 : p.compute_slowdown_under_copies;
+  // every link of a host-GPU route: its DMA shares host DRAM with a CPU update
+  const cpuSlow = opts.slowdown === false ? 0 : p.copy_slowdown_under_cpu_update ?? 0;
 
   // host groups: one h2d and one d2h link each (+ duplex)
   const groupOf = new Map<number, { h2d: LinkId; d2h: LinkId; duplex: LinkId | -1 }>();
   for (const hg of p.links.host_groups) {
     const members = hg.gpus.filter((x) => x < n);
     if (members.length === 0) continue;
-    const h2d = g.link(host, `${hg.name}.h2d`, { GBps: hg.h2d_GBps });
-    const d2h = g.link(host, `${hg.name}.d2h`, { GBps: hg.d2h_GBps });
-    const duplex = hg.duplex_GBps !== undefined ? g.link(host, `${hg.name}.duplex`, { GBps: hg.duplex_GBps }) : -1;
+    const h2d = g.link(host, `${hg.name}.h2d`, { GBps: hg.h2d_GBps, slowdown_under_cpu: cpuSlow });
+    const d2h = g.link(host, `${hg.name}.d2h`, { GBps: hg.d2h_GBps, slowdown_under_cpu: cpuSlow });
+    const duplex = hg.duplex_GBps !== undefined ? g.link(host, `${hg.name}.duplex`, { GBps: hg.duplex_GBps, slowdown_under_cpu: cpuSlow }) : -1;
     for (const x of members) groupOf.set(x, { h2d, d2h, duplex });
   }
 
   const total = p.links.host_total;
   const totalLinks = total ? {
-    h2d: g.link(host, 'host-total.h2d', { GBps: total.h2d_GBps }),
-    d2h: g.link(host, 'host-total.d2h', { GBps: total.d2h_GBps }),
-    duplex: total.duplex_GBps !== undefined ? g.link(host, 'host-total.duplex', { GBps: total.duplex_GBps }) : -1,
+    h2d: g.link(host, 'host-total.h2d', { GBps: total.h2d_GBps, slowdown_under_cpu: cpuSlow }),
+    d2h: g.link(host, 'host-total.d2h', { GBps: total.d2h_GBps, slowdown_under_cpu: cpuSlow }),
+    duplex: total.duplex_GBps !== undefined ? g.link(host, 'host-total.duplex', { GBps: total.duplex_GBps, slowdown_under_cpu: cpuSlow }) : -1,
   } : null;
 
   const gpus: MachineGpu[] = [];
@@ -84,13 +86,13 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
     const comm = g.stream(device, 'comm', { role: 'comm' });
     const hl = p.links.h2d.find((x) => x.gpu === i)!;
     const dl = p.links.d2h.find((x) => x.gpu === i)!;
-    const h2dLink = g.link(device, 'h2d-engine', { GBps: hl.GBps, latency_us: hl.latency_us ?? 0 });
-    const d2hLink = g.link(device, 'd2h-engine', { GBps: dl.GBps, latency_us: dl.latency_us ?? 0 });
+    const h2dLink = g.link(device, 'h2d-engine', { GBps: hl.GBps, latency_us: hl.latency_us ?? 0, slowdown_under_cpu: cpuSlow });
+    const d2hLink = g.link(device, 'd2h-engine', { GBps: dl.GBps, latency_us: dl.latency_us ?? 0, slowdown_under_cpu: cpuSlow });
     const h2dRoute = [h2dLink];
     const d2hRoute = [d2hLink];
     const dx = p.links.duplex?.find((x) => x.gpu === i);
     if (dx) {
-      const l = g.link(device, 'duplex', { GBps: dx.GBps });
+      const l = g.link(device, 'duplex', { GBps: dx.GBps, slowdown_under_cpu: cpuSlow });
       h2dRoute.push(l);
       d2hRoute.push(l);
     }
@@ -151,6 +153,7 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
   const cpu = g.cpuPool(host, 'cpu-pool', {
     workers,
     curve: opt.points.map((x) => ({ workers: x.threads, elements_per_s: x.params_per_s })),
+    slowdown_under_copies: opts.slowdown === false ? 0 : p.cpu_update_slowdown_under_copies ?? 0,
   });
 
   const diskDevice = g.device('disk', { kind: 'disk', memory_bytes: p.disks.reduce((s, d) => s + (d.capacity_bytes ?? 0), 0) || undefined });

@@ -53,6 +53,11 @@ export interface LinkSpec {
   GBps: number;
   /** Fixed latency added before a transfer's bytes start to move (summed over its route). */
   latency_us?: number;
+  /** Set on a link whose transfers draw on host DRAM (a host-GPU route): a flow crossing it moves
+   *  (1 + this) times slower while any CPU pool task runs (the copy engines' DMA and a DRAM-bound
+   *  CPU update share the DRAM), and it counts as a copy for the pools' slowdown_under_copies.
+   *  Unset: neither. */
+  slowdown_under_cpu?: number;
 }
 
 /** One point of a CPU pool's throughput curve: total elements/s with `workers` busy workers. */
@@ -66,6 +71,9 @@ export interface CpuPoolSpec {
   /** Total pool throughput against busy workers; interpolated linearly, 0 at 0 workers, flat
    *  beyond the last point. At least one point. */
   curve: readonly CpuCurvePoint[];
+  /** The pool runs (1 + this) times slower while a flow crosses a link with slowdown_under_cpu
+   *  (the copy engines' DMA on the same DRAM; default 0). */
+  slowdown_under_copies?: number;
 }
 
 export interface DiskSpec {
