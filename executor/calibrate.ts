@@ -74,6 +74,8 @@ export interface Measurement {
   result?: CalibResult;
   error?: string;
   seconds: number;
+  /** What a composite job measured (`--json`): the figures it fitted from, for re-fitting offline. */
+  detail?: unknown;
 }
 
 export interface CalibrateOutput {
@@ -150,7 +152,7 @@ interface Job {
   label: string;
   task?: Partial<CalibTask> & { kind: CalibTask['kind'] };
   /** Custom work instead of a native task. */
-  run?: () => Promise<void>;
+  run?: () => Promise<unknown>;
   apply?: (r: CalibResult) => void;
 }
 
@@ -608,6 +610,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) {
           dram = { copy: Math.max(0, copyAlone / copyUnder - 1), cpu: Math.max(0, cpuAlone / cpuUnder - 1), copyAlone, copyUnder, cpuAlone, cpuUnder };
         }
+        return { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder };
       },
     });
   }
@@ -782,6 +785,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           await (o.deps?.calibrateTask ?? calibrateTask)({ kind: 'gemm', device: dev, dtype, dims: [8192, 8192, 8192], warmup: 1, iters: 100000, maxSec: quick ? 6 : 8 });
           const steps = quick ? 12 : 24;
           const q = fit ? { ...p, overheads: { ...p.overheads, kernel_launch_us: fit.launch, per_instruction_us: fit.perInstr } } : p;
+          const detail: unknown[] = [];
           for (const mbs of o.microBatchSizes) {
             const nmb = Math.max(8, Math.round(32 / mbs));  // about 32 sequences a step at every size
             const plan = probePlan(true, o.id, steps, 1, 2, {}, probeShapeOf(model, o.seqs[0]!, mbs), nmb);
@@ -799,7 +803,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
             const s = fitSustained(pcs.map((pc) => med(byPc.get(pc)!)), pcs.map(d0), pcs.map(d2));
             if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, keys });
+            detail.push({ mbs, s, steps, microBatches: nmb, instructions: pcs.map((pc) => ({ pc, measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }
+          return detail;
         },
       });
     }
@@ -867,7 +873,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     const s = Date.now();
     const m: Measurement = { part: j.part, label: j.label, seconds: 0 };
     try {
-      if (j.run) await j.run();
+      if (j.run) { const d = await j.run(); if (d !== undefined) m.detail = d; }
       else {
         m.task = j.task;
         m.result = await (o.deps?.calibrateTask ?? calibrateTask)(j.task!);

@@ -12,15 +12,15 @@
 # README row); test/prediction-error.test.ts then bounds its errors. The plans also cover offload
 # (host AdamW, delayed, GPU/host split, streamed parameters, activation offload, disk under
 # /tmp/mmoc-matrix-disk, a 32 GiB cap): about 450-480 s in all on 2x H200 with the peers.
-# Knobs: MMOC_BENCH_BUDGET_S (default 400: no plan starts after it; the peers get what is left of
-# about 525 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
+# Knobs: MMOC_BENCH_BUDGET_S (default 450: no plan starts after it; the peers get what is left of
+# about 570 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
 # MMOC_BENCH_NO_PEERS=1.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmoc-matrix}
 mkdir -p "$OUT/runs"
 START=$(date +%s)
-BUDGET=${MMOC_BENCH_BUDGET_S:-400}
+BUDGET=${MMOC_BENCH_BUDGET_S:-450}
 CPU=${MMOC_BENCH_CPU:-0}
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { echo "[$(elapsed) s] $*" | tee -a "$OUT/summary.txt"; }
@@ -74,8 +74,8 @@ while IFS=$'\t' read -r name file; do
   [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
 done < "$OUT/plans.tsv"
 
-# peers: what is left of ~525 s, less the assembly, split between the two
-PT=$(( (525 - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
+# peers: what is left of ~570 s, less the assembly, split between the two
+PT=$(( (570 - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
 if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( PT >= 45 )); then
   say "== peers (at most $PT s each)"
   (cd .gpu/peers && OUT=$OUT T=$PT ./run_peers.sh \
