@@ -149,6 +149,23 @@ test('killing one rank mid-run ends the run within 10 s with an error naming the
   assert.ok(Date.now() - started < 60_000);
 });
 
+test('the store\'s port taken before rank 0 listens on it: the ranks start again on another port and the run completes', { skip, timeout: 60_000 }, async () => {
+  const { createServer } = await import('node:net');
+  const { freePort } = await import('./launch.ts');
+  const blocker = createServer();
+  const taken = await new Promise<number>((res) => blocker.listen(0, '127.0.0.1', () => res((blocker.address() as { port: number }).port)));
+  const spawned: number[] = [];
+  try {
+    const r = await execute(plan('1f1b', 2, { steps: 2 }), { threads: 1 }, { firstPort: taken, onSpawn: (rank) => { spawned.push(rank); } });
+    assert.equal(r.losses.length, 2);
+    assert.deepEqual(spawned, [0, 1, 0, 1], 'both ranks started twice');
+  } finally {
+    blocker.close();
+  }
+  const p = await freePort();
+  assert.ok(p >= 20000 && p < 32768, `port ${p} below the ephemeral range`);
+});
+
 test('the measured trace has one slice per executed instruction and pairs with the plan by rank and pc', { skip, timeout: 60_000 }, async () => {
   const p = plan('1f1b', 2, { steps: 2 });
   const r = await run(p, { trace: true });

@@ -23,6 +23,8 @@ export interface ExecuteHooks {
   onSpawn?: (rank: number, pid: number) => void;
   /** Milliseconds to wait for the other ranks' reports once one rank failed, before killing them. */
   graceMs?: number;
+  /** The TCPStore port of the first attempt (tests: one already taken). */
+  firstPort?: number;
 }
 
 export interface ExecuteResult {
@@ -63,17 +65,34 @@ export class ExecuteError extends Error {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+/** Binds `port` (0: any) on the loopback and closes it again: the port, or 0 when it was taken. */
+function tryPort(port: number): Promise<number> {
+  return new Promise((res) => {
     const s = createServer();
     s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
+    s.on('error', () => res(0));
+    s.listen(port, '127.0.0.1', () => {
       const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => res(port));
+      const got = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => res(got));
     });
   });
+}
+
+/** A port for c10d's TCPStore: below Linux's ephemeral range (32768-60999), so that no outgoing
+ *  connection takes it between this check and rank 0's listen (a port the kernel handed out as
+ *  free once did: EADDRINUSE); any free port when none of 32 random tries there is free. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 32; i++) {
+    const p = await tryPort(20000 + Math.floor(Math.random() * 12000));
+    if (p) return p;
+  }
+  return tryPort(0);
+}
+
+/** A rank failed because the TCPStore's port was taken before rank 0 listened on it. */
+export function isPortTaken(message: string): boolean {
+  return /EADDRINUSE|address already in use/i.test(message);
 }
 
 /** Reads a rank's status file (native/src/runtime.cpp StatusFile): its current instruction. */
@@ -182,14 +201,14 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   checkDevices(plan, world, opts);
   checkMemoryCap(plan);
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-exec-'));
-  const port = await freePort();
+  let port = hooks.firstPort ?? await freePort();
   const workerPath = existsSync(join(here, 'worker.ts')) ? join(here, 'worker.ts') : join(here, 'worker.js');
   // tsx by absolute URL: the user's working directory may be anywhere (no node_modules there).
   const execArgv = workerPath.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
   const children: ChildProcess[] = [];
-  const results: (RankResult | null)[] = Array(world).fill(null);
-  const failures: { rank: number; message: string; died: boolean }[] = [];
-  const exited = new Set<number>();
+  let results: (RankResult | null)[] = [];
+  let failures: { rank: number; message: string; died: boolean }[] = [];
+  let exited = new Set<number>();
   let stopRequests = 0;
 
   const onSigint = () => {
@@ -204,52 +223,66 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   process.on('SIGINT', onSigint);
 
   try {
-    await new Promise<void>((resolve) => {
-      let killTimer: NodeJS.Timeout | null = null;
-      const finishIfDone = () => {
-        if (exited.size === world) {
-          if (killTimer) clearTimeout(killTimer);
-          resolve();
+    for (let attempt = 1; ; attempt++) {
+      children.length = 0;
+      results = Array(world).fill(null);
+      failures = [];
+      exited = new Set<number>();
+      await new Promise<void>((resolve) => {
+        let killTimer: NodeJS.Timeout | null = null;
+        const finishIfDone = () => {
+          if (exited.size === world) {
+            if (killTimer) clearTimeout(killTimer);
+            resolve();
+          }
+        };
+        const failed = () => {
+          if (killTimer) return;
+          // give the other ranks a moment to report their own view, then make sure none is left
+          killTimer = setTimeout(() => {
+            for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+          }, hooks.graceMs ?? 2000);
+        };
+        for (let rank = 0; rank < world; rank++) {
+          const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
+          const child = fork(workerPath, [], {
+            execArgv,
+            env: { TORCH_NCCL_ENABLE_MONITORING: '0', ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+            serialization: 'advanced',
+          });
+          children.push(child);
+          if (child.pid !== undefined) hooks.onSpawn?.(rank, child.pid);
+          child.on('message', (m: FromWorker) => {
+            if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
+            else if (m.type === 'result') results[m.rank] = m.result;
+            else if (m.type === 'error') {
+              failures.push({ rank: m.rank, message: m.message, died: false });
+              failed();
+            }
+          });
+          child.on('exit', (code, signal) => {
+            exited.add(rank);
+            if (results[rank] === null && !failures.some((f) => f.rank === rank)) {
+              const st = readStatus(rv.statusPath);
+              const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
+              failures.push({ rank, message: `rank ${rank} ${how} at ${describeStatus(st)}`, died: true });
+              failed();
+            }
+            finishIfDone();
+          });
+          child.send({ type: 'start', plan, rv, opts: { ...opts, steps } } satisfies ToWorker);
         }
-      };
-      const failed = () => {
-        if (killTimer) return;
-        // give the other ranks a moment to report their own view, then make sure none is left
-        killTimer = setTimeout(() => {
-          for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-        }, hooks.graceMs ?? 2000);
-      };
-      for (let rank = 0; rank < world; rank++) {
-        const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
-        const child = fork(workerPath, [], {
-          execArgv,
-          env: { TORCH_NCCL_ENABLE_MONITORING: '0', ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-          serialization: 'advanced',
-        });
-        children.push(child);
-        if (child.pid !== undefined) hooks.onSpawn?.(rank, child.pid);
-        child.on('message', (m: FromWorker) => {
-          if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
-          else if (m.type === 'result') results[m.rank] = m.result;
-          else if (m.type === 'error') {
-            failures.push({ rank: m.rank, message: m.message, died: false });
-            failed();
-          }
-        });
-        child.on('exit', (code, signal) => {
-          exited.add(rank);
-          if (results[rank] === null && !failures.some((f) => f.rank === rank)) {
-            const st = readStatus(rv.statusPath);
-            const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
-            failures.push({ rank, message: `rank ${rank} ${how} at ${describeStatus(st)}`, died: true });
-            failed();
-          }
-          finishIfDone();
-        });
-        child.send({ type: 'start', plan, rv, opts: { ...opts, steps } } satisfies ToWorker);
+      });
+      // the store's port taken before rank 0 listened (nothing ran yet): again on another port
+      if (failures.length && attempt < 3 && stopRequests === 0 && failures.some((f) => isPortTaken(f.message))) {
+        const next = await freePort();
+        process.stderr.write(`mmoc: port ${port} was taken before rank 0 could listen on it: starting the ranks again on port ${next}\n`);
+        port = next;
+        continue;
       }
-    });
+      break;
+    }
   } finally {
     process.off('SIGINT', onSigint);
     rmSync(dir, { recursive: true, force: true });

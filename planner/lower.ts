@@ -264,6 +264,8 @@ class Lowering {
   readonly wm: boolean;
   readonly stageF: Float64Array;
   readonly stageB: Float64Array;
+  /** Per stage: layers whose inputs a reload_act brings back one by one (recompute by layer), else 1. */
+  readonly reloadLayers: Int32Array;
   readonly sendOf: Int32Array;
   /** Pairs: key, consumer task. */
   readonly recvBy = LISTS.recvBy;
@@ -362,11 +364,13 @@ class Lowering {
     // Per stage: forward/backward time of the whole stage (recompute adds the forward).
     this.stageF = new Float64Array(K);
     this.stageB = new Float64Array(K);
+    this.reloadLayers = new Int32Array(K);
     for (let s = 0; s < K; s++) {
       let f = 0, b = 0;
       for (let l = layout.stages[s]!.layers[0]; l < layout.stages[s]!.layers[1]; l++) { f += times.fwd[l]!; b += times.bwd[l]!; }
       this.stageF[s] = f;
       this.stageB[s] = b + (policy.stages[s]!.recompute ? f : 0);
+      this.reloadLayers[s] = recomputeMode(policy.stages[s]!) === 2 ? layout.stages[s]!.layers[1] - layout.stages[s]!.layers[0] : 1;
     }
     // Cross-rank pairing by (kind, mb, from-stage, replica): sends, and the compute tasks that
     // consume the matching receive (a receive is not a task of its own: its wait is a dependency).
@@ -759,6 +763,17 @@ class Lowering {
     const bytes = this.kept[stage]!.host;
     const meta = this.meta(pc, 'reload_act', mb, stage, -1, bytes);
     const off = this.offActs[mb * this.K + stage]!;
+    // With recompute by layer the executor brings each layer's input back one layer ahead of its
+    // use, during the backward: the backward waits for the first layer's share only (the last
+    // layer's input), the rest streams in under it.
+    const nl = this.reloadLayers[stage]!;
+    if (nl > 1) {
+      const first = Math.round(bytes / nl);
+      const t = this.add1(this.gpu.h2d, 0, first, this.gpu.h2dRoute, off >= 0 ? off : -1, meta);
+      this.add1(this.gpu.h2d, 0, bytes - first, this.gpu.h2dRoute, t, this.meta(pc, 'reload_act', mb, stage, -1, bytes - first));
+      this.reloads[mb * this.K + stage] = t;
+      return t;
+    }
     const t = this.add1(this.gpu.h2d, 0, bytes, this.gpu.h2dRoute, off >= 0 ? off : -1, meta);
     this.reloads[mb * this.K + stage] = t;
     return t;

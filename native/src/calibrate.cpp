@@ -586,6 +586,7 @@ CalibResult copy(const CalibTask& t) {
           const double s = nowUs();
           once();
           per[gi].push_back(nowUs() - s);
+          if (i >= 2 && nowUs() - start[gi] > t.maxSec * 1e6) break;  // as timeReps
         }
         end[gi] = nowUs();
       } catch (const std::exception& e) {
@@ -597,7 +598,8 @@ CalibResult copy(const CalibTask& t) {
   for (auto& x : ts) x.join();
   for (auto& e : errs) MMOC_CHECK(e.empty(), "calibrate copy: " << e);
   const double wall = *std::max_element(end.begin(), end.end()) - *std::min_element(start.begin(), start.end());
-  const double moved = double(t.bytes) * (up + down) * iters * G;
+  double moved = 0;
+  for (int gi = 0; gi < G; ++gi) moved += double(t.bytes) * (up + down) * static_cast<double>(per[gi].size());
   CalibResult r = stats(per[0]);
   r.value = moved / (wall * 1e3);
   double slowest = 1e300;
