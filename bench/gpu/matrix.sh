@@ -13,7 +13,7 @@
 # (host AdamW, delayed, GPU/host split, streamed parameters, activation offload, disk under
 # /tmp/mmoc-matrix-disk, a 32 GiB cap): about 450-480 s in all on 2x H200 with the peers.
 # Knobs: MMOC_BENCH_BUDGET_S (default 450: no plan starts after it; the peers get what is left of
-# about 570 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
+# about MMOC_BENCH_END_S, default 570 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
 # MMOC_BENCH_NO_PEERS=1.
 set -u
 cd "$(dirname "$0")/../.."
@@ -75,7 +75,7 @@ while IFS=$'\t' read -r name file; do
 done < "$OUT/plans.tsv"
 
 # peers: what is left of ~570 s, less the assembly, split between the two
-PT=$(( (570 - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
+PT=$(( (${MMOC_BENCH_END_S:-570} - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
 if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( PT >= 45 )); then
   say "== peers (at most $PT s each)"
   (cd .gpu/peers && OUT=$OUT T=$PT ./run_peers.sh \
