@@ -18,13 +18,12 @@ async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Pr
   const r = (medianUs: number, value = 0, value2 = 0): CalibResult => ({ medianUs, minUs: medianUs * 0.98, value, value2, samples: 5, note: '' });
   if (t.kind === 'copy' && (t.gpus!.length > 1 && cpuBusy > 0 || (t.iters ?? 0) >= 1000)) {
     const slow = cpuBusy > 0 ? 1.6 : 1;  // as the copies start
-    if ((t.iters ?? 0) >= 1000) { copyBusy++; await sleep(300); copyBusy--; }
-    const x = await fakeTask({ ...t, iters: 1 });
-    return { ...x, value: x.value / slow };
+    if ((t.iters ?? 0) >= 1000) { copyBusy++; await sleep(Math.min(1500, 1000 * (t.maxSec ?? 0.3))); copyBusy--; }
+    return r(t.bytes! / 55e3, (t.gpus!.length > 1 ? 0.7 : 1) * 55 * t.gpus!.length / slow, 55);
   }
   if (t.kind === 'adamw' && !t.device?.startsWith('cuda')) {
     const slow = copyBusy > 0 ? 1.25 : 1;
-    cpuBusy++; await sleep(40 * (t.iters ?? 3)); cpuBusy--;
+    cpuBusy++; await sleep(100 + 40 * ((t.iters ?? 3) + 1)); cpuBusy--;  // set-up, warm-up and steps
     return r(1000, ((t.dims![1] ?? 1) > 1 ? 2.5e8 * t.threads! * t.dims![1]! : 2e8 * t.threads!) / slow);
   }
   switch (t.kind) {
@@ -37,7 +36,7 @@ async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Pr
     // on the CPU 2e8 params/s a thread in one team; thread groups at once (dims [n, groups]) 2.5e8
     case 'adamw': return Promise.resolve(t.device?.startsWith('cuda') ? r(1000, 1.3e11, t.dims![0]) : r(1000, (t.dims![1] ?? 1) > 1 ? 2.5e8 * t.threads! * t.dims![1]! : 2e8 * t.threads!));
     case 'memcpy': return Promise.resolve(r(1000, 150));
-    case 'disk': return Promise.resolve(r(1e6, 1.3, 1.5));
+    case 'disk': { const slow = cpuBusy > 0 ? 1.5 : 1; await sleep(50); return r(1e6, 1.3 / slow, 1.5 / slow); }
     case 'slowdown': return Promise.resolve(r(1500, 0.04, 1440));
     case 'launch': return Promise.resolve(r(4, 4, 12));
     case 'context': return Promise.resolve(r(0, 520 * 2 ** 20, 0.03));
@@ -87,6 +86,7 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.copy_slowdown_under_cpu_update, 0.6);
   assert.equal(p.cpu_update_slowdown_under_copies, 0.25);
   assert.equal(p.figures!['copy_slowdown_under_cpu_update']!.source, 'measured');
+  assert.equal(p.disk_slowdown_under_cpu_update, 0.5, 'the disk tier inside the update');
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
   // the host's all-ranks point is timed as the executor runs it: a thread group a rank, at once
   const cores = cpus().length, perRank = Math.max(1, Math.floor(cores / 2));

@@ -583,7 +583,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // and the update while the copies run, each against itself alone. On the 2x H200 host a plan
   // that streamed half of LLaMA-3.2-1B's weights fetched them 1.6x slower than the links alone
   // while its delayed host update ran, and the update took 1.2x its own rate.
-  let dram: { copy: number; cpu: number; copyAlone: number; copyUnder: number; cpuAlone: number; cpuUnder: number } | null = null;
+  let dram: { copy: number; cpu: number; copyAlone: number; copyUnder: number; cpuAlone: number; cpuUnder: number; disk: number | null; diskAlone: number; diskUnder: number } | null = null;
   if (gpuMode && parts.has('links') && parts.has('cpu')) {
     jobs.push({
       part: 'links', label: 'host copies and the CPU update at once',
@@ -593,24 +593,48 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const perRank = Math.max(1, Math.floor(nCores / G));
         const copy = (iters: number, maxSec: number): Partial<CalibTask> & { kind: 'copy' } => ({ kind: 'copy', name: 'h2d', gpus: all, bytes: linkBytes, pinned: true, warmup: 1, iters, maxSec });
         const update = (reps: number): Partial<CalibTask> & { kind: 'adamw' } => ({ kind: 'adamw', dims: G > 1 ? [adamN, G] : [adamN], threads: perRank, warmup: 0, iters: reps, maxSec: 60 });
+        const now = () => performance.now() / 1e3;
+        const after = (sec: number) => new Promise((r) => setTimeout(r, Math.max(0, sec) * 1e3));
         const copyAlone = (await task(copy(20, 0.3))).value;
+        // the update's set-up (allocating and filling its buffers: about a second) comes before its
+        // warm-up and timed steps, and the other side must run while the steps do: set-up and step
+        // from the wall time of 1 and of 3 timed steps
+        let t0 = now();
+        await task(update(1));
+        const wall1 = now() - t0;
+        t0 = now();
         const cpuAlone = (await task(update(3))).value;
-        const stepSec = (adamN * G) / Math.max(1, cpuAlone);
-        const after = (ms: number) => new Promise((r) => setTimeout(r, ms));
-        // the copies inside a long update (about 1.2 s of it), started 100 ms in
-        const longUpdate = task(update(Math.max(4, Math.ceil(1.2 / stepSec))));
-        await after(100);
+        const wall3 = now() - t0;
+        const stepSec = Math.max(1e-3, (wall3 - wall1) / 2);
+        const setupSec = Math.max(0, wall1 - 2 * stepSec);
+        // the copies (0.4 s of them) inside about 1.5 s of update steps
+        const longUpdate = task(update(Math.max(4, Math.ceil(1.5 / stepSec))));
+        await after(setupSec + stepSec + 0.1);
         const copyUnder = (await task(copy(1000, 0.4))).value;
         await longUpdate;
-        // the update inside long copies
-        const longCopy = task(copy(100000, 0.6 + 3 * stepSec));
-        await after(100);
+        // the update's steps inside copies that last through its set-up, warm-up, steps and a margin
+        const longCopy = task(copy(1e6, setupSec + 5 * stepSec + 0.5));
+        await after(0.1);
         const cpuUnder = (await task(update(3))).value;
         await longCopy;
-        if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) {
-          dram = { copy: Math.max(0, copyAlone / copyUnder - 1), cpu: Math.max(0, cpuAlone / cpuUnder - 1), copyAlone, copyUnder, cpuAlone, cpuUnder };
+        // the disk tier's I/O (two 512 MiB groups written, then read) alone and inside the update
+        let diskAlone = 0, diskUnder = 0;
+        if (parts.has('disk') && o.diskPaths.length) {
+          const io = { kind: 'disk' as const, name: o.diskPaths[0]!, dims: [DISK_CONCURRENCY], bytes: 512 * 2 ** 20, iters: 1, warmup: 0, maxSec: 1 };
+          t0 = now();
+          const a = await task(io);
+          const ioSec = now() - t0;
+          diskAlone = 2 / (1 / a.value + 1 / a.value2);  // GB/s over the write and the read
+          const longUpdate2 = task(update(Math.max(4, Math.ceil((2 * ioSec + 0.5) / stepSec))));
+          await after(setupSec + stepSec + 0.1);
+          const u = await task(io);
+          await longUpdate2;
+          diskUnder = 2 / (1 / u.value + 1 / u.value2);
         }
-        return { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder };
+        if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) {
+          dram = { copy: Math.max(0, copyAlone / copyUnder - 1), cpu: Math.max(0, cpuAlone / cpuUnder - 1), copyAlone, copyUnder, cpuAlone, cpuUnder, disk: diskAlone > 0 && diskUnder > 0 ? Math.max(0, diskAlone / diskUnder - 1) : null, diskAlone, diskUnder };
+        }
+        return { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder, diskAlone_GBps: diskAlone, diskUnder_GBps: diskUnder, updateSetupSec: setupSec, updateStepSec: stepSec };
       },
     });
   }
@@ -627,8 +651,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       // two groups of this size through the disk tier's own I/O, 2 threads (the tier's default
       // concurrency): on a GPU host as large as a layer's state group (a virtual disk's cache
       // absorbs 64 MiB files at twice its sustained rate)
-      const groupBytes = quick ? (gpuMode ? 512 * 2 ** 20 : 32 * 2 ** 20) : 1024 * 2 ** 20;
-      jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, dims: [DISK_CONCURRENCY], bytes: groupBytes, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 4 : 12 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
+      const groupBytes = quick ? (gpuMode ? 1024 * 2 ** 20 : 32 * 2 ** 20) : 2048 * 2 ** 20;
+      jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, dims: [DISK_CONCURRENCY], bytes: groupBytes, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 6 : 20 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
     }
   }
 
@@ -654,7 +678,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       run: async () => {
         const shape = gpuMode ? probeShapeOf(o.models[0]!, o.seqs[0]!, o.microBatchSizes[0]!) : undefined;
         applyCompute();
-        const steps = quick ? 4 : 6;
+        // on GPUs the tiny model's steps take milliseconds: 10 (16) steps, 8 (14) timed, so that the
+        // fit's minimum per instruction is stable (4 steps gave 113, 195 and 329 us an instruction
+        // in three runs on one machine)
+        const steps = gpuMode ? (quick ? 10 : 16) : (quick ? 4 : 6);
         const N = Math.min(2, G);
         // two micro-batch sizes on CPU ranks (separates fixed from size-proportional costs)
         const sizes = gpuMode ? [2] : [1, 4];
@@ -984,6 +1011,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder.toFixed(1)} GB/s); the update alone (${(d.cpuAlone / 1e9).toFixed(2)} G params/s) against inside the copies (${(d.cpuUnder / 1e9).toFixed(2)} G params/s): both draw on host DRAM`;
     mark('copy_slowdown_under_cpu_update', what);
     mark('cpu_update_slowdown_under_copies', what);
+    if (d.disk !== null) {
+      p.disk_slowdown_under_cpu_update = +d.disk.toFixed(4);
+      mark('disk_slowdown_under_cpu_update', `the disk tier's I/O on ${o.diskPaths[0]} (two 512 MiB groups written, then read) alone (${d.diskAlone.toFixed(2)} GB/s) against inside every rank's CPU AdamW update (${d.diskUnder.toFixed(2)} GB/s)`);
+    }
   }
   if (slowdown !== null) {
     p.compute_slowdown_under_copies = +(slowdown as number).toFixed(4);

@@ -165,8 +165,9 @@ export class SimGraph {
   /** A disk path with read and write bandwidth and a concurrency limit. */
   disk(device: DeviceId, name: string, spec: DiskSpec): ResourceId {
     if (!Number.isInteger(spec.concurrency) || spec.concurrency < 1) throw new SimError(`disk "${name}": concurrency must be a positive integer`);
-    const rl = this.link(device, `${name}.read`, { GBps: spec.read_GBps, latency_us: spec.latency_us ?? 0 });
-    const wl = this.link(device, `${name}.write`, { GBps: spec.write_GBps, latency_us: spec.latency_us ?? 0 });
+    const cs = spec.slowdown_under_cpu;
+    const rl = this.link(device, `${name}.read`, { GBps: spec.read_GBps, latency_us: spec.latency_us ?? 0, slowdown_under_cpu: cs });
+    const wl = this.link(device, `${name}.write`, { GBps: spec.write_GBps, latency_us: spec.latency_us ?? 0, slowdown_under_cpu: cs });
     const r = this.addRes(device, name, R_DISK, spec.concurrency);
     this.resReadLink[r] = rl;
     this.resWriteLink[r] = wl;

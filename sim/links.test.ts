@@ -264,3 +264,17 @@ test('host DRAM shared: a copy slows while a CPU update runs and the update slow
   assert.throws(() => mk(-1, 0), /slowdown_under_cpu must be zero or positive/);
   assert.throws(() => mk(0, -1), /slowdown_under_copies must be zero or positive/);
 });
+
+test('a disk with slowdown_under_cpu moves its transfers that much slower while a CPU update runs', () => {
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const dd = g.device('disk', { kind: 'disk' });
+  const disk = g.disk(dd, 'nvme0', { read_GBps: 1, write_GBps: 1, concurrency: 1, slowdown_under_cpu: 1 });
+  const p = g.cpuPool(h, 'cpu', { workers: 1, curve: [{ workers: 1, elements_per_s: 1e6 }] });
+  const rd = g.task({ on: disk, dir: 'read', bytes: 1e6 }); // 1000 us alone
+  const u = g.task({ on: p, elements: 500 }); // 500 us
+  const r = simulate(g);
+  close(r.end_us[u], 500);
+  // 500 us at 0.5 GB/s (2.5e5 bytes), then 7.5e5 at 1 GB/s
+  close(r.end_us[rd], 500 + 750);
+});

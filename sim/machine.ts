@@ -159,6 +159,7 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
   const diskDevice = g.device('disk', { kind: 'disk', memory_bytes: p.disks.reduce((s, d) => s + (d.capacity_bytes ?? 0), 0) || undefined });
   const disks = p.disks.map((d, i) => g.disk(diskDevice, `path${i}`, {
     read_GBps: d.read_GBps, write_GBps: d.write_GBps, concurrency: d.concurrency, latency_us: d.latency_us ?? 0,
+    slowdown_under_cpu: opts.slowdown === false ? 0 : p.disk_slowdown_under_cpu_update ?? 0,
   }));
 
   return { host, gpus, cpu, diskDevice, disks, peerRoute };

@@ -190,8 +190,10 @@ export interface HardwareProfile {
   /** Host-GPU copies run 1 + f slower while the host CPU runs an optimizer update (both draw on
    *  host DRAM); measured by `mmoc calibrate` (links part). Absent: 0. */
   copy_slowdown_under_cpu_update?: number;
-  /** The host CPU's optimizer update runs 1 + f slower while host-GPU copies run. Absent: 0. */
+  /** The host CPU's optimizer update runs 1 + f slower while host-GPU copies (or disk transfers) run. Absent: 0. */
   cpu_update_slowdown_under_copies?: number;
+  /** Disk transfers run 1 + f slower while the host CPU runs an optimizer update. Absent: 0. */
+  disk_slowdown_under_cpu_update?: number;
 }
 
 /** A profile that fails validation. The message names the source and the field. */
@@ -438,6 +440,6 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
   const af = v.nonneg(ov.allocator_overhead_fraction, 'overheads.allocator_overhead_fraction');
   if (af >= 1) v.fail('overheads.allocator_overhead_fraction', 'must be below 1');
   v.nonneg(o.compute_slowdown_under_copies, 'compute_slowdown_under_copies');
-  for (const k of ['copy_slowdown_under_cpu_update', 'cpu_update_slowdown_under_copies']) if (o[k] !== undefined) v.nonneg(o[k], k);
+  for (const k of ['copy_slowdown_under_cpu_update', 'cpu_update_slowdown_under_copies', 'disk_slowdown_under_cpu_update']) if (o[k] !== undefined) v.nonneg(o[k], k);
   return o as unknown as HardwareProfile;
 }

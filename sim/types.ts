@@ -82,6 +82,9 @@ export interface DiskSpec {
   /** Transfers in flight at once on this path (others wait, FIFO). */
   concurrency: number;
   latency_us?: number;
+  /** Its transfers move (1 + this) times slower while any CPU pool task runs (they are
+   *  host-memory flows, as LinkSpec.slowdown_under_cpu). Unset: neither. */
+  slowdown_under_cpu?: number;
 }
 
 /** Metadata carried into results and the trace (`args`); pairs predicted and measured tasks. */
