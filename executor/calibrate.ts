@@ -648,10 +648,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     for (const path of o.diskPaths) {
       const e = { path, w: 0, r: 0, lat: 0 };
       diskRes.push(e);
-      // two groups of this size through the disk tier's own I/O, 2 threads (the tier's default
-      // concurrency): on a GPU host as large as a layer's state group (a virtual disk's cache
-      // absorbs 64 MiB files at twice its sustained rate)
-      const groupBytes = quick ? (gpuMode ? 1024 * 2 ** 20 : 32 * 2 ** 20) : 2048 * 2 ** 20;
+      // two group files of this size through the disk tier's own I/O, read back and rewritten
+      // (renamed over) round after round as its steps do, 2 threads (the tier's default concurrency)
+      const groupBytes = quick ? (gpuMode ? 512 * 2 ** 20 : 32 * 2 ** 20) : 1024 * 2 ** 20;
       jobs.push({ part: 'disk', label: `disk ${path}`, task: { kind: 'disk', name: path, dims: [DISK_CONCURRENCY], bytes: groupBytes, iters: quick ? 2 : 3, warmup: 0, maxSec: quick ? 6 : 20 }, apply: (r) => { e.w = r.value; e.r = r.value2; } });
     }
   }
@@ -970,7 +969,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (diskRes.some((d) => d.w > 0)) {
     p.disks = diskRes.filter((d) => d.w > 0).map((d) => ({ path: d.path, read_GBps: +d.r.toFixed(3), write_GBps: +d.w.toFixed(3), concurrency: DISK_CONCURRENCY, latency_us: 100 }));
-    mark('disks', `the disk tier's own I/O per path: two optimizer-state groups written (8 MiB chunks, ${DISK_CONCURRENCY} threads, checksums, fsync + rename; O_DIRECT where the filesystem allows) then read back and verified`);
+    mark('disks', `the disk tier's own I/O per path, as its steps use it: two optimizer-state group files read back (checksums verified) and written again through a temporary name renamed over them, round after round (8 MiB chunks, ${DISK_CONCURRENCY} threads, fsync; O_DIRECT where the filesystem allows)`);
   }
   if (launchUs !== null) {
     p.overheads.kernel_launch_us = +(launchUs as number).toFixed(3);
