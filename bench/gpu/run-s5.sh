@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Session 5's GPU call on an nvidia-h200-x2 (under 600 s): the bench matrix (bench/gpu/matrix.sh,
-# its peers to end by about 510 s), then with the time left the host AdamW against the group size
-# updated at once (bench/gpu/adam-sizes.ts) and the kernel variants against torch's fused CPU AdamW
-# (bench/gpu/adam-variants.sh). Everything under $OUT; the last lines are a short table.
+# its peers to end by about MMOC_BENCH_END_S), then with the time left the executor's host AdamW
+# against torch's fused CPU AdamW (bench/cpu-adam.ts), the host AdamW against the group size updated
+# at once (bench/gpu/adam-sizes.ts) and the kernel variants (bench/gpu/adam-variants.sh).
+# Everything under $OUT; the last lines are a short table.
 #   source .gpu/env.sh && OUT=/tmp/x bash bench/gpu/run-s5.sh
 set -u
 cd "$(dirname "$0")/../.."
@@ -10,8 +11,13 @@ OUT=${OUT:-/tmp/mmoc-s5}
 mkdir -p "$OUT"
 START=$(date +%s)
 left() { echo $(( 585 - ($(date +%s) - START) )); }
-MMOC_BENCH_END_S=${MMOC_BENCH_END_S:-510} OUT=$OUT bash bench/gpu/matrix.sh > "$OUT/matrix.log" 2>&1
+MMOC_BENCH_END_S=${MMOC_BENCH_END_S:-555} OUT=$OUT bash bench/gpu/matrix.sh > "$OUT/matrix.log" 2>&1
 echo "[$(( $(date +%s) - START )) s] matrix done" | tee -a "$OUT/diag.txt"
+T=$(( $(left) - 5 )); (( T > 40 )) && T=40
+if (( T > 10 )); then
+  timeout $T node --import tsx bench/cpu-adam.ts --n 134217728 --threads 8,16,32 --reps 7 --out "$OUT/cpu-adam.json" > "$OUT/cpu-adam.txt" 2>&1
+  echo "[$(( $(date +%s) - START )) s] cpu-adam rc=$?" | tee -a "$OUT/diag.txt"
+fi
 T=$(( $(left) - 40 )); (( T > 70 )) && T=70
 if (( T > 10 )); then
   timeout $T node --import tsx bench/gpu/adam-sizes.ts --groups 2 --sizes 32,61,157,202 --reps 3 > "$OUT/adam-sizes.txt" 2>&1
@@ -23,5 +29,6 @@ if (( T > 15 )); then
   echo "[$(( $(date +%s) - START )) s] adam-variants rc=$?" | tee -a "$OUT/diag.txt"
 fi
 tail -25 "$OUT/summary.txt"
+tail -12 "$OUT/cpu-adam.txt" 2>/dev/null
 tail -8 "$OUT/adam-sizes.txt" 2>/dev/null
 grep -A30 "G params/s" "$OUT/adam-variants.txt" 2>/dev/null | head -30
