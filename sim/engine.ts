@@ -40,10 +40,13 @@ interface Frozen {
   sCnt: Int32Array;
   sList: Int32Array;
   effCap: Float64Array;
-  /** Per task: its flow's progress factor while a CPU pool task runs; -1: on no host-memory link. */
-  cpuMul: Float64Array;
+  /** Per task: its flow's slowdown while every CPU pool worker is busy (scaled by the busy
+   *  fraction); -1: on no host-memory link. */
+  cpuSlow: Float64Array;
   /** Links with a slowdown under CPU work. */
   cpuLinks: number[];
+  /** Workers of all CPU pools. */
+  cpuWorkers: number;
 }
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
@@ -157,21 +160,23 @@ function freeze(g: SimGraph): Frozen {
     sCnt[t] = k - sOff[t];
     effCap[t] = cap;
   }
-  // per flow, its progress factor while a CPU pool task runs (1 / (1 + the largest slowdown of
-  // its links); -1 for a flow on no host-memory link); the links with a slowdown
+  // per flow, the largest slowdown under CPU work of its links (-1: on no host-memory link); the
+  // links with a slowdown
   if (fCpuMul.length < n) fCpuMul = new Float64Array(2 * n);
-  const cpuMul = fCpuMul.subarray(0, n);
+  const cpuSlow = fCpuMul.subarray(0, n);
   const cpuLinks: number[] = [];
   let hostLinks = 0;
   for (let l = 0; l < L; l++) { const x = g.linkCpuSlowdown[l]!; if (x >= 0) hostLinks++; if (x > 0) cpuLinks.push(l); }
   for (let t = 0; t < n; t++) {
     let s = -1;
     if (hostLinks) for (let i = tLinkOff[t], e = i + tLinkCnt[t]; i < e; i++) { const x = g.linkCpuSlowdown[ll[i]]!; if (x > s) s = x; }
-    cpuMul[t] = s < 0 ? -1 : 1 / (1 + s);
+    cpuSlow[t] = s;
   }
+  let cpuWorkers = 0;
+  for (let r = 0; r < R; r++) if (g.resKind[r] === R_CPU) cpuWorkers += g.resSlots[r];
   const f: Frozen = {
     version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff,
-    sOff, sCnt, sList, effCap, cpuMul, cpuLinks,
+    sOff, sCnt, sList, effCap, cpuSlow, cpuLinks, cpuWorkers,
   };
   frozenCache.set(g, f);
   current = f;
@@ -269,6 +274,8 @@ class Engine {
   devCopies: Int32Array;
   /** CPU pool tasks running (all pools): flows on links with slowdown_under_cpu slow while > 0. */
   cpuRunning = 0;
+  /** Busy workers of all CPU pools: a host-memory flow's slowdown scales with their fraction. */
+  cpuBusy = 0;
   /** Flows running on links with slowdown_under_cpu: CPU pools with slowdown_under_copies slow while > 0. */
   hostFlows = 0;
   private cpuSeen: number[] = [];
@@ -345,6 +352,7 @@ class Engine {
     this.linkBytes = pF64(5, L); this.linkBytes.fill(0, 0, L);
     this.devCopies = pI32(12, g.deviceCount); this.devCopies.fill(0, 0, g.deviceCount);
     this.cpuRunning = 0;
+    this.cpuBusy = 0;
     this.hostFlows = 0;
     this.lmark = pI32(13, L); this.lmark.fill(0, 0, L);
     this.compL = pI32(14, Math.max(16, L));
@@ -496,7 +504,9 @@ class Engine {
         if (k === R_CPU) {
           this.runList[this.f.runOff[r] + this.runCnt[r]++] = t;
           this.busyWorkers[r] += g.tWorkers[t];
-          if (this.cpuRunning++ === 0 && this.f.cpuLinks.length) this.cpuChanged();
+          this.cpuRunning++;
+          this.cpuBusy += g.tWorkers[t];
+          if (this.f.cpuLinks.length) this.cpuChanged();
         }
       }
     }
@@ -546,7 +556,9 @@ class Engine {
           const c = --this.runCnt[r];
           for (let i = 0; i <= c; i++) if (this.runList[off + i] === t) { this.runList[off + i] = this.runList[off + c]; break; }
           this.busyWorkers[r] -= g.tWorkers[t];
-          if (--this.cpuRunning === 0 && f.cpuLinks.length) this.cpuChanged();
+          this.cpuRunning--;
+          this.cpuBusy -= g.tWorkers[t];
+          if (f.cpuLinks.length) this.cpuChanged();
           this.cpuRates(r);
         } else if (k === R_DISK) this.resBytes[r] += g.tAmount[t];
         // start queued tasks in FIFO order while they fit
@@ -588,8 +600,10 @@ class Engine {
       while (W[i] < bw) i++;
       total = Rt[i - 1] + ((Rt[i] - Rt[i - 1]) * (bw - W[i - 1])) / (W[i] - W[i - 1]);
     }
+    // slowed in proportion to the host copies running, up to the pool's full slowdown at
+    // slowdown_copies of them (what calibrate timed: every GPU copying at once)
     const sl = g.resCpuSlowdown[r];
-    const per = (sl > 0 && this.hostFlows > 0 ? total / (1 + sl) : total) / bw;
+    const per = (sl > 0 && this.hostFlows > 0 ? total / (1 + sl * Math.min(1, this.hostFlows / g.resCpuSlowdownCopies[r])) : total) / bw;
     const off = this.f.runOff[r];
     for (let i = 0, c = this.runCnt[r]; i < c; i++) {
       const t = this.runList[off + i];
@@ -630,7 +644,7 @@ class Engine {
       if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
     }
     const f = this.f;
-    if (f.cpuMul[t] > 0 && this.hostFlows++ === 0) this.copiesChanged();
+    if (f.cpuSlow[t] >= 0) { this.hostFlows++; this.copiesChanged(); }
     let alone = true;
     let bw = f.effCap[t];
     for (let i = f.sOff[t], e = i + f.sCnt[t]; i < e; i++) {
@@ -639,7 +653,7 @@ class Engine {
       if (g.linkCap[l] < bw) bw = g.linkCap[l];
     }
     if (alone) {
-      if (this.cpuRunning > 0 && f.cpuMul[t] > 0) bw *= f.cpuMul[t];
+      bw *= this.cpuMul(t);
       if (this.logLinks) this.linkRate(t, bw);
       this.rate[t] = bw;
       this.push(this.now + this.rem[t] / bw, t);
@@ -651,7 +665,7 @@ class Engine {
   endFlow(t: number): void {
     if (this.logLinks) this.linkRate(t, 0);
     const g = this.g;
-    if (this.f.cpuMul[t] > 0 && --this.hostFlows === 0) this.copiesChanged();
+    if (this.f.cpuSlow[t] >= 0) { this.hostFlows--; this.copiesChanged(); }
     const off = g.tLinkOff[t];
     const cnt = g.tLinkCnt[t];
     const ll = g.linkList.a;
@@ -726,7 +740,7 @@ class Engine {
       let r = tCap[x];
       const o = tLinkOff[x];
       for (let j = 0, c = tLinkCnt[x]; j < c; j++) { const cl = linkCap[ll[o + j]]; if (cl < r) r = cl; }
-      if (this.cpuRunning > 0 && this.f.cpuMul[x] > 0) r *= this.f.cpuMul[x];
+      r *= this.cpuMul(x);
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -772,10 +786,9 @@ class Engine {
         // stays equal), so later flows on them are still found.
       }
     }
-    const mul = this.cpuRunning > 0 ? this.f.cpuMul : null;
     for (let i = 0; i < nf; i++) {
       const x = compF[i];
-      const r = mul && mul[x] > 0 ? nr[x] * mul[x] : nr[x];
+      const r = nr[x] * this.cpuMul(x);
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -797,8 +810,15 @@ class Engine {
     }
   }
 
-  /** A CPU pool went busy or idle: the flows on links with a slowdown under CPU work take their
-   *  new rates (each component refilled once). Allocations stay max-min fair; only the progress
+  /** Flow x's progress factor now: 1 / (1 + its slowdown x the busy fraction of the CPU pools'
+   *  workers) (calibrate timed the full slowdown with every rank's update running). */
+  cpuMul(x: number): number {
+    const s = this.f.cpuSlow[x];
+    return s > 0 && this.cpuBusy > 0 ? 1 / (1 + s * Math.min(1, this.cpuBusy / this.f.cpuWorkers)) : 1;
+  }
+
+  /** CPU pool workers went busy or idle: the flows on links with a slowdown under CPU work take
+   *  their new rates (each component refilled). Allocations stay max-min fair; only the progress
    *  of an affected flow scales. */
   cpuChanged(): void {
     const seen = this.cpuSeen;

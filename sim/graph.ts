@@ -40,8 +40,9 @@ export class SimGraph {
   /** cpu: curve (workers ascending, elements/us). */
   readonly resCurveW: number[][] = [];
   readonly resCurveR: number[][] = [];
-  /** cpu: slowdown while flows cross links with slowdown_under_cpu. */
+  /** cpu: slowdown while flows cross links with slowdown_under_cpu, in full from this many flows. */
   readonly resCpuSlowdown: number[] = [];
+  readonly resCpuSlowdownCopies: number[] = [];
   /** disk: read link, write link. */
   readonly resReadLink: number[] = [];
   readonly resWriteLink: number[] = [];
@@ -132,6 +133,7 @@ export class SimGraph {
     this.resCurveW.push([]);
     this.resCurveR.push([]);
     this.resCpuSlowdown.push(0);
+    this.resCpuSlowdownCopies.push(1);
     this.resReadLink.push(-1);
     this.resWriteLink.push(-1);
     this.version++;
@@ -157,6 +159,9 @@ export class SimGraph {
     if (!(sl >= 0)) throw new SimError(`cpu pool "${name}": slowdown_under_copies must be zero or positive`);
     const r = this.addRes(device, name, R_CPU, spec.workers);
     this.resCpuSlowdown[r] = sl;
+    const sc = spec.slowdown_copies ?? 1;
+    if (!(Number.isInteger(sc) && sc >= 1)) throw new SimError(`cpu pool "${name}": slowdown_copies must be a positive integer`);
+    this.resCpuSlowdownCopies[r] = sc;
     this.resCurveW[r] = pts.map((p) => p.workers);
     this.resCurveR[r] = pts.map((p) => p.elements_per_s / 1e6);
     return r;

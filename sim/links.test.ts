@@ -278,3 +278,28 @@ test('a disk with slowdown_under_cpu moves its transfers that much slower while 
   // 500 us at 0.5 GB/s (2.5e5 bytes), then 7.5e5 at 1 GB/s
   close(r.end_us[rd], 500 + 750);
 });
+
+test('host DRAM shared, in proportion: half the CPU workers busy slow a copy by half the factor, one of two copies slows the update by half', () => {
+  const g = new SimGraph();
+  const h = g.device('host', { kind: 'host' });
+  const a = g.link(h, 'h2d0', { GBps: 10, slowdown_under_cpu: 1 });
+  const b = g.link(h, 'h2d1', { GBps: 10, slowdown_under_cpu: 1 });
+  const p = g.cpuPool(h, 'cpu', { workers: 2, curve: [{ workers: 1, elements_per_s: 1e6 }, { workers: 2, elements_per_s: 2e6 }], slowdown_under_copies: 1, slowdown_copies: 2 });
+  const c = g.task({ bytes: 1e6, links: [a] }); // 100 us alone
+  const u = g.task({ on: p, elements: 100 }); // 1 of 2 workers: 100 us alone
+  const r = simulate(g);
+  // while both run: the copy at 10 / (1 + 1 x 1/2) GB/s, the update at 1e6 / (1 + 1 x 1/2) a s
+  // (one copy of the two that bring the full factor): both 150 us
+  close(r.end_us[c], 150);
+  close(r.end_us[u], 150);
+  const g2 = new SimGraph();
+  const h2 = g2.device('host', { kind: 'host' });
+  const l0 = g2.link(h2, 'h2d0', { GBps: 10, slowdown_under_cpu: 0 });
+  const l1 = g2.link(h2, 'h2d1', { GBps: 10, slowdown_under_cpu: 0 });
+  const p2 = g2.cpuPool(h2, 'cpu', { workers: 1, curve: [{ workers: 1, elements_per_s: 1e6 }], slowdown_under_copies: 1, slowdown_copies: 2 });
+  g2.task({ bytes: 2e6, links: [l0] });
+  g2.task({ bytes: 2e6, links: [l1] });
+  const u2 = g2.task({ on: p2, elements: 100 });
+  close(simulate(g2).end_us[u2], 200, 'two copies: the full factor');
+  void b;
+});

@@ -154,6 +154,7 @@ export function buildMachine(g: SimGraph, p: HardwareProfile, opts: MachineOptio
     workers,
     curve: opt.points.map((x) => ({ workers: x.threads, elements_per_s: x.params_per_s })),
     slowdown_under_copies: opts.slowdown === false ? 0 : p.cpu_update_slowdown_under_copies ?? 0,
+    slowdown_copies: Math.max(1, p.gpus.count),  // calibrate times it with every GPU copying at once
   });
 
   const diskDevice = g.device('disk', { kind: 'disk', memory_bytes: p.disks.reduce((s, d) => s + (d.capacity_bytes ?? 0), 0) || undefined });

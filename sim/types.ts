@@ -54,9 +54,9 @@ export interface LinkSpec {
   /** Fixed latency added before a transfer's bytes start to move (summed over its route). */
   latency_us?: number;
   /** Set on a link whose transfers draw on host DRAM (a host-GPU route): a flow crossing it moves
-   *  (1 + this) times slower while any CPU pool task runs (the copy engines' DMA and a DRAM-bound
-   *  CPU update share the DRAM), and it counts as a copy for the pools' slowdown_under_copies.
-   *  Unset: neither. */
+   *  (1 + this x the busy fraction of the CPU pools' workers) times slower (the copy engines' DMA
+   *  and a DRAM-bound CPU update share the DRAM), and it counts as a copy for the pools'
+   *  slowdown_under_copies. Unset: neither. */
   slowdown_under_cpu?: number;
 }
 
@@ -71,9 +71,11 @@ export interface CpuPoolSpec {
   /** Total pool throughput against busy workers; interpolated linearly, 0 at 0 workers, flat
    *  beyond the last point. At least one point. */
   curve: readonly CpuCurvePoint[];
-  /** The pool runs (1 + this) times slower while a flow crosses a link with slowdown_under_cpu
-   *  (the copy engines' DMA on the same DRAM; default 0). */
+  /** The pool runs (1 + this x min(1, flows / slowdown_copies)) times slower while flows cross
+   *  links with slowdown_under_cpu (the copy engines' DMA on the same DRAM; default 0). */
   slowdown_under_copies?: number;
+  /** Host-memory flows at once that bring the full slowdown_under_copies (default 1). */
+  slowdown_copies?: number;
 }
 
 export interface DiskSpec {
