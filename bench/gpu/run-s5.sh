@@ -4,7 +4,9 @@
 # against torch's fused CPU AdamW (bench/cpu-adam.ts), the host AdamW against the group size updated
 # at once (bench/gpu/adam-sizes.ts) and the kernel variants (bench/gpu/adam-variants.sh).
 # Everything under $OUT; the last lines are a short table.
-#   source .gpu/env.sh && OUT=/tmp/x bash bench/gpu/run-s5.sh
+#   source .gpu/env.sh && OUT=$OUT/x timeout -k 5 590 bash bench/gpu/run-s5.sh
+# Write straight under the device tool's $OUT (what is there comes back even when the call runs
+# past its limit); a call that wrote to /tmp and archived at the end lost a whole run that way.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmoc-s5}
@@ -15,17 +17,17 @@ MMOC_BENCH_END_S=${MMOC_BENCH_END_S:-555} OUT=$OUT bash bench/gpu/matrix.sh > "$
 echo "[$(( $(date +%s) - START )) s] matrix done" | tee -a "$OUT/diag.txt"
 T=$(( $(left) - 5 )); (( T > 40 )) && T=40
 if (( T > 10 )); then
-  timeout $T node --import tsx bench/cpu-adam.ts --n 134217728 --threads 8,16,32 --reps 7 --out "$OUT/cpu-adam.json" > "$OUT/cpu-adam.txt" 2>&1
+  timeout -k 3 $T node --import tsx bench/cpu-adam.ts --n 134217728 --threads 8,16,32 --reps 7 --out "$OUT/cpu-adam.json" > "$OUT/cpu-adam.txt" 2>&1
   echo "[$(( $(date +%s) - START )) s] cpu-adam rc=$?" | tee -a "$OUT/diag.txt"
 fi
 T=$(( $(left) - 40 )); (( T > 70 )) && T=70
 if (( T > 10 )); then
-  timeout $T node --import tsx bench/gpu/adam-sizes.ts --groups 2 --sizes 32,61,157,202 --reps 3 > "$OUT/adam-sizes.txt" 2>&1
+  timeout -k 3 $T node --import tsx bench/gpu/adam-sizes.ts --groups 2 --sizes 32,61,157,202 --reps 3 > "$OUT/adam-sizes.txt" 2>&1
   echo "[$(( $(date +%s) - START )) s] adam-sizes rc=$?" | tee -a "$OUT/diag.txt"
 fi
 T=$(( $(left) - 5 )); (( T > 90 )) && T=90
 if (( T > 15 )); then
-  timeout $T bash bench/gpu/adam-variants.sh --threads 8,16,32 --reps 5 --json "$OUT/adam-variants.json" > "$OUT/adam-variants.txt" 2>&1
+  timeout -k 3 $T bash bench/gpu/adam-variants.sh --threads 8,16,32 --reps 5 --json "$OUT/adam-variants.json" > "$OUT/adam-variants.txt" 2>&1
   echo "[$(( $(date +%s) - START )) s] adam-variants rc=$?" | tee -a "$OUT/diag.txt"
 fi
 tail -25 "$OUT/summary.txt"
