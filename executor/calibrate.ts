@@ -573,7 +573,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         // every rank's host worker at once, as the executor runs them (a thread group a rank, its
         // own buffers): 2 x 16 threads update faster than one 32-thread team on the GPU hosts
         const all = perRank * G;
-        jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
+        jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, iters: Math.max(rep.iters, 7), threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
         continue;
       }
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
