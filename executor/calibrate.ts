@@ -666,6 +666,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   /** Device memory outside the allocator (rank 0, cuda:0) of the memory probes, less what this
    *  process holds on cuda:0: 1 rank; 2-rank 1F1B; with a split tied embedding; interleaved. */
   let outside: { one: number; two: number; tied: number; inter: number } | null = null;
+  let allocatorSlack: number | null = null;
   if (parts.has('overheads')) {
     jobs.push({ part: 'overheads', label: `launch ${dev}`, task: { kind: 'launch', device: dev, ...rep, iters: Math.max(5, rep.iters) }, apply: (r) => { launchUs = r.value; } });
     if (gpuMode) {
@@ -721,9 +722,12 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           // cudaMemGetInfo, which counts every process on the device, this one too (its context and
           // the blocks its benchmarks keep cached): that is measured first and taken off.
           const here = (await (o.deps?.calibrateTask ?? calibrateTask)({ kind: 'device_used', device: 'cuda:0' })).value;
+          const slacks: number[] = [];
           const rank0Outside = async (plan: Plan) => {
-            const r = await (o.deps?.execute ?? execute)(plan, { steps: 2 }) as { peak_bytes?: number[]; peak_reserved_bytes?: number[] };
-            const b = r.peak_bytes?.[0], res = r.peak_reserved_bytes?.[0];
+            const r = await (o.deps?.execute ?? execute)(plan, { steps: 2 }) as { peak_bytes?: number[]; peak_reserved_bytes?: number[]; peak_allocated_bytes?: number[] };
+            const b = r.peak_bytes?.[0], res = r.peak_reserved_bytes?.[0], al = r.peak_allocated_bytes?.[0];
+            // what the caching allocator holds beyond its live blocks at the peak (cached free blocks)
+            if (typeof res === 'number' && typeof al === 'number' && res >= al) slacks.push(res - al);
             return typeof b === 'number' && typeof res === 'number' ? b - res - here : NaN;
           };
           const one = await rank0Outside(probePlan(gpuMode, o.id, 2, 1, 2, {}, shape));
@@ -731,6 +735,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           const tied = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { tied: true }, shape));
           const inter = await rank0Outside(probePlan(gpuMode, o.id, 2, 2, 2, { interleaved: true }, shape));
           if ([one, two, tied, inter].every(Number.isFinite) && one > 0) outside = { one, two, tied, inter };
+          if (slacks.length) allocatorSlack = [...slacks].sort((u, v) => u - v)[Math.floor(slacks.length / 2)]!;
         }
         const sim = (plan: Plan, q: HardwareProfile) => simulatePlan(plan, q, { criticalPath: false, hostMemory: false });
         const withOv = (q: HardwareProfile, launch: number, perInstr: number, peerLat?: number): HardwareProfile => ({
@@ -980,6 +985,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     p.overheads.cuda_context_bytes = Math.round(c.bytes);
     p.overheads.allocator_overhead_fraction = Math.min(0.5, +c.frac.toFixed(4));
     mark('overheads.cuda_context_bytes', 'device memory in use outside the caching allocator after the first allocation (context, cuBLAS workspace)');
+  }
+  if (allocatorSlack !== null) {
+    p.overheads.allocator_slack_bytes = Math.round(allocatorSlack as number);
+    mark('overheads.allocator_slack_bytes', `rank 0's caching allocator: reserved less allocated bytes at the peak, the median of the executor runs of ${gpuMode ? `two decoder layers of ${o.models[0]!.name}` : 'the tiny model'} (1 rank, 2-rank 1F1B, tied, interleaved)`);
   }
   if (outside) {
     // A 1-rank run's memory outside the allocator is the executor's context (with the kernels and

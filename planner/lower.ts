@@ -193,10 +193,11 @@ function machineFor(profile: HardwareProfile, gpus: number, cap: number | undefi
   return e;
 }
 
-/** Memory-model overhead per device from the profile: context, plus communicator buffers where
- *  the plan has more than one rank (`ranks`; unknown: counted). */
+/** Memory-model overhead per device from the profile: context and the caching allocator's slack,
+ *  plus communicator buffers where the plan has more than one rank (`ranks`; unknown: counted). */
 export function profileOverheadBytes(profile: HardwareProfile, ranks = 2): number {
-  return profile.gpus.kind === 'cpu' ? 0 : profile.overheads.cuda_context_bytes + (ranks > 1 ? profile.overheads.comm_buffer_bytes : 0);
+  const ov = profile.overheads;
+  return profile.gpus.kind === 'cpu' ? 0 : ov.cuda_context_bytes + (ov.allocator_slack_bytes ?? 0) + (ranks > 1 ? ov.comm_buffer_bytes : 0);
 }
 
 /** The memory model of a plan (the same inputs the lowering uses). */

@@ -130,3 +130,13 @@ test('a rank\'s disk transfers on two paths overlap (a disk worker a path), each
     for (let i = 1; i < on.length; i++) assert.ok(on[i]!.a >= on[i - 1]!.b - 1e-6, `path ${path}: in issue order, one at a time`);
   }
 });
+
+test('the caching allocator\'s slack from the profile adds to every GPU\'s predicted peak, once', () => {
+  const plan = hostPlan(false);
+  const base = profile('h200x2');
+  const slack = 300 * 2 ** 20;
+  const withSlack = { ...base, overheads: { ...base.overheads, allocator_slack_bytes: slack } } as HardwareProfile;
+  const a = simulatePlan(plan, base, { criticalPath: false }), b = simulatePlan(plan, withSlack, { criticalPath: false });
+  assert.equal(a.peak_bytes.length, 2);
+  a.peak_bytes.forEach((x, i) => assert.equal(b.peak_bytes[i]! - x, slack, `GPU ${i}`));
+});

@@ -152,6 +152,9 @@ export interface Overheads {
   /** Per GPU, each further point-to-point connection (a send or a receive to one peer on the forward
    *  or backward communicator, e.g. both directions under interleaving). Absent: 0. */
   p2p_connection_bytes?: number;
+  /** Per GPU, what the caching allocator holds beyond its live blocks at the peak (reserved less
+   *  allocated: cached free blocks), measured on calibrate's probe runs. Absent: 0. */
+  allocator_slack_bytes?: number;
 }
 
 export interface HardwareProfile {
@@ -436,7 +439,7 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
 
   const ov = v.obj(o.overheads, 'overheads');
   for (const k of ['kernel_launch_us', 'per_instruction_us', 'cuda_context_bytes', 'comm_buffer_bytes']) v.nonneg(ov[k], `overheads.${k}`);
-  for (const k of ['comm_group_bytes', 'p2p_connection_bytes']) if (ov[k] !== undefined) v.nonneg(ov[k], `overheads.${k}`);
+  for (const k of ['comm_group_bytes', 'p2p_connection_bytes', 'allocator_slack_bytes']) if (ov[k] !== undefined) v.nonneg(ov[k], `overheads.${k}`);
   const af = v.nonneg(ov.allocator_overhead_fraction, 'overheads.allocator_overhead_fraction');
   if (af >= 1) v.fail('overheads.allocator_overhead_fraction', 'must be below 1');
   v.nonneg(o.compute_slowdown_under_copies, 'compute_slowdown_under_copies');
