@@ -123,9 +123,12 @@ test('when `mmoc execute` itself is killed, its rank processes exit too (no orph
     const child = spawn(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), 'execute', p, '--steps', '100000', '--threads', '1'], { cwd: repoRoot, env: cliEnv });
     let err = '';
     await new Promise<void>((res) => child.stderr.on('data', (d) => { err += d; if (/step 2\//.test(err)) res(); }));
-    const ps = spawnSync('ps', ['-o', 'pid=', '--ppid', String(child.pid)], { encoding: 'utf8' });
-    const ranks = ps.stdout.split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
-    assert.equal(ranks.length, 2, `rank processes: ${ps.stdout}`);
+    // the launcher's children that run a rank (executor/worker): once, the list held a third pid
+    // whose command line the test did not show; it now prints them
+    const ps = spawnSync('ps', ['-o', 'pid=,stat=,args=', '--ppid', String(child.pid)], { encoding: 'utf8' });
+    const rows = ps.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    const ranks = rows.filter((r) => /worker\.(ts|js)/.test(r) && !/\bZ/.test(r.split(/\s+/)[1] ?? '')).map((r) => Number(r.split(/\s+/)[0]));
+    assert.equal(ranks.length, 2, `rank processes:\n${ps.stdout}`);
     child.kill('SIGKILL');
     const t0 = Date.now();
     const alive = () => ranks.filter((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } });
