@@ -117,17 +117,19 @@ test('under torchrun (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set) each proce
 
 test('when `mmoc execute` itself is killed, its rank processes exit too (no orphans)', { skip, timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-cli-'));
+  let child: ReturnType<typeof spawn> | null = null;
+  let ranks: number[] = [];
   try {
     const p = join(dir, 'plan.json');
     writeFileSync(p, JSON.stringify(tinyPlan('1f1b', 2)));
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), 'execute', p, '--steps', '100000', '--threads', '1'], { cwd: repoRoot, env: cliEnv });
+    child = spawn(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), 'execute', p, '--steps', '100000', '--threads', '1'], { cwd: repoRoot, env: cliEnv });
     let err = '';
-    await new Promise<void>((res) => child.stderr.on('data', (d) => { err += d; if (/step 2\//.test(err)) res(); }));
-    // the launcher's children that run a rank (executor/worker): once, the list held a third pid
-    // whose command line the test did not show; it now prints them
+    await new Promise<void>((res) => child!.stderr!.on('data', (d) => { err += d; if (/step 2\//.test(err)) res(); }));
+    // the launcher's children that run a rank (executor/worker); tsx may have started an esbuild
+    // service beside them (it did once: a third child)
     const ps = spawnSync('ps', ['-o', 'pid=,stat=,args=', '--ppid', String(child.pid)], { encoding: 'utf8' });
     const rows = ps.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-    const ranks = rows.filter((r) => /worker\.(ts|js)/.test(r) && !/\bZ/.test(r.split(/\s+/)[1] ?? '')).map((r) => Number(r.split(/\s+/)[0]));
+    ranks = rows.filter((r) => /worker\.(ts|js)/.test(r) && !/\bZ/.test(r.split(/\s+/)[1] ?? '')).map((r) => Number(r.split(/\s+/)[0]));
     assert.equal(ranks.length, 2, `rank processes:\n${ps.stdout}`);
     child.kill('SIGKILL');
     const t0 = Date.now();
@@ -135,6 +137,9 @@ test('when `mmoc execute` itself is killed, its rank processes exit too (no orph
     while (alive().length && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(alive(), [], 'rank processes still running 10 s after the launcher died');
   } finally {
+    // a failed assertion must not leave a 100000-step run behind (one did, for 20 minutes)
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const pid of ranks) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     rmSync(dir, { recursive: true, force: true });
   }
 });
