@@ -47,6 +47,8 @@ interface Frozen {
   cpuLinks: number[];
   /** Workers of all CPU pools. */
   cpuWorkers: number;
+  /** CPU pools with a slowdown under copies. */
+  cpuPools: number[];
 }
 
 const frozenCache = new WeakMap<SimGraph, Frozen>();
@@ -173,10 +175,11 @@ function freeze(g: SimGraph): Frozen {
     cpuSlow[t] = s;
   }
   let cpuWorkers = 0;
-  for (let r = 0; r < R; r++) if (g.resKind[r] === R_CPU) cpuWorkers += g.resSlots[r];
+  const cpuPools: number[] = [];
+  for (let r = 0; r < R; r++) if (g.resKind[r] === R_CPU) { cpuWorkers += g.resSlots[r]; if (g.resCpuSlowdown[r]! > 0) cpuPools.push(r); }
   const f: Frozen = {
     version: g.version, n, succOff, succ, indeg, qOff, qList, devComputeStreams, runOff, runTotal: runOff[R], lfOff,
-    sOff, sCnt, sList, effCap, cpuSlow, cpuLinks, cpuWorkers,
+    sOff, sCnt, sList, effCap, cpuSlow, cpuLinks, cpuWorkers, cpuPools,
   };
   frozenCache.set(g, f);
   current = f;
@@ -276,6 +279,8 @@ class Engine {
   cpuRunning = 0;
   /** Busy workers of all CPU pools: a host-memory flow's slowdown scales with their fraction. */
   cpuBusy = 0;
+  /** cpuBusy changed at `now`: the host-memory flows' rates are updated before time moves on. */
+  cpuDirty = false;
   /** Flows running on links with slowdown_under_cpu: CPU pools with slowdown_under_copies slow while > 0. */
   hostFlows = 0;
   private cpuSeen: number[] = [];
@@ -353,6 +358,7 @@ class Engine {
     this.devCopies = pI32(12, g.deviceCount); this.devCopies.fill(0, 0, g.deviceCount);
     this.cpuRunning = 0;
     this.cpuBusy = 0;
+    this.cpuDirty = false;
     this.hostFlows = 0;
     this.lmark = pI32(13, L); this.lmark.fill(0, 0, L);
     this.compL = pI32(14, Math.max(16, L));
@@ -459,6 +465,9 @@ class Engine {
     for (let t = 0; t < n; t++) if (this.depLeft[t] === 0) this.makeReady(t);
     while (this.hN > 0) {
       const time = this.hT[0];
+      // the CPU pools' busy workers changed at `now`: host-memory flows take their new rates once,
+      // after every event of that instant (a layer's update ending as the next one starts is no change)
+      if (this.cpuDirty && time > this.now) { this.cpuDirty = false; this.cpuChanged(); continue; }
       const t = this.hK[0];
       this.popRoot();
       this.now = time;
@@ -506,7 +515,7 @@ class Engine {
           this.busyWorkers[r] += g.tWorkers[t];
           this.cpuRunning++;
           this.cpuBusy += g.tWorkers[t];
-          if (this.f.cpuLinks.length) this.cpuChanged();
+          if (this.f.cpuLinks.length) this.cpuDirty = true;
         }
       }
     }
@@ -558,7 +567,7 @@ class Engine {
           this.busyWorkers[r] -= g.tWorkers[t];
           this.cpuRunning--;
           this.cpuBusy -= g.tWorkers[t];
-          if (f.cpuLinks.length) this.cpuChanged();
+          if (f.cpuLinks.length) this.cpuDirty = true;
           this.cpuRates(r);
         } else if (k === R_DISK) this.resBytes[r] += g.tAmount[t];
         // start queued tasks in FIFO order while they fit
@@ -644,7 +653,7 @@ class Engine {
       if (this.devCopies[d]++ === 0 && g.deviceSlowdown[d] > 0) this.slowdownChanged(d);
     }
     const f = this.f;
-    if (f.cpuSlow[t] >= 0) { this.hostFlows++; this.copiesChanged(); }
+    if (f.cpuSlow[t] >= 0) { this.hostFlows++; if (f.cpuPools.length) this.copiesChanged(); }
     let alone = true;
     let bw = f.effCap[t];
     for (let i = f.sOff[t], e = i + f.sCnt[t]; i < e; i++) {
@@ -653,7 +662,7 @@ class Engine {
       if (g.linkCap[l] < bw) bw = g.linkCap[l];
     }
     if (alone) {
-      bw *= this.cpuMul(t);
+      if (this.cpuBusy > 0 && f.cpuSlow[t] > 0) bw *= this.cpuMul(t);
       if (this.logLinks) this.linkRate(t, bw);
       this.rate[t] = bw;
       this.push(this.now + this.rem[t] / bw, t);
@@ -665,7 +674,7 @@ class Engine {
   endFlow(t: number): void {
     if (this.logLinks) this.linkRate(t, 0);
     const g = this.g;
-    if (this.f.cpuSlow[t] >= 0) { this.hostFlows--; this.copiesChanged(); }
+    if (this.f.cpuSlow[t] >= 0) { this.hostFlows--; if (this.f.cpuPools.length) this.copiesChanged(); }
     const off = g.tLinkOff[t];
     const cnt = g.tLinkCnt[t];
     const ll = g.linkList.a;
@@ -740,7 +749,7 @@ class Engine {
       let r = tCap[x];
       const o = tLinkOff[x];
       for (let j = 0, c = tLinkCnt[x]; j < c; j++) { const cl = linkCap[ll[o + j]]; if (cl < r) r = cl; }
-      r *= this.cpuMul(x);
+      if (this.cpuBusy > 0 && this.f.cpuSlow[x] > 0) r *= this.cpuMul(x);
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -786,9 +795,10 @@ class Engine {
         // stays equal), so later flows on them are still found.
       }
     }
+    const slowed = this.cpuBusy > 0 && this.f.cpuLinks.length > 0;
     for (let i = 0; i < nf; i++) {
       const x = compF[i];
-      const r = nr[x] * this.cpuMul(x);
+      const r = slowed ? nr[x] * this.cpuMul(x) : nr[x];
       if (r !== this.rate[x]) {
         if (this.logLinks) this.linkRate(x, r);
         if (this.rate[x] === 0) { this.rate[x] = r; this.last[x] = now; this.push(now + this.rem[x] / r, x); }
@@ -827,13 +837,15 @@ class Engine {
       const lo = this.f.lfOff[l];
       for (let j = lo, je = lo + this.lfN[l]; j < je; j++) seen.push(this.lf[j]);
     }
-    for (const x of seen) if (this.state[x] === S_VAR) this.refill(x);
+    // a refill marks every flow of the component it recomputes with a new epoch: a flow marked
+    // after `start` has its new rate already (a flow on three host links is listed three times)
+    const start = sharedEpoch.value;
+    for (const x of seen) if (this.state[x] === S_VAR && !(this.mark[x] > start && sharedEpoch.value >= start)) this.refill(x);
   }
 
   /** Host copies started or all ended: the CPU pools that slow under them take their new rates. */
   copiesChanged(): void {
-    const g = this.g;
-    for (let r = 0, R = g.resourceCount; r < R; r++) if (g.resKind[r] === R_CPU && g.resCpuSlowdown[r] > 0 && this.busyWorkers[r] > 0) this.cpuRates(r);
+    for (const r of this.f.cpuPools) if (this.busyWorkers[r] > 0) this.cpuRates(r);
   }
 
   slowdownChanged(d: number): void {
