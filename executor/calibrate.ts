@@ -583,7 +583,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // and the update while the copies run, each against itself alone. On the 2x H200 host a plan
   // that streamed half of LLaMA-3.2-1B's weights fetched them 1.6x slower than the links alone
   // while its delayed host update ran, and the update took 1.2x its own rate.
-  let dram: { copy: number; cpu: number; copyAlone: number; copyUnder: number; cpuAlone: number; cpuUnder: number; disk: number | null; diskAlone: number; diskUnder: number } | null = null;
+  /** Rates alone and inside the other side (GB/s, params/s); the disk's 0 when not measured. */
+  let dram: { copyAlone_GBps: number; copyUnder_GBps: number; cpuAlone_params_per_s: number; cpuUnder_params_per_s: number; diskAlone_GBps: number; diskUnder_GBps: number; updateSetupSec: number; updateStepSec: number } | null = null;
   if (gpuMode && parts.has('links') && parts.has('cpu')) {
     jobs.push({
       part: 'links', label: 'host copies and the CPU update at once',
@@ -617,7 +618,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         await after(0.1);
         const cpuUnder = (await task(update(3))).value;
         await longCopy;
-        // the disk tier's I/O (two 512 MiB groups written, then read) alone and inside the update
+        // the disk tier's I/O (two 512 MiB group files read back and rewritten, as the disk job does) alone and inside the update
         let diskAlone = 0, diskUnder = 0;
         if (parts.has('disk') && o.diskPaths.length) {
           const io = { kind: 'disk' as const, name: o.diskPaths[0]!, dims: [DISK_CONCURRENCY], bytes: 512 * 2 ** 20, iters: 1, warmup: 0, maxSec: 1 };
@@ -631,10 +632,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           await longUpdate2;
           diskUnder = 2 / (1 / u.value + 1 / u.value2);
         }
-        if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) {
-          dram = { copy: Math.max(0, copyAlone / copyUnder - 1), cpu: Math.max(0, cpuAlone / cpuUnder - 1), copyAlone, copyUnder, cpuAlone, cpuUnder, disk: diskAlone > 0 && diskUnder > 0 ? Math.max(0, diskAlone / diskUnder - 1) : null, diskAlone, diskUnder };
-        }
-        return { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder, diskAlone_GBps: diskAlone, diskUnder_GBps: diskUnder, updateSetupSec: setupSec, updateStepSec: stepSec };
+        const rates = { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder, diskAlone_GBps: diskAlone, diskUnder_GBps: diskUnder, updateSetupSec: setupSec, updateStepSec: stepSec };
+        if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) dram = rates;
+        return rates;
       },
     });
   }
@@ -1014,14 +1014,15 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (dram !== null) {
     const d = dram as NonNullable<typeof dram>;
-    p.copy_slowdown_under_cpu_update = +d.copy.toFixed(4);
-    p.cpu_update_slowdown_under_copies = +d.cpu.toFixed(4);
-    const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder.toFixed(1)} GB/s); the update alone (${(d.cpuAlone / 1e9).toFixed(2)} G params/s) against inside the copies (${(d.cpuUnder / 1e9).toFixed(2)} G params/s): both draw on host DRAM`;
+    const slowdown = (alone: number, under: number) => +Math.max(0, alone / under - 1).toFixed(4);
+    p.copy_slowdown_under_cpu_update = slowdown(d.copyAlone_GBps, d.copyUnder_GBps);
+    p.cpu_update_slowdown_under_copies = slowdown(d.cpuAlone_params_per_s, d.cpuUnder_params_per_s);
+    const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone_GBps.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder_GBps.toFixed(1)} GB/s); the update alone (${(d.cpuAlone_params_per_s / 1e9).toFixed(2)} G params/s) against inside the copies (${(d.cpuUnder_params_per_s / 1e9).toFixed(2)} G params/s): both draw on host DRAM`;
     mark('copy_slowdown_under_cpu_update', what);
     mark('cpu_update_slowdown_under_copies', what);
-    if (d.disk !== null) {
-      p.disk_slowdown_under_cpu_update = +d.disk.toFixed(4);
-      mark('disk_slowdown_under_cpu_update', `the disk tier's I/O on ${o.diskPaths[0]} (two 512 MiB groups written, then read) alone (${d.diskAlone.toFixed(2)} GB/s) against inside every rank's CPU AdamW update (${d.diskUnder.toFixed(2)} GB/s)`);
+    if (d.diskAlone_GBps > 0 && d.diskUnder_GBps > 0) {
+      p.disk_slowdown_under_cpu_update = slowdown(d.diskAlone_GBps, d.diskUnder_GBps);
+      mark('disk_slowdown_under_cpu_update', `the disk tier's I/O on ${o.diskPaths[0]} (two 512 MiB group files read back and rewritten, as the disk job does) alone (${d.diskAlone_GBps.toFixed(2)} GB/s) against inside every rank's CPU AdamW update (${d.diskUnder_GBps.toFixed(2)} GB/s)`);
     }
   }
   if (slowdown !== null) {
