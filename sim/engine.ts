@@ -275,13 +275,11 @@ class Engine {
   linkBusy: Float64Array;
   linkBytes: Float64Array;
   devCopies: Int32Array;
-  /** CPU pool tasks running (all pools): flows on links with slowdown_under_cpu slow while > 0. */
-  cpuRunning = 0;
   /** Busy workers of all CPU pools: a host-memory flow's slowdown scales with their fraction. */
   cpuBusy = 0;
   /** cpuBusy changed at `now`: the host-memory flows' rates are updated before time moves on. */
   cpuDirty = false;
-  /** Flows running on links with slowdown_under_cpu: CPU pools with slowdown_under_copies slow while > 0. */
+  /** Flows running on host-memory links: CPU pools with slowdown_under_copies slow with their number. */
   hostFlows = 0;
   private cpuSeen: number[] = [];
   // progressive filling scratch
@@ -356,7 +354,6 @@ class Engine {
     this.linkBusy = pF64(4, L); this.linkBusy.fill(0, 0, L);
     this.linkBytes = pF64(5, L); this.linkBytes.fill(0, 0, L);
     this.devCopies = pI32(12, g.deviceCount); this.devCopies.fill(0, 0, g.deviceCount);
-    this.cpuRunning = 0;
     this.cpuBusy = 0;
     this.cpuDirty = false;
     this.hostFlows = 0;
@@ -513,7 +510,6 @@ class Engine {
         if (k === R_CPU) {
           this.runList[this.f.runOff[r] + this.runCnt[r]++] = t;
           this.busyWorkers[r] += g.tWorkers[t];
-          this.cpuRunning++;
           this.cpuBusy += g.tWorkers[t];
           if (this.f.cpuLinks.length) this.cpuDirty = true;
         }
@@ -565,7 +561,6 @@ class Engine {
           const c = --this.runCnt[r];
           for (let i = 0; i <= c; i++) if (this.runList[off + i] === t) { this.runList[off + i] = this.runList[off + c]; break; }
           this.busyWorkers[r] -= g.tWorkers[t];
-          this.cpuRunning--;
           this.cpuBusy -= g.tWorkers[t];
           if (f.cpuLinks.length) this.cpuDirty = true;
           this.cpuRates(r);
