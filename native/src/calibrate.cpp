@@ -29,9 +29,6 @@
 #endif
 
 #include <algorithm>
-#include <cerrno>
-#include <fcntl.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 namespace mmoc {
