@@ -188,8 +188,12 @@ export function buildInventory(model: ModelConfig, precision: Precision, mbs: nu
         { name: 'residual after attention', elements: T * h, dtype: 'act' },
         { name: 'post_attention_layernorm.rstd', elements: T, dtype: 'fp32' },
         { name: 'post_attention_layernorm.out (gate/up input)', elements: T * h, dtype: 'act' },
+        // gate|up is one GEMM output (silu saves the gate view, the product the up view: the whole
+        // (T, 2I) tensor stays), silu(gate) is saved by the product, the product by down_proj
+        // (measured: bench/gpu/act-probe.py, 166 KiB a token for LLaMA-2-7B, 97 for LLaMA-3.2-1B)
         { name: 'gate_proj.out', elements: T * I, dtype: 'act' },
         { name: 'up_proj.out', elements: T * I, dtype: 'act' },
+        { name: 'silu(gate) (the product\'s input)', elements: T * I, dtype: 'act' },
         { name: 'silu(gate)*up (down_proj input)', elements: T * I, dtype: 'act' },
       ],
       inputBytes: T * h * a, outputBytes: T * h * a,
