@@ -147,6 +147,8 @@ export function formatMemory(r: MemoryCliResult): string {
     ['optimizer states', (d) => d.optimizerStates],
     ['activations / micro-batch', (d) => d.activations.perMicroBatch],
     ['activations in flight', (d) => d.activations.bytes],
+    // gradients exist from a stage's first backward of the step: the peak may hold fewer of them
+    ['  + gradients, at the peak', (d) => d.activations.withGradients],
     ['temporary buffers', (d) => d.temporary.total],
     ['  loss workspace', (d) => d.temporary.lossWorkspace],
     ['  recompute + backward', (d) => d.temporary.recompute + d.temporary.backward],

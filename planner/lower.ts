@@ -286,6 +286,8 @@ class Lowering {
   /** The rank's tasks so far. */
   readonly all = LISTS.all;
   lastBackward = -1;
+  /** Per stage: device gradient bytes still to allocate this step (at its first backward). */
+  readonly stageGradBytes: Float64Array;
   lastCompute = -1;
   /** Pair keys awaiting their consumer. */
   readonly pendingRecv = LISTS.pendingRecv;
@@ -343,6 +345,7 @@ class Lowering {
     this.layerStage = pre.layerStage;
     this.layerIdx = pre.layerIdx;
     this.kept = pre.kept;
+    this.stageGradBytes = new Float64Array(pre.kept.length);
     this.hostGradStage = pre.hostGradStage;
     this.rankGpu = rankGpu;
     this.B = bytesPerParam(plan.precision, plan.optimizer.name);
@@ -472,7 +475,9 @@ class Lowering {
     if (this.withMem) {
       const persist = (buffer: string, bytes: number, cls: MemEffect['class']) => { if (bytes > 0) setupMem.push({ op: 'alloc', device: dev, buffer, bytes, class: cls }); };
       persist('weights', dm.weights, 'weights');
-      persist('gradients', dm.gradients, 'gradients');
+      // gradients: allocated in each stage's first backward (pass), freed at the step end
+      this.stageGradBytes.fill(0);
+      dm.stages.forEach((st, i) => { this.stageGradBytes[st] = dm.stageGradients[i]!; });
       persist('master', dm.masterWeights, 'master');
       persist('optimizer', dm.optimizerStates, 'optimizer');
       persist('workspaces', dm.temporary.total, 'buffers');
@@ -484,7 +489,7 @@ class Lowering {
     this.all.push(setup);
     // the set-up transient (memory.ts DeviceMemory.load: the layer being built with its whole fp32
     // master) beyond what set-up keeps: first on the compute stream, held through set-up only
-    const loadExtra = dm.load - (dm.weights + dm.gradients + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
+    const loadExtra = dm.load - (dm.weights + dm.masterWeights + dm.optimizerStates + dm.temporary.total);
     if (loadExtra > 0 && this.withMem) {
       const t = this.add1(this.gpu.compute, 0, 0, undefined, setup, this.meta(-1, 'setup', -1, -1, -1, -1));
       g.mem(t, { op: 'alloc', device: dev, buffer: 'load', bytes: loadExtra, class: 'master', at: 'start' });
@@ -598,12 +603,20 @@ class Lowering {
         ? { op: 'alloc', device: this.dev, buffer: actName(mb, s, K), bytes: kept.gpu, class: 'activations', at: 'start' }
         : { op: 'free', device: this.dev, buffer: actName(mb, s, K), at: 'end' };
     }
+    // the stage's first backward of the step allocates its gradients (after freeing its
+    // micro-batch's activations: the layers' gradients grow as their activations go)
+    let gEff: MemEffect | null = null;
+    if (!fwd && this.withMem && this.stageGradBytes[s]! > 0) {
+      gEff = { op: 'alloc', device: this.dev, buffer: `gradients.s${s}`, bytes: this.stageGradBytes[s]!, class: 'gradients', at: 'end' };
+      this.stageGradBytes[s] = 0;
+    }
     const dur = (fwd ? this.stageF[s]! : this.stageB[s]!) + this.perInstr;
     const compute = this.gpu.compute;
     let firstOfPass: TaskId, t: TaskId;
     if (this.pfLayer.n === 0) {
       t = this.addN(compute, dur, 0, undefined, deps, meta, 0, 0, 0);
       if (eff) g.mem(t, eff);
+      if (gEff) g.mem(t, gEff);
       firstOfPass = t;
     } else {
       // Layer by layer: each streamed use waits for its fetch.
@@ -620,6 +633,7 @@ class Lowering {
         const sub = first ? this.addN(compute, per, 0, undefined, deps, subMeta, 0, 0, 0) : this.add1(compute, per, 0, undefined, ft, subMeta);
         if (first) g.dep(ft, sub);
         if (eff && (eff.op === 'alloc' ? first : i === n - 1)) g.mem(sub, eff);
+        if (gEff && i === n - 1) g.mem(sub, gEff);
         this.useHistory.push(sub);
         this.all.push(sub);
         if (first) firstOfPass = sub;

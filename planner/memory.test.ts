@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, ncclExtraBytes, residentLayers, type MemoryJob } from './memory.ts';
+import { bytesPerParam, defaultPolicy, evenPartition, memoryModel, ncclExtraBytes, passProgram, residentLayers, type MemoryJob } from './memory.ts';
 import { llama2_7b, tiny } from './test-models.ts';
 import type { StagePolicy } from './plan-types.ts';
 
@@ -35,9 +35,9 @@ test('LLaMA-2-7B on one GPU, mixed AdamW: 16 bytes a parameter of state, activat
   assert.equal(d.optimizerStates, 8 * P7);
   assert.equal(d.weights + d.gradients + d.masterWeights + d.optimizerStates, 107_814_649_856);
   // 10 T*h: x, norm1 out, q|k (2), the q|k|v GEMM output kept by the view v (3), attn out,
-  // residual, norm2 out
-  const layer = (10 * T * h + 3 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 151,658,496
-  assert.equal(layer, 151_658_496);
+  // residual, norm2 out; 4 T*I: gate|up (2), silu(gate), the product
+  const layer = (10 * T * h + 4 * T * I) * 2 + 2 * T * 4 + 32 * 1024 * 4; // 174,202,880
+  assert.equal(layer, 174_202_880);
   // the head keeps cross_entropy's fp32 log-probabilities (T x V x 4), not the bf16 logits
   const head = 2 * T * h * 2 + T * V * 4 + T * 4 * 2 + T * 8; // 16,777,216 + 131,072,000 + 8,192 + 8,192 = 147,865,600
   assert.equal(head, 147_865_600);
@@ -47,12 +47,15 @@ test('LLaMA-2-7B on one GPU, mixed AdamW: 16 bytes a parameter of state, activat
   // the forward's bf16 logits + fp32 copy (2 + 4 bytes a logit), then the backward's second fp32
   // gradient (4), which fits in none of their freed blocks: 10 bytes a logit stay reserved
   assert.equal(d.temporary.lossWorkspace, T * V * 10);
-  // backward workspace: the embedding's dense vocab x hidden bf16 gradient (V * h * 2 = 262,144,000)
-  // is larger than a decoder layer's (T * (2h + 2I) * 2 = 62,128,128)
-  assert.equal(d.temporary.backward, Math.max(V * h * 2, T * (2 * h + 2 * I) * 2));
-  assert.equal(d.temporary.backward, 262_144_000);
+  // backward workspace: a decoder layer's (T * (2h + 2I) * 2 = 62,128,128); the embedding's dense
+  // vocab x hidden bf16 gradient (V * h * 2 = 262,144,000) comes at the end of a micro-batch's
+  // backward, when the stage's kept activations (5.6 GB here) are freed: it adds nothing
+  assert.equal(d.temporary.backward, T * (2 * h + 2 * I) * 2);
   assert.equal(d.temporary.comm, 0);
-  assert.equal(d.total, 107_814_649_856 + 32 * layer + head + embed + T * V * 10 + V * h * 2);
+  // one micro-batch: its activations (5.6 GB) before the backward, then every gradient (13.5 GB)
+  // after it, never both
+  assert.equal(d.activations.withGradients, 2 * P7);
+  assert.equal(d.total, 107_814_649_856 + T * V * 10 + T * (2 * h + 2 * I) * 2);
   assert.equal(r.hostTotal, 0);
   assert.equal(r.disk.total, 0);
 });
@@ -67,13 +70,35 @@ test('GPipe keeps M micro-batches in flight on every stage, 1F1B min(M, K - stag
   assert.equal(f.devices[1]!.activations.bytes, 3 * f.devices[1]!.activations.perMicroBatch);
 });
 
+test('gradients exist from a stage\'s first backward: GPipe\'s end of the forwards holds none, 1F1B\'s steady state all', () => {
+  const G = (d: { stageGradients: number[] }) => d.stageGradients.reduce((a, b) => a + b, 0);
+  // GPipe, 2 stages x 4 micro-batches of 2: the peak is the larger of the forwards' end (4 kept, no
+  // gradients) and the first backward's end (3 kept and every gradient)
+  const g = memoryModel(job7b({ K: 2, mbs: 2, microBatches: 4, schedule: 'gpipe' }));
+  for (const d of g.devices) {
+    const k = d.activations.perMicroBatch;
+    assert.equal(G(d), d.gradients);
+    assert.equal(d.activations.withGradients, Math.max(4 * k, 3 * k + d.gradients));
+    assert.ok(d.activations.withGradients < d.activations.bytes + d.gradients);
+  }
+  // 1F1B with micro-batches left after the first backward: in flight again, now with the gradients
+  const f = memoryModel(job7b({ K: 2, mbs: 1, microBatches: 8, schedule: '1f1b' }));
+  assert.deepEqual(f.devices.map((d) => d.activations.withGradients), f.devices.map((d) => d.activations.bytes + d.gradients));
+  // walked off the program (as for interleaving) it agrees with the closed form
+  for (const [sched, mbs, M] of [['gpipe', 2, 4], ['1f1b', 1, 8], ['1f1b', 1, 2]] as const) {
+    const j = job7b({ K: 2, mbs, microBatches: M, schedule: sched });
+    const closed = memoryModel(j), walked = memoryModel({ ...j, program: passProgram(sched, 2, 1, M) });
+    assert.deepEqual(walked.devices.map((d) => d.activations.withGradients), closed.devices.map((d) => d.activations.withGradients), `${sched} ${mbs} x ${M}`);
+  }
+});
+
 test('recompute by stage keeps only the stage input per micro-batch and reserves one micro-batch of full activations', () => {
   const parts = evenPartition(32, 2);
   const r = memoryModel(job7b({ K: 2, microBatches: 8, schedule: 'gpipe', policy: parts.map(() => ({ ...defaultPolicy(true), recomputeUnit: 'stage' as const })) }));
   const d1 = r.devices[1]!;
   assert.equal(d1.activations.perMicroBatch, T * h * 2);
   assert.equal(d1.activations.bytes, 8 * T * h * 2);
-  const layer = 151_658_496, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
+  const layer = 174_202_880, head = 147_865_600; // the head's kept log-probabilities in fp32 (test above)
   assert.equal(d1.temporary.recompute, 16 * layer + head);
   assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8); // token ids
 });
@@ -86,7 +111,7 @@ test('recompute by layer (the default) keeps every layer input per micro-batch a
   // stage 1 holds decoder layers 17..32 and the head: 17 layer inputs of T x h bf16
   assert.equal(d1.activations.perMicroBatch, 17 * T * h * 2);
   assert.equal(d1.activations.bytes, 8 * 17 * T * h * 2);
-  const layer = 151_658_496, head = 147_865_600;
+  const layer = 174_202_880, head = 147_865_600;
   assert.equal(d1.temporary.recompute, Math.max(layer, head));
   // the embedding's input is the token ids, then 16 decoder layer inputs
   assert.equal(r.devices[0]!.activations.perMicroBatch, T * 8 + 16 * T * h * 2);
@@ -119,7 +144,7 @@ test('host AdamW: set-up builds one layer at a time and moves its host part out 
   assert.equal(d.load, d.weights + 4 * 202_383_360, 'weights + one decoder layer\'s fp32 master');
   assert.ok(d.load < 6 * P7 / 2, 'far below building every master first (6 bytes a parameter)');
   // training is the peak again
-  assert.equal(d.total, Math.max(d.load, d.weights + d.gradients + d.masterWeights + d.optimizerStates + d.activations.bytes + d.temporary.total) + d.overhead);
+  assert.equal(d.total, Math.max(d.load, d.weights + d.masterWeights + d.optimizerStates + d.activations.withGradients + d.temporary.total) + d.overhead);
   // a split layer: its device part's master and states are training's, plus one whole master
   const split = { gpu: 0.5, cpu: 0.5, disk: 0 };
   const ds = memoryModel(job7b({ policy: [{ ...rc, master: split, optState: split }] })).devices[0]!;

@@ -73,6 +73,12 @@ export interface ActivationMemory {
   inFlight: number;
   /** Bytes of kept activations at the peak. */
   bytes: number;
+  /** Kept activations plus the device gradients allocated at that moment, at its peak. The
+   *  executor allocates a stage's gradients in its first backward of the step and frees them at the
+   *  step end (native/src/runtime.cpp, Param::zeroGrad), so the activations' peak before the first
+   *  backward holds no gradients (GPipe's end of the forwards: LLaMA-2-7B mbs 2 x 4 measured ~2 GiB
+   *  under activations + all gradients). */
+  withGradients: number;
 }
 
 export interface TemporaryMemory {
@@ -98,6 +104,8 @@ export interface DeviceMemory {
   stages: number[];
   weights: number;
   gradients: number;
+  /** The device gradients of each of `stages` (allocated in its first backward of the step). */
+  stageGradients: number[];
   masterWeights: number;
   optimizerStates: number;
   activations: ActivationMemory;
@@ -221,8 +229,13 @@ export function passProgram(schedule: ScheduleName, N: number, v: number, M: num
 const passPrograms = new Map<string, Program>();
 
 /** programActivationPeak of the GPU-kept and of the host-kept bytes per stage at once. */
-function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array): { peak: number; inFlight: number; hostPeak: number } {
-  let live = 0, peak = 0, count = 0, peakCount = 0, hLive = 0, hPeak = 0;
+/** Per rank, off the program: the kept activations' peak (and micro-batches in flight at it), the
+ *  host-kept activations' peak, and the peak of kept activations plus the device gradients present
+ *  (`grads[stage]`, allocated at the end of the stage's first backward, after that backward freed
+ *  its micro-batch's activations: in between, the layers' gradients grow as their activations go). */
+function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array, grads: Float64Array): { peak: number; inFlight: number; hostPeak: number; withGrads: number } {
+  let live = 0, peak = 0, count = 0, peakCount = 0, hLive = 0, hPeak = 0, gNow = 0, both = 0;
+  const seen = gradSeen(grads.length);
   const ins = program.ranks[rank] ?? [];
   for (let i = 0; i < ins.length; i++) {
     const x = ins[i]!;
@@ -230,9 +243,28 @@ function activationPeaks(program: Program, rank: number, gpu: Float64Array, host
       live += gpu[x.stage]!; hLive += host[x.stage]!; count++;
       if (live > peak) { peak = live; peakCount = count; }
       if (hLive > hPeak) hPeak = hLive;
-    } else if (x.op === 'backward') { live -= gpu[x.stage]!; hLive -= host[x.stage]!; count--; }
+      if (live + gNow > both) both = live + gNow;
+    } else if (x.op === 'backward') {
+      live -= gpu[x.stage]!; hLive -= host[x.stage]!; count--;
+      if (!seen[x.stage]) { seen[x.stage] = 1; gNow += grads[x.stage]!; }
+      if (live + gNow > both) both = live + gNow;
+    }
   }
-  return { peak, inFlight: peakCount, hostPeak: hPeak };
+  return { peak, inFlight: peakCount, hostPeak: hPeak, withGrads: both };
+}
+let gradSeenBuf = new Uint8Array(64);
+function gradSeen(n: number): Uint8Array {
+  if (gradSeenBuf.length < n) gradSeenBuf = new Uint8Array(2 * n);
+  return gradSeenBuf.fill(0, 0, n);
+}
+
+/** The same for one non-interleaved stage in closed form: `n` micro-batches in flight at the first
+ *  backward, of `M`, `k` bytes kept each, `G` bytes of gradients. GPipe and 1F1B run n forwards,
+ *  then the first backward ((n - 1) k + G after it); 1F1B with micro-batches left then holds
+ *  n in flight again, now with the gradients. */
+export function activationGradientPeak(n: number, M: number, k: number, G: number): number {
+  if (n <= 0) return 0;
+  return M > n ? n * k + G : Math.max(n * k, (n - 1) * k + G);
 }
 
 function checkFractions(f: Fractions, what: string): void {
@@ -527,17 +559,22 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     let maxDiskGroup = 0, diskGroups = 0;
     let loadMaster = 0, hostUpdated = false;
     const keptByStage = scratchF64(0, K).fill(0, 0, K), keptHostByStage = scratchF64(1, K).fill(0, 0, K);
-    let actBytes = 0, inFlightPeak = 0;
+    const gradsByStage = scratchF64(2, K).fill(0, 0, K);
+    let actBytes = 0, inFlightPeak = 0, actGrads = 0;
 
     let maxLayerGrad = 0;
     for (const s of myStages) {
       const spec = job.stages[s]!, p = job.policy[s]!;
       const m = stageMemoryCached(inv, spec, p, tiedTogether, job.optimizer, B, shard);
       weights += m.weights; grads += m.grads; master += m.master; opt += m.opt;
+      gradsByStage[s] = m.grads;
       hW += m.hW; hG += m.hG; hM += m.hM; hO += m.hO;
       diskMaster += m.diskMaster * D; diskOpt += m.diskOpt * D; diskGroups += m.diskGroups;
       maxDiskGroup = Math.max(maxDiskGroup, m.maxDiskGroup);
-      bwdWs = Math.max(bwdWs, m.embeddingGradWs);
+      // the embedding's dense gradient of a micro-batch (before it is added to .grad) exists at the
+      // end of that micro-batch's backward through the stage, whose kept activations autograd has
+      // freed by then: it adds only what it exceeds them by
+      bwdWs = Math.max(bwdWs, m.embeddingGradWs - m.kept.gpu);
       if (m.streamed > 0) paramBuf = Math.max(paramBuf, Math.min(p.prefetchDepth + 1, m.streamed) * m.maxStreamed);
       gradBuf = Math.max(gradBuf, m.gradBuf);
       maxLayerGrad = Math.max(maxLayerGrad, m.maxLayerGrad);
@@ -570,12 +607,16 @@ export function memoryModel(job: MemoryJob): MemoryReport {
         inFlightPeak = inFlightFormula(job.schedule, s, K, job.microBatches);
         actBytes = inFlightPeak * keptByStage[s]!;
         hAct = inFlightPeak * keptHostByStage[s]!;
+        actGrads = activationGradientPeak(inFlightPeak, job.microBatches, keptByStage[s]!, gradsByStage[s]!);
       }
     } else {
-      const pk = activationPeaks(job.program ?? passProgram(job.schedule, N, virtual, job.microBatches), r, keptByStage, keptHostByStage);
+      const pk = activationPeaks(job.program ?? passProgram(job.schedule, N, virtual, job.microBatches), r, keptByStage, keptHostByStage, gradsByStage);
       actBytes = pk.peak; inFlightPeak = pk.inFlight;
       hAct = pk.hostPeak;
+      actGrads = pk.withGrads;
     }
+    // a rank with no backward in its program (none here) would hold its gradients all step
+    actGrads = Math.max(actGrads, actBytes, grads);
 
     const temporary: TemporaryMemory = {
       lossWorkspace: lossWs, recompute, backward: bwdWs, paramBuffers: paramBuf, gradBuffers: gradBuf,
@@ -587,13 +628,13 @@ export function memoryModel(job: MemoryJob): MemoryReport {
     // a parameter (13B capped at 48 GiB, host AdamW: 36.37 GiB allocated = 3 x its bf16 weights,
     // bench/gpu/targets-2026-11-22-h200x2); layers now settle one by one.
     const load = hostUpdated ? weights + master + opt + loadMaster : 0;
-    const train = weights + grads + master + opt + actBytes + temporary.total;
+    const train = weights + master + opt + actGrads + temporary.total;
     const live = Math.max(train, load);
     const overhead = (job.overheadBytes ?? 0) + ncclExtraBytes(job, r) + Math.round(live * (job.allocatorOverheadFraction ?? 0));
     const total = live + overhead;
     devices.push({
-      rank: r, stages: myStages, weights, gradients: grads, masterWeights: master, optimizerStates: opt,
-      activations: { perMicroBatch: perMb, inFlight: inFlightPeak, bytes: actBytes },
+      rank: r, stages: myStages, weights, gradients: grads, stageGradients: myStages.map((s) => gradsByStage[s]!), masterWeights: master, optimizerStates: opt,
+      activations: { perMicroBatch: perMb, inFlight: inFlightPeak, bytes: actBytes, withGradients: actGrads },
       temporary, load, overhead, total,
     });
     hostPerRank.push({
