@@ -1290,6 +1290,38 @@ struct Rank {
   std::map<int, int> diskPos;  // layer -> position in diskSeq
   int diskKeep = 0;
   std::atomic<int64_t> diskReadsDone{0}, diskReadHits{0};
+  // Host buffers of the disk groups (fp32, 1-D), reused: a group's master, m and v go back here
+  // when it is written out, and its next read takes them. A fresh allocation this size is mapped
+  // page by page while the read copies into it: a 730 MB group of LLaMA-3.2-1B came back at
+  // 0.8-0.96 GB/s against 1.9 into memory already touched (H200 host, bench/gpu/disk-probe.ts).
+  // Only buffers a group released are kept, at most 3 for each group the host stages at once
+  // (paths x concurrency + 1, as planner/memory.ts counts the disk staging).
+  std::mutex diskPoolMu;
+  std::vector<at::Tensor> diskPool;
+  at::Tensor diskBuffer(int64_t n) {
+    {
+      std::lock_guard<std::mutex> lk(diskPoolMu);
+      for (size_t i = 0; i < diskPool.size(); ++i)
+        if (diskPool[i].numel() == n) {
+          at::Tensor t = std::move(diskPool[i]);
+          diskPool.erase(diskPool.begin() + static_cast<std::ptrdiff_t>(i));
+          return t;
+        }
+    }
+    return at::empty({n}, at::TensorOptions().dtype(at::kFloat));
+  }
+  void releaseDiskBuffer(at::Tensor& t) {
+    if (!t.defined()) return;
+    // only plain host buffers of their own storage (not the pinned master of a fp32 run, not views)
+    if (!t.is_pinned() && t.device().is_cpu() && t.storage_offset() == 0 && t.is_contiguous() &&
+        t.storage().nbytes() == static_cast<size_t>(t.numel()) * 4 && t.use_count() == 1) {
+      std::lock_guard<std::mutex> lk(diskPoolMu);
+      const size_t cap = 3 * (std::max<size_t>(1, diskDirs.size()) * static_cast<size_t>(std::max(1, cfg.diskConcurrency)) + 1);
+      if (diskPool.size() >= cap) diskPool.erase(diskPool.begin());
+      diskPool.push_back(std::move(t));
+    }
+    t = at::Tensor();
+  }
   void planDisk() {
     int firstBwd = -1;
     for (int pc = 0; pc < static_cast<int>(cfg.program.size()) && firstBwd < 0; ++pc)
@@ -1343,8 +1375,8 @@ struct Rank {
     if (const char* fl = std::getenv("MMOC_FAULT_CORRUPT_STATE"); fl && std::atoi(fl) == layer && st == 1) diskio::corruptDataByte(f, 5);
     // host memory of the group is given back (fp32: the master is the weights, kept for uploads)
     if (keep) return 3 * h * 4;
-    g.m = at::Tensor(), g.v = at::Tensor();
-    if (model->mixed) g.master = at::Tensor();
+    releaseDiskBuffer(g.m), releaseDiskBuffer(g.v);
+    if (model->mixed) releaseDiskBuffer(g.master);
     return 3 * h * 4;
   }
   /** On the worker: the group's master, m, v from its file, checksum verified. */
@@ -1359,14 +1391,20 @@ struct Rank {
     const std::string f = diskFile(layer, path);
     const int64_t h = g.n - g.start;
     const size_t bytes = static_cast<size_t>(h) * 4;
-    const auto f32 = at::TensorOptions().dtype(at::kFloat);
-    if (!g.master.defined()) g.master = at::empty({h}, model->mixed ? f32 : hostOpts(at::kFloat));
-    // the master is read aside and copied once verified (fp32: g.master is the weights' host copy)
-    at::Tensor master = at::empty({h}, f32), m = at::empty({h}, f32), v = at::empty({h}, f32);
+    // the master is read aside and taken once verified (fp32: g.master is the weights' host copy,
+    // copied into)
+    at::Tensor master = diskBuffer(h), m = diskBuffer(h), v = diskBuffer(h);
     diskio::readGroup(f, layer, static_cast<uint64_t>(h),
                       {{master.data_ptr<float>(), bytes}, {m.data_ptr<float>(), bytes}, {v.data_ptr<float>(), bytes}},
                       std::max(1, cfg.diskConcurrency));
-    g.master.copy_(master), g.m = m, g.v = v;
+    g.m = m, g.v = v;
+    if (model->mixed && !g.master.defined()) {
+      g.master = master;
+    } else {
+      if (!g.master.defined()) g.master = at::empty({h}, hostOpts(at::kFloat));
+      g.master.copy_(master);
+      releaseDiskBuffer(master);
+    }
     return 3 * h * 4;
   }
 
