@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Session 6's GPU call on an nvidia-h200-x2 (under 600 s): the bench matrix (bench/gpu/matrix.sh)
+# into a work folder, then everything it wrote packed into one archive under DEST (the device
+# tool's $OUT returns at most 8 files: a matrix run writes ~100), with its summary, result and
+# profile beside it for a first look. The archive is made even when the matrix runs out of time.
+#   source .gpu/env.sh && DEST=$OUT bash bench/gpu/run-s6.sh
+# Here: mkdir -p R && tar -xzf <files_at>/run.tgz -C R && bash bench/gpu/commit-matrix.sh R
+set -u
+cd "$(dirname "$0")/../.."
+DEST=${DEST:?DEST: the folder to leave the archive in}
+W=${W:-/tmp/mmoc-s6}
+mkdir -p "$W" "$DEST"
+MMOC_BENCH_END_S=${MMOC_BENCH_END_S:-555} OUT=$W timeout -k 5 ${MMOC_RUN_LIMIT_S:-575} bash bench/gpu/matrix.sh > "$W/matrix.log" 2>&1
+echo "matrix rc=$?" >> "$W/matrix.log"
+tar -czf "$DEST/run.tgz" -C "$W" .
+for f in summary.txt bench-result.json profile.json; do [[ -f $W/$f ]] && cp "$W/$f" "$DEST/"; done
+tail -30 "$W/summary.txt"
