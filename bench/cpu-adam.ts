@@ -1,7 +1,7 @@
 // CPU AdamW benchmark (issue 6): the executor's host AdamW (native/src/runtime.cpp cpuAdamW: fp32
 // master/m/v, gradient converted inside the loop, bf16 weights written in the same pass) against
 // torch's CPU AdamW at the same thread count, plus a plain copy as the memory-bandwidth yardstick.
-//   node --import tsx bench/cpu-adam.ts [--n 67108864] [--threads 1,2] [--reps 5] [--out file.json]
+//   node --import tsx bench/cpu-adam.ts [--n 67108864] [--threads 1,2] [--reps 5] [--out file.json] [--note 'what the machine was doing']
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { execSync } from 'node:child_process';
@@ -35,7 +35,7 @@ try { commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim
 const result = {
   date: new Date().toISOString().slice(0, 10), commit,
   machine: { cpu: cpus()[0]?.model ?? '?', cpu_cores: cpus().length, host_memory_gib: +(totalmem() / 2 ** 30).toFixed(1), torch: buildInfo().torchVersion,
-    note: 'shared development machine (other engineers building and testing at the same time): figures are noisy; median of reps' },
+    note: arg('--note', 'median of reps') },
   results: rows,
 };
 if (out) writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
