@@ -12,15 +12,15 @@
 # README row); test/prediction-error.test.ts then bounds its errors. The plans also cover offload
 # (host AdamW, delayed, GPU/host split, streamed parameters, activation offload, disk under
 # /tmp/mmoc-matrix-disk, a 32 GiB cap): about 450-480 s in all on 2x H200 with the peers.
-# Knobs: MMOC_BENCH_BUDGET_S (default 450: no plan starts after it; the peers get what is left of
-# about MMOC_BENCH_END_S, default 570 s), MMOC_BENCH_FULL=1 (calibrate without --quick: more repetitions, larger transfers),
-# MMOC_BENCH_NO_PEERS=1.
+# Knobs: MMOC_BENCH_BUDGET_S (default 520: no plan starts after it), MMOC_BENCH_PEER_S (default 55:
+# each peer's limit; they run right after calibrate), MMOC_BENCH_FULL=1 (calibrate without --quick:
+# more repetitions, larger transfers), MMOC_BENCH_NO_PEERS=1.
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmoc-matrix}
 mkdir -p "$OUT/runs"
 START=$(date +%s)
-BUDGET=${MMOC_BENCH_BUDGET_S:-450}
+BUDGET=${MMOC_BENCH_BUDGET_S:-520}
 CPU=${MMOC_BENCH_CPU:-0}
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { echo "[$(elapsed) s] $*" | tee -a "$OUT/summary.txt"; }
@@ -59,6 +59,17 @@ else
 fi
 [[ -f $OUT/profile.json ]] || { say "no profile: stop"; exit 1; }
 
+# peers first (two matrix runs gave them what the plans left, 45 s each, and got nothing back):
+# MMOC_BENCH_PEER_S each (default 55), 3 timed steps
+PT=${MMOC_BENCH_PEER_S:-55}
+if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]]; then
+  say "== peers (at most $PT s each)"
+  (cd .gpu/peers && OUT=$OUT T=$PT ./run_peers.sh \
+    "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8 --steps 3" \
+    "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 3") > "$OUT/peers.out" 2>&1
+  say "peers: $(wc -l < "$OUT/peers.jsonl" 2>/dev/null || echo 0) results"
+fi
+
 say "== plans"
 $TSX bench/gpu/matrix.ts plans "$OUT" "$OUT/profile.json" $PLANFLAG > "$OUT/plans.tsv" 2> "$OUT/plans.err"
 cat "$OUT/plans.err"
@@ -73,16 +84,6 @@ while IFS=$'\t' read -r name file; do
   say "$name rc=$rc in $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}') s $(node -e 'try{const r=require(process.argv[1]);console.log(r.step_s_median.toFixed(4)+" s/step, "+Math.round(r.tokens_per_s)+" tok/s")}catch(e){}' "$OUT/runs/$name.json" 2>/dev/null)"
   [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
 done < "$OUT/plans.tsv"
-
-# peers: what is left of ~570 s, less the assembly, split between the two
-PT=$(( (${MMOC_BENCH_END_S:-570} - $(elapsed) - 20) / 2 )); (( PT > 120 )) && PT=120
-if [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && (( PT >= 45 )); then
-  say "== peers (at most $PT s each)"
-  (cd .gpu/peers && OUT=$OUT T=$PT ./run_peers.sh \
-    "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8" \
-    "run 2 fsdp_peer.py --model llama2-7b --mbs 4") > "$OUT/peers.out" 2>&1
-  say "peers: $(wc -l < "$OUT/peers.jsonl" 2>/dev/null || echo 0) results"
-fi
 
 say "== result"
 $TSX bench/gpu/matrix.ts assemble "$OUT" "$OUT/profile.json" | tee -a "$OUT/summary.txt"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder to leave the archive in}
 W=${W:-/tmp/mmoc-s6}
 mkdir -p "$W" "$DEST"
-MMOC_BENCH_END_S=${MMOC_BENCH_END_S:-555} OUT=$W timeout -k 5 ${MMOC_RUN_LIMIT_S:-575} bash bench/gpu/matrix.sh > "$W/matrix.log" 2>&1
+OUT=$W timeout -k 5 ${MMOC_RUN_LIMIT_S:-575} bash bench/gpu/matrix.sh > "$W/matrix.log" 2>&1
 echo "matrix rc=$?" >> "$W/matrix.log"
 tar -czf "$DEST/run.tgz" -C "$W" .
 for f in summary.txt bench-result.json profile.json; do [[ -f $W/$f ]] && cp "$W/$f" "$DEST/"; done
