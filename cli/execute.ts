@@ -55,7 +55,7 @@ export function register(program: Command): void {
     .option('--weights <folder>', 'Hugging Face folder with safetensors weights (default: seeded random init)')
     .option('--save <folder>', 'write the trained weights there (HF names, one shard per rank + index)')
     .option('--timeout <s>', 'seconds a rank waits for a peer before failing', '120')
-    .option('--threads <n>', 'intra-op threads per rank on CPU')
+    .option('--threads <n>', 'threads per rank: a CPU rank\'s intra-op threads, a GPU rank\'s host worker (CPU AdamW) threads (default: cores / ranks, less one on GPU ranks)')
     .option('--host-mem <bytes>', 'host memory the ranks may use for offloaded state, all ranks together (e.g. 200GiB): a plan needing more is refused at set-up with what it needs')
     .option('--no-auto-cap', 'do not cap a plan that streams weights at its predicted peak plus 15% (without a cap the caching allocator keeps the streamed blocks cached: far more memory than the plan needs)')
     .option('--json', 'print the result as JSON on stdout')

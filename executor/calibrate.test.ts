@@ -134,6 +134,8 @@ test('CPU AdamW calibration: beyond the last-level cache, at the executor thread
   // a 1 GiB LLC (16 bytes a parameter): at least 8x it
   assert.ok(cpuAdamParams(true, true, 2 ** 30) * 16 >= 8 * 2 ** 30);
   assert.deepEqual(cpuAdamThreads(32, 2, true), [1, 16, 32]);
+  // GPU ranks leave a core each to their kernel-launching thread (planner/host-threads.ts)
+  assert.deepEqual(cpuAdamThreads(32, 2, true, true), [1, 15, 32]);
   assert.deepEqual(cpuAdamThreads(48, 2, false), [1, 2, 4, 8, 16, 24, 32, 48]);
   assert.deepEqual(cpuAdamThreads(8, 1, true), [1, 8]);
   assert.equal(steadyStep(4), 2);

@@ -17,6 +17,7 @@
 // (Gloo) send/receive: the peer latency is fitted so that the run's simulated step time matches.
 // The fit takes each instruction's (and step's) fastest measured repetition: work running beside
 // calibrate only ever adds time, and a shared machine should not teach the model its neighbours.
+import { hostThreadsPerRank } from '../planner/host-threads.ts';
 import { cpus, hostname, totalmem } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -233,11 +234,11 @@ export function cpuAdamParams(gpuMode: boolean, quick: boolean, llc: number): nu
   return Math.max(base, Math.ceil((8 * llc) / 16 / 2 ** 20) * 2 ** 20);
 }
 
-/** Thread counts of the CPU AdamW curve: the executor's (cores / ranks on the host: each rank's
- *  worker) and all cores (the host's DRAM-bound total when every rank updates at once: the cost
- *  model's cap), 1, and in full mode powers of two between. */
-export function cpuAdamThreads(cores: number, ranks: number, quick: boolean): number[] {
-  const perRank = Math.max(1, Math.floor(cores / Math.max(1, ranks)));
+/** Thread counts of the CPU AdamW curve: the executor's (each rank's worker: cores / ranks, less
+ *  one on GPU ranks, planner/host-threads.ts) and all cores (the host's DRAM-bound total when every
+ *  rank updates at once: the cost model's cap), 1, and in full mode powers of two between. */
+export function cpuAdamThreads(cores: number, ranks: number, quick: boolean, gpu = false): number[] {
+  const perRank = hostThreadsPerRank(cores, ranks, gpu);
   const xs = quick ? [1, perRank, cores] : [1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < cores).concat([perRank, cores]);
   return uniq(xs, String).sort((a, b) => a - b);
 }
@@ -565,13 +566,13 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   const adamPts: { threads: number; params_per_s: number }[] = [];
   const adamN = cpuAdamParams(gpuMode, quick, llcBytes());
   if (parts.has('cpu')) {
-    const ths = cpuAdamThreads(nCores, G, quick);
+    const ths = cpuAdamThreads(nCores, G, quick, gpuMode);
     const n = adamN;
-    const perRank = Math.max(1, Math.floor(nCores / Math.max(1, G)));
+    const perRank = hostThreadsPerRank(nCores, G, gpuMode);
     for (const th of ths) {
       if (gpuMode && G > 1 && th === nCores) {
         // every rank's host worker at once, as the executor runs them (a thread group a rank, its
-        // own buffers): 2 x 16 threads update faster than one 32-thread team on the GPU hosts
+        // own buffers): 2 x 15 threads update faster than one 32-thread team on the GPU hosts
         const all = perRank * G;
         jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, iters: Math.max(rep.iters, 7), threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
         continue;
@@ -591,7 +592,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       run: async () => {
         const task = o.deps?.calibrateTask ?? calibrateTask;
         const all = Array.from({ length: G }, (_, i) => i);
-        const perRank = Math.max(1, Math.floor(nCores / G));
+        const perRank = hostThreadsPerRank(nCores, G, true);
         const copy = (iters: number, maxSec: number): Partial<CalibTask> & { kind: 'copy' } => ({ kind: 'copy', name: 'h2d', gpus: all, bytes: linkBytes, pinned: true, warmup: 1, iters, maxSec });
         const update = (reps: number): Partial<CalibTask> & { kind: 'adamw' } => ({ kind: 'adamw', dims: G > 1 ? [adamN, G] : [adamN], threads: perRank, warmup: 0, iters: reps, maxSec: 60 });
         const now = () => performance.now() / 1e3;
@@ -955,7 +956,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     // one point a thread count (the ranks-at-once point, measured last, wins a tie)
     const pts = [...new Map(adamPts.map((x) => [x.threads, x])).values()].sort((a, b) => a.threads - b.threads);
     p.cpu.optimizers = [{ name: 'adamw', dtype: 'fp32', points: pts }, ...p.cpu.optimizers.filter((x) => x.name !== 'adamw')];
-    mark('cpu.optimizers', `the executor's CPU AdamW update (bf16 gradients and weights, fp32 master, m, v) on ${(adamN / 1e6).toFixed(0)}M parameters (beyond the ${(llcBytes() / 2 ** 20).toFixed(0)} MiB last-level cache: DRAM-bound) by thread count (${pts.map((x) => x.threads).join(', ')}: each rank's worker has cores / ranks; the last point is the host's total when every rank updates at once${gpuMode && G > 1 ? `, timed as the executor runs it: ${G} thread groups at once, one a rank` : ''})`);
+    mark('cpu.optimizers', `the executor's CPU AdamW update (bf16 gradients and weights, fp32 master, m, v) on ${(adamN / 1e6).toFixed(0)}M parameters (beyond the ${(llcBytes() / 2 ** 20).toFixed(0)} MiB last-level cache: DRAM-bound) by thread count (${pts.map((x) => x.threads).join(', ')}: each rank's worker has cores / ranks${gpuMode ? ' less one (its kernel-launching thread keeps a core)' : ''}; the last point is the host's total when every rank updates at once${gpuMode && G > 1 ? `, timed as the executor runs it: ${G} thread groups at once, one a rank` : ''})`);
   }
   p.cpu.cores = nCores;
   p.cpu.threads = nCores;

@@ -32,6 +32,7 @@ import { planInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, recomputeMode, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 import { diskAlternates, diskBuffersFor } from './program-gen.ts';
+import { hostThreadsPerRank } from './host-threads.ts';
 
 export interface LayerTimes {
   fwd: Float64Array;
@@ -354,12 +355,13 @@ class Lowering {
     this.isCpu = profile.gpus.kind === 'cpu';
     this.perInstr = profile.overheads.per_instruction_us;
     this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
-    // Each rank's host worker runs its CPU updates on cores / ranks threads (the executor's split of
-    // the host between its ranks); the pool's curve then gives a rank alone its cores' rate and ranks
-    // updating at once the all-cores total (DRAM-bound), shared. A search that lowers one replica of
-    // D (replicaProfile: the curve divided by D) gives its ranks the whole pool likewise.
+    // Each rank's host worker runs its CPU updates on the executor's share of the host's cores
+    // (host-threads.ts: cores / ranks, less one a GPU rank); the pool's curve then gives a rank alone
+    // its threads' rate and ranks updating at once the all-ranks total (DRAM-bound), shared. A search
+    // that lowers one replica of D (replicaProfile: the curve divided by D) gives its ranks the whole
+    // pool likewise.
     const lowered = N * Math.max(1, Math.min(D, opts.replicas ?? D));
-    this.cpuWorkers = Math.max(1, Math.floor((profile.cpu.threads ?? profile.cpu.cores) / lowered));
+    this.cpuWorkers = hostThreadsPerRank(profile.cpu.threads ?? profile.cpu.cores, lowered, !this.isCpu);
     this.altKeep = diskAlternates(plan) ? diskBuffersFor(plan.policy.diskPaths.length, plan.policy.diskConcurrency ?? 2) : 0;
     this.actBytes = inv.mbs * inv.seq * plan.model.hidden_size * inv.actBytes;
     this.coarse = !!opts.coarse;

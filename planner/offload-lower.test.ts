@@ -1,5 +1,5 @@
 // The async offload engine as the lowering models it: each rank's host worker runs its CPU AdamW
-// updates in issue order on cores / ranks threads, the ranks share the host's (DRAM-bound) total,
+// updates in issue order on cores / ranks threads less one (GPU ranks: host-threads.ts), the ranks share the host's (DRAM-bound) total,
 // and an upload waits behind every update issued before it on the worker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,7 +28,7 @@ function slowHost(): HardwareProfile {
   return p;
 }
 
-test('CPU updates: a rank on cores / ranks threads, one at a time in issue order; two ranks share the all-cores total', () => {
+test('CPU updates: a GPU rank on cores / ranks threads less one, one at a time in issue order; two ranks share the all-cores total', () => {
   const plan = hostPlan(false);
   const sim = simulatePlan(plan, slowHost(), { criticalPath: false });
   const { graph: g, taskOf } = sim.lowered;
@@ -36,7 +36,7 @@ test('CPU updates: a rank on cores / ranks threads, one at a time in issue order
   const cpu: { r: number; t: number }[] = [];
   plan.program.ranks.forEach((prog, r) => prog.forEach((x, pc) => { if (x.op === 'optimizer_step' && x.tier === 'cpu') cpu.push({ r, t: taskOf[r]![pc]! }); }));
   assert.ok(cpu.length >= 4);
-  for (const { t } of cpu) assert.equal(g.tWorkers[t], 16, 'each rank\'s worker: 32 cores / 2 ranks');
+  for (const { t } of cpu) assert.equal(g.tWorkers[t], 15, 'each rank\'s worker: 32 cores / 2 ranks, less its launching thread\'s');
   for (let r = 0; r < 2; r++) {
     const mine = cpu.filter((x) => x.r === r).map((x) => x.t);
     for (let i = 1; i < mine.length; i++) assert.ok(s[mine[i]!]! >= e[mine[i - 1]!]! - 1e-6, `rank ${r}: update ${i} overlaps the one before it`);
