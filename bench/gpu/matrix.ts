@@ -221,7 +221,8 @@ function cmdAssemble(out: string, profilePath: string): void {
   const gpus = doctor.devices?.cuda?.map((g) => `${g.name} ${(g.totalBytes / GiB).toFixed(1)} GiB`) ?? [];
   const result = {
     date: new Date().toISOString().slice(0, 10),
-    commit: git(['rev-parse', '--short', 'HEAD']) ?? 'unknown',
+    // the device machine's copy of .git can be older than its working tree: the caller names it
+    commit: process.env.MMOC_COMMIT || (git(['rev-parse', '--short', 'HEAD']) ?? 'unknown'),
     machine: {
       gpus, cpu_cores: cpus().length, host_memory_gib: Math.round(totalmem() / GiB), torch: doctor.build?.torchVersion, cuda: doctor.build?.cudaVersion,
       note: `bench/gpu/matrix.sh${m.cpu ? ' (MMOC_BENCH_CPU=1: tiny model on CPU ranks, a harness check)' : ''}: calibrate, then every plan, then the peers, in one command`,

@@ -3,7 +3,8 @@
 # into a work folder, then everything it wrote packed into one archive under DEST (the device
 # tool's $OUT returns at most 8 files: a matrix run writes ~100), with its summary, result and
 # profile beside it for a first look. The archive is made even when the matrix runs out of time.
-#   source .gpu/env.sh && DEST=$OUT bash bench/gpu/run-s6.sh
+#   source .gpu/env.sh && MMOC_COMMIT=<git rev-parse --short HEAD, here> DEST=$OUT bash bench/gpu/run-s6.sh
+# (the device machine's .git can be older than the working tree it runs: name the commit)
 # Here: mkdir -p R && tar -xzf <files_at>/run.tgz -C R && bash bench/gpu/commit-matrix.sh R
 set -u
 cd "$(dirname "$0")/../.."
