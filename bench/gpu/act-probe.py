@@ -1,10 +1,8 @@
 #!/usr/bin/env python3
 """What one decoder layer of the executor keeps for its backward, measured on a GPU.
 
-Replays native/src/model.cpp's fast-path decoder layer op for op in PyTorch (the same ATen ops the
-executor's libtorch calls: at::rms_norm, the q|k|v GEMM through a Function that saves (x, W) like
-LinearAccum, rotary as addcmul(qk*cos, roll(qk), [-sin|sin]), at::scaled_dot_product_attention,
-gate|up GEMM, silu(gate)*up) and reports:
+Replays native/src/model.cpp's fast-path decoder layer (layer_replica.py; its projections through a
+Function that saves (x, W) like LinearAccum) and reports:
   - kept bytes: memory_allocated after the forward less before it, less the layer's output (the next
     layer's input) -- what planner/inventory.ts's `kept` list must add up to (plus the input);
   - every storage the autograd graph saved (saved_tensors_hooks), with its size per token, so a
@@ -17,6 +15,8 @@ import json
 
 import torch
 import torch.nn.functional as F
+
+from layer_replica import decoder_layer, rope_tables
 
 SHAPES = {
     # name: hidden, intermediate, heads, kv heads, head dim
@@ -37,38 +37,12 @@ class LinearAccum(torch.autograd.Function):
         return g @ w, None
 
 
-def layer(x, p, nh, nkv, hd, cos, sin_s):
-    B, S, _ = x.shape
-    h = torch.rms_norm(x, (x.size(-1),), p["ln1"], 1e-5)
-    qkv = LinearAccum.apply(h, p["qkv"]).view(B, S, nh + 2 * nkv, hd)
-    qk, vv = qkv.split_with_sizes([nh + nkv, nkv], 2)
-    qk = torch.addcmul(qk * cos, torch.roll(qk, hd // 2, -1), sin_s)
-    q, k = qk.split_with_sizes([nh, nkv], 2)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), vv.transpose(1, 2)
-    if nkv != nh:
-        rep = nh // nkv
-        k = k.unsqueeze(2).expand(B, nkv, rep, S, hd).reshape(B, nh, S, hd)
-        v = v.unsqueeze(2).expand(B, nkv, rep, S, hd).reshape(B, nh, S, hd)
-    a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, S, nh * hd)
-    x = x + LinearAccum.apply(a, p["o"])
-    h = torch.rms_norm(x, (x.size(-1),), p["ln2"], 1e-5)
-    gu = LinearAccum.apply(h, p["gu"])
-    I = gu.size(-1) // 2
-    g, u = gu.split(I, -1)
-    return x + LinearAccum.apply(F.silu(g) * u, p["down"])
-
-
 def probe(name, mbs, seq, dev):
     hd_, I, nh, nkv, hd = SHAPES[name]
     dt = torch.bfloat16
     mk = lambda *s: (torch.randn(*s, device=dev, dtype=dt) * 0.02).requires_grad_()
     p = {"ln1": mk(hd_), "qkv": mk((nh + 2 * nkv) * hd, hd_), "o": mk(hd_, nh * hd), "ln2": mk(hd_), "gu": mk(2 * I, hd_), "down": mk(hd_, I)}
-    pos = torch.arange(seq, device=dev, dtype=torch.float32)
-    inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd))
-    emb = torch.cat([torch.outer(pos, inv)] * 2, -1)
-    cos = emb.cos().to(dt).unsqueeze(1)
-    sinf = emb.sin()
-    sin_s = torch.cat([-sinf[:, : hd // 2], sinf[:, hd // 2:]], -1).to(dt).unsqueeze(1)
+    cos, sin_s = rope_tables(seq, hd, dev, dt)
     T = mbs * seq
     x = torch.randn(mbs, seq, hd_, device=dev, dtype=dt).requires_grad_()
     saved = {}
@@ -81,7 +55,7 @@ def probe(name, mbs, seq, dev):
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated(dev)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        y = layer(x, p, nh, nkv, hd, cos, sin_s)
+        y = decoder_layer(x, p, nh, nkv, hd, cos, sin_s, lambda k, t: LinearAccum.apply(t, p[k]))
     torch.cuda.synchronize()
     after = torch.cuda.memory_allocated(dev)
     kept = after - before - y.untyped_storage().nbytes()

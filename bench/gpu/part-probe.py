@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Forward and backward device time of each part of the executor's model, measured on a GPU.
 
-Replays native/src/model.cpp's fast path in PyTorch (the same ATen ops as the executor's libtorch)
+Replays native/src/model.cpp's fast path in PyTorch (layer_replica.py: the same ATen ops as the
+executor's libtorch)
 and times, with CUDA events (median of repetitions, steady state: every weight's gradient already
 exists, so the backward accumulates as in the second and later micro-batches of a step):
   - one decoder layer (LinearAccum: dW accumulated by addmm_ into the existing accumulator),
@@ -16,6 +17,8 @@ import json
 
 import torch
 import torch.nn.functional as F
+
+from layer_replica import decoder_layer, rope_tables
 
 MODELS = {
     # hidden, intermediate, heads, kv heads, head dim, vocab, tied
@@ -85,32 +88,11 @@ def probe(name, mbs, seq, dev):
     A = {k: acc(v) for k, v in p.items() if v.dim() == 2}
     for k in ("ln1", "ln2"):
         p[k].grad = torch.zeros_like(p[k])
-    pos = torch.arange(seq, device=dev, dtype=torch.float32)
-    inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd))
-    emb = torch.cat([torch.outer(pos, inv)] * 2, -1)
-    cos = emb.cos().to(DT).unsqueeze(1)
-    sinf = emb.sin()
-    sin_s = torch.cat([-sinf[:, : hd // 2], sinf[:, hd // 2:]], -1).to(DT).unsqueeze(1)
+    cos, sin_s = rope_tables(seq, hd, dev, DT)
 
     def layer():
         x = torch.randn(mbs, seq, h, device=dev, dtype=DT, requires_grad=True)
-        B, S = mbs, seq
-        y = torch.rms_norm(x, (h,), p["ln1"], 1e-5)
-        qkv = LinearAccum.apply(y, p["qkv"], A["qkv"]).view(B, S, nh + 2 * nkv, hd)
-        qk, vv = qkv.split_with_sizes([nh + nkv, nkv], 2)
-        qk = torch.addcmul(qk * cos, torch.roll(qk, hd // 2, -1), sin_s)
-        q, k = qk.split_with_sizes([nh, nkv], 2)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), vv.transpose(1, 2)
-        if nkv != nh:
-            rep = nh // nkv
-            k = k.unsqueeze(2).expand(B, nkv, rep, S, hd).reshape(B, nh, S, hd)
-            v = v.unsqueeze(2).expand(B, nkv, rep, S, hd).reshape(B, nh, S, hd)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, S, nh * hd)
-        x2 = x + LinearAccum.apply(a, p["o"], A["o"])
-        y = torch.rms_norm(x2, (h,), p["ln2"], 1e-5)
-        gu = LinearAccum.apply(y, p["gu"], A["gu"])
-        g_, u = gu.split(I, -1)
-        out = x2 + LinearAccum.apply(F.silu(g_) * u, p["down"], A["down"])
+        out = decoder_layer(x, p, nh, nkv, hd, cos, sin_s, lambda k, t: LinearAccum.apply(t, p[k], A[k]))
         return out, torch.randn_like(out)
 
     we = mk(V, h)
