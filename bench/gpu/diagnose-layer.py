@@ -15,6 +15,7 @@
 import argparse, subprocess, time
 import torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
+from layer_replica import decoder_layer, rope_tables
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--model', default='7b'); ap.add_argument('--mbs', type=int, default=1); ap.add_argument('--seconds', type=float, default=20)
@@ -25,25 +26,11 @@ B, S, d, bf = a.mbs, 1024, 'cuda', torch.bfloat16
 torch.manual_seed(0)
 W = [(torch.randn(n, m, device=d, dtype=bf) * 0.02).requires_grad_() for n, m in [((nh + 2 * nkv) * hd, H), (H, nh * hd), (2 * I, H), (H, I)]]
 n1 = torch.ones(H, device=d, dtype=bf, requires_grad=True); n2 = torch.ones(H, device=d, dtype=bf, requires_grad=True)
-pos = torch.arange(S, device=d, dtype=torch.float64); inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=d, dtype=torch.float64) / hd))
-fr = torch.outer(pos, inv); emb = torch.cat([fr, fr], -1); cos = emb.cos().to(bf)[:, None]; sinf = emb.sin()
-sinS = torch.cat([-sinf[:, :hd // 2], sinf[:, hd // 2:]], -1).to(bf)[:, None]
+cos, sinS = rope_tables(S, hd, d, bf)
+P = {'ln1': n1, 'ln2': n2, 'qkv': W[0], 'o': W[1], 'gu': W[2], 'down': W[3]}
 
 def layer(x):
-    h = F.rms_norm(x, (H,), n1, 1e-5)
-    qkv = F.linear(h, W[0]).view(B, S, nh + 2 * nkv, hd)
-    qk, v = qkv.split([nh + nkv, nkv], 2)
-    qk = torch.addcmul(qk * cos, torch.roll(qk, hd // 2, -1), sinS)
-    q, k = qk.split([nh, nkv], 2)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    if nkv != nh:
-        r = nh // nkv
-        k = k.unsqueeze(2).expand(B, nkv, r, S, hd).reshape(B, nh, S, hd); v = v.unsqueeze(2).expand(B, nkv, r, S, hd).reshape(B, nh, S, hd)
-    o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, S, nh * hd)
-    x = x + F.linear(o, W[1])
-    h = F.rms_norm(x, (H,), n2, 1e-5)
-    g, u = F.linear(h, W[2]).split(I, -1)
-    return x + F.linear(F.silu(g) * u, W[3])
+    return decoder_layer(x, P, nh, nkv, hd, cos, sinS, lambda k, t: F.linear(t, P[k]))
 
 def sm_clock():
     try:
