@@ -194,6 +194,35 @@ test('sustained compute: the fit recovers the factor a hot run shows, and only t
   assert.equal(fitSustained([10], [5], [6]), 1.5, 'clamped');
 });
 
+test('sustained compute: the probe gets enough layers that a per-instruction cost the model lacks moves the factor little', async () => {
+  const { modelShapeKeys, scaleShapes, fitSustained, probeShapeOf: shapeOf, sustainedProbeLayers } = await import('./calibrate.ts');
+  const { readFileSync } = await import('node:fs');
+  const { parseHardwareProfile } = await import('../sim/index.ts');
+  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
+  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const keys = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
+  // a hot GPU: the layers' products 1.1x their table, and 300 us an instruction the model does not
+  // have (the embedding's dense gradient, the head's host work)
+  const fitWith = (layers: number) => {
+    const plan = probePlan(true, 'fake', 6, 1, 2, {}, shapeOf(llama32_1b, 1024, 1, layers), 8);
+    const dur = (prof: typeof p) => {
+      const r = simulatePlan(plan, prof, { criticalPath: false, hostMemory: false });
+      return Array.from(r.lowered.taskOf[0]!, (t, pc) => ({ op: plan.program.ranks[0]![pc]!.op, us: t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]! }))
+        .filter((x) => (x.op === 'forward' || x.op === 'backward') && Number.isFinite(x.us)).map((x) => x.us);
+    };
+    const d0 = dur(p), d2 = dur(scaleShapes(p, keys, 2, 'bf16'));
+    return fitSustained(d0.map((x, i) => x + 0.1 * (d2[i]! - x) + 300), d0, d2);
+  };
+  const sized = sustainedProbeLayers(llama32_1b, 1024, 1, 32, p, 141e9);
+  assert.ok(sized >= 8, `${sized} layers for 1B at one sequence on an H200`);
+  const two = fitWith(2), many = fitWith(sized);
+  assert.ok(Math.abs(many - 1.1) < 0.08, `sized probe fitted ${many}`);
+  assert.ok(Math.abs(many - 1.1) < 0.4 * Math.abs(two - 1.1), `2 layers fitted ${two}, ${sized} layers ${many}`);
+  // a large model at four sequences needs no more than two; memory caps the count
+  assert.equal(sustainedProbeLayers(llama2_7b, 1024, 4, 8, p, 141e9), 2);
+  assert.equal(sustainedProbeLayers(llama32_1b, 1024, 1, 32, p, 24e9), 2);
+});
+
 test('sustained compute: each micro-batch size\'s factor scales its own entries, and a shared entry only once', async () => {
   const { modelShapeKeys, applySustained } = await import('./calibrate.ts');
   const { readFileSync } = await import('node:fs');

@@ -27,7 +27,7 @@ import type { ModelConfig } from '../planner/model-config.ts';
 import { tiny } from '../planner/test-models.ts';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../planner/memory.ts';
-import { simulatePlan } from '../planner/lower.ts';
+import { layerTimes, simulatePlan } from '../planner/lower.ts';
 import type { Plan, Precision } from '../planner/plan-types.ts';
 import { InputError } from '../planner/errors.ts';
 import { buildInfo, calibrateTask, devices, type CalibResult, type CalibTask, type NativeDevices, type BuildInfo } from './native.ts';
@@ -249,8 +249,29 @@ export function cpuAdamThreads(cores: number, ranks: number, quick: boolean, gpu
  *  (a tiny-model run holds 0.5 GiB less outside the allocator than the real runs on an H200, and its
  *  instructions are all host time). */
 export interface ProbeShape { model: ModelConfig; seq: number; mbs: number }
-export function probeShapeOf(model: ModelConfig, seq: number, mbs: number): ProbeShape {
-  return { model: { ...model, name: `${model.name}-2-layers`, num_hidden_layers: 2 }, seq: Math.min(seq, model.max_position_embeddings), mbs };
+export function probeShapeOf(model: ModelConfig, seq: number, mbs: number, layers = 2): ProbeShape {
+  return { model: { ...model, name: `${model.name}-${layers}-layers`, num_hidden_layers: layers }, seq: Math.min(seq, model.max_position_embeddings), mbs };
+}
+
+/** Forward device time (us) the sustained-load probe's decoder layers should reach. */
+export const SUSTAINED_PROBE_FWD_US = 4000;
+/** Decoder layers of the sustained-load probe of `model` at `mbs` x `seq`: enough for about
+ *  SUSTAINED_PROBE_FWD_US of forward time on `profile` (2 to 12), and no more than half of
+ *  `deviceBytes` holds (16 bytes a parameter, every micro-batch's kept activations).
+ *  Its instructions also run the embedding and the head, whose costs the model under-counts by a
+ *  few hundred us an instruction (the embedding's dense gradient: bench/gpu/part-probe.py); the fit
+ *  gives that excess to the layers' tables. With two LLaMA-3.2-1B layers at one sequence (1.4 ms of
+ *  matrix products a forward) it raised the factor to x1.29-1.32 where the plans' own 16-layer
+ *  instructions ran x1.10-1.21 (bench/gpu/matrix-2026-11-22h-h200x2/README.md); with more layers the
+ *  same excess moves the factor less. */
+export function sustainedProbeLayers(model: ModelConfig, seq: number, mbs: number, microBatches: number, profile: HardwareProfile, deviceBytes: number): number {
+  const inv = getInventory(model, 'bf16-mixed', mbs, Math.min(seq, model.max_position_embeddings));
+  const layer = inv.layers[1]!;
+  const fwd = layerTimes(inv, profile).fwd[1]!;
+  const want = Math.ceil(SUSTAINED_PROBE_FWD_US / Math.max(1, fwd));
+  const perLayer = 16 * layer.params + microBatches * layer.keptBytes;
+  const fits = deviceBytes > 0 ? Math.floor((0.5 * deviceBytes) / perLayer) : 12;
+  return Math.max(2, Math.min(12, want, fits));
 }
 export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}, shape?: ProbeShape, microBatches = 4): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
@@ -803,7 +824,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // alone still timed within 0.5% of its cold figure: bench/gpu/diagnose-layer.py). Each model's
   // two-layer probe runs in the executor long enough to heat the GPU; its later instructions'
   // durations fit one factor on that model's GEMM and attention entries.
-  const sustained: { model: string; mbs: number; s: number; instructions: number; keys: { gemm: Set<string>; attention: Set<string> } }[] = [];
+  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> } }[] = [];
   if (gpuMode && parts.has('overheads') && parts.has('gemm')) {
     for (const model of o.models) {
       jobs.push({
@@ -820,7 +841,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           const detail: unknown[] = [];
           for (const mbs of o.microBatchSizes) {
             const nmb = Math.max(8, Math.round(32 / mbs));  // about 32 sequences a step at every size
-            const plan = probePlan(true, o.id, steps, 1, 2, {}, probeShapeOf(model, o.seqs[0]!, mbs), nmb);
+            const layers = sustainedProbeLayers(model, o.seqs[0]!, mbs, nmb, q, devs.cuda[0]?.totalBytes ?? 0);
+            const plan = probePlan(true, o.id, steps, 1, 2, {}, probeShapeOf(model, o.seqs[0]!, mbs, layers), nmb);
             const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
             const from = Math.floor(steps / 2);  // the later half: the GPU has been busy for seconds
             const byPc = new Map<number, number[]>();
@@ -834,8 +856,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
             const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
             const s = fitSustained(pcs.map((pc) => med(byPc.get(pc)!)), pcs.map(d0), pcs.map(d2));
-            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, keys });
-            detail.push({ mbs, s, steps, microBatches: nmb, instructions: pcs.map((pc) => ({ pc, measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
+            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys });
+            detail.push({ mbs, s, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }
           return detail;
         },
@@ -1045,7 +1067,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (sustained.length) {
     Object.assign(p, applySustained(p, sustained, dtype));
-    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of two decoder layers at that shape, about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
+    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
   }
   if (peerFit) {
     const f = peerFit as { latency: number; measuredStep: number[]; after: number[] };
