@@ -206,9 +206,6 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
   // tsx by absolute URL: the user's working directory may be anywhere (no node_modules there).
   const execArgv = workerPath.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
   const children: ChildProcess[] = [];
-  let results: (RankResult | null)[] = [];
-  let failures: { rank: number; message: string; died: boolean }[] = [];
-  let exited = new Set<number>();
   let stopRequests = 0;
 
   const onSigint = () => {
@@ -220,73 +217,76 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }
   };
-  process.on('SIGINT', onSigint);
 
-  try {
-    for (let attempt = 1; ; attempt++) {
-      children.length = 0;
-      results = Array(world).fill(null);
-      failures = [];
-      exited = new Set<number>();
-      await new Promise<void>((resolve) => {
-        let killTimer: NodeJS.Timeout | null = null;
-        const finishIfDone = () => {
-          if (exited.size === world) {
-            if (killTimer) clearTimeout(killTimer);
-            resolve();
-          }
-        };
-        const failed = () => {
-          if (killTimer) return;
-          // give the other ranks a moment to report their own view, then make sure none is left
-          killTimer = setTimeout(() => {
-            for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-          }, hooks.graceMs ?? 2000);
-        };
-        for (let rank = 0; rank < world; rank++) {
-          const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
-          const child = fork(workerPath, [], {
-            execArgv,
-            env: { TORCH_NCCL_ENABLE_MONITORING: '0', ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
-            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-            serialization: 'advanced',
-          });
-          children.push(child);
-          if (child.pid !== undefined) hooks.onSpawn?.(rank, child.pid);
-          child.on('message', (m: FromWorker) => {
-            if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
-            else if (m.type === 'result') results[m.rank] = m.result;
-            else if (m.type === 'error') {
-              failures.push({ rank: m.rank, message: m.message, died: false });
-              failed();
-            }
-          });
-          child.on('exit', (code, signal) => {
-            exited.add(rank);
-            if (results[rank] === null && !failures.some((f) => f.rank === rank)) {
-              const st = readStatus(rv.statusPath);
-              const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
-              failures.push({ rank, message: `rank ${rank} ${how} at ${describeStatus(st)}`, died: true });
-              failed();
-            }
-            finishIfDone();
-          });
-          child.send({ type: 'start', plan, rv, opts: { ...opts, steps } } satisfies ToWorker);
+  type Failure = { rank: number; message: string; died: boolean };
+  /** Starts every rank with the TCPStore on `port` and waits until all have exited. */
+  const runRanks = (port: number) => new Promise<{ results: (RankResult | null)[]; failures: Failure[] }>((resolve) => {
+    children.length = 0;
+    const results: (RankResult | null)[] = Array(world).fill(null);
+    const failures: Failure[] = [];
+    const exited = new Set<number>();
+    let killTimer: NodeJS.Timeout | null = null;
+    const finishIfDone = () => {
+      if (exited.size === world) {
+        if (killTimer) clearTimeout(killTimer);
+        resolve({ results, failures });
+      }
+    };
+    const failed = () => {
+      if (killTimer) return;
+      // give the other ranks a moment to report their own view, then make sure none is left
+      killTimer = setTimeout(() => {
+        for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      }, hooks.graceMs ?? 2000);
+    };
+    for (let rank = 0; rank < world; rank++) {
+      const rv: Rendezvous = { rank, world, masterAddr: '127.0.0.1', masterPort: port, statusPath: join(dir, `rank${rank}.status`) };
+      const child = fork(workerPath, [], {
+        execArgv,
+        env: { TORCH_NCCL_ENABLE_MONITORING: '0', ...process.env, RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), MMOC_WORKER: '1' },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        serialization: 'advanced',
+      });
+      children.push(child);
+      if (child.pid !== undefined) hooks.onSpawn?.(rank, child.pid);
+      child.on('message', (m: FromWorker) => {
+        if (m.type === 'progress' && m.rank === 0) hooks.onProgress?.({ ...m.p, steps });
+        else if (m.type === 'result') results[m.rank] = m.result;
+        else if (m.type === 'error') {
+          failures.push({ rank: m.rank, message: m.message, died: false });
+          failed();
         }
       });
-      // the store's port taken before rank 0 listened (nothing ran yet): again on another port
-      if (failures.length && attempt < 3 && stopRequests === 0 && failures.some((f) => isPortTaken(f.message))) {
-        const next = await freePort();
-        process.stderr.write(`mmoc: port ${port} was taken before rank 0 could listen on it: starting the ranks again on port ${next}\n`);
-        port = next;
-        continue;
-      }
-      break;
+      child.on('exit', (code, signal) => {
+        exited.add(rank);
+        if (results[rank] === null && !failures.some((f) => f.rank === rank)) {
+          const st = readStatus(rv.statusPath);
+          const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
+          failures.push({ rank, message: `rank ${rank} ${how} at ${describeStatus(st)}`, died: true });
+          failed();
+        }
+        finishIfDone();
+      });
+      child.send({ type: 'start', plan, rv, opts: { ...opts, steps } } satisfies ToWorker);
+    }
+  });
+
+  process.on('SIGINT', onSigint);
+  let run: Awaited<ReturnType<typeof runRanks>>;
+  try {
+    run = await runRanks(port);
+    // the store's port taken before rank 0 listened (nothing ran yet): again on another port
+    for (let attempt = 2; attempt <= 3 && stopRequests === 0 && run.failures.some((f) => isPortTaken(f.message)); attempt++) {
+      const next = await freePort();
+      process.stderr.write(`mmoc: port ${port} was taken before rank 0 could listen on it: starting the ranks again on port ${next}\n`);
+      port = next;
+      run = await runRanks(port);
     }
   } finally {
     process.off('SIGINT', onSigint);
     rmSync(dir, { recursive: true, force: true });
   }
+  const { results, failures } = run;
   if (failures.length) {
     // the root cause: a rank that died first; else the first error reported
     const dead = failures.find((f) => f.died) ?? failures[0]!;
