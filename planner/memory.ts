@@ -235,7 +235,7 @@ const passPrograms = new Map<string, Program>();
  *  its micro-batch's activations: in between, the layers' gradients grow as their activations go). */
 function activationPeaks(program: Program, rank: number, gpu: Float64Array, host: Float64Array, grads: Float64Array): { peak: number; inFlight: number; hostPeak: number; withGrads: number } {
   let live = 0, peak = 0, count = 0, peakCount = 0, hLive = 0, hPeak = 0, gNow = 0, both = 0;
-  const seen = gradSeen(grads.length);
+  const seen = scratchF64(3, grads.length).fill(0, 0, grads.length);  // 1: the stage's gradients exist
   const ins = program.ranks[rank] ?? [];
   for (let i = 0; i < ins.length; i++) {
     const x = ins[i]!;
@@ -251,11 +251,6 @@ function activationPeaks(program: Program, rank: number, gpu: Float64Array, host
     }
   }
   return { peak, inFlight: peakCount, hostPeak: hPeak, withGrads: both };
-}
-let gradSeenBuf = new Uint8Array(64);
-function gradSeen(n: number): Uint8Array {
-  if (gradSeenBuf.length < n) gradSeenBuf = new Uint8Array(2 * n);
-  return gradSeenBuf.fill(0, 0, n);
 }
 
 /** The same for one non-interleaved stage in closed form: `n` micro-batches in flight at the first
