@@ -23,8 +23,11 @@ async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Pr
   }
   if (t.kind === 'adamw' && !t.device?.startsWith('cuda')) {
     const slow = copyBusy > 0 ? 1.25 : 1;
-    cpuBusy++; await sleep(100 + 40 * ((t.iters ?? 3) + 1)); cpuBusy--;  // set-up, warm-up and steps
-    return r(1000, ((t.dims![1] ?? 1) > 1 ? 2.5e8 * t.threads! * t.dims![1]! : 2e8 * t.threads!) / slow);
+    const groups = t.dims![1] ?? 1, rate = (groups > 1 ? 2.5e8 * t.threads! * groups : 2e8 * t.threads!) / slow;
+    // set-up, warm-up and at least 3 steps, as the native benchmark; a step is every group's parameters at the rate
+    const stepMs = (1e3 * t.dims![0]! * groups) / rate;
+    cpuBusy++; await sleep(100 + stepMs * (Math.max(3, t.iters ?? 3) + 1)); cpuBusy--;
+    return r(stepMs * 1e3, rate);
   }
   switch (t.kind) {
     case 'gemm': { const [m, n, k] = t.dims!; return Promise.resolve(r((2 * m! * n! * k!) / 700e6 + 5)); }
@@ -45,7 +48,7 @@ async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Pr
   }
 }
 
-test('a 2-GPU profile assembles from every part and drives the simulator', async () => {
+test('a 2-GPU profile assembles from every part and drives the simulator', { timeout: 120_000 }, async () => {
   const gpu = { index: 0, name: 'NVIDIA H200', totalBytes: 150e9, freeBytes: 149e9, computeCapability: '9.0', multiProcessors: 132 };
   const out = await calibrate({
     parts: new Set(CALIB_PARTS), quick: true, models: [llama2_7b, llama32_1b], seqs: [1024], microBatchSizes: [1, 2], diskPaths: ['/tmp'],
@@ -90,6 +93,13 @@ test('a 2-GPU profile assembles from every part and drives the simulator', async
   assert.equal(p.cpu_update_slowdown_under_copies, 0.25);
   assert.equal(p.figures!['copy_slowdown_under_cpu_update']!.source, 'measured');
   assert.equal(p.disk_slowdown_under_cpu_update, 0.5, 'the disk tier inside the update');
+  // the update's step time comes from its measured rate (the native benchmark runs at least 3
+  // steps, so wall times of 1 and 3 steps told nothing), and the job stays short
+  const dramJob = out.measurements.find((m) => m.label === 'host copies and the CPU update at once')!;
+  const d = dramJob.detail as { updateStepSec: number; updateSetupSec: number; cpuAlone_params_per_s: number };
+  assert.ok(d.updateStepSec > 0.005 && d.updateStepSec < 0.5, `update step ${d.updateStepSec} s`);
+  assert.ok(d.updateSetupSec >= 0 && d.updateSetupSec < 0.5, `update set-up ${d.updateSetupSec} s`);
+  assert.ok(dramJob.seconds < 15, `the DRAM-sharing job took ${dramJob.seconds} s`);
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
   // the host's all-ranks point is timed as the executor runs it: a thread group a rank, at once
   const cores = cpus().length, perRank = Math.max(1, Math.floor(cores / 2));

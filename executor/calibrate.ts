@@ -620,18 +620,23 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const after = (sec: number) => new Promise((r) => setTimeout(r, Math.max(0, sec) * 1e3));
         const copyAlone = (await task(copy(20, 0.3))).value;
         // the update's set-up (allocating and filling its buffers: about a second) comes before its
-        // warm-up and timed steps, and the other side must run while the steps do: set-up and step
-        // from the wall time of 1 and of 3 timed steps
-        let t0 = now();
-        await task(update(1));
-        const wall1 = now() - t0;
-        t0 = now();
+        // warm-up and timed steps, and the other side must run while the steps do. A step's time
+        // from the measured rate (every group's parameters once: the groups run at once), the
+        // set-up from the wall time less the warm-up and the timed steps. (The native benchmark
+        // runs at least 3 steps, so the wall times of "1" and of 3 steps differed by noise alone:
+        // a negative difference made the step 1 ms and the next update 1500 steps long, and a
+        // matrix run's calibrate never finished.) The first update warms the host (its pages, the
+        // thread teams) and is not timed.
+        await task(update(3));
+        const t0 = now();
         const cpuAlone = (await task(update(3))).value;
         const wall3 = now() - t0;
-        const stepSec = Math.max(1e-3, (wall3 - wall1) / 2);
-        const setupSec = Math.max(0, wall1 - 2 * stepSec);
+        const stepSec = cpuAlone > 0 ? Math.max(1e-3, (adamN * Math.max(1, G)) / cpuAlone) : 0.1;
+        const setupSec = Math.max(0, wall3 - 4 * stepSec);
+        /** Update steps for about `sec` seconds (at least 4, at most 20 s worth of them). */
+        const stepsFor = (sec: number) => Math.max(4, Math.min(Math.ceil(sec / stepSec), Math.ceil(20 / stepSec)));
         // the copies (0.4 s of them) inside about 1.5 s of update steps
-        const longUpdate = task(update(Math.max(4, Math.ceil(1.5 / stepSec))));
+        const longUpdate = task(update(stepsFor(1.5)));
         await after(setupSec + stepSec + 0.1);
         const copyUnder = (await task(copy(1000, 0.4))).value;
         await longUpdate;
@@ -644,11 +649,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         let diskAlone = 0, diskUnder = 0;
         if (parts.has('disk') && o.diskPaths.length) {
           const io = { kind: 'disk' as const, name: o.diskPaths[0]!, dims: [DISK_CONCURRENCY], bytes: 512 * 2 ** 20, iters: 1, warmup: 0, maxSec: 1 };
-          t0 = now();
+          const t1 = now();
           const a = await task(io);
-          const ioSec = now() - t0;
+          const ioSec = now() - t1;
           diskAlone = 2 / (1 / a.value + 1 / a.value2);  // GB/s over the write and the read
-          const longUpdate2 = task(update(Math.max(4, Math.ceil((2 * ioSec + 0.5) / stepSec))));
+          const longUpdate2 = task(update(stepsFor(2 * ioSec + 0.5)));
           await after(setupSec + stepSec + 0.1);
           const u = await task(io);
           await longUpdate2;
