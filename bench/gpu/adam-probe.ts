@@ -6,7 +6,11 @@
 //   1. calibrate's job: every rank's update as thread teams of one process (dims [n, groups])
 //   2. the same as separate processes, one a rank (as the executor runs them), started together
 //   3. one team alone
+//   (each with the gradients and weights pageable and pinned, as a GPU rank's host groups hold them)
 //   4. the update inside H2D, D2H and duplex copies on every GPU (calibrate times H2D only)
+// First run (2x H200, 2026-11-22, pageable only): 2 teams 5.52 / 5.76 G params/s (157M / 202M),
+// 2 processes 5.97 / 5.73, one team alone 5.57 / 6.13; inside H2D x1.41 slower, D2H x1.90,
+// duplex x2.09 (copies 105-148 GB/s, nearly unslowed).
 import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 import { readFileSync } from 'node:fs';
@@ -21,13 +25,13 @@ const gps = (v: number) => (v / 1e9).toFixed(2);
 
 async function child(): Promise<void> {
   const n = Number(arg('--n', '0')), iters = Number(arg('--iters', '30'));
-  const r = await calibrateTask({ kind: 'adamw', dims: [n, 1], threads: T, warmup: 0, iters, maxSec: 60 });
+  const r = await calibrateTask({ kind: 'adamw', dims: [n, 1], threads: T, warmup: 0, iters, maxSec: 60, pinned: process.argv.includes('--pinned') });
   process.stdout.write(JSON.stringify({ value: r.value }) + '\n');
 }
 
-function runChild(n: number, iters: number): Promise<number> {
+function runChild(n: number, iters: number, pinned: boolean): Promise<number> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', process.argv[1]!, '--child', '--n', String(n), '--iters', String(iters)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', process.argv[1]!, '--child', '--n', String(n), '--iters', String(iters), ...(pinned ? ['--pinned'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
     p.on('exit', (c) => (c === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!).value) : reject(new Error(`child exit ${c}`))));
@@ -37,24 +41,25 @@ function runChild(n: number, iters: number): Promise<number> {
 async function main(): Promise<void> {
   const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return '?'; } };
   console.log(`host: ${cpus().length} logical cores, ${T} threads a rank, ${G} ranks; THP ${read('/sys/kernel/mm/transparent_hugepage/enabled')}; defrag ${read('/sys/kernel/mm/transparent_hugepage/defrag')}`);
-  for (const n of N) {
-    const one = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 15, maxSec: 60 });
-    console.log(`n=${(n / 1e6).toFixed(0)}M  ${G} teams in one process: ${gps(one.value)} G params/s in all`);
-    const procs = await Promise.all(Array.from({ length: G }, () => runChild(n, 30)));
-    console.log(`n=${(n / 1e6).toFixed(0)}M  ${G} processes at once: ${procs.map(gps).join(' + ')} = ${gps(procs.reduce((a, b) => a + b, 0))} G params/s in all`);
-    const alone = await calibrateTask({ kind: 'adamw', dims: [n, 1], threads: T, warmup: 0, iters: 9, maxSec: 60 });
-    console.log(`n=${(n / 1e6).toFixed(0)}M  one team alone: ${gps(alone.value)} G params/s`);
+  for (const n of N) for (const pinned of [false, true]) {
+    const how = `n=${(n / 1e6).toFixed(0)}M ${pinned ? 'pinned  ' : 'pageable'}`;
+    const one = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 15, maxSec: 60, pinned });
+    console.log(`${how}  ${G} teams in one process: ${gps(one.value)} G params/s in all`);
+    const procs = await Promise.all(Array.from({ length: G }, () => runChild(n, 30, pinned)));
+    console.log(`${how}  ${G} processes at once: ${procs.map(gps).join(' + ')} = ${gps(procs.reduce((a, b) => a + b, 0))} G params/s in all`);
+    const alone = await calibrateTask({ kind: 'adamw', dims: [n, 1], threads: T, warmup: 0, iters: 9, maxSec: 60, pinned });
+    console.log(`${how}  one team alone: ${gps(alone.value)} G params/s`);
   }
   if (process.argv.includes('--no-copies')) return;
   const n = N[0]!;
   const all = Array.from({ length: G }, (_, i) => i);
-  const base = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 9, maxSec: 60 });
-  console.log(`update alone (${G} teams): ${gps(base.value)} G params/s`);
+  const base = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 9, maxSec: 60, pinned: true });
+  console.log(`update alone (${G} teams, pinned): ${gps(base.value)} G params/s`);
   for (const name of ['h2d', 'd2h', 'duplex'] as const) {
     const alone = await calibrateTask({ kind: 'copy', name, gpus: all, bytes: 256 * 2 ** 20, pinned: true, warmup: 1, iters: 20, maxSec: 0.3 });
     const copies = calibrateTask({ kind: 'copy', name, gpus: all, bytes: 256 * 2 ** 20, pinned: true, warmup: 1, iters: 1e6, maxSec: 6 });
     await new Promise((r) => setTimeout(r, 100));
-    const under = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 9, maxSec: 60 });
+    const under = await calibrateTask({ kind: 'adamw', dims: [n, G], threads: T, warmup: 0, iters: 9, maxSec: 60, pinned: true });
     const c = await copies;
     console.log(`update inside ${name} on ${G} GPUs: ${gps(under.value)} G params/s (x${(base.value / under.value).toFixed(3)} slower); copies ${alone.value.toFixed(1)} GB/s alone, ${c.value.toFixed(1)} GB/s over the 6 s with the update`);
   }

@@ -66,8 +66,9 @@ AdamBench benchCpuAdamW(int64_t n, int threads, int reps);
 /** The executor's host AdamW (bf16 gradients in, bf16 weights out) run by `groups` threads at once,
  *  each with its own `n` parameters and `threads` OpenMP threads, as the host worker of each rank
  *  runs it when every rank updates at the same time. Seconds for n * groups parameters at the
- *  groups' own rates summed (each group over its own time), the median over reps. */
-double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps);
+ *  groups' own rates summed (each group over its own time), the median over reps. `pinned`: the
+ *  gradients and weights in page-locked memory, as a GPU rank's host groups hold them. */
+double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps, bool pinned = false);
 /** CPU cores and CUDA devices. `withFree` also reads each device's free memory, which needs a CUDA
  *  context on every device (about 0.5 GiB each on an H200): the launcher, whose ranks are other
  *  processes, leaves it off so that it holds no device memory beside theirs. */

@@ -394,16 +394,21 @@ CalibResult adamw(const CalibTask& t) {
   // the executor's host AdamW itself (runtime.cpp cpuAdamW: fp32 master, m, v; bf16 gradients read
   // and the bf16 weights written in the same pass, OpenMP tiles), at `threads` threads
   const int64_t n = t.dims[0];
-  if (t.dims.size() > 1 && t.dims[1] > 1) {
+  // pinned gradients and weights where a GPU rank would have them (a CUDA build with a GPU)
+  bool pinned = false;
+#if MMOC_HAS_CUDA
+  pinned = t.pinned && c10::cuda::device_count() > 0;
+#endif
+  if ((t.dims.size() > 1 && t.dims[1] > 1) || pinned) {
     // dims[1] groups at once (every rank's host worker updating together), `threads` each
-    const int groups = static_cast<int>(t.dims[1]);
-    const double s = benchCpuAdamWConcurrent(n, t.threads > 0 ? t.threads : at::get_num_threads(), groups, std::max(3, t.iters));
+    const int groups = static_cast<int>(t.dims.size() > 1 ? std::max<int64_t>(1, t.dims[1]) : 1);
+    const double s = benchCpuAdamWConcurrent(n, t.threads > 0 ? t.threads : at::get_num_threads(), groups, std::max(3, t.iters), pinned);
     CalibResult r;
     r.medianUs = r.minUs = s * 1e6;
     r.samples = std::max(3, t.iters);
     r.value = groups * n / s;  // all groups' parameters a second
     std::ostringstream os;
-    os << "the executor's host AdamW in " << groups << " groups at once, " << t.threads << " threads each: " << (r.value / 1e9) << "G params/s in all";
+    os << "the executor's host AdamW in " << groups << " group(s) at once, " << t.threads << " threads each" << (pinned ? ", gradients and weights pinned" : "") << ": " << (r.value / 1e9) << "G params/s in all";
     r.note = os.str();
     return r;
   }

@@ -2672,7 +2672,7 @@ void benchAdamStep(at::Tensor& p, at::Tensor& m, at::Tensor& v, const G* g, W* w
            0.001f, 0.01f, 1.0f);
 }
 
-double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps) {
+double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps, bool pinned) {
   MMOC_CHECK(n > 0 && threads > 0 && groups > 0 && reps > 0, "benchCpuAdamWConcurrent: n, threads, groups and reps must be positive");
   std::mutex mu;
   std::condition_variable cv;
@@ -2699,7 +2699,11 @@ double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps) {
         auto f32 = at::TensorOptions().dtype(at::kFloat);
         // first touch by this group's own threads (the pages land near them)
         auto p = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32);
-        auto g = (at::randn({n}, f32) * 1e-3).to(at::kBFloat16), w = at::empty({n}, f32.dtype(at::kBFloat16));
+        // the gradients and weights pinned on a GPU host, as a GPU rank's host groups hold them
+        // (from its pinned pool); fp32 master, m and v pageable, as there
+        const auto bf = f32.dtype(at::kBFloat16).pinned_memory(pinned);
+        auto g = at::empty({n}, bf), w = at::empty({n}, bf);
+        g.copy_(at::randn({n}, f32) * 1e-3);
         auto step = [&] { benchAdamStep(p, m, v, g.data_ptr<c10::BFloat16>(), w.data_ptr<c10::BFloat16>()); };
         step();  // warm-up
         for (int r = 0; r < reps; ++r) {
