@@ -204,6 +204,28 @@ test('sustained compute: the fit recovers the factor a hot run shows, and only t
   assert.equal(fitSustained([10], [5], [6]), 1.5, 'clamped');
 });
 
+test('sustained compute: a pass whose launches fell behind the GPU is set aside, two passes that agree are fitted together', async () => {
+  const { fitSustainedPasses, SUSTAINED_PASS_SPLIT } = await import('./calibrate.ts');
+  // tables: 1000 us of which 800 us matrix products (d2 doubles them), per instruction
+  const pass = (s: number, n: number) => ({ meas: Array.from({ length: n }, (_, i) => 200 + 800 * s + (i % 3) - 1), d0: Array(n).fill(1000), d2: Array(n).fill(1800) });
+  // the tenth matrix run's LLaMA-3.2-1B mbs-1 probe: forward x1.44, backward x1.12
+  const slowFwd = fitSustainedPasses(pass(1.44, 32), pass(1.12, 32));
+  assert.equal(slowFwd.hostBound, 'forward');
+  assert.ok(Math.abs(slowFwd.s - 1.12) < 0.005 && Math.abs(slowFwd.forward - 1.44) < 0.005, JSON.stringify(slowFwd));
+  const slowBwd = fitSustainedPasses(pass(1.15, 16), pass(1.40, 16));
+  assert.equal(slowBwd.hostBound, 'backward');
+  assert.ok(Math.abs(slowBwd.s - 1.15) < 0.005);
+  // passes within SUSTAINED_PASS_SPLIT: one fit over every instruction, between the two
+  const agree = fitSustainedPasses(pass(1.13, 16), pass(1.16, 16));
+  assert.equal(agree.hostBound, null);
+  assert.ok(agree.s >= 1.13 - 0.005 && agree.s <= 1.16 + 0.005, JSON.stringify(agree));
+  assert.ok(SUSTAINED_PASS_SPLIT > 0.05, 'wider than the passes\' spread in normal probes');
+  // one pass missing (no backward instructions timed): the forward alone
+  const only = fitSustainedPasses(pass(1.2, 8), { meas: [], d0: [], d2: [] });
+  assert.equal(only.hostBound, null);
+  assert.ok(Math.abs(only.s - 1.2) < 0.005);
+});
+
 test('sustained compute: the probe gets enough layers that a per-instruction cost the model lacks moves the factor little', async () => {
   const { modelShapeKeys, scaleShapes, fitSustained, probeShapeOf: shapeOf, sustainedProbeLayers } = await import('./calibrate.ts');
   const { readFileSync } = await import('node:fs');

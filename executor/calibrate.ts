@@ -447,6 +447,30 @@ export function fitSustained(meas: number[], d0: number[], d2: number[]): number
   return Math.min(1.5, Math.max(0.8, s[Math.floor(s.length / 2)]!));
 }
 
+/** Forward and backward factors this far apart (absolute) mean one pass of the probe ran host-bound. */
+export const SUSTAINED_PASS_SPLIT = 0.1;
+/** The sustained-load factor from a probe's `forward` and `backward` instructions (each as
+ *  fitSustained takes them): the fit over both, unless the two passes' own fits differ by more than
+ *  SUSTAINED_PASS_SPLIT. The GPU's clock slows both passes alike (their fits were within 0.05 in
+ *  every probe of ten GPU runs); at a small shape (LLaMA-3.2-1B at one sequence: ~450 us of kernels
+ *  a layer) the launching thread at times falls behind the GPU for a whole run, and one pass reads
+ *  ~30% slow (forward x1.44 against backward x1.12 in the tenth matrix run's probe, where the
+ *  plans ran at ~x1.15; bench/gpu/sustained-probe.ts saw it in 2 of 14 runs, either pass). Then the
+ *  lower pass's factor is the GPU's. */
+export function fitSustainedPasses(forward: { meas: number[]; d0: number[]; d2: number[] }, backward: { meas: number[]; d0: number[]; d2: number[] }): { s: number; forward: number; backward: number; hostBound: 'forward' | 'backward' | null } {
+  const f = fitSustained(forward.meas, forward.d0, forward.d2), b = fitSustained(backward.meas, backward.d0, backward.d2);
+  const both = fitSustained([...forward.meas, ...backward.meas], [...forward.d0, ...backward.d0], [...forward.d2, ...backward.d2]);
+  if (!Number.isFinite(f) || !Number.isFinite(b) || Math.abs(f - b) <= SUSTAINED_PASS_SPLIT) return { s: both, forward: f, backward: b, hostBound: null };
+  return f > b ? { s: b, forward: f, backward: b, hostBound: 'forward' } : { s: f, forward: f, backward: b, hostBound: 'backward' };
+}
+
+/** ' (the backward's: the forward x1.439 ran host-bound)' where one pass was set aside, else ''. */
+function hostBoundNote(x: { hostBound: 'forward' | 'backward' | null; forward: number; backward: number }): string {
+  if (!x.hostBound) return '';
+  const [kept, slow] = x.hostBound === 'forward' ? ['backward', 'forward'] as const : ['forward', 'backward'] as const;
+  return ` (the ${kept}'s: the ${slow} x${x[slow].toFixed(3)} ran host-bound)`;
+}
+
 /** `p` with each fitted factor applied to its keys' table entries, once: an entry shared by two
  *  fits (two models' or two micro-batch sizes' shapes) takes the first one's factor. */
 export function applySustained(p: HardwareProfile, fits: { s: number; keys: { gemm: Set<string>; attention: Set<string> } }[], dtype: Dtype): HardwareProfile {
@@ -829,7 +853,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // alone still timed within 0.5% of its cold figure: bench/gpu/diagnose-layer.py). Each model's
   // two-layer probe runs in the executor long enough to heat the GPU; its later instructions'
   // durations fit one factor on that model's GEMM and attention entries.
-  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> } }[] = [];
+  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> }; hostBound: 'forward' | 'backward' | null; forward: number; backward: number }[] = [];
   if (gpuMode && parts.has('overheads') && parts.has('gemm')) {
     for (const model of o.models) {
       jobs.push({
@@ -851,18 +875,23 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
             const from = Math.floor(steps / 2);  // the later half: the GPU has been busy for seconds
             const byPc = new Map<number, number[]>();
+            const opOf = new Map<number, string>();
             for (const e of res.trace?.traceEvents ?? []) {
-              if (!isOwnSlice(e, from) || !['forward', 'backward'].includes(String(e.args.op ?? e.name))) continue;
+              const op = String(e.args?.op ?? e.name);
+              if (!isOwnSlice(e, from) || !['forward', 'backward'].includes(op)) continue;
               (byPc.get(e.args.pc) ?? (byPc.set(e.args.pc, []), byPc.get(e.args.pc)!)).push(e.dur ?? 0);
+              opOf.set(e.args.pc, op);
             }
             const keys = modelShapeKeys(model, 'bf16-mixed', o.seqs, [mbs]);
             const dur = (prof: HardwareProfile) => { const us = simInstrUs(plan, prof); return (pc: number) => us(0, pc); };
             const d0 = dur(q), d2 = dur(scaleShapes(q, keys, 2, dtype));
             const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
             const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-            const s = fitSustained(pcs.map((pc) => med(byPc.get(pc)!)), pcs.map(d0), pcs.map(d2));
-            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys });
-            detail.push({ mbs, s, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
+            const pass = (op: string) => { const xs = pcs.filter((pc) => opOf.get(pc) === op); return { meas: xs.map((pc) => med(byPc.get(pc)!)), d0: xs.map(d0), d2: xs.map(d2) }; };
+            const fit = fitSustainedPasses(pass('forward'), pass('backward'));
+            const s = fit.s;
+            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward });
+            detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }
           return detail;
         },
@@ -1072,7 +1101,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (sustained.length) {
     Object.assign(p, applySustained(p, sustained, dtype));
-    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
+    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}${hostBoundNote(x)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
   }
   if (peerFit) {
     const f = peerFit as { latency: number; measuredStep: number[]; after: number[] };
