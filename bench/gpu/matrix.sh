@@ -15,7 +15,8 @@
 # Knobs: MMOC_BENCH_BUDGET_S (default 520: no plan starts after it), MMOC_BENCH_PEER_S (default 55:
 # the pipelining peer's limit; it runs right after calibrate), MMOC_BENCH_END_S (default 565: the
 # FSDP2 peer runs after the plans with the time left before it), MMOC_BENCH_FULL=1 (calibrate
-# without --quick: more repetitions, larger transfers), MMOC_BENCH_NO_PEERS=1.
+# without --quick: more repetitions, larger transfers), MMOC_BENCH_NO_PEERS=1, MMOC_BENCH_STEPS (default
+# 10: the steps each plan runs).
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mmoc-matrix}
@@ -29,6 +30,18 @@ export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:Tr
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 TSX="node --import tsx"
 : > "$OUT/summary.txt"
+# steps a plan runs (the first is set-up and warm-up; the median of the rest is its step time): ten, so
+# that a few steps slowed by something outside the plan (at one sequence of LLaMA-3.2-1B the launching
+# thread keeps pace with the GPU only just: the eleventh run had steps 3-6 of 6 at +65% backward) move
+# the median less
+STEPS=${MMOC_BENCH_STEPS:-10}
+# the host's CPU time, once a second (/proc/stat's cpu line: user nice system idle iowait irq softirq
+# steal ...; epoch seconds first): what else the host did while a plan ran
+( while :; do echo "$(date +%s.%N) $(head -1 /proc/stat)"; sleep 1; done ) > "$OUT/procstat.log" 2> /dev/null &
+STATPID=$!
+trap 'kill $STATPID 2> /dev/null' EXIT
+trap 'kill $STATPID 2> /dev/null; exit 143' TERM
+say "start: epoch $START"
 
 if [[ $CPU == 1 ]]; then
   say "== CPU mode (MMOC_BENCH_CPU=1): tiny model on CPU ranks"
@@ -85,7 +98,7 @@ if (( PEERS )); then
   peers "$PT" "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8 --steps 3"
 fi
 
-say "== plans"
+say "== plans ($STEPS steps each)"
 $TSX bench/gpu/matrix.ts plans "$OUT" "$OUT/profile.json" $PLANFLAG > "$OUT/plans.tsv" 2> "$OUT/plans.err"
 cat "$OUT/plans.err"
 while IFS=$'\t' read -r name file; do
@@ -93,7 +106,7 @@ while IFS=$'\t' read -r name file; do
   case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
   mkdir -p /tmp/mmoc-matrix-disk/a /tmp/mmoc-matrix-disk/b   # the disk plans' folders (matrix.ts DISK_DIRS)
   s=$(date +%s.%N)
-  timeout $T node bin/mmoc.js execute "$file" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
+  timeout $T node bin/mmoc.js execute "$file" --steps "$STEPS" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
   rc=$?
   [[ $rc -eq 0 ]] || rm -f "$OUT/runs/$name.json"
   say "$name rc=$rc in $(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}') s $(node -e 'try{const r=require(process.argv[1]);console.log(r.step_s_median.toFixed(4)+" s/step, "+Math.round(r.tokens_per_s)+" tok/s")}catch(e){}' "$OUT/runs/$name.json" 2>/dev/null)"
