@@ -75,8 +75,9 @@ fi
 
 # peers: the pipelining peer right after calibrate (two matrix runs gave the peers what the plans
 # left, 45 s each, and got nothing back), MMOC_BENCH_PEER_S (default 55), 3 timed steps; the FSDP2
-# peer, which needed more than 55 s to build and shard LLaMA-2-7B in the two runs that gave it that,
-# after the plans with the time that is left before MMOC_BENCH_END_S (default 565; 40 s at least).
+# peer (with CPUOffloadPolicy, fsdp_peer.py's default: ~7.4 s a step on 2x H200, so 4 steps and the
+# set-up took more than the 55-66 s three runs gave it), 2 timed steps after the plans, with the time
+# that is left before MMOC_BENCH_END_S (default 565; 40 s at least).
 PT=${MMOC_BENCH_PEER_S:-55}
 END=${MMOC_BENCH_END_S:-565}
 PEERS=0; [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && PEERS=1
@@ -115,7 +116,7 @@ done < "$OUT/plans.tsv"
 
 if (( PEERS )); then
   FT=$(( END - $(elapsed) - 8 )); (( FT > 120 )) && FT=120
-  if (( FT >= 40 )); then say "== peer: FSDP2 (at most $FT s)"; peers "$FT" "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 3"
+  if (( FT >= 40 )); then say "== peer: FSDP2 (at most $FT s)"; peers "$FT" "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 2"
   else say "skip the FSDP2 peer: $FT s left"; fi
 fi
 
