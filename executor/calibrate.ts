@@ -223,6 +223,11 @@ export function llcBytes(root = '/sys/devices/system/cpu'): number {
   return total;
 }
 
+/** Timed steps of the all-ranks host AdamW point (each ~60 ms on the 2x H200 host): 7 steps (0.4 s)
+ *  read 5.0-5.7 G params/s where the matrix plans' host updates ran at 5.2-6.9 for seconds on end;
+ *  the median of more steps moves less with a slow start or a short stall. */
+export const ADAMW_ALL_RANKS_REPS = 25;
+
 /** Parameters of the CPU AdamW benchmark: its working set (fp32 master, m, v; bf16 gradient and
  *  weight: 16 bytes a parameter) must be far beyond the last-level cache, or the rate is the
  *  cache's, not DRAM's (16M params on a large-LLC Xeon: 16.6 G params/s, 465 GB/s; 134M: 5.1).
@@ -619,7 +624,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         // every rank's host worker at once, as the executor runs them (a thread group a rank, its
         // own buffers): 2 x 15 threads update faster than one 32-thread team on the GPU hosts
         const all = perRank * G;
-        jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, iters: Math.max(rep.iters, 7), threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
+        jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params x ${G} ranks at once, ${perRank} threads each`, task: { kind: 'adamw', dims: [n, G], ...rep, iters: Math.max(rep.iters, ADAMW_ALL_RANKS_REPS), threads: perRank }, apply: (r) => adamPts.push({ threads: all, params_per_s: Math.round(r.value) }) });
         continue;
       }
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });

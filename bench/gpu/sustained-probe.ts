@@ -89,7 +89,8 @@ if (cmd === 'plans') {
   };
   const resim = cmd === 'resim';
   walk(JSON.parse(readFileSync(resim ? join(dir!, 'calibrate.json') : dir!, 'utf8')));
-  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const Q = Number(process.env.MMOC_PROBE_Q ?? 0.5);
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) * Q + 0.5)]!;
   const models = new Map<string, Plan['model']>();
   if (resim) for (const f of readdirSync(join(dir!, 'plans')).filter((f) => f.endsWith('.json') && f !== 'manifest.json')) { const m = (JSON.parse(readFileSync(join(dir!, 'plans', f), 'utf8')) as Plan).model; models.set(m.name, m); }
   let prof = resim ? JSON.parse(readFileSync(join(dir!, 'profile.json'), 'utf8')) as HardwareProfile : null;
