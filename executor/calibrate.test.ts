@@ -274,3 +274,31 @@ test('sustained compute: each micro-batch size\'s factor scales its own entries,
   assert.ok(Math.abs(entry(r, a1!)!.us! / entry(p, a1!)!.us! - 1.1) < 1e-3);
   assert.equal(entry(p, a1!)!.us, p.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === a1)!.us, 'the input profile is not changed');
 });
+
+test('sustained compute: where neither pass was set aside, each pass\'s table entries take that pass\'s own factor', async () => {
+  const { modelShapeKeys, modelShapeKeysByPass, applySustained } = await import('./calibrate.ts');
+  const { readFileSync } = await import('node:fs');
+  const { parseHardwareProfile } = await import('../sim/index.ts');
+  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
+  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const keys = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
+  const byPass = modelShapeKeysByPass(llama32_1b, 'bf16-mixed', [1024], [1]);
+  // every GEMM shape of the model is in exactly one of the three sets
+  assert.equal(byPass.fwd.size + byPass.bwd.size + byPass.both.size, keys.gemm.size);
+  assert.ok(byPass.fwd.size > 0 && byPass.bwd.size > 0, JSON.stringify({ f: byPass.fwd.size, b: byPass.bwd.size }));
+  const q = applySustained(p, [{ s: 1.12, keys, passes: { forward: 1.05, backward: 1.15, keys: byPass } }], 'bf16');
+  const entry = (prof: typeof p, key: string) => prof.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === key);
+  const ratio = (key: string) => entry(q, key)!.us! / entry(p, key)!.us!;
+  const inTable = (ks: Set<string>) => [...ks].filter((k) => entry(p, k)?.us);
+  for (const k of inTable(byPass.fwd)) assert.ok(Math.abs(ratio(k) - 1.05) < 1e-3, `forward-only ${k}: x${ratio(k)}`);
+  for (const k of inTable(byPass.bwd)) assert.ok(Math.abs(ratio(k) - 1.15) < 1e-3, `backward-only ${k}: x${ratio(k)}`);
+  for (const k of inTable(byPass.both)) assert.ok(Math.abs(ratio(k) - 1.12) < 1e-3, `shared ${k}: x${ratio(k)}`);
+  const a0 = p.compute.attention!.bf16!.find((x) => byPass.attention.has(`${x.batch}x${x.heads}x${x.kv_heads}x${x.seq}x${x.head_dim}`));
+  if (a0) {
+    const a1 = q.compute.attention!.bf16!.find((x) => x.batch === a0.batch && x.heads === a0.heads && x.kv_heads === a0.kv_heads && x.seq === a0.seq && x.head_dim === a0.head_dim)!;
+    assert.ok(Math.abs(a1.fwd_us! / a0.fwd_us! - 1.05) < 1e-3 && Math.abs(a1.bwd_us! / a0.bwd_us! - 1.15) < 1e-3);
+  }
+  // a fit with a pass set aside (no passes): one factor everywhere, as before
+  const r = applySustained(p, [{ s: 1.12, keys, passes: null }], 'bf16');
+  for (const k of inTable(byPass.fwd).slice(0, 3)) assert.ok(Math.abs(entry(r, k)!.us! / entry(p, k)!.us! - 1.12) < 1e-3);
+});

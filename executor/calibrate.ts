@@ -228,6 +228,10 @@ export function llcBytes(root = '/sys/devices/system/cpu'): number {
  *  the median of more steps moves less with a slow start or a short stall. */
 export const ADAMW_ALL_RANKS_REPS = 25;
 
+/** Timed update steps of calibrate's DRAM-sharing job, alone and inside the host copies (each step
+ *  ~55 ms on the 2x H200 host). */
+export const DRAM_SHARING_REPS = 12;
+
 /** Parameters of the CPU AdamW benchmark: its working set (fp32 master, m, v; bf16 gradient and
  *  weight: 16 bytes a parameter) must be far beyond the last-level cache, or the rate is the
  *  cache's, not DRAM's (16M params on a large-LLC Xeon: 16.6 G params/s, 465 GB/s; 134M: 5.1).
@@ -426,6 +430,41 @@ export function modelShapeKeys(model: ModelConfig, precision: Precision, seqs: n
   return { gemm, attention };
 }
 
+/** The GEMM table keys of `model`'s layers by pass: those only the forward uses, those only the
+ *  backward uses (its data- and weight-gradient products), and those both use (a square product's
+ *  forward and data gradient share a shape). Attention entries hold both passes' times apart. */
+export function modelShapeKeysByPass(model: ModelConfig, precision: Precision, seqs: number[], mbss: number[]): { fwd: Set<string>; bwd: Set<string>; both: Set<string>; attention: Set<string> } {
+  const f = new Set<string>(), b = new Set<string>(), attention = new Set<string>();
+  for (const seq of seqs) for (const mbs of mbss) {
+    for (const l of getInventory(model, precision, mbs, seq).layers) for (const g of l.gemms) {
+      if (g.name.startsWith('attn.')) continue;
+      (g.pass === 'fwd' ? f : b).add(gemmKey(g));
+    }
+    attention.add(attnKey(attnShapeOf(model, mbs, seq)));
+  }
+  const both = new Set([...f].filter((k) => b.has(k)));
+  return { fwd: new Set([...f].filter((k) => !both.has(k))), bwd: new Set([...b].filter((k) => !both.has(k))), both, attention };
+}
+
+/** `p` with the model's table entries scaled by pass: forward-only GEMMs and attention forward times
+ *  by `f`, backward-only GEMMs and attention backward times by `b`, shared GEMMs by `both`. */
+export function scaleShapesByPass(p: HardwareProfile, keys: ReturnType<typeof modelShapeKeysByPass>, f: number, b: number, both: number, dtype: Dtype): HardwareProfile {
+  const c = JSON.parse(JSON.stringify(p.compute)) as HardwareProfile['compute'];
+  for (const g of c.gemm?.[dtype] ?? []) {
+    const k = gemmKey(g);
+    const s = keys.fwd.has(k) ? f : keys.bwd.has(k) ? b : keys.both.has(k) ? both : 1;
+    if (s === 1) continue;
+    if (g.us !== undefined) g.us = +(g.us * s).toFixed(3);
+    if (g.tflops !== undefined) g.tflops = +(g.tflops / s).toPrecision(5);
+  }
+  for (const x of c.attention?.[dtype] ?? []) {
+    if (!keys.attention.has(attnKey(x))) continue;
+    if (x.fwd_us !== undefined) x.fwd_us = +(x.fwd_us * f).toFixed(3);
+    if (x.bwd_us !== undefined) x.bwd_us = +(x.bwd_us * b).toFixed(3);
+  }
+  return { ...p, compute: c };
+}
+
 /** `p` with the times of the table entries in `keys` (GEMMs and attention, dtype `dtype`) times `s`. */
 export function scaleShapes(p: HardwareProfile, keys: { gemm: Set<string>; attention: Set<string> }, s: number, dtype: Dtype): HardwareProfile {
   const c = JSON.parse(JSON.stringify(p.compute)) as HardwareProfile['compute'];
@@ -476,14 +515,25 @@ function hostBoundNote(x: { hostBound: 'forward' | 'backward' | null; forward: n
   return ` (the ${kept}'s: the ${slow} x${x[slow].toFixed(3)} ran host-bound)`;
 }
 
+/** A fit's factors by pass, applied where no pass was set aside: the forward's own fit to the entries
+ *  only forwards use, the backward's to those only backwards use (LLaMA-3.2-1B at one sequence: its
+ *  forwards fit 0.05-0.1 below its backwards in five of six matrix runs' probes, and its recompute
+ *  plans, whose forwards are half their instructions, were over-predicted by up to 11%). */
+export interface PassFits { forward: number; backward: number; keys: ReturnType<typeof modelShapeKeysByPass> }
+
 /** `p` with each fitted factor applied to its keys' table entries, once: an entry shared by two
- *  fits (two models' or two micro-batch sizes' shapes) takes the first one's factor. */
-export function applySustained(p: HardwareProfile, fits: { s: number; keys: { gemm: Set<string>; attention: Set<string> } }[], dtype: Dtype): HardwareProfile {
+ *  fits (two models' or two micro-batch sizes' shapes) takes the first one's factor. A fit with
+ *  `passes` (both passes fitted, neither set aside) scales each pass's entries by its own factor. */
+export function applySustained(p: HardwareProfile, fits: { s: number; keys: { gemm: Set<string>; attention: Set<string> }; passes?: PassFits | null }[], dtype: Dtype): HardwareProfile {
   const done = { gemm: new Set<string>(), attention: new Set<string>() };
   let q = p;
   for (const x of fits) {
     const own = { gemm: new Set([...x.keys.gemm].filter((k) => !done.gemm.has(k))), attention: new Set([...x.keys.attention].filter((k) => !done.attention.has(k))) };
-    q = scaleShapes(q, own, x.s, dtype);
+    const ps = x.passes;
+    if (ps && Number.isFinite(ps.forward) && Number.isFinite(ps.backward)) {
+      const mine = (ks: Set<string>) => new Set([...ks].filter((k) => own.gemm.has(k)));
+      q = scaleShapesByPass(q, { fwd: mine(ps.keys.fwd), bwd: mine(ps.keys.bwd), both: mine(ps.keys.both), attention: new Set([...ps.keys.attention].filter((k) => own.attention.has(k))) }, ps.forward, ps.backward, x.s, dtype);
+    } else q = scaleShapes(q, own, x.s, dtype);
     for (const k of own.gemm) done.gemm.add(k);
     for (const k of own.attention) done.attention.add(k);
   }
@@ -656,12 +706,17 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         // a negative difference made the step 1 ms and the next update 1500 steps long, and a
         // matrix run's calibrate never finished.) The first update warms the host (its pages, the
         // thread teams) and is not timed.
+        // The rates alone and inside the copies are medians of DRAM_SHARING_REPS steps each: of 3, the
+        // thirteenth run read the update 8% faster inside the copies than alone (a slowdown of 0,
+        // where its plans' traces show the host update 1.4-1.5x slower while the gradients' copies
+        // run), and its host-update plans came out 5-14% under.
+        const N = DRAM_SHARING_REPS;
         await task(update(3));
         const t0 = now();
-        const cpuAlone = (await task(update(3))).value;
-        const wall3 = now() - t0;
+        const cpuAlone = (await task(update(N))).value;
+        const wallN = now() - t0;
         const stepSec = cpuAlone > 0 ? Math.max(1e-3, (adamN * Math.max(1, G)) / cpuAlone) : 0.1;
-        const setupSec = Math.max(0, wall3 - 4 * stepSec);
+        const setupSec = Math.max(0, wallN - (N + 1) * stepSec);
         /** Update steps for about `sec` seconds (at least 4, at most 20 s worth of them). */
         const stepsFor = (sec: number) => Math.max(4, Math.min(Math.ceil(sec / stepSec), Math.ceil(20 / stepSec)));
         // the copies (0.4 s of them) inside about 1.5 s of update steps
@@ -670,9 +725,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const copyUnder = (await task(copy(1000, 0.4))).value;
         await longUpdate;
         // the update's steps inside copies that last through its set-up, warm-up, steps and a margin
-        const longCopy = task(copy(1e6, setupSec + 5 * stepSec + 0.5));
+        const longCopy = task(copy(1e6, setupSec + (N + 2) * stepSec + 0.5));
         await after(0.1);
-        const cpuUnder = (await task(update(3))).value;
+        const cpuUnder = (await task(update(N))).value;
         await longCopy;
         // the disk tier's I/O (two 512 MiB group files read back and rewritten, as the disk job does) alone and inside the update
         let diskAlone = 0, diskUnder = 0;
@@ -858,7 +913,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // alone still timed within 0.5% of its cold figure: bench/gpu/diagnose-layer.py). Each model's
   // two-layer probe runs in the executor long enough to heat the GPU; its later instructions'
   // durations fit one factor on that model's GEMM and attention entries.
-  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> }; hostBound: 'forward' | 'backward' | null; forward: number; backward: number }[] = [];
+  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> }; passes: PassFits | null; hostBound: 'forward' | 'backward' | null; forward: number; backward: number }[] = [];
   if (gpuMode && parts.has('overheads') && parts.has('gemm')) {
     for (const model of o.models) {
       jobs.push({
@@ -895,8 +950,9 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const pass = (op: string) => { const xs = pcs.filter((pc) => opOf.get(pc) === op); return { meas: xs.map((pc) => med(byPc.get(pc)!)), d0: xs.map(d0), d2: xs.map(d2) }; };
             const fit = fitSustainedPasses(pass('forward'), pass('backward'));
             const s = fit.s;
-            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward });
-            detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
+            const passes = fit.hostBound ? null : { forward: fit.forward, backward: fit.backward, keys: modelShapeKeysByPass(model, 'bf16-mixed', o.seqs, [mbs]) };
+            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, passes, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward });
+            detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, perPass: !!passes, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }
           return detail;
         },
@@ -1106,7 +1162,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (sustained.length) {
     Object.assign(p, applySustained(p, sustained, dtype));
-    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load: ${sustained.map((x) => `${x.model} mbs ${x.mbs} x${x.s.toFixed(3)}${hostBoundNote(x)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
+    mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load, each pass's entries by that pass's fit where neither was set aside: ${sustained.map((x) => `${x.model} mbs ${x.mbs} ${x.passes ? `forward x${x.forward.toFixed(3)}, backward x${x.backward.toFixed(3)}` : `x${x.s.toFixed(3)}`}${hostBoundNote(x)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
   }
   if (peerFit) {
     const f = peerFit as { latency: number; measuredStep: number[]; after: number[] };

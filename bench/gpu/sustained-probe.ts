@@ -13,7 +13,7 @@
 // fitted factor times the one the profile already applied to that model and micro-batch size).
 import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fitSustained, fitSustainedPasses, modelShapeKeys, probePlan, probeShapeOf, scaleShapes } from '../../executor/calibrate.ts';
+import { fitSustained, fitSustainedPasses, modelShapeKeys, modelShapeKeysByPass, probePlan, probeShapeOf, scaleShapes, scaleShapesByPass } from '../../executor/calibrate.ts';
 import { resolveModel } from '../../cli/model-files.ts';
 import { parsePlan } from '../../planner/plan-schema.ts';
 import { simulatePlan } from '../../planner/lower.ts';
@@ -82,7 +82,7 @@ if (cmd === 'plans') {
   // as calibrate fits it now (fitSustainedPasses); older outputs lack the op: in a one-rank GPipe
   // probe the first microBatches instructions are the forwards
   type Instr = { pc: number; op?: string; measured_us: number[]; d0_us: number; d2_us: number };
-  const found: { label: string; detail: { mbs: number; s: number; layers?: number; microBatches: number; instructions: Instr[] }[] }[] = [];
+  const found: { label: string; detail: { mbs: number; s: number; layers?: number; perPass?: boolean; microBatches: number; instructions: Instr[] }[] }[] = [];
   const walk = (o: unknown): void => {
     if (Array.isArray(o)) o.forEach(walk);
     else if (o && typeof o === 'object') { const r = o as Record<string, unknown>; if (String(r.label ?? '').startsWith('sustained compute')) found.push(r as never); Object.values(r).forEach(walk); }
@@ -99,7 +99,9 @@ if (cmd === 'plans') {
       const pass = (fwd: boolean) => { const xs = d.instructions.filter((i) => (i.op ? i.op === 'forward' : i.pc < d.microBatches) === fwd); return { meas: xs.map((i) => med(i.measured_us)), d0: xs.map((i) => i.d0_us), d2: xs.map((i) => i.d2_us) }; };
       const f = fitSustainedPasses(pass(true), pass(false));
       const model = models.get(/: (\S+)'s layers/.exec(m.label)?.[1] ?? '');
-      if (prof && model && Math.abs(f.s - d.s) > 1e-4) prof = scaleShapes(prof, modelShapeKeys(model, 'bf16-mixed', [1024], [d.mbs]), f.s / d.s, 'bf16');
+      // as calibrate applies them since per-pass factors (d.perPass: the profile has them already)
+      if (d.perPass) { /* as fitted */ } else if (prof && model && !f.hostBound && Number.isFinite(f.forward) && Number.isFinite(f.backward)) prof = scaleShapesByPass(prof, modelShapeKeysByPass(model, 'bf16-mixed', [1024], [d.mbs]), f.forward / d.s, f.backward / d.s, f.s / d.s, 'bf16');
+      else if (prof && model && Math.abs(f.s - d.s) > 1e-4) prof = scaleShapes(prof, modelShapeKeys(model, 'bf16-mixed', [1024], [d.mbs]), f.s / d.s, 'bf16');
       console.log(`${m.label.replace(/^sustained compute: /, '').padEnd(40)} mbs ${d.mbs} layers ${d.layers ?? 2}: as fitted x${d.s.toFixed(3)}; forward x${f.forward.toFixed(3)}, backward x${f.backward.toFixed(3)} -> x${f.s.toFixed(3)}${f.hostBound ? ` (${f.hostBound} set aside)` : ''}`);
     }
   }
