@@ -122,14 +122,6 @@ while IFS=$'\t' read -r name file; do
   [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
 done < "$OUT/plans.tsv"
 
-# calibrate's host AdamW again, after the plans (calibrate-late-cpu.json): whether its early reading
-# and the plans' host updates differ by when they ran (the tenth to twelfth runs' capped LLaMA-2-7B
-# plan updated 10-35% faster than calibrate's figure)
-if [[ $CPU != 1 ]] && (( $(elapsed) < END - 60 )); then
-  node bin/mmoc.js calibrate --quick --only cpu --model llama2-7b --seq 1024 --mbs 1 --id late-cpu -o "$OUT/profile-late-cpu.json" --json > "$OUT/calibrate-late-cpu.json" 2> /dev/null
-  say "late calibrate --only cpu rc=$?: $(node -e 'const p=require(process.argv[1]);console.log(p.cpu.optimizers[0].points.map(x=>x.threads+" threads "+(x.params_per_s/1e9).toFixed(2)).join(", ")+" G params/s")' "$OUT/profile-late-cpu.json" 2> /dev/null)"
-fi
-
 if (( PEERS )); then
   FT=$(( END - $(elapsed) - 8 )); (( FT > 120 )) && FT=120
   if (( FT >= 40 )); then say "== peer: FSDP2 (at most $FT s)"; peers "$FT" "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 2"
