@@ -15,7 +15,8 @@ TAG=${2:-h200x2}
 DATE=$(node -e 'console.log(require(process.argv[1]).date)' "$(realpath "$SRC/bench-result.json")")
 RES=bench/results/$DATE-matrix-$TAG.json
 DIR=bench/gpu/matrix-$DATE-$TAG
-[[ -e $RES ]] && { n=2; while [[ -e bench/results/$DATE-matrix-$TAG-$n.json ]]; do n=$((n+1)); done; RES=bench/results/$DATE-matrix-$TAG-$n.json; DIR=$DIR-$n; }
+# a second run of the day (its result or its folder already there): the next free suffix for both
+[[ -e $RES || -e $DIR ]] && { n=2; while [[ -e bench/results/$DATE-matrix-$TAG-$n.json || -e bench/gpu/matrix-$DATE-$TAG-$n ]]; do n=$((n+1)); done; RES=bench/results/$DATE-matrix-$TAG-$n.json; DIR=bench/gpu/matrix-$DATE-$TAG-$n; }
 cp "$SRC/bench-result.json" "$RES"
 mkdir -p "$DIR/runs" "$DIR/plans"
 for f in summary.txt profile.json calibrate.json calibrate.err doctor.json nvidia-smi.csv peers.jsonl bench-result.json; do [[ -f $SRC/$f ]] && cp "$SRC/$f" "$DIR/"; done
