@@ -11,18 +11,20 @@ import { probePlan } from './calibrate.ts';
 import type { Plan } from '../planner/plan-types.ts';
 
 // Host DRAM shared (the job that runs copies and the CPU update at once): a CPU update in flight
-// makes all-GPU copies 1.6x slower; long copies in flight make the update 1.25x slower.
-let cpuBusy = 0, copyBusy = 0;
+// makes all-GPU copies 1.6x slower; long H2D copies in flight make the update 1.25x slower, long D2H
+// copies 1.4x.
+let cpuBusy = 0, copyBusy = 0, d2hBusy = 0;
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Promise<CalibResult> {
   const r = (medianUs: number, value = 0, value2 = 0): CalibResult => ({ medianUs, minUs: medianUs * 0.98, value, value2, samples: 5, note: '' });
   if (t.kind === 'copy' && (t.gpus!.length > 1 && cpuBusy > 0 || (t.iters ?? 0) >= 1000)) {
     const slow = cpuBusy > 0 ? 1.6 : 1;  // as the copies start
-    if ((t.iters ?? 0) >= 1000) { copyBusy++; await sleep(Math.min(1500, 1000 * (t.maxSec ?? 0.3))); copyBusy--; }
+    const d2h = t.name === 'd2h';
+    if ((t.iters ?? 0) >= 1000) { copyBusy++; if (d2h) d2hBusy++; await sleep(Math.min(1500, 1000 * (t.maxSec ?? 0.3))); copyBusy--; if (d2h) d2hBusy--; }
     return r(t.bytes! / 55e3, (t.gpus!.length > 1 ? 0.7 : 1) * 55 * t.gpus!.length / slow, 55);
   }
   if (t.kind === 'adamw' && !t.device?.startsWith('cuda')) {
-    const slow = copyBusy > 0 ? 1.25 : 1;
+    const slow = d2hBusy > 0 ? 1.4 : copyBusy > 0 ? 1.25 : 1;
     const groups = t.dims![1] ?? 1, rate = (groups > 1 ? 2.5e8 * t.threads! * groups : 2e8 * t.threads!) / slow;
     // set-up, warm-up and at least 3 steps, as the native benchmark; a step is every group's parameters at the rate
     const stepMs = (1e3 * t.dims![0]! * groups) / rate;
@@ -90,7 +92,9 @@ test('a 2-GPU profile assembles from every part and drives the simulator', { tim
   assert.equal(p.compute_slowdown_under_copies, 0.04);
   // host DRAM shared by the copies and the CPU update, each measured inside the other
   assert.equal(p.copy_slowdown_under_cpu_update, 0.6);
-  assert.equal(p.cpu_update_slowdown_under_copies, 0.25);
+  // the update inside H2D copies 1.25x slower, inside D2H copies 1.4x: the larger
+  assert.equal(p.cpu_update_slowdown_under_copies, 0.4);
+  assert.match(p.figures!['cpu_update_slowdown_under_copies']!.how, /h2d .*x1\.25.*d2h .*x1\.40/);
   assert.equal(p.figures!['copy_slowdown_under_cpu_update']!.source, 'measured');
   assert.equal(p.disk_slowdown_under_cpu_update, 0.5, 'the disk tier inside the update');
   // the update's step time comes from its measured rate (the native benchmark runs at least 3
@@ -99,7 +103,7 @@ test('a 2-GPU profile assembles from every part and drives the simulator', { tim
   const d = dramJob.detail as { updateStepSec: number; updateSetupSec: number; cpuAlone_params_per_s: number };
   assert.ok(d.updateStepSec > 0.005 && d.updateStepSec < 0.5, `update step ${d.updateStepSec} s`);
   assert.ok(d.updateSetupSec >= 0 && d.updateSetupSec < 0.5, `update set-up ${d.updateSetupSec} s`);
-  assert.ok(dramJob.seconds < 15, `the DRAM-sharing job took ${dramJob.seconds} s`);
+  assert.ok(dramJob.seconds < 25, `the DRAM-sharing job took ${dramJob.seconds} s`);  // 18 s here: six updates of the fake's pace
   assert.equal(p.compute.optimizer_GBps, 3900, 'GPU AdamW: 1.3e11 params/s x 30 bytes');
   // the host's all-ranks point is timed as the executor runs it: a thread group a rank, at once
   const cores = cpus().length, perRank = Math.max(1, Math.floor(cores / 2));

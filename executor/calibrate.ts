@@ -685,7 +685,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // that streamed half of LLaMA-3.2-1B's weights fetched them 1.6x slower than the links alone
   // while its delayed host update ran, and the update took 1.2x its own rate.
   /** Rates alone and inside the other side (GB/s, params/s); the disk's 0 when not measured. */
-  let dram: { copyAlone_GBps: number; copyUnder_GBps: number; cpuAlone_params_per_s: number; cpuUnder_params_per_s: number; diskAlone_GBps: number; diskUnder_GBps: number; updateSetupSec: number; updateStepSec: number } | null = null;
+  let dram: { copyAlone_GBps: number; copyUnder_GBps: number; cpuAlone_params_per_s: number; cpuUnder_params_per_s: number; cpuUnderD2h_params_per_s: number; diskAlone_GBps: number; diskUnder_GBps: number; updateSetupSec: number; updateStepSec: number } | null = null;
   if (gpuMode && parts.has('links') && parts.has('cpu')) {
     jobs.push({
       part: 'links', label: 'host copies and the CPU update at once',
@@ -693,7 +693,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         const task = o.deps?.calibrateTask ?? calibrateTask;
         const all = Array.from({ length: G }, (_, i) => i);
         const perRank = hostThreadsPerRank(nCores, G, true);
-        const copy = (iters: number, maxSec: number): Partial<CalibTask> & { kind: 'copy' } => ({ kind: 'copy', name: 'h2d', gpus: all, bytes: linkBytes, pinned: true, warmup: 1, iters, maxSec });
+        const copy = (iters: number, maxSec: number, name: 'h2d' | 'd2h' = 'h2d'): Partial<CalibTask> & { kind: 'copy' } => ({ kind: 'copy', name, gpus: all, bytes: linkBytes, pinned: true, warmup: 1, iters, maxSec });
         const update = (reps: number): Partial<CalibTask> & { kind: 'adamw' } => ({ kind: 'adamw', dims: G > 1 ? [adamN, G] : [adamN], threads: perRank, warmup: 0, iters: reps, maxSec: 60 });
         const now = () => performance.now() / 1e3;
         const after = (sec: number) => new Promise((r) => setTimeout(r, Math.max(0, sec) * 1e3));
@@ -729,6 +729,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         await after(0.1);
         const cpuUnder = (await task(update(N))).value;
         await longCopy;
+        // and inside D2H copies: the gradients' offload, which every host-AdamW plan runs beside its
+        // update. The fourteenth run read the update 4% slower inside H2D copies while its plans'
+        // traces show it 1.4x slower while the gradients' D2H copies ran (LLaMA-3.2-1B layers 21 ->
+        // 30 ms, LLaMA-2-7B 52 -> 69 ms); a probe on the same host type had H2D x1.41, D2H x1.90.
+        const longCopyD2h = task(copy(1e6, setupSec + (N + 2) * stepSec + 0.5, 'd2h'));
+        await after(0.1);
+        const cpuUnderD2h = (await task(update(N))).value;
+        await longCopyD2h;
         // the disk tier's I/O (two 512 MiB group files read back and rewritten, as the disk job does) alone and inside the update
         let diskAlone = 0, diskUnder = 0;
         if (parts.has('disk') && o.diskPaths.length) {
@@ -743,7 +751,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           await longUpdate2;
           diskUnder = 2 / (1 / u.value + 1 / u.value2);
         }
-        const rates = { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder, diskAlone_GBps: diskAlone, diskUnder_GBps: diskUnder, updateSetupSec: setupSec, updateStepSec: stepSec };
+        const rates = { copyAlone_GBps: copyAlone, copyUnder_GBps: copyUnder, cpuAlone_params_per_s: cpuAlone, cpuUnder_params_per_s: cpuUnder, cpuUnderD2h_params_per_s: cpuUnderD2h, diskAlone_GBps: diskAlone, diskUnder_GBps: diskUnder, updateSetupSec: setupSec, updateStepSec: stepSec };
         if (copyAlone > 0 && copyUnder > 0 && cpuAlone > 0 && cpuUnder > 0) dram = rates;
         return rates;
       },
@@ -1134,10 +1142,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     const d = dram as NonNullable<typeof dram>;
     const slowdown = (alone: number, under: number) => +Math.max(0, alone / under - 1).toFixed(4);
     p.copy_slowdown_under_cpu_update = slowdown(d.copyAlone_GBps, d.copyUnder_GBps);
-    p.cpu_update_slowdown_under_copies = slowdown(d.cpuAlone_params_per_s, d.cpuUnder_params_per_s);
-    const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone_GBps.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder_GBps.toFixed(1)} GB/s); the update alone (${(d.cpuAlone_params_per_s / 1e9).toFixed(2)} G params/s) against inside the copies (${(d.cpuUnder_params_per_s / 1e9).toFixed(2)} G params/s): both draw on host DRAM`;
+    // the update meets copies of both directions in a plan (gradients down, weights up): the larger
+    // slowdown of the two (one figure in the model)
+    const underH2d = slowdown(d.cpuAlone_params_per_s, d.cpuUnder_params_per_s);
+    const underD2h = d.cpuUnderD2h_params_per_s > 0 ? slowdown(d.cpuAlone_params_per_s, d.cpuUnderD2h_params_per_s) : 0;
+    p.cpu_update_slowdown_under_copies = Math.max(underH2d, underD2h);
+    const what = `h2d pinned on all ${G} GPUs at once alone (${d.copyAlone_GBps.toFixed(1)} GB/s) against inside every rank's CPU AdamW update (${d.copyUnder_GBps.toFixed(1)} GB/s): both draw on host DRAM`;
     mark('copy_slowdown_under_cpu_update', what);
-    mark('cpu_update_slowdown_under_copies', what);
+    mark('cpu_update_slowdown_under_copies', `every rank's CPU AdamW update alone (${(d.cpuAlone_params_per_s / 1e9).toFixed(2)} G params/s) against inside pinned copies on all ${G} GPUs at once: h2d ${(d.cpuUnder_params_per_s / 1e9).toFixed(2)} (x${(1 + underH2d).toFixed(2)}), d2h ${d.cpuUnderD2h_params_per_s > 0 ? (d.cpuUnderD2h_params_per_s / 1e9).toFixed(2) : '-'} (x${(1 + underD2h).toFixed(2)}); the larger (a plan's update meets both: the gradients' copies down, the weights' up), medians of ${DRAM_SHARING_REPS} steps each`);
     if (d.diskAlone_GBps > 0 && d.diskUnder_GBps > 0) {
       p.disk_slowdown_under_cpu_update = slowdown(d.diskAlone_GBps, d.diskUnder_GBps);
       mark('disk_slowdown_under_cpu_update', `the disk tier's I/O on ${o.diskPaths[0]} (two 512 MiB group files read back and rewritten, as the disk job does) alone (${d.diskAlone_GBps.toFixed(2)} GB/s) against inside every rank's CPU AdamW update (${d.diskUnder_GBps.toFixed(2)} GB/s)`);
