@@ -94,7 +94,7 @@ test('a 2-GPU profile assembles from every part and drives the simulator', { tim
   assert.equal(p.copy_slowdown_under_cpu_update, 0.6);
   // the update inside H2D copies 1.25x slower, inside D2H copies 1.4x: the larger
   assert.equal(p.cpu_update_slowdown_under_copies, 0.4);
-  assert.match(p.figures!['cpu_update_slowdown_under_copies']!.how, /h2d .*x1\.25.*d2h .*x1\.40/);
+  assert.match(p.figures!['cpu_update_slowdown_under_copies']!.how ?? '', /h2d .*x1\.25.*d2h .*x1\.40/);
   assert.equal(p.figures!['copy_slowdown_under_cpu_update']!.source, 'measured');
   assert.equal(p.disk_slowdown_under_cpu_update, 0.5, 'the disk tier inside the update');
   // the update's step time comes from its measured rate (the native benchmark runs at least 3
@@ -305,4 +305,20 @@ test('sustained compute: where neither pass was set aside, each pass\'s table en
   // a fit with a pass set aside (no passes): one factor everywhere, as before
   const r = applySustained(p, [{ s: 1.12, keys, passes: null }], 'bf16');
   for (const k of inTable(byPass.fwd).slice(0, 3)) assert.ok(Math.abs(entry(r, k)!.us! / entry(p, k)!.us! - 1.12) < 1e-3);
+});
+
+test('GEMMs timed behind device work ahead: the table is device time and no host dispatch is taken off it', { timeout: 60_000 }, async () => {
+  const gpu = { index: 0, name: 'NVIDIA H200', totalBytes: 150e9, freeBytes: 149e9, computeCapability: '9.0', multiProcessors: 132 };
+  const run = (note: string) => calibrate({
+    parts: new Set(['gemm']), quick: true, models: [llama32_1b], seqs: [1024], microBatchSizes: [1], diskPaths: [], id: 'fake-h200', command: 'mmoc calibrate (test)',
+    deps: {
+      devices: () => ({ cpuCores: 16, torchThreads: 16, cudaAvailable: true, cuda: [gpu] }),
+      buildInfo: () => ({ torchVersion: '2.11.0', compiler: 'gcc 13', cuda: true, cudaVersion: '13.0', sdpa: true, gloo: false, nccl: true, fusedAdamw: true }),
+      // every GEMM 12 us above its FLOPs at 700 TFLOP/s
+      calibrateTask: async (t) => ({ ...(await fakeTask(t)), ...(t.kind === 'gemm' ? { medianUs: (2 * t.dims![0]! * t.dims![1]! * t.dims![2]!) / 700e6 + 12, note } : {}) }),
+    },
+  });
+  const idle = (await run('')).profile.compute, ahead = (await run('device time behind 340 us of GEMMs ahead')).profile.compute;
+  assert.ok(idle.gemm_dispatch_us! > 5, `timed from an idle device: ${idle.gemm_dispatch_us} us of dispatch taken off`);
+  assert.equal(ahead.gemm_dispatch_us, undefined, 'timed behind work ahead: none');
 });

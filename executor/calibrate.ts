@@ -578,6 +578,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   for (const model of o.models) for (const seq of o.seqs) for (const mbs of o.microBatchSizes) addShapes(model, mbs, seq);
   if (parts.has('overheads')) addShapes(tiny, 2, 32);
   const gemmPts: GemmPoint[] = [];
+  let gemmAhead = 0;  // GEMM points timed behind device work ahead (device time, no host dispatch in them)
   if (parts.has('gemm')) {
     const us = uniq(shapes, gemmKey).sort((a, b) => a.m * a.n * a.k - b.m * b.n * b.k);
     let over = 0;
@@ -585,7 +586,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       if (2 * s.m * s.n * s.k > flopBudget) { over++; continue; }
       jobs.push({
         part: 'gemm', label: `gemm ${dtype} ${s.m}x${s.n}x${s.k}`, task: { kind: 'gemm', device: dev, dtype, dims: [s.m, s.n, s.k], ...rep },
-        apply: (r) => gemmPts.push({ m: s.m, n: s.n, k: s.k, us: +r.medianUs.toFixed(3) }),
+        apply: (r) => { gemmPts.push({ m: s.m, n: s.n, k: s.k, us: +r.medianUs.toFixed(3) }); if (/behind \d+ us of GEMMs ahead/.test(r.note ?? '')) gemmAhead++; },
       });
     }
     if (over) skipped.push(`gemm: ${over} shapes above ${flopBudget.toExponential(0)} flops on the CPU${quick ? ' (--quick)' : ''}: the roofline with the measured efficiency covers them`);
@@ -986,8 +987,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         // table time includes the host dispatch; the executor queues its GEMMs behind running work.
         // The smallest GEMMs (the probe model's, a few MFLOP: a few us on the device) take little
         // more than that dispatch: their least time, less their roofline at peak, estimates it.
+        // Since the native GEMM timing queues each product behind ~300 us of device work (its note
+        // says so), the table times are the device's and no dispatch is taken off them.
         const pk = c.peak_tflops[dtype]!;
-        const gap = Math.min(...gemmPts.map((g) => g.us! - (2 * g.m * g.n * g.k) / (pk * 1e6)));
+        const gap = gemmAhead === gemmPts.length ? 0 : Math.min(...gemmPts.map((g) => g.us! - (2 * g.m * g.n * g.k) / (pk * 1e6)));
+        if (gap <= 0) delete c.gemm_dispatch_us;
         if (gap > 0) {
           c.gemm_dispatch_us = +gap.toFixed(2);
           mark('compute.gemm_dispatch_us', `host dispatch in the GEMM table times: the least table time (${Math.min(...gemmPts.map((g) => g.us!)).toFixed(1)} us, a probe-model GEMM) less its FLOPs at peak`);
