@@ -224,6 +224,11 @@ test('sustained compute: a pass whose launches fell behind the GPU is set aside,
   assert.equal(agree.hostBound, null);
   assert.ok(agree.s >= 1.13 - 0.005 && agree.s <= 1.16 + 0.005, JSON.stringify(agree));
   assert.ok(SUSTAINED_PASS_SPLIT > 0.05, 'wider than the passes\' spread in normal probes');
+  // LLaMA-3.2-1B at one sequence in a normal probe (the GEMM A/B on one H200): forward x1.17, backward
+  // x1.06, each kept for its own pass
+  const normal1b = fitSustainedPasses(pass(1.17, 32), pass(1.06, 32));
+  assert.equal(normal1b.hostBound, null);
+  assert.ok(Math.abs(normal1b.forward - 1.17) < 0.005 && Math.abs(normal1b.backward - 1.06) < 0.005, JSON.stringify(normal1b));
   // one pass missing (no backward instructions timed): the forward alone
   const only = fitSustainedPasses(pass(1.2, 8), { meas: [], d0: [], d2: [] });
   assert.equal(only.hostBound, null);
