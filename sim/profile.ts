@@ -98,9 +98,10 @@ export interface ComputeProfile {
   /** Effective bandwidth (ideal bytes / time) of each elementwise kernel as the executor runs it,
    *  measured by `mmoc calibrate`; a kernel absent here runs at memory_GBps. */
   kernel_GBps?: Partial<Record<ElementwiseKernel, number>>;
-  /** Host dispatch time included in every `gemm` table time (microseconds): calibrate timed each
-   *  GEMM from an idle device (start event, then the host's cuBLAS call), while the executor queues
-   *  its GEMMs behind running work. The cost model takes it off the table times. Absent: 0. */
+  /** Host dispatch time included in every `gemm` table time (microseconds): calibrate before 5f5e900
+   *  timed each GEMM from an idle device (start event, then the host's cuBLAS call), while the
+   *  executor queues its GEMMs behind running work. The cost model takes it off the table times.
+   *  Absent (as calibrate writes it now: each GEMM timed behind device work ahead): 0. */
   gemm_dispatch_us?: number;
   /** Measured GEMMs per dtype. */
   gemm?: Partial<Record<Dtype, GemmPoint[]>>;
@@ -193,7 +194,8 @@ export interface HardwareProfile {
   /** Host-GPU copies run 1 + f slower while the host CPU runs an optimizer update (both draw on
    *  host DRAM); measured by `mmoc calibrate` (links part). Absent: 0. */
   copy_slowdown_under_cpu_update?: number;
-  /** The host CPU's optimizer update runs 1 + f slower while host-GPU copies (or disk transfers) run. Absent: 0. */
+  /** The host CPU's optimizer update runs 1 + f slower while host-GPU copies (or disk transfers) run
+   *  (calibrate: the larger of inside H2D and inside D2H copies on every GPU). Absent: 0. */
   cpu_update_slowdown_under_copies?: number;
   /** Disk transfers run 1 + f slower while the host CPU runs an optimizer update. Absent: 0. */
   disk_slowdown_under_cpu_update?: number;
