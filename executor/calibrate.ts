@@ -467,18 +467,7 @@ export function scaleShapesByPass(p: HardwareProfile, keys: ReturnType<typeof mo
 
 /** `p` with the times of the table entries in `keys` (GEMMs and attention, dtype `dtype`) times `s`. */
 export function scaleShapes(p: HardwareProfile, keys: { gemm: Set<string>; attention: Set<string> }, s: number, dtype: Dtype): HardwareProfile {
-  const c = JSON.parse(JSON.stringify(p.compute)) as HardwareProfile['compute'];
-  for (const g of c.gemm?.[dtype] ?? []) {
-    if (!keys.gemm.has(gemmKey(g))) continue;
-    if (g.us !== undefined) g.us = +(g.us * s).toFixed(3);
-    if (g.tflops !== undefined) g.tflops = +(g.tflops / s).toPrecision(5);
-  }
-  for (const x of c.attention?.[dtype] ?? []) {
-    if (!keys.attention.has(attnKey(x))) continue;
-    if (x.fwd_us !== undefined) x.fwd_us = +(x.fwd_us * s).toFixed(3);
-    if (x.bwd_us !== undefined) x.bwd_us = +(x.bwd_us * s).toFixed(3);
-  }
-  return { ...p, compute: c };
+  return scaleShapesByPass(p, { fwd: new Set(), bwd: new Set(), both: keys.gemm, attention: keys.attention }, s, s, s, dtype);
 }
 
 /** The sustained-load factor of a model's compute: `meas` instruction durations (us) of an executor
