@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 #include <stdexcept>
@@ -27,6 +28,12 @@ std::string where(const char* file, int line);
   do {                        \
     if (!(cond)) MMOC_FAIL(msg); \
   } while (0)
+
+/** An environment switch (MMOC_NO_FAST_PATHS=1 and the like): set, non-empty and not "0". */
+inline bool envOn(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
 
 // ---- build and devices (doctor)
 struct BuildInfo {

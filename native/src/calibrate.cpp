@@ -165,8 +165,7 @@ CalibResult gemm(const CalibTask& t) {
   // dispatch before it (timed from an idle device, LLaMA-3.2-1B's 1024x512x2048 product read 39.5 us
   // in one run and 21.5 in the next: 5-20 us of dispatch in every small entry)
   // (MMOC_GEMM_IDLE=1: from an idle device as before, to compare the two)
-  const char* idle = std::getenv("MMOC_GEMM_IDLE");
-  AheadBlock ahead(dev, idle && *idle && std::string(idle) != "0" ? 0 : 300);
+  AheadBlock ahead(dev, envOn("MMOC_GEMM_IDLE") ? 0 : 300);
   std::function<void()> aheadFn;
   if (ahead) aheadFn = [&]() { ahead(); };
   CalibResult r = timeReps(dev, t, [&](int i) { at::mm_out(C, A[i % sets], B[i % sets]); }, aheadFn);

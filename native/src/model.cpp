@@ -455,8 +455,7 @@ at::Tensor rotateHalf(const at::Tensor& x) {
 }  // namespace
 
 Model::Model(const ModelCfg& c, at::Device d, const std::string& precision) : cfg(c), device(d) {
-  const char* off = std::getenv("MMOC_NO_FAST_PATHS");
-  fast = !(off && *off && std::string(off) != "0");
+  fast = !envOn("MMOC_NO_FAST_PATHS");
   mixed = precision == "bf16-mixed";
   compute = (precision == "fp32") ? at::kFloat : at::kBFloat16;
 }

@@ -25,11 +25,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-bool envOn(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
-
 // ---------------------------------------------------------------------------------------------
 // CPU AdamW: the update of the host-resident (offloaded) parameters, run on the rank's host worker.
 //
@@ -1733,8 +1728,7 @@ struct Rank {
     return (g.n - g.start) * c10::elementSize(model->compute);
   }
   void planEarlyUpdate() {
-    const char* off = std::getenv("MMOC_NO_EARLY_UPDATE");
-    if (off && *off && std::string(off) != "0") return;
+    if (envOn("MMOC_NO_EARLY_UPDATE")) return;
     const auto& prog = cfg.program;
     std::map<int, int> lastBwdPc, lastBwdMb;
     for (int pc = 0; pc < static_cast<int>(prog.size()); ++pc) {
