@@ -50,6 +50,14 @@ async function fakeTask(t: Partial<CalibTask> & { kind: CalibTask['kind'] }): Pr
   }
 }
 
+/** The third GPU matrix run's calibrated 2x H200 profile (GEMM and attention tables of both models). */
+async function matrixProfile() {
+  const { readFileSync } = await import('node:fs');
+  const { parseHardwareProfile } = await import('../sim/index.ts');
+  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
+  return parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+}
+
 test('a 2-GPU profile assembles from every part and drives the simulator', { timeout: 120_000 }, async () => {
   const gpu = { index: 0, name: 'NVIDIA H200', totalBytes: 150e9, freeBytes: 149e9, computeCapability: '9.0', multiProcessors: 132 };
   const out = await calibrate({
@@ -179,10 +187,7 @@ test('the host costs of a kernel and of an instruction are recovered from a host
 
 test('sustained compute: the fit recovers the factor a hot run shows, and only that model\'s table entries move', async () => {
   const { modelShapeKeys, scaleShapes, fitSustained, probeShapeOf: shapeOf } = await import('./calibrate.ts');
-  const { readFileSync } = await import('node:fs');
-  const { parseHardwareProfile } = await import('../sim/index.ts');
-  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
-  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const p = await matrixProfile();
   const keys7 = modelShapeKeys(llama2_7b, 'bf16-mixed', [1024], [1]);
   const keys1 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
   const plan = probePlan(true, 'fake', 6, 1, 2, {}, shapeOf(llama2_7b, 1024, 1), 8);
@@ -237,10 +242,7 @@ test('sustained compute: a pass whose launches fell behind the GPU is set aside,
 
 test('sustained compute: the probe gets enough layers that a per-instruction cost the model lacks moves the factor little', async () => {
   const { modelShapeKeys, scaleShapes, fitSustained, probeShapeOf: shapeOf, sustainedProbeLayers } = await import('./calibrate.ts');
-  const { readFileSync } = await import('node:fs');
-  const { parseHardwareProfile } = await import('../sim/index.ts');
-  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
-  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const p = await matrixProfile();
   const keys = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
   // a hot GPU: the layers' products 1.1x their table, and 300 us an instruction the model does not
   // have (the embedding's dense gradient, the head's host work)
@@ -266,10 +268,7 @@ test('sustained compute: the probe gets enough layers that a per-instruction cos
 
 test('sustained compute: each micro-batch size\'s factor scales its own entries, and a shared entry only once', async () => {
   const { modelShapeKeys, applySustained } = await import('./calibrate.ts');
-  const { readFileSync } = await import('node:fs');
-  const { parseHardwareProfile } = await import('../sim/index.ts');
-  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
-  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const p = await matrixProfile();
   const k1 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]), k2 = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [2]);
   const entry = (prof: typeof p, key: string) => prof.compute.gemm!.bf16!.find((g) => `${g.m}x${g.n}x${g.k}` === key);
   const only = (a: Set<string>, b: Set<string>) => [...a].find((k) => !b.has(k) && entry(p, k));
@@ -286,10 +285,7 @@ test('sustained compute: each micro-batch size\'s factor scales its own entries,
 
 test('sustained compute: where neither pass was set aside, each pass\'s table entries take that pass\'s own factor', async () => {
   const { modelShapeKeys, modelShapeKeysByPass, applySustained } = await import('./calibrate.ts');
-  const { readFileSync } = await import('node:fs');
-  const { parseHardwareProfile } = await import('../sim/index.ts');
-  const file = new URL('../bench/gpu/matrix-2026-11-22c-h200x2/profile.json', import.meta.url);
-  const p = parseHardwareProfile(JSON.parse(readFileSync(file, 'utf8')), 'matrix profile');
+  const p = await matrixProfile();
   const keys = modelShapeKeys(llama32_1b, 'bf16-mixed', [1024], [1]);
   const byPass = modelShapeKeysByPass(llama32_1b, 'bf16-mixed', [1024], [1]);
   // every GEMM shape of the model is in exactly one of the three sets

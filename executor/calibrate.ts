@@ -983,11 +983,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         // says so), the table times are the device's and no dispatch is taken off them.
         const pk = c.peak_tflops[dtype]!;
         const gap = gemmAhead === gemmPts.length ? 0 : Math.min(...gemmPts.map((g) => g.us! - (2 * g.m * g.n * g.k) / (pk * 1e6)));
-        if (gap <= 0) delete c.gemm_dispatch_us;
         if (gap > 0) {
           c.gemm_dispatch_us = +gap.toFixed(2);
           mark('compute.gemm_dispatch_us', `host dispatch in the GEMM table times: the least table time (${Math.min(...gemmPts.map((g) => g.us!)).toFixed(1)} us, a probe-model GEMM) less its FLOPs at peak`);
-        }
+        } else delete c.gemm_dispatch_us;
       } else {
         // CPU: the best measured rate is the peak; efficiency 1 at it (outside the table: roofline at the best rate)
         c.peak_tflops = { fp32: +best.toPrecision(4) };
