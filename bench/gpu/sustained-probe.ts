@@ -101,10 +101,10 @@ if (cmd === 'plans') {
       const model = models.get(/: (\S+)'s layers/.exec(m.label)?.[1] ?? '');
       // as calibrate applies them since per-pass factors (d.perPass: the profile has them already)
       if (prof && model && !d.perPass) {
-        if (!f.hostBound && Number.isFinite(f.forward) && Number.isFinite(f.backward)) prof = scaleShapesByPass(prof, modelShapeKeysByPass(model, 'bf16-mixed', [1024], [d.mbs]), f.forward / d.s, f.backward / d.s, f.s / d.s, 'bf16');
+        if (Number.isFinite(f.forward) && Number.isFinite(f.backward)) prof = scaleShapesByPass(prof, modelShapeKeysByPass(model, 'bf16-mixed', [1024], [d.mbs]), f.forward / d.s, f.backward / d.s, f.s / d.s, 'bf16');
         else if (Math.abs(f.s - d.s) > 1e-4) prof = scaleShapes(prof, modelShapeKeys(model, 'bf16-mixed', [1024], [d.mbs]), f.s / d.s, 'bf16');
       }
-      console.log(`${m.label.replace(/^sustained compute: /, '').padEnd(40)} mbs ${d.mbs} layers ${d.layers ?? 2}: as fitted x${d.s.toFixed(3)}; forward x${f.forward.toFixed(3)}, backward x${f.backward.toFixed(3)} -> x${f.s.toFixed(3)}${f.hostBound ? ` (${f.hostBound} set aside)` : ''}`);
+      console.log(`${m.label.replace(/^sustained compute: /, '').padEnd(40)} mbs ${d.mbs} layers ${d.layers ?? 2}: as fitted x${d.s.toFixed(3)}; forward x${f.forward.toFixed(3)}, backward x${f.backward.toFixed(3)} -> x${f.s.toFixed(3)}${f.hostBound ? ` (${f.hostBound} host-bound)` : ''}`);
     }
   }
   if (resim && prof) {
