@@ -11,6 +11,8 @@ cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder to leave the archive in}
 W=${W:-/tmp/mmoc-s6}
 mkdir -p "$W" "$DEST"
+# the host's transparent huge pages mode (hostStateBuffer advises 2 MiB pages: honoured under "madvise" and "always")
+cat /sys/kernel/mm/transparent_hugepage/enabled > "$W/thp.txt" 2>&1
 OUT=$W timeout -k 5 ${MMOC_RUN_LIMIT_S:-575} bash bench/gpu/matrix.sh > "$W/matrix.log" 2>&1
 echo "matrix rc=$?" >> "$W/matrix.log"
 # with the time the matrix left (the call's limit is 600 s): the host AdamW on 4 KiB against 2 MiB
