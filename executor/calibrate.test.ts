@@ -326,3 +326,22 @@ test('GEMMs timed behind device work ahead: the table is device time and no host
   assert.ok(idle.gemm_dispatch_us! > 5, `timed from an idle device: ${idle.gemm_dispatch_us} us of dispatch taken off`);
   assert.equal(ahead.gemm_dispatch_us, undefined, 'timed behind work ahead: none');
 });
+
+test('early update share: the probe\'s last backward, longer than the others by part of its early updates\' time, gives that part; none longer gives 0; a probe without early updates gives NaN', async () => {
+  const { updateShownFromProbe, probePlan: pp, probeShapeOf: shapeOf } = await import('./calibrate.ts');
+  const p = await matrixProfile();
+  const plan = pp(true, 'fake', 4, 1, 2, {}, shapeOf(llama32_1b, 1024, 2, 4), 8);
+  const prog = plan.program.ranks[0]!;
+  const r = simulatePlan(plan, p, { criticalPath: false, hostMemory: false });
+  const us = (pc: number) => { const t = r.lowered.taskOf[0]![pc]!; return r.result.end_us[t]! - r.result.start_us[t]!; };
+  // the probe's four decoder layers are updated early (one rank: its last backward sends nothing)
+  const upd = prog.reduce((a, x, pc) => a + (x.op === 'optimizer_step' && x.layer >= 1 && x.layer <= 4 ? us(pc) : 0), 0);
+  assert.ok(upd > 0);
+  const bwd = prog.flatMap((x, pc) => (x.op === 'backward' ? [pc] : []));
+  const med = (extra: number) => new Map(bwd.map((pc, i) => [pc, 10_000 + (i % 3) + (i === bwd.length - 1 ? extra : 0)] as [number, number]));
+  assert.ok(Math.abs(updateShownFromProbe(plan, p, med(0.6 * upd)) - 0.6) < 1e-3);
+  assert.equal(updateShownFromProbe(plan, p, med(0)), 0);
+  assert.equal(updateShownFromProbe(plan, p, med(3 * upd)), 1, 'within [0, 1]');
+  const clipped = { ...plan, program: { ...plan.program, ranks: [[...prog.slice(0, bwd.at(-1)! + 1), { op: 'grad_norm' as const }, ...prog.slice(bwd.at(-1)! + 1)]] } };
+  assert.ok(Number.isNaN(updateShownFromProbe(clipped, p, med(upd))), 'grad_norm: no early update');
+});

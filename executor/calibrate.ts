@@ -30,6 +30,7 @@ import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { layerTimes, simulatePlan } from '../planner/lower.ts';
 import type { Plan, Precision } from '../planner/plan-types.ts';
 import { InputError } from '../planner/errors.ts';
+import { earlyUpdateLayers } from '../planner/early-update.ts';
 import { buildInfo, calibrateTask, devices, type CalibResult, type CalibTask, type NativeDevices, type BuildInfo } from './native.ts';
 import { execute } from './launch.ts';
 
@@ -182,6 +183,26 @@ function simInstrUs(plan: Plan, prof: HardwareProfile): (rank: number, pc: numbe
     const t = r.lowered.taskOf[rank]?.[pc] ?? -1;
     return t < 0 ? NaN : r.result.end_us[t]! - r.result.start_us[t]!;
   };
+}
+
+/** From a one-rank probe run (its plan; each instruction's median measured duration, us, by pc): the
+ *  share of the early GPU update's time (planner/early-update.ts) that the step still pays. The
+ *  executor issues each early layer's AdamW on a side stream beside the stage's last backward, so
+ *  that backward runs longer than the others by what the updates cost it: that growth over the
+ *  updates' time on `prof` without overlap (their optimizer_step tasks), within [0, 1]. NaN when the probe has no early layers or no other backward to compare. */
+export function updateShownFromProbe(plan: Plan, prof: HardwareProfile, medUs: Map<number, number>): number {
+  const prog = plan.program.ranks[0]!;
+  const early = earlyUpdateLayers(prog, 0, plan.layout.stages, plan.model.num_hidden_layers);
+  if (!early.size) return NaN;
+  const bwd = prog.flatMap((x, pc) => (x.op === 'backward' && medUs.has(pc) ? [pc] : []));
+  if (bwd.length < 2) return NaN;
+  const last = bwd[bwd.length - 1]!, others = bwd.slice(0, -1).map((pc) => medUs.get(pc)!).sort((a, b) => a - b);
+  const growth = medUs.get(last)! - others[Math.floor(others.length / 2)]!;
+  const us = simInstrUs(plan, { ...prof, update_overlap: undefined });
+  let upd = 0;
+  prog.forEach((x, pc) => { if (x.op === 'optimizer_step' && early.has(x.layer)) upd += us(0, pc); });  // (an early step has no interpreter cost)
+  if (!(upd > 0)) return NaN;
+  return Math.min(1, Math.max(0, growth / upd));
 }
 
 function uniq<T>(xs: T[], key: (x: T) => string): T[] {
@@ -920,7 +941,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   // alone still timed within 0.5% of its cold figure: bench/gpu/diagnose-layer.py). Each model's
   // two-layer probe runs in the executor long enough to heat the GPU; its later instructions'
   // durations fit one factor on that model's GEMM and attention entries.
-  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> }; passes: PassFits | null; hostBound: 'forward' | 'backward' | null; forward: number; backward: number }[] = [];
+  const sustained: { model: string; mbs: number; s: number; instructions: number; layers: number; keys: { gemm: Set<string>; attention: Set<string> }; passes: PassFits | null; hostBound: 'forward' | 'backward' | null; forward: number; backward: number; params: number; shown: number }[] = [];
   if (gpuMode && parts.has('overheads') && parts.has('gemm')) {
     for (const model of o.models) {
       jobs.push({
@@ -958,8 +979,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const fit = fitSustainedPasses(pass('forward'), pass('backward'));
             const s = fit.s;
             const passes = Number.isFinite(fit.forward) && Number.isFinite(fit.backward) ? { forward: fit.forward, backward: fit.backward, keys: modelShapeKeysByPass(model, 'bf16-mixed', o.seqs, [mbs]) } : null;
-            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, passes, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward });
-            detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, perPass: !!passes, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
+            // the last micro-batch's backward carries the early GPU updates beside it
+            const shown = updateShownFromProbe(plan, q, new Map(pcs.map((pc) => [pc, med(byPc.get(pc)!)])));
+            const params = getInventory(model, 'bf16-mixed', mbs, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')?.params ?? 0;
+            if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, passes, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward, params, shown });
+            detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, perPass: !!passes, update_shown: Number.isFinite(shown) ? +shown.toFixed(3) : null, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }
           return detail;
         },
@@ -1175,6 +1199,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   }
   if (sustained.length) {
     Object.assign(p, applySustained(p, sustained, dtype));
+    // per model: the median over its micro-batch sizes of the early update's share shown
+    const byModel = new Map<string, { params: number; xs: number[] }>();
+    for (const x of sustained) if (Number.isFinite(x.shown)) { const e = byModel.get(x.model) ?? { params: x.params, xs: [] }; e.xs.push(x.shown); byModel.set(x.model, e); }
+    if (byModel.size) {
+      const entries = [...byModel].map(([model, e]) => ({ model, params_per_layer: e.params, shown: +[...e.xs].sort((a, b) => a - b)[Math.floor(e.xs.length / 2)]!.toFixed(3) }));
+      p.update_overlap = entries.map(({ params_per_layer, shown }) => ({ params_per_layer, shown }));
+      mark('update_overlap', `the early GPU update's share the step pays, by decoder layer size: ${entries.map((e) => `${e.model} (${(e.params_per_layer / 1e6).toFixed(1)}M a layer) ${e.shown}`).join(', ')} (the sustained-load probes' last backward, which runs the early updates beside it, against their other backwards, over the updates' time in the model; median over the micro-batch sizes ${sustained.filter((x) => Number.isFinite(x.shown)).map((x) => `${x.model} mbs ${x.mbs} ${x.shown.toFixed(2)}`).join(', ')})`);
+    }
     mark('compute.sustained', `GEMM and attention entries of each model's shapes at each micro-batch size scaled (time) to its layers under sustained load, each pass's entries by that pass's fit: ${sustained.map((x) => `${x.model} mbs ${x.mbs} ${x.passes ? `forward x${x.forward.toFixed(3)}, backward x${x.backward.toFixed(3)}` : `x${x.s.toFixed(3)}`}${hostBoundNote(x)}`).join(', ')} (median over ${sustained.map((x) => x.instructions).join(' / ')} forward and backward instructions of the later half of a ${quick ? 12 : 24}-step executor run of ${sustained.map((x) => x.layers).join(' / ')} decoder layers at that shape (about ${SUSTAINED_PROBE_FWD_US / 1000} ms of forward), about 32 sequences a step, right after ${quick ? 6 : 8} s of large GEMMs on the GPU: its clock settled as in a training run; the tables themselves are timed in short bursts at the top clock)`);
   }
   if (peerFit) {

@@ -23,7 +23,7 @@
 //  - grad_norm waits for every rank to reach it (a global all-reduce of one number).
 //  - barrier waits for every task of the rank so far; a step ends when every rank's barrier ends.
 import {
-  SimGraph, GrowI32, GrowF64, buildMachine, simulate, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
+  SimGraph, GrowI32, GrowF64, buildMachine, simulate, updateShownShare, gemmTime_us, attentionTime_us, elementwiseTime_us, optimizerBytesPerUs, kernelTime_us, computeOf,
   type HardwareProfile, type Machine, type MachineGpu, type SimResult, type TaskId, type MemEffect, type Dtype, type TaskMeta,
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
@@ -33,6 +33,7 @@ import { bytesPerParam, headHasEmbedding, recomputeMode, memoryModel, placeStage
 import { InputError } from './errors.ts';
 import { diskAlternates, diskBuffersFor } from './program-gen.ts';
 import { hostThreadsPerRank } from './host-threads.ts';
+import { earlyUpdateLayers } from './early-update.ts';
 
 export interface LayerTimes {
   fwd: Float64Array;
@@ -166,7 +167,7 @@ interface StagePre {
   stages: readonly StageSpec[]; inv: Inventory; place: StagePlacement[]; layerStage: Int32Array; layerIdx: Int32Array;
   kept: { full: number; kept: number; gpu: number; host: number }[]; hostGradStage: boolean[];
   /** Per rank program: its coarse end-of-step groups. */
-  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: Float64Array }>;
+  groups: WeakMap<readonly Instr[], { grpOf: Int32Array; grpAmt: Float64Array; grpEarly: Float64Array }>;
 }
 const stageCache = new WeakMap<readonly StagePolicy[], StagePre>();
 
@@ -284,6 +285,14 @@ class Lowering {
   gpu: MachineGpu;
   dev = 0;
   prog: readonly Instr[] = [];
+  /** The rank's decoder layers updated early, beside the stage's last backward (early-update.ts). */
+  early: Set<number> = new Set();
+  /** Share of an early update's time the step pays (profile.update_overlap; 1 without it). */
+  earlyShown = 1;
+  stagesSpec: readonly StageSpec[] = [];
+  L = 0;
+  /** Per end-of-step group (coarse): its optimizer elements of early-updated layers. */
+  grpEarly: Float64Array = new Float64Array(0);
   /** The rank's tasks so far. */
   readonly all = LISTS.all;
   lastBackward = -1;
@@ -355,6 +364,9 @@ class Lowering {
     this.isCpu = profile.gpus.kind === 'cpu';
     this.perInstr = profile.overheads.per_instruction_us;
     this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
+    this.earlyShown = updateShownShare(profile, inv.layers.find((l) => l.kind === 'decoder')?.params ?? 0);
+    this.stagesSpec = layout.stages;
+    this.L = plan.model.num_hidden_layers;
     // Each rank's host worker runs its CPU updates on the executor's share of the host's cores
     // (host-threads.ts: cores / ranks, less one a GPU rank); the pool's curve then gives a rank alone
     // its threads' rate and ranks updating at once the all-ranks total (DRAM-bound), shared. A search
@@ -431,6 +443,7 @@ class Lowering {
     this.gpu = this.machine.gpus[this.rankGpu[r]!]!;
     this.dev = this.gpu.device;
     this.prog = prog;
+    this.early = earlyUpdateLayers(prog, r, this.stagesSpec, this.L);
     this.all.n = 0;
     this.lastBackward = -1;
     this.lastCompute = -1;
@@ -505,6 +518,7 @@ class Lowering {
   groups(pre: StagePre): void {
     this.grpOf = NO_GROUPS;
     this.grpAmt = NO_AMOUNTS;
+    this.grpEarly = NO_AMOUNTS;
     this.grpTask = NO_GROUPS;
     if (!this.coarse) return;
     const prog = this.prog, K = this.K, B = this.B;
@@ -512,11 +526,13 @@ class Lowering {
     if (cached) {
       this.grpOf = cached.grpOf;
       this.grpAmt = cached.grpAmt;
+      this.grpEarly = cached.grpEarly;
       this.grpTask = scratchI32(6, cached.grpAmt.length).fill(-1);
       return;
     }
     const grpOf = new Int32Array(prog.length).fill(-1);
-    const amt: number[] = [];
+    const amt: number[] = [], early: number[] = [];
+    const earlySet = earlyUpdateLayers(prog, this.r, this.stagesSpec, this.L);
     const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
     let phase = 0;
     for (let pc = 0; pc < prog.length; pc++) {
@@ -530,17 +546,19 @@ class Lowering {
       const opc = x.op === 'offload_grads' ? 0 : x.op === 'allreduce_grads' ? 1 : x.op === 'optimizer_step' ? 2 : 3;
       const key = ((((opc * 2 + (x.op === 'optimizer_step' && x.tier === 'cpu' ? 1 : 0)) * K + st) * 4 + Math.floor(i / G)) * 2) + phase;
       let gi = keys[key]!;
-      if (gi < 0) { gi = amt.length; keys[key] = gi; amt.push(0); }
+      if (gi < 0) { gi = amt.length; keys[key] = gi; amt.push(0); early.push(0); }
       grpOf[pc] = gi;
       const n = pl.params[i]!;
       amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
         : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
+      if (x.op === 'optimizer_step' && x.tier === 'gpu' && earlySet.has(x.layer)) early[gi]! += Math.round(n * (x.fraction ?? 1));
     }
-    const grpAmt = Float64Array.from(amt);
+    const grpAmt = Float64Array.from(amt), grpEarly = Float64Array.from(early);
     this.grpOf = grpOf;
     this.grpAmt = grpAmt;
+    this.grpEarly = grpEarly;
     this.grpTask = scratchI32(6, grpAmt.length).fill(-1);
-    pre.groups.set(prog, { grpOf, grpAmt });
+    pre.groups.set(prog, { grpOf, grpAmt, grpEarly });
   }
 
   /** Lowers the rank's program; fills tOf. */
@@ -822,8 +840,15 @@ class Lowering {
       if (this.lastBackward >= 0) deps.push(this.lastBackward);
       if (off >= 0) deps.push(off);
       const B = this.B;
-      const bytes = elems * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
-      t = this.addN(this.gpu.compute, bytes / this.optRate + this.perInstr, 0, undefined, deps, meta, 0, 0, 0);
+      // an early update (early-update.ts) ran beside the stage's last backward, launched from the
+      // gradient hook (its instruction only orders the stream after it: no interpreter cost): the
+      // step pays the share of it the backward did not hide (profile.update_overlap), here after
+      // the backward
+      const early = grp >= 0 ? this.grpEarly[grp]! : this.early.has(layer) ? elems : 0;
+      const paid = early > 0 ? elems - early * (1 - this.earlyShown) : elems;
+      const bytes = paid * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
+      const instr = early > 0 && early >= elems ? 0 : this.perInstr;
+      t = this.addN(this.gpu.compute, bytes / this.optRate + instr, 0, undefined, deps, meta, 0, 0, 0);
       this.lastCompute = t;
     } else {
       if (off >= 0) deps.push(off);

@@ -40,6 +40,11 @@
 //  - disk_read waits for the disk_write issued just before it on the rank (this bounds the groups
 //    staged in host memory); disk_write waits for the layer's CPU step. A rank's transfers on one
 //    path run one after the other in issue order; transfers on different paths overlap.
+//  - Early GPU update (planner/early-update.ts has the rule, native/src/runtime.cpp planEarlyUpdate
+//    runs it): where a stage's last backward sends nothing to another rank and the program has only
+//    whole GPU updates (no grad_norm), each decoder layer's optimizer_step is issued from its
+//    gradient hook during that backward (on a side stream on a GPU); the instruction itself then
+//    only orders the compute stream after it.
 //  - With optimizer.delayedUpdate the CPU steps at the start of a program apply the previous
 //    step's host gradients; their upload_params come after the step's last backward. A streamed
 //    layer whose CPU step comes before the step's first backward is fetched, all step long, with

@@ -5,10 +5,10 @@ export { SimGraph } from './graph.ts';
 export { GrowI32, GrowF64 } from './grow.ts';
 export { buildMachine } from './machine.ts';
 export type { Machine, MachineGpu, MachineOptions } from './machine.ts';
-export { parseHardwareProfile, ProfileError, HARDWARE_PROFILE_VERSION } from './profile.ts';
+export { parseHardwareProfile, ProfileError, HARDWARE_PROFILE_VERSION, updateShownShare } from './profile.ts';
 export type {
   HardwareProfile, Provenance, FigureSource, Dtype, GemmPoint, AttentionPoint, HostLink, HostGroup, PeerLink,
-  ComputeProfile, OptimizerCurve, CpuProfile, DiskProfile, Overheads,
+  ComputeProfile, OptimizerCurve, CpuProfile, DiskProfile, Overheads, UpdateOverlap,
 } from './profile.ts';
 export { simulate, resourceLabel } from './engine.ts';
 export { chromeTrace, chromeTraceJSON } from './trace.ts';

@@ -199,6 +199,31 @@ export interface HardwareProfile {
   cpu_update_slowdown_under_copies?: number;
   /** Disk transfers run 1 + f slower while the host CPU runs an optimizer update. Absent: 0. */
   disk_slowdown_under_cpu_update?: number;
+  /** The early GPU update (planner/early-update.ts: a decoder layer's AdamW on a side stream as
+   *  soon as its gradient is complete in the stage's last backward): `shown` is the share of the
+   *  update's time (0..1) that the step still pays, the rest hidden beside the backward; by decoder
+   *  layer size (parameters), measured by `mmoc calibrate` from its sustained-load probes (the last
+   *  micro-batch's backward against the others). The entry nearest in size applies. Absent: 1
+   *  (the update after the backward, none of it hidden). */
+  update_overlap?: UpdateOverlap[];
+}
+
+export interface UpdateOverlap {
+  /** Parameters of one decoder layer of the model it was measured on. */
+  params_per_layer: number;
+  /** Share of the early update's time (0..1) the step pays. */
+  shown: number;
+}
+
+/** The share of an early GPU update's time the step pays for decoder layers of `paramsPerLayer`
+ *  parameters: the profile's update_overlap entry nearest in size (by ratio), else 1. */
+export function updateShownShare(p: HardwareProfile, paramsPerLayer: number): number {
+  let best = 1, dist = Infinity;
+  for (const e of p.update_overlap ?? []) {
+    const d = Math.abs(Math.log(e.params_per_layer / Math.max(1, paramsPerLayer)));
+    if (d < dist) { dist = d; best = e.shown; }
+  }
+  return best;
 }
 
 /** A profile that fails validation. The message names the source and the field. */
@@ -446,5 +471,10 @@ export function parseHardwareProfile(json: unknown, source: string): HardwarePro
   if (af >= 1) v.fail('overheads.allocator_overhead_fraction', 'must be below 1');
   v.nonneg(o.compute_slowdown_under_copies, 'compute_slowdown_under_copies');
   for (const k of ['copy_slowdown_under_cpu_update', 'cpu_update_slowdown_under_copies', 'disk_slowdown_under_cpu_update']) if (o[k] !== undefined) v.nonneg(o[k], k);
+  if (o.update_overlap !== undefined) v.arr(o.update_overlap, 'update_overlap').forEach((x, i) => {
+    const e = v.obj(x, `update_overlap[${i}]`);
+    if (!(v.nonneg(e.params_per_layer, `update_overlap[${i}].params_per_layer`) > 0)) v.fail(`update_overlap[${i}].params_per_layer`, 'must be positive');
+    if (v.nonneg(e.shown, `update_overlap[${i}].shown`) > 1) v.fail(`update_overlap[${i}].shown`, 'must be at most 1 (a share of the update\'s time)');
+  });
   return o as unknown as HardwareProfile;
 }
