@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { tiny } from '../planner/test-models.ts';
@@ -52,6 +53,12 @@ test('compare pairs every instruction of an executed plan with its prediction an
   assert.equal(report.peak_bytes.length, 2);
   assert.equal(report.peak_comparable, false, 'CPU ranks report the resident set: peaks are not compared');
   assert.ok(existsSync(sbs));
+  // the measured trace gzip-compressed (as bench/gpu keeps them): the same report
+  const gz = join(dir, 'measured.json.gz');
+  writeFileSync(gz, gzipSync(readFileSync(measured)));
+  const rz = mmoc('compare', plan, gz, '--json');
+  assert.equal(rz.status, 0, rz.stderr);
+  assert.equal(JSON.parse(rz.stdout).paired, report.paired);
   const names = JSON.parse(readFileSync(sbs, 'utf8')).traceEvents.filter((e: { name: string }) => e.name === 'process_name').map((e: { args: { name: string } }) => e.args.name);
   assert.ok(names.some((n: string) => n.startsWith('predicted: ')) && names.some((n: string) => n.startsWith('measured: ')));
 });

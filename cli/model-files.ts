@@ -3,6 +3,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { parseModelConfig, type ModelConfig } from '../planner/model-config.ts';
 import { InputError } from '../planner/errors.ts';
 
@@ -36,7 +37,9 @@ export function readJsonFile(path: string, what: string): unknown {
   const shown = displayPath(path);
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    const raw = readFileSync(path);
+    // a gzip-compressed file (traces are kept so: bench/gpu/*/runs/*.trace.json.gz)
+    text = path.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
   } catch (e) {
     throw new InputError(`${shown}: cannot read ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }

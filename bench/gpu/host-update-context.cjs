@@ -2,7 +2,7 @@
 // other rank's GPU computing (forward/backward slices), host copies on any rank. Median ms a layer.
 //   node bench/gpu/host-update-context.cjs <matrix dir> <plan name>
 const fs=require("fs");const [dir,name]=process.argv.slice(2);
-const t=JSON.parse(fs.readFileSync(`${dir}/runs/${name}.trace.json`));
+const f=`${dir}/runs/${name}.trace.json`;const t=JSON.parse(fs.existsSync(f)?fs.readFileSync(f):require("zlib").gunzipSync(fs.readFileSync(f+".gz")));  // committed traces are gzip-compressed
 const ev=t.traceEvents.filter(e=>e.ph==="X"&&e.args);
 const opt=ev.filter(e=>e.name==="optimizer_step"&&e.dur>3000&&e.args.step>=3);
 const comp=ev.filter(e=>/^(forward|backward)$/.test(e.name));

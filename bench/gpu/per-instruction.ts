@@ -1,8 +1,9 @@
 // Per (rank, instruction class, stage): the median measured duration of a matrix plan's instructions
 // (steps after the first) against the simulated one, on a given profile: which pass of which rank
 // the model gets wrong.
-//   node --import tsx bench/gpu/per-instruction.ts <plan.json> <trace.json> <profile.json>
+//   node --import tsx bench/gpu/per-instruction.ts <plan.json> <trace.json[.gz]> <profile.json>
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { parsePlan } from '../../planner/plan-schema.ts';
 import { simulatePlan } from '../../planner/lower.ts';
 import { parseHardwareProfile, chromeTrace } from '../../sim/index.ts';
@@ -11,7 +12,8 @@ const plan = parsePlan(JSON.parse(readFileSync(planF, 'utf8')), planF);
 const prof = parseHardwareProfile(JSON.parse(readFileSync(profF, 'utf8')), profF);
 const sim = simulatePlan(plan, prof, {});
 const pt = chromeTrace(sim.lowered.graph, sim.result);
-const t = JSON.parse(readFileSync(traceF, 'utf8')); const ev = (t.traceEvents ?? t).filter((e: any) => e.ph === 'X' && e.args?.step >= 1);
+const raw = readFileSync(traceF), t = JSON.parse((traceF.endsWith('.gz') ? gunzipSync(raw) : raw).toString('utf8'));  // committed traces: .trace.json.gz
+const ev = (t.traceEvents ?? t).filter((e: any) => e.ph === 'X' && e.args?.step >= 1);
 const meas = new Map<string, number[]>(), pred = new Map<string, number[]>();
 const key = (e: any, op: string) => `${e.args.rank}/${op}/${e.args.stage}`;
 for (const e of ev) { const k = key(e, e.name); (meas.get(k) ?? meas.set(k, []).get(k)!).push(e.dur); }
