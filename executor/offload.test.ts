@@ -18,11 +18,10 @@ const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
 
 type Pol = (p: StagePolicy) => StagePolicy;
-function plan(N: number, o: { model?: typeof tiny; pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[]; precision?: 'fp32' | 'bf16-mixed'; tied?: boolean } = {}): Plan {
-  const m = o.model ?? tiny;
-  const parts = evenPartition(m.num_hidden_layers, N);
+function plan(N: number, o: { pol?: Pol; clip?: number | null; delayed?: boolean; sched?: ScheduleName; recompute?: boolean; steps?: number; diskPaths?: string[]; precision?: 'fp32' | 'bf16-mixed'; tied?: boolean } = {}): Plan {
+  const parts = evenPartition(tiny.num_hidden_layers, N);
   const p = buildPlan({
-    hardware: 'cpu', model: o.tied ? { ...m, tie_word_embeddings: true } : m, precision: o.precision ?? 'fp32',
+    hardware: 'cpu', model: o.tied ? { ...tiny, tie_word_embeddings: true } : tiny, precision: o.precision ?? 'fp32',
     optimizer: { ...defaultOptimizer(), lr: 1e-3, gradClip: o.clip ?? null, warmupSteps: 1, lrSchedule: 'cosine', delayedUpdate: o.delayed ?? false },
     job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: o.steps ?? 5, gpuMemCapBytes: null, seed: 7 },
     schedule: o.sched ?? '1f1b', stageLayers: parts, pipelineRanks: N, dataParallel: 1,
@@ -364,27 +363,6 @@ test('one rank\'s disk transfers on two paths run at once (a disk worker a path)
       overlaps += mine.filter((x) => mine.some((y) => y.path !== x.path && x.a < y.b && y.a < x.b)).length;
     }
     assert.ok(overlaps > 0, 'transfers on the two paths overlap in time');
-  } finally {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  }
-});
-
-test('host optimizer state of layers of 8 MiB and more sits on 2 MiB-advised blocks (hostStateBuffer): the host and disk updates give the losses of 4 KiB pages (MMOC_NO_HUGE_PAGES) exactly, and of the device update', { skip, timeout: 240_000 }, async () => {
-  // 4 x 512^2 + 3 x 512 x 1536 = 3.4M parameters a decoder layer: 13.6 MiB of fp32 state an array
-  const wide = { ...tiny, name: 'wide', hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 2, num_attention_heads: 8, num_key_value_heads: 4, head_dim: 64 };
-  const dirs = [mkdtempSync(join(tmpdir(), 'mmoc-huge-'))];
-  try {
-    const ref = await run(plan(2, { model: wide, steps: 3 }));
-    for (const [name, pol] of [['host', hostOpt], ['disk', onDisk]] as [string, Pol][]) {
-      const p = plan(2, { model: wide, pol, steps: 3, diskPaths: dirs });
-      const huge = await run(p);
-      process.env.MMOC_NO_HUGE_PAGES = '1';
-      let small;
-      try { small = await run(p); } finally { delete process.env.MMOC_NO_HUGE_PAGES; }
-      assert.deepEqual(huge.losses, small.losses, `${name}: the same update on either page size`);
-      for (let i = 0; i < 3; i++) assert.ok(relDiff(huge.losses[i]!, ref.losses[i]!) < 1e-6, `${name}: step ${i} loss ${huge.losses[i]} vs on-device ${ref.losses[i]}`);
-    }
-    assert.notEqual(ref.losses[0], ref.losses[2]);
   } finally {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }

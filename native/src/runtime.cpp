@@ -440,28 +440,6 @@ void cpuAdamW(float* p, float* m, float* v, const G* g, W* w, int64_t n, float l
   });
 }
 
-/** Host fp32 optimizer state (master, m, v) of n elements: at 8 MiB and more, its own 2 MiB-aligned
- *  block advised onto 2 MiB pages (MADV_HUGEPAGE: a hint, honoured where transparent huge pages are
- *  "always" or "madvise", ignored where "never"), zeroed by the intra-op threads (the first touch
- *  places the pages). The CPU AdamW streams five arrays at memory speed and three of them are this
- *  state: on 4 KiB pages its TLB misses cost 10-19% of the update's rate (two 15-thread teams on the
- *  2x H200 host: 5.55-6.01 G params/s on 4 KiB pages, 6.63 on 2 MiB; bench/gpu/adam-pages.cpp).
- *  Smaller buffers (the tiny model's layers, CPU tests) stay plain at::empty: a huge page each would
- *  take 2 MiB of memory for a few KiB. calibrate's host-AdamW benchmarks take theirs from here too. */
-at::Tensor hostStateBuffer(int64_t n) {
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  constexpr size_t kHuge = size_t(2) << 20;
-  const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float);
-  if (bytes < 4 * kHuge || envOn("MMOC_NO_HUGE_PAGES")) return at::zeros({n}, f32);
-  const size_t mapped = (bytes + kHuge - 1) / kHuge * kHuge;
-  void* p = nullptr;
-  MMOC_CHECK(::posix_memalign(&p, kHuge, mapped) == 0 && p, "host optimizer state: no memory for " << (mapped >> 20) << " MiB (posix_memalign)");
-  (void)::madvise(p, mapped, MADV_HUGEPAGE);  // advice only: EINVAL where the kernel has no THP
-  auto* f = static_cast<float*>(p);
-  at::parallel_for(0, n, int64_t(1) << 20, [&](int64_t a, int64_t b) { std::memset(f + a, 0, static_cast<size_t>(b - a) * sizeof(float)); });
-  return at::from_blob(p, {n}, [](void* q) { std::free(q); }, f32);
-}
-
 double nowUs() {
   return std::chrono::duration<double, std::micro>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -1052,10 +1030,11 @@ struct Rank {
     const int64_t h = g.n - g.start;
     // pinned only what a copy stream reads or writes: the gradients (GPU -> host), the weights that go
     // up (the bf16 copy, or the fp32 master itself); m and v are the CPU update's alone (pageable)
+    const auto pageable = at::TensorOptions().dtype(at::kFloat);
     g.delayed = delayedLayers.count(layer) > 0;
     g.grad[0] = carvePinned(h, model->compute);
     if (g.delayed) g.grad[1] = carvePinned(h, model->compute);
-    g.master = model->mixed ? hostStateBuffer(h) : carvePinned(h, at::kFloat);
+    g.master = model->mixed ? at::empty({h}, pageable) : carvePinned(h, at::kFloat);
     if (model->mixed) {
       g.wout = carvePinned(h, model->compute);
       // the host copy of the compute-precision weights starts as the device's (never zeros)
@@ -1063,7 +1042,7 @@ struct Rank {
         g.wout.narrow(0, pos - g.start, len).copy_(p.w.detach().reshape({-1}).narrow(0, off, len));
       });
     }
-    g.m = hostStateBuffer(h), g.v = hostStateBuffer(h);
+    g.m = at::zeros({h}, pageable), g.v = at::zeros({h}, pageable);
     at::NoGradGuard ng;
     segments(layer, g.start, g.n, [&](Param& p, int64_t off, int64_t len, int64_t pos) {
       g.master.narrow(0, pos - g.start, len).copy_(p.master.detach().reshape({-1}).narrow(0, off, len));
@@ -1326,7 +1305,7 @@ struct Rank {
           return t;
         }
     }
-    return hostStateBuffer(n);
+    return at::empty({n}, at::TensorOptions().dtype(at::kFloat));
   }
   void releaseDiskBuffer(at::Tensor& t) {
     if (!t.defined()) return;
@@ -2713,9 +2692,7 @@ double benchCpuAdamWConcurrent(int64_t n, int threads, int groups, int reps, boo
         at::NoGradGuard ng;
         auto f32 = at::TensorOptions().dtype(at::kFloat);
         // first touch by this group's own threads (the pages land near them)
-        // (the executor's own buffers: 2 MiB pages, hostStateBuffer)
-        auto p = hostStateBuffer(n), m = hostStateBuffer(n), v = hostStateBuffer(n);
-        p.normal_();
+        auto p = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32);
         // the gradients and weights pinned on a GPU host, as a GPU rank's host groups hold them
         // (from its pinned pool); fp32 master, m and v pageable, as there
         const auto bf = f32.dtype(at::kBFloat16).pinned_memory(pinned);
@@ -2759,8 +2736,7 @@ AdamBench benchCpuAdamW(int64_t n, int threads, int reps) {
   AdamBench b;
   b.n = n, b.threads = threads;
   auto f32 = at::TensorOptions().dtype(at::kFloat);
-  auto p = hostStateBuffer(n), m = hostStateBuffer(n), v = hostStateBuffer(n), g = at::randn({n}, f32) * 1e-3;
-  p.normal_();
+  auto p = at::randn({n}, f32), m = at::zeros({n}, f32), v = at::zeros({n}, f32), g = at::randn({n}, f32) * 1e-3;
   auto gb = g.to(at::kBFloat16), wb = at::empty({n}, f32.dtype(at::kBFloat16));
   auto median = [&](auto fn) {
     std::vector<double> t;
