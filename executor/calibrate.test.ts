@@ -9,6 +9,7 @@ import type { CalibTask, CalibResult } from './native.ts';
 import { simulatePlan } from '../planner/lower.ts';
 import { probePlan } from './calibrate.ts';
 import type { Plan } from '../planner/plan-types.ts';
+import type { TraceEvent } from '../sim/index.ts';
 
 // Host DRAM shared (the job that runs copies and the CPU update at once): a CPU update in flight
 // makes all-GPU copies 1.6x slower; long H2D copies in flight make the update 1.25x slower, long D2H
@@ -344,4 +345,27 @@ test('early update share: the probe\'s last backward, longer than the others by 
   assert.equal(updateShownFromProbe(plan, p, med(3 * upd)), 1, 'within [0, 1]');
   const clipped = { ...plan, program: { ...plan.program, ranks: [[...prog.slice(0, bwd.at(-1)! + 1), { op: 'grad_norm' as const }, ...prog.slice(bwd.at(-1)! + 1)]] } };
   assert.ok(Number.isNaN(updateShownFromProbe(clipped, p, med(upd))), 'grad_norm: no early update');
+});
+
+test('host update from the executor\'s trace: slices while every rank updates, apart without copies and under them; a slice updating alone or half under copies counts in neither', async () => {
+  const { hostUpdateProbePlan, hostUpdateFromTrace } = await import('./calibrate.ts');
+  const { getInventory } = await import('../planner/inventory.ts');
+  const plan = hostUpdateProbePlan(llama32_1b, 1024, 2, 4, 2, 6, 'fake');
+  const dp = getInventory(plan.model, plan.precision, 2, 1024).layers[1]!.params;
+  const cpuSteps = (r: number) => plan.program.ranks[r]!.flatMap((x, pc) => (x.op === 'optimizer_step' && x.tier === 'cpu' && x.layer >= 1 && x.layer <= 4 ? [pc] : []));
+  assert.equal(cpuSteps(0).length, 2, 'two decoder layers a rank, updated on the host');
+  const ev: TraceEvent[] = [];
+  const slice = (name: string, rank: number, pc: number, ts: number, dur: number, step = 3) => ev.push({ name, ph: 'X', pid: rank + 1, tid: 5, ts, dur, args: { rank, pc, step } });
+  // step 3: both ranks' first layers at once, 20 ms (no copies); their second layers at once, 26 ms
+  // under a copy; step 1 (before fromStep) ignored; rank 0's extra slice alone (rank 1 idle)
+  slice('optimizer_step', 0, cpuSteps(0)[0]!, 0, 20_000); slice('optimizer_step', 1, cpuSteps(1)[0]!, 0, 20_000);
+  slice('optimizer_step', 0, cpuSteps(0)[1]!, 30_000, 26_000); slice('optimizer_step', 1, cpuSteps(1)[1]!, 30_000, 26_000);
+  slice('offload_grads', 1, 0, 29_000, 30_000);
+  slice('optimizer_step', 0, cpuSteps(0)[0]!, 100_000, 5_000, 1);
+  slice('optimizer_step', 0, cpuSteps(0)[0]!, 200_000, 10_000);
+  const h = hostUpdateFromTrace(plan, ev, 2);
+  assert.equal(h.nAlone, 2);
+  assert.equal(h.nUnder, 2);
+  assert.ok(Math.abs(h.alone - dp / 0.020) < 1, `${h.alone}`);
+  assert.ok(Math.abs(h.under - dp / 0.026) < 1, `${h.under}`);
 });

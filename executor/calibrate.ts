@@ -205,6 +205,51 @@ export function updateShownFromProbe(plan: Plan, prof: HardwareProfile, medUs: M
   return Math.min(1, Math.max(0, growth / upd));
 }
 
+/** A two-or-more-rank plan of `layers` decoder layers of `model` (at `mbs` x `seq`, 4 micro-batches,
+ *  1F1B) whose AdamW runs on the host, delayed (as the matrix's host plans): calibrate times the host
+ *  update in it, where it runs. */
+export function hostUpdateProbePlan(model: ModelConfig, seq: number, mbs: number, layers: number, ranks: number, steps: number, hardware: string): Plan {
+  const base = { ...model, name: `${model.name}-${layers}-layers`, num_hidden_layers: layers };
+  const stageLayers = evenPartition(layers, ranks);
+  return buildPlan({
+    hardware, model: base, precision: 'bf16-mixed', optimizer: { ...defaultOptimizer(), delayedUpdate: true },
+    job: { seq: Math.min(seq, model.max_position_embeddings), microBatchSize: mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
+    schedule: '1f1b', stageLayers, pipelineRanks: ranks, dataParallel: 1, rankDevice: Array.from({ length: ranks }, (_, i) => i),
+    policy: stageLayers.map(() => ({ ...defaultPolicy(false), master: { gpu: 0, cpu: 1, disk: 0 }, optState: { gpu: 0, cpu: 1, disk: 0 } })),
+  });
+}
+
+/** The host AdamW as the executor ran it, from the trace of a run of hostUpdateProbePlan (steps from
+ *  `fromStep` on): each decoder layer's CPU update (parameters over its slice's duration) while every
+ *  other rank also updates, without host copies running (`alone`) and with copies over half of it
+ *  (`under`): medians per rank (params/s), and how many slices each. The all-ranks rate is `ranks`
+ *  times `alone`. calibrate's own benchmark and DRAM-sharing job (their buffers, their copies) read
+ *  6.75 G params/s and no slowdown on a host where the plans' updates ran 5.74 and 1.31x slower under
+ *  their copies (sixteenth matrix run). */
+export function hostUpdateFromTrace(plan: Plan, events: readonly TraceEvent[], fromStep: number): { alone: number; under: number; nAlone: number; nUnder: number } {
+  const L = plan.model.num_hidden_layers;
+  const inv = getInventory(plan.model, plan.precision, plan.job.microBatchSize, plan.job.seq);
+  const x = events.filter((e) => e.ph === 'X' && e.args && (e.args.step as number) >= fromStep);
+  const upd = x.filter((e) => e.name === 'optimizer_step' && (e.dur ?? 0) > 0).flatMap((e) => {
+    const ins = plan.program.ranks[e.args!.rank as number]?.[e.args!.pc as number];
+    if (!ins || ins.op !== 'optimizer_step' || ins.tier !== 'cpu' || ins.layer < 1 || ins.layer > L) return [];
+    return [{ rank: e.args!.rank as number, a: e.ts ?? 0, b: (e.ts ?? 0) + e.dur!, params: inv.layers[ins.layer]!.params * (ins.fraction ?? 1) }];
+  });
+  const copies = x.filter((e) => /^(offload_grads|upload_params|fetch_params)$/.test(e.name)).map((e) => ({ a: e.ts ?? 0, b: (e.ts ?? 0) + (e.dur ?? 0) }));
+  const over = (u: { a: number; b: number }, set: { a: number; b: number }[]) => Math.min(1, set.reduce((s, c) => s + Math.max(0, Math.min(u.b, c.b) - Math.max(u.a, c.a)), 0) / (u.b - u.a));
+  const R = plan.layout.pipelineRanks;
+  const alone: number[] = [], under: number[] = [];
+  for (const u of upd) {
+    const others = [...Array(R).keys()].filter((r) => r !== u.rank);
+    if (!others.every((r) => over(u, upd.filter((v) => v.rank === r)) > 0.9)) continue;
+    const cp = over(u, copies), rate = u.params / ((u.b - u.a) / 1e6);
+    if (cp < 0.05) alone.push(rate);
+    else if (cp > 0.5) under.push(rate);
+  }
+  const med = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
+  return { alone: med(alone), under: med(under), nAlone: alone.length, nUnder: under.length };
+}
+
 function uniq<T>(xs: T[], key: (x: T) => string): T[] {
   const seen = new Set<string>();
   return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
@@ -700,6 +745,27 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
+  // ---- the host update where it runs: a two-rank executor run of each model's layers with AdamW on
+  // the host (delayed), its CPU-update slices while every rank updates, without and under copies
+  const hostExec: { model: string; alone: number; under: number; nAlone: number; nUnder: number }[] = [];
+  if (gpuMode && G > 1 && parts.has('cpu') && parts.has('overheads')) {
+    for (const model of o.models) {
+      jobs.push({
+        part: 'cpu', label: `host AdamW in the executor: ${model.name}'s layers on ${G} ranks`,
+        run: async () => {
+          const dp = getInventory(model, 'bf16-mixed', 2, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')!.params;
+          // about 400M parameters a rank (LLaMA-2-7B: 2 layers, LLaMA-3.2-1B: 6)
+          const layers = G * Math.max(2, Math.min(8, Math.round(400e6 / dp)));
+          const steps = 6;
+          const plan = hostUpdateProbePlan(model, o.seqs[0]!, 2, layers, G, steps, o.id);
+          const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
+          const h = hostUpdateFromTrace(plan, res.trace?.traceEvents ?? [], 2);
+          if (Number.isFinite(h.alone)) hostExec.push({ model: model.name, ...h });
+          return { layers, ...h };
+        },
+      });
+    }
+  }
   // ---- host DRAM, shared: host-GPU copies (every GPU at once) while every rank's CPU update runs,
   // and the update while the copies run, each against itself alone. On the 2x H200 host a plan
   // that streamed half of LLaMA-3.2-1B's weights fetched them 1.6x slower than the links alone
@@ -1178,6 +1244,23 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     if (d.diskAlone_GBps > 0 && d.diskUnder_GBps > 0) {
       p.disk_slowdown_under_cpu_update = slowdown(d.diskAlone_GBps, d.diskUnder_GBps);
       mark('disk_slowdown_under_cpu_update', `the disk tier's I/O on ${o.diskPaths[0]} (two 512 MiB group files read back and rewritten, as the disk job does) alone (${d.diskAlone_GBps.toFixed(2)} GB/s) against inside every rank's CPU AdamW update (${d.diskUnder_GBps.toFixed(2)} GB/s)`);
+    }
+  }
+  if (hostExec.length) {
+    // the executor's own figures over the benchmark's: the all-ranks point, and the update's
+    // slowdown under copies where the run had slices of both kinds (medians over the models)
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const perRank = hostThreadsPerRank(nCores, G, gpuMode), all = perRank * G;
+    const total = Math.round(G * med(hostExec.map((x) => x.alone)));
+    const adam = p.cpu.optimizers.find((x) => x.name === 'adamw');
+    if (adam) adam.points = [...adam.points.filter((x) => x.threads !== all), { threads: all, params_per_s: total }].sort((a, b) => a.threads - b.threads);
+    const both = hostExec.filter((x) => x.nUnder >= 2 && Number.isFinite(x.under));
+    const what = hostExec.map((x) => `${x.model} ${(G * x.alone / 1e9).toFixed(2)} G params/s in all (${x.nAlone} slices)${Number.isFinite(x.under) ? `, ${(G * x.under / 1e9).toFixed(2)} under copies (${x.nUnder})` : ''}`).join('; ');
+    mark('cpu.optimizers', `${figures['cpu.optimizers']?.how?.replace(/^mmoc calibrate: /, '') ?? ''}; the all-ranks point (${all} threads) from a ${G}-rank executor run with AdamW on the host, its update slices while every rank updates and no copy runs: ${what}`);
+    if (both.length) {
+      const job = p.cpu_update_slowdown_under_copies ?? 0;
+      p.cpu_update_slowdown_under_copies = +Math.max(0, med(both.map((x) => x.alone / x.under - 1))).toFixed(4);
+      mark('cpu_update_slowdown_under_copies', `the executor's host update under its own copies against without (${G}-rank runs with AdamW on the host: ${what}; the DRAM-sharing job's copies read x${(1 + job).toFixed(2)})`);
     }
   }
   if (slowdown !== null) {
