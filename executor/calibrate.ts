@@ -754,9 +754,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
         part: 'cpu', label: `host AdamW in the executor: ${model.name}'s layers on ${G} ranks`,
         run: async () => {
           const dp = getInventory(model, 'bf16-mixed', 2, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')!.params;
-          // about 400M parameters a rank (LLaMA-2-7B: 2 layers, LLaMA-3.2-1B: 6)
-          const layers = G * Math.max(2, Math.min(8, Math.round(400e6 / dp)));
-          const steps = 6;
+          // about 800M parameters a rank (LLaMA-2-7B: 4 layers, LLaMA-3.2-1B: 12): with 2 LLaMA-2-7B
+          // layers a rank every update slice of 6 steps met a copy (none without, on 2x H200)
+          const layers = G * Math.max(2, Math.min(12, Math.round(800e6 / dp)));
+          const steps = 8;
           const plan = hostUpdateProbePlan(model, o.seqs[0]!, 2, layers, G, steps, o.id);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
           const h = hostUpdateFromTrace(plan, res.trace?.traceEvents ?? [], 2);
