@@ -340,17 +340,17 @@ test('early update share: the probe\'s last backward, longer than the others by 
   assert.ok(upd > 0);
   const bwd = prog.flatMap((x, pc) => (x.op === 'backward' ? [pc] : []));
   const med = (extra: number) => new Map(bwd.map((pc, i) => [pc, 10_000 + (i % 3) + (i === bwd.length - 1 ? extra : 0)] as [number, number]));
-  assert.ok(Math.abs(updateShownFromProbe(plan, p, med(0.6 * upd)) - 0.6) < 1e-3);
-  assert.equal(updateShownFromProbe(plan, p, med(0)), 0);
-  assert.equal(updateShownFromProbe(plan, p, med(3 * upd)), 1, 'within [0, 1]');
+  assert.ok(Math.abs(updateShownFromProbe(plan, us, med(0.6 * upd)) - 0.6) < 1e-3);
+  assert.equal(updateShownFromProbe(plan, us, med(0)), 0);
+  assert.equal(updateShownFromProbe(plan, us, med(3 * upd)), 1, 'within [0, 1]');
   const clipped = { ...plan, program: { ...plan.program, ranks: [[...prog.slice(0, bwd.at(-1)! + 1), { op: 'grad_norm' as const }, ...prog.slice(bwd.at(-1)! + 1)]] } };
-  assert.ok(Number.isNaN(updateShownFromProbe(clipped, p, med(upd))), 'grad_norm: no early update');
+  assert.ok(Number.isNaN(updateShownFromProbe(clipped, us, med(upd))), 'grad_norm: no early update');
 });
 
 test('host update from the executor\'s trace: slices while every rank updates, apart without copies and under them; a slice updating alone or half under copies counts in neither', async () => {
-  const { hostUpdateProbePlan, hostUpdateFromTrace } = await import('./calibrate.ts');
+  const { probePlan: pp, probeShapeOf: shapeOf, hostUpdateFromTrace } = await import('./calibrate.ts');
   const { getInventory } = await import('../planner/inventory.ts');
-  const plan = hostUpdateProbePlan(llama32_1b, 1024, 2, 4, 2, 6, 'fake');
+  const plan = pp(true, 'fake', 6, 2, 2, { hostUpdate: true }, shapeOf(llama32_1b, 1024, 2, 4), 4);
   const dp = getInventory(plan.model, plan.precision, 2, 1024).layers[1]!.params;
   const cpuSteps = (r: number) => plan.program.ranks[r]!.flatMap((x, pc) => (x.op === 'optimizer_step' && x.tier === 'cpu' && x.layer >= 1 && x.layer <= 4 ? [pc] : []));
   assert.equal(cpuSteps(0).length, 2, 'two decoder layers a rank, updated on the host');

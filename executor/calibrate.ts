@@ -189,8 +189,9 @@ function simInstrUs(plan: Plan, prof: HardwareProfile): (rank: number, pc: numbe
  *  share of the early GPU update's time (planner/early-update.ts) that the step still pays. The
  *  executor issues each early layer's AdamW on a side stream beside the stage's last backward, so
  *  that backward runs longer than the others by what the updates cost it: that growth over the
- *  updates' time on `prof` without overlap (their optimizer_step tasks), within [0, 1]. NaN when the probe has no early layers or no other backward to compare. */
-export function updateShownFromProbe(plan: Plan, prof: HardwareProfile, medUs: Map<number, number>): number {
+ *  updates' time in the model without overlap (`us`: the probe's simulated instruction durations, us,
+ *  by pc, on a profile without update_overlap), within [0, 1]. NaN when the probe has no early layers or no other backward to compare. */
+export function updateShownFromProbe(plan: Plan, us: (pc: number) => number, medUs: Map<number, number>): number {
   const prog = plan.program.ranks[0]!;
   const early = earlyUpdateLayers(prog, 0, plan.layout.stages, plan.model.num_hidden_layers);
   if (!early.size) return NaN;
@@ -198,28 +199,13 @@ export function updateShownFromProbe(plan: Plan, prof: HardwareProfile, medUs: M
   if (bwd.length < 2) return NaN;
   const last = bwd[bwd.length - 1]!, others = bwd.slice(0, -1).map((pc) => medUs.get(pc)!).sort((a, b) => a - b);
   const growth = medUs.get(last)! - others[Math.floor(others.length / 2)]!;
-  const us = simInstrUs(plan, { ...prof, update_overlap: undefined });
   let upd = 0;
-  prog.forEach((x, pc) => { if (x.op === 'optimizer_step' && early.has(x.layer)) upd += us(0, pc); });  // (an early step has no interpreter cost)
+  prog.forEach((x, pc) => { if (x.op === 'optimizer_step' && early.has(x.layer)) upd += us(pc); });  // (an early step has no interpreter cost)
   if (!(upd > 0)) return NaN;
   return Math.min(1, Math.max(0, growth / upd));
 }
 
-/** A two-or-more-rank plan of `layers` decoder layers of `model` (at `mbs` x `seq`, 4 micro-batches,
- *  1F1B) whose AdamW runs on the host, delayed (as the matrix's host plans): calibrate times the host
- *  update in it, where it runs. */
-export function hostUpdateProbePlan(model: ModelConfig, seq: number, mbs: number, layers: number, ranks: number, steps: number, hardware: string): Plan {
-  const base = { ...model, name: `${model.name}-${layers}-layers`, num_hidden_layers: layers };
-  const stageLayers = evenPartition(layers, ranks);
-  return buildPlan({
-    hardware, model: base, precision: 'bf16-mixed', optimizer: { ...defaultOptimizer(), delayedUpdate: true },
-    job: { seq: Math.min(seq, model.max_position_embeddings), microBatchSize: mbs, microBatches: 4, steps, gpuMemCapBytes: null, seed: 7 },
-    schedule: '1f1b', stageLayers, pipelineRanks: ranks, dataParallel: 1, rankDevice: Array.from({ length: ranks }, (_, i) => i),
-    policy: stageLayers.map(() => ({ ...defaultPolicy(false), master: { gpu: 0, cpu: 1, disk: 0 }, optState: { gpu: 0, cpu: 1, disk: 0 } })),
-  });
-}
-
-/** The host AdamW as the executor ran it, from the trace of a run of hostUpdateProbePlan (steps from
+/** The host AdamW as the executor ran it, from the trace of a run of probePlan's `hostUpdate` variant (steps from
  *  `fromStep` on): each decoder layer's CPU update (parameters over its slice's duration) while every
  *  other rank also updates, without host copies running (`alone`) and with copies over half of it
  *  (`under`): medians per rank (params/s), and how many slices each. The all-ranks rate is `ranks`
@@ -246,14 +232,16 @@ export function hostUpdateFromTrace(plan: Plan, events: readonly TraceEvent[], f
     if (cp < 0.05) alone.push(rate);
     else if (cp > 0.5) under.push(rate);
   }
-  const med = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
-  return { alone: med(alone), under: med(under), nAlone: alone.length, nUnder: under.length };
+  return { alone: upperMedian(alone), under: upperMedian(under), nAlone: alone.length, nUnder: under.length };
 }
 
 function uniq<T>(xs: T[], key: (x: T) => string): T[] {
   const seen = new Set<string>();
   return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
 }
+
+/** The upper middle of `xs` (NaN when empty): the element the fits of measured instructions take. */
+const upperMedian = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -348,16 +336,20 @@ export function sustainedProbeLayers(model: ModelConfig, seq: number, mbs: numbe
   const fits = deviceBytes > 0 ? Math.floor((0.5 * deviceBytes) / perLayer) : 12;
   return Math.max(2, Math.min(12, want, fits));
 }
-export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean } = {}, shape?: ProbeShape, microBatches = 4): Plan {
+/** The executor run calibrate times: `ranks` ranks (GPipe on one, else 1F1B, interleaved with two
+ *  virtual stages a rank where asked) of `shape` (the tiny model by default). `hostUpdate`: AdamW on
+ *  the host, delayed (as the matrix's host plans), where calibrate times the host update as it runs. */
+export function probePlan(gpuMode: boolean, hardware: string, steps: number, ranks = 1, mbs = 2, variant: { tied?: boolean; interleaved?: boolean; hostUpdate?: boolean } = {}, shape?: ProbeShape, microBatches = 4): Plan {
   const precision: Precision = gpuMode ? 'bf16-mixed' : 'fp32';
   const v = variant.interleaved && ranks > 1 ? 2 : 1;
   const base = shape?.model ?? tiny;
   const stageLayers = evenPartition(base.num_hidden_layers, ranks * v);
   return buildPlan({
-    hardware, model: variant.tied ? { ...base, tie_word_embeddings: true } : base, precision, optimizer: defaultOptimizer(),
+    hardware, model: variant.tied ? { ...base, tie_word_embeddings: true } : base, precision, optimizer: { ...defaultOptimizer(), delayedUpdate: !!variant.hostUpdate },
     job: { seq: shape?.seq ?? 32, microBatchSize: shape?.mbs ?? mbs, microBatches, steps, gpuMemCapBytes: null, seed: 7 },
     schedule: ranks > 1 ? (v > 1 ? 'interleaved-1f1b' : '1f1b') : 'gpipe', stageLayers, pipelineRanks: ranks, dataParallel: 1,
-    rankDevice: Array.from({ length: ranks }, (_, i) => (gpuMode ? i : -1)), policy: stageLayers.map(() => defaultPolicy(false)),
+    rankDevice: Array.from({ length: ranks }, (_, i) => (gpuMode ? i : -1)),
+    policy: stageLayers.map(() => (variant.hostUpdate ? { ...defaultPolicy(false), master: { gpu: 0, cpu: 1, disk: 0 }, optState: { gpu: 0, cpu: 1, disk: 0 } } : defaultPolicy(false))),
   });
 }
 
@@ -758,7 +750,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
           // layers a rank every update slice of 6 steps met a copy (none without, on 2x H200)
           const layers = G * Math.max(2, Math.min(12, Math.round(800e6 / dp)));
           const steps = 8;
-          const plan = hostUpdateProbePlan(model, o.seqs[0]!, 2, layers, G, steps, o.id);
+          const plan = probePlan(true, o.id, steps, G, 2, { hostUpdate: true }, probeShapeOf(model, o.seqs[0]!, 2, layers), 4);
           const res = await (o.deps?.execute ?? execute)(plan, { steps, trace: true });
           const h = hostUpdateFromTrace(plan, res.trace?.traceEvents ?? [], 2);
           if (Number.isFinite(h.alone)) hostExec.push({ model: model.name, ...h });
@@ -1039,15 +1031,17 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             }
             const keys = modelShapeKeys(model, 'bf16-mixed', o.seqs, [mbs]);
             const dur = (prof: HardwareProfile) => { const us = simInstrUs(plan, prof); return (pc: number) => us(0, pc); };
-            const d0 = dur(q), d2 = dur(scaleShapes(q, keys, 2, dtype));
+            // (without update_overlap: the early updates' full time, which updateShownFromProbe
+            // sets the last backward's growth against; forward and backward do not depend on it)
+            const q0 = { ...q, update_overlap: undefined };
+            const d0 = dur(q0), d2 = dur(scaleShapes(q0, keys, 2, dtype));
             const pcs = [...byPc.keys()].filter((pc) => Number.isFinite(d0(pc)));
-            const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-            const pass = (op: string) => { const xs = pcs.filter((pc) => opOf.get(pc) === op); return { meas: xs.map((pc) => med(byPc.get(pc)!)), d0: xs.map(d0), d2: xs.map(d2) }; };
+            const pass = (op: string) => { const xs = pcs.filter((pc) => opOf.get(pc) === op); return { meas: xs.map((pc) => upperMedian(byPc.get(pc)!)), d0: xs.map(d0), d2: xs.map(d2) }; };
             const fit = fitSustainedPasses(pass('forward'), pass('backward'));
             const s = fit.s;
             const passes = Number.isFinite(fit.forward) && Number.isFinite(fit.backward) ? { forward: fit.forward, backward: fit.backward, keys: modelShapeKeysByPass(model, 'bf16-mixed', o.seqs, [mbs]) } : null;
             // the last micro-batch's backward carries the early GPU updates beside it
-            const shown = updateShownFromProbe(plan, q, new Map(pcs.map((pc) => [pc, med(byPc.get(pc)!)])));
+            const shown = updateShownFromProbe(plan, d0, new Map(pcs.map((pc) => [pc, upperMedian(byPc.get(pc)!)])));
             const params = getInventory(model, 'bf16-mixed', mbs, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')?.params ?? 0;
             if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, passes, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward, params, shown });
             detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, perPass: !!passes, update_shown: Number.isFinite(shown) ? +shown.toFixed(3) : null, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
@@ -1250,9 +1244,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
   if (hostExec.length) {
     // the executor's own figures over the benchmark's: the all-ranks point, and the update's
     // slowdown under copies where the run had slices of both kinds (medians over the models)
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const perRank = hostThreadsPerRank(nCores, G, gpuMode), all = perRank * G;
-    const total = Math.round(G * med(hostExec.map((x) => x.alone)));
+    const total = Math.round(G * upperMedian(hostExec.map((x) => x.alone)));
     const adam = p.cpu.optimizers.find((x) => x.name === 'adamw');
     if (adam) adam.points = [...adam.points.filter((x) => x.threads !== all), { threads: all, params_per_s: total }].sort((a, b) => a.threads - b.threads);
     const both = hostExec.filter((x) => x.nUnder >= 2 && Number.isFinite(x.under));
@@ -1260,7 +1253,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     mark('cpu.optimizers', `${figures['cpu.optimizers']?.how?.replace(/^mmoc calibrate: /, '') ?? ''}; the all-ranks point (${all} threads) from a ${G}-rank executor run with AdamW on the host, its update slices while every rank updates and no copy runs: ${what}`);
     if (both.length) {
       const job = p.cpu_update_slowdown_under_copies ?? 0;
-      p.cpu_update_slowdown_under_copies = +Math.max(0, med(both.map((x) => x.alone / x.under - 1))).toFixed(4);
+      p.cpu_update_slowdown_under_copies = +Math.max(0, upperMedian(both.map((x) => x.alone / x.under - 1))).toFixed(4);
       mark('cpu_update_slowdown_under_copies', `the executor's host update under its own copies against without (${G}-rank runs with AdamW on the host: ${what}; the DRAM-sharing job's copies read x${(1 + job).toFixed(2)})`);
     }
   }
@@ -1287,7 +1280,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     const byModel = new Map<string, { params: number; xs: number[] }>();
     for (const x of sustained) if (Number.isFinite(x.shown)) { const e = byModel.get(x.model) ?? { params: x.params, xs: [] }; e.xs.push(x.shown); byModel.set(x.model, e); }
     if (byModel.size) {
-      const entries = [...byModel].map(([model, e]) => ({ model, params_per_layer: e.params, shown: +[...e.xs].sort((a, b) => a - b)[Math.floor(e.xs.length / 2)]!.toFixed(3) }));
+      const entries = [...byModel].map(([model, e]) => ({ model, params_per_layer: e.params, shown: +upperMedian(e.xs).toFixed(3) }));
       p.update_overlap = entries.map(({ params_per_layer, shown }) => ({ params_per_layer, shown }));
       mark('update_overlap', `the early GPU update's share the step pays, by decoder layer size: ${entries.map((e) => `${e.model} (${(e.params_per_layer / 1e6).toFixed(1)}M a layer) ${e.shown}`).join(', ')} (the sustained-load probes' last backward, which runs the early updates beside it, against their other backwards, over the updates' time in the model; median over the micro-batch sizes ${sustained.filter((x) => Number.isFinite(x.shown)).map((x) => `${x.model} mbs ${x.mbs} ${x.shown.toFixed(2)}`).join(', ')})`);
     }

@@ -28,19 +28,19 @@ export function earlyUpdateLayers(prog: readonly Instr[], rank: number, stages: 
     }
   }
   for (const [s, last] of lastBwdPc) {
+    // after the stage's last backward: the layers it updates, and whether it sends that backward's
+    // input gradient to another rank
+    const updated = new Set<number>();
+    let sends = false;
+    for (let pc = last + 1; pc < prog.length; pc++) {
+      const x = prog[pc]!;
+      if (x.op === 'optimizer_step') updated.add(x.layer);
+      else if (x.op === 'send_grad' && x.stage === s && x.mb === lastBwdMb.get(s) && x.peer !== rank) sends = true;
+    }
+    if (sends && !o.all) continue;
     const [lo, hi] = stages[s]!.layers;
     let ok = true;
-    if (!o.all) {
-      for (let pc = last + 1; pc < prog.length && ok; pc++) {
-        const x = prog[pc]!;
-        if (x.op === 'send_grad' && x.stage === s && x.mb === lastBwdMb.get(s) && x.peer !== rank) ok = false;
-      }
-    }
-    for (let l = Math.max(lo, 1); l < Math.min(hi, L + 1) && ok; l++) {
-      let found = false;
-      for (let pc = last + 1; pc < prog.length && !found; pc++) { const x = prog[pc]!; found = x.op === 'optimizer_step' && x.layer === l; }
-      ok = found;
-    }
+    for (let l = Math.max(lo, 1); l < Math.min(hi, L + 1) && ok; l++) ok = updated.has(l);
     if (ok) for (let l = Math.max(lo, 1); l < Math.min(hi, L + 1); l++) out.add(l);
   }
   return out;

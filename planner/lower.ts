@@ -289,7 +289,6 @@ class Lowering {
   early: Set<number> = new Set();
   /** Share of an early update's time the step pays (profile.update_overlap; 1 without it). */
   earlyShown = 1;
-  stagesSpec: readonly StageSpec[] = [];
   L = 0;
   /** Per end-of-step group (coarse): its optimizer elements of early-updated layers. */
   grpEarly: Float64Array = new Float64Array(0);
@@ -365,7 +364,6 @@ class Lowering {
     this.perInstr = profile.overheads.per_instruction_us;
     this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
     this.earlyShown = updateShownShare(profile, inv.layers.find((l) => l.kind === 'decoder')?.params ?? 0);
-    this.stagesSpec = layout.stages;
     this.L = plan.model.num_hidden_layers;
     // Each rank's host worker runs its CPU updates on the executor's share of the host's cores
     // (host-threads.ts: cores / ranks, less one a GPU rank); the pool's curve then gives a rank alone
@@ -443,7 +441,7 @@ class Lowering {
     this.gpu = this.machine.gpus[this.rankGpu[r]!]!;
     this.dev = this.gpu.device;
     this.prog = prog;
-    this.early = earlyUpdateLayers(prog, r, this.stagesSpec, this.L);
+    this.early = earlyUpdateLayers(prog, r, pre.stages, this.L);
     this.all.n = 0;
     this.lastBackward = -1;
     this.lastCompute = -1;
@@ -532,7 +530,6 @@ class Lowering {
     }
     const grpOf = new Int32Array(prog.length).fill(-1);
     const amt: number[] = [], early: number[] = [];
-    const earlySet = earlyUpdateLayers(prog, this.r, this.stagesSpec, this.L);
     const keys = scratchI32(5, 4 * 2 * K * 4 * 2).fill(-1);
     let phase = 0;
     for (let pc = 0; pc < prog.length; pc++) {
@@ -551,7 +548,7 @@ class Lowering {
       const n = pl.params[i]!;
       amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
         : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
-      if (x.op === 'optimizer_step' && x.tier === 'gpu' && earlySet.has(x.layer)) early[gi]! += Math.round(n * (x.fraction ?? 1));
+      if (x.op === 'optimizer_step' && x.tier === 'gpu' && this.early.has(x.layer)) early[gi]! += Math.round(n * (x.fraction ?? 1));
     }
     const grpAmt = Float64Array.from(amt), grpEarly = Float64Array.from(early);
     this.grpOf = grpOf;
@@ -845,7 +842,7 @@ class Lowering {
       // step pays the share of it the backward did not hide (profile.update_overlap), here after
       // the backward
       const early = grp >= 0 ? this.grpEarly[grp]! : this.early.has(layer) ? elems : 0;
-      const paid = early > 0 ? elems - early * (1 - this.earlyShown) : elems;
+      const paid = elems - early * (1 - this.earlyShown);
       const bytes = paid * (2 * B.weight + B.grad + 2 * B.master + 2 * B.opt);
       const instr = early > 0 && early >= elems ? 0 : this.perInstr;
       t = this.addN(this.gpu.compute, bytes / this.optRate + instr, 0, undefined, deps, meta, 0, 0, 0);

@@ -195,7 +195,9 @@ export interface HardwareProfile {
    *  host DRAM); measured by `mmoc calibrate` (links part). Absent: 0. */
   copy_slowdown_under_cpu_update?: number;
   /** The host CPU's optimizer update runs 1 + f slower while host-GPU copies (or disk transfers) run
-   *  (calibrate: the larger of inside H2D and inside D2H copies on every GPU). Absent: 0. */
+   *  (calibrate: on a multi-GPU host the executor's own update under its copies against without, in
+   *  a run with AdamW on the host; else the larger of inside H2D and inside D2H copies on every
+   *  GPU). Absent: 0. */
   cpu_update_slowdown_under_copies?: number;
   /** Disk transfers run 1 + f slower while the host CPU runs an optimizer update. Absent: 0. */
   disk_slowdown_under_cpu_update?: number;
