@@ -57,6 +57,22 @@ test('offloaded AdamW (whole on the host; half on the device, half on the host; 
   }
 });
 
+test('host AdamW on 2 threads: chunks taken from a shared counter (1 tile a chunk, so the tiny layers split) give bit-identical losses to fixed per-thread shares, and equal the on-device update (fp32, relative 1e-6)', { skip, timeout: 120_000 }, async () => {
+  const withEnv = async (env: Record<string, string>, p: Plan) => {
+    const old = { ...process.env };
+    Object.assign(process.env, env);
+    try { return await execute(p, { threads: 2, timeoutSec: 30 }, {}); } finally { for (const k of Object.keys(env)) if (old[k] === undefined) delete process.env[k]; else process.env[k] = old[k]; }
+  };
+  const p = plan(2, { pol: hostOpt, clip: 0.5 });
+  const chunks = await withEnv({ MMOC_ADAM_CHUNK_TILES: '1' }, p);
+  const fixed = await withEnv({ MMOC_ADAM_STATIC: '1' }, p);
+  const ref = await withEnv({}, plan(2, { clip: 0.5 }));
+  assert.deepEqual(chunks.losses, fixed.losses, 'the same arithmetic per element');
+  assert.deepEqual(chunks.grad_norms, fixed.grad_norms);
+  for (let i = 0; i < 5; i++) assert.ok(relDiff(chunks.losses[i]!, ref.losses[i]!) < 1e-6, `step ${i}: ${chunks.losses[i]} vs on-device ${ref.losses[i]}`);
+  assert.notEqual(chunks.losses[0], chunks.losses[4]);
+});
+
 test('delayed update (host AdamW one step behind) matches the hand-derived delayed sequence: with the same batch every step, losses are L(W0), L(W0), L(W1), then stale gradients', { skip, timeout: 120_000 }, async () => {
   // one step's worth of sequences (4 micro-batches x 2): every step reads the same batch
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-delayed-'));

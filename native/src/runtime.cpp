@@ -425,18 +425,33 @@ AdamKernel<G, W> adamKernel() {
   return adamRef<G, W>;
 }
 
-/** CPU AdamW over n elements: tiles of 4096 (48 KiB of fp32 state) spread over the intra-op threads
- *  (at::parallel_for: OpenMP in libtorch); each thread runs the kernel once on its contiguous range
- *  of tiles. */
+/** CPU AdamW over n elements in tiles of 4096 (48 KiB of fp32 state) on the intra-op threads
+ *  (at::parallel_for: OpenMP in libtorch). The threads take chunks of 16 tiles from a shared counter
+ *  until none is left: a thread that loses its core for a while (a rank's kernel-launching thread,
+ *  NCCL's proxy, the other rank's team: on the GPU hosts the ranks' teams fill every core) delays the
+ *  update by its current chunk, where a fixed 1/threads share a thread left the other threads idle
+ *  until it finished. MMOC_ADAM_STATIC=1: the fixed shares (one contiguous range a thread). Every element's
+ *  update is the same arithmetic either way (bit-identical results). */
 template <class G, class W>
 void cpuAdamW(float* p, float* m, float* v, const G* g, W* w, int64_t n, float lr, float b1, float b2, float eps,
               float bc1, float bc2, float wd, float gs) {
   static const AdamKernel<G, W> kernel = adamKernel<G, W>();  // chosen once per dtype pair
+  static const bool fixedShares = envOn("MMOC_ADAM_STATIC");
   const AdamCoef c{b1, b2, eps, bc2, wd, 1.0f - lr * wd, -lr / bc1, gs,
                    static_cast<float>(1.0 / std::sqrt(static_cast<double>(bc2)))};
+  // a chunk: 16 tiles, 64K elements, 768 KiB of fp32 state (MMOC_ADAM_CHUNK_TILES: tests, with small layers)
+  static const int64_t kChunk = [] { const char* e = std::getenv("MMOC_ADAM_CHUNK_TILES"); const long v = e ? std::atol(e) : 0; return v > 0 ? static_cast<int64_t>(v) : int64_t{16}; }();
   constexpr int64_t kTile = 4096;
-  at::parallel_for(0, (n + kTile - 1) / kTile, 4, [&](int64_t t0, int64_t t1) {
-    kernel(p, m, v, g, w, t0 * kTile, std::min(n, t1 * kTile), c);
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), (tiles + kChunk - 1) / kChunk);
+  if (fixedShares || threads <= 1) {
+    at::parallel_for(0, tiles, 4, [&](int64_t t0, int64_t t1) { kernel(p, m, v, g, w, t0 * kTile, std::min(n, t1 * kTile), c); });
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t t0; (t0 = next.fetch_add(kChunk, std::memory_order_relaxed)) < tiles;)
+      kernel(p, m, v, g, w, t0 * kTile, std::min(n, std::min(tiles, t0 + kChunk) * kTile), c);
   });
 }
 
