@@ -369,3 +369,15 @@ test('host update from the executor\'s trace: slices while every rank updates, a
   assert.ok(Math.abs(h.alone - dp / 0.020) < 1, `${h.alone}`);
   assert.ok(Math.abs(h.under - dp / 0.026) < 1, `${h.under}`);
 });
+
+test('the executor host-update runs combine by their median: two models give the mean of their rates, not the faster; the slowdown only from runs with slices under copies', async () => {
+  const { hostExecFigures } = await import('./calibrate.ts');
+  // the seventeenth matrix run's figures (params/s a rank)
+  const r = hostExecFigures([{ alone: 3.028e9, under: 2.398e9, nUnder: 17 }, { alone: 3.475e9, under: 3.040e9, nUnder: 36 }], 2);
+  assert.equal(r.total, Math.round(2 * (3.028e9 + 3.475e9) / 2));
+  assert.equal(r.slowdown, +(((3.028 / 2.398 - 1) + (3.475 / 3.040 - 1)) / 2).toFixed(4));
+  const one = hostExecFigures([{ alone: 3e9, under: NaN, nUnder: 0 }, { alone: 2e9, under: 1e9, nUnder: 1 }, { alone: 4e9, under: 2e9, nUnder: 5 }], 2);
+  assert.equal(one.total, 6e9, 'the middle of three');
+  assert.equal(one.slowdown, 1, 'only the run with 5 slices under copies');
+  assert.equal(hostExecFigures([{ alone: 3e9, under: NaN, nUnder: 0 }], 2).slowdown, null);
+});

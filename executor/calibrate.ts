@@ -235,6 +235,20 @@ export function hostUpdateFromTrace(plan: Plan, events: readonly TraceEvent[], f
   return { alone: upperMedian(alone), under: upperMedian(under), nAlone: alone.length, nUnder: under.length };
 }
 
+/** The profile's figures from the executor host-update runs (one a model): the all-ranks rate (params/s)
+ *  and the update's slowdown under copies (from the runs with at least 2 slices under copies; null
+ *  when none): medians over the models (two models: their mean. The upper middle, which the fits of
+ *  many instructions take, would be the faster of two: the seventeenth matrix run's probes read
+ *  LLaMA-3.2-1B at 6.95 G params/s and LLaMA-2-7B at 6.06, its 1B plans updated at 6.08 and its 7B
+ *  plan at 6.81). */
+export function hostExecFigures(runs: readonly { alone: number; under: number; nUnder: number }[], ranks: number): { total: number; slowdown: number | null } {
+  const both = runs.filter((x) => x.nUnder >= 2 && Number.isFinite(x.under) && x.under > 0);
+  return {
+    total: Math.round(ranks * median(runs.map((x) => x.alone))),
+    slowdown: both.length ? +Math.max(0, median(both.map((x) => x.alone / x.under - 1))).toFixed(4) : null,
+  };
+}
+
 function uniq<T>(xs: T[], key: (x: T) => string): T[] {
   const seen = new Set<string>();
   return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
@@ -1245,15 +1259,14 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
     // the executor's own figures over the benchmark's: the all-ranks point, and the update's
     // slowdown under copies where the run had slices of both kinds (medians over the models)
     const perRank = hostThreadsPerRank(nCores, G, gpuMode), all = perRank * G;
-    const total = Math.round(G * upperMedian(hostExec.map((x) => x.alone)));
+    const { total, slowdown: under } = hostExecFigures(hostExec, G);
     const adam = p.cpu.optimizers.find((x) => x.name === 'adamw');
     if (adam) adam.points = [...adam.points.filter((x) => x.threads !== all), { threads: all, params_per_s: total }].sort((a, b) => a.threads - b.threads);
-    const both = hostExec.filter((x) => x.nUnder >= 2 && Number.isFinite(x.under));
     const what = hostExec.map((x) => `${x.model} ${(G * x.alone / 1e9).toFixed(2)} G params/s in all (${x.nAlone} slices)${Number.isFinite(x.under) ? `, ${(G * x.under / 1e9).toFixed(2)} under copies (${x.nUnder})` : ''}`).join('; ');
     mark('cpu.optimizers', `${figures['cpu.optimizers']?.how?.replace(/^mmoc calibrate: /, '') ?? ''}; the all-ranks point (${all} threads) from a ${G}-rank executor run with AdamW on the host, its update slices while every rank updates and no copy runs: ${what}`);
-    if (both.length) {
+    if (under !== null) {
       const job = p.cpu_update_slowdown_under_copies ?? 0;
-      p.cpu_update_slowdown_under_copies = +Math.max(0, upperMedian(both.map((x) => x.alone / x.under - 1))).toFixed(4);
+      p.cpu_update_slowdown_under_copies = under;
       mark('cpu_update_slowdown_under_copies', `the executor's host update under its own copies against without (${G}-rank runs with AdamW on the host: ${what}; the DRAM-sharing job's copies read x${(1 + job).toFixed(2)})`);
     }
   }
