@@ -54,3 +54,5 @@ for i in 1 2; do
 done
 for f in "$DEST"/runs/*.trace.json; do gzip -f "$f"; done
 node bench/gpu/stage-medians.cjs "$DEST"/runs/*.trace.json.gz | tee "$DEST/stage-medians.txt"
+# the device tool returns at most 8 files: the runs as one archive
+tar -czf "$DEST/runs.tgz" -C "$DEST" runs && rm -rf "$DEST/runs"
