@@ -547,7 +547,7 @@ class Lowering {
       grpOf[pc] = gi;
       const n = pl.params[i]!;
       amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
-        : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : n * B.grad;
+        : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : x.op === 'offload_grads' ? (n - pl.gpuElems[i]!) * B.grad : n * B.grad;
       if (x.op === 'optimizer_step' && x.tier === 'gpu' && this.early.has(x.layer)) early[gi]! += Math.round(n * (x.fraction ?? 1));
     }
     const grpAmt = Float64Array.from(amt), grpEarly = Float64Array.from(early);
@@ -711,7 +711,9 @@ class Lowering {
   offloadGrads(layer: number, pc: number): TaskId {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
     const pl = this.place[s]!;
-    const bytes = pl.params[i]! * this.B.grad;
+    // the host part's gradients only (runtime.cpp offloadGrads: a layer split between the tiers copies
+    // the elements its host update reads; gradients accumulated on the host are the whole layer's)
+    const bytes = (pl.params[i]! - pl.gpuElems[i]!) * this.B.grad;
     const meta = this.meta(pc, 'offload_grads', -1, -1, layer, bytes);
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }

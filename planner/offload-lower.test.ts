@@ -11,13 +11,13 @@ import { profile } from '../test/planner-fixtures.ts';
 import type { HardwareProfile } from '../sim/index.ts';
 
 const F = (gpu: number, cpu: number) => ({ gpu, cpu, disk: 0 });
-function hostPlan(delayed: boolean) {
+function hostPlan(delayed: boolean, gpuShare = 0) {
   const parts = evenPartition(tiny.num_hidden_layers, 2);
   return buildPlan({
     hardware: 'h200x2', model: tiny, precision: 'bf16-mixed', optimizer: { ...defaultOptimizer(), delayedUpdate: delayed },
     job: { seq: 64, microBatchSize: 1, microBatches: 4, steps: 2, gpuMemCapBytes: null, seed: 1 },
     schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [0, 1],
-    policy: parts.map(() => ({ ...defaultPolicy(false), master: F(0, 1), optState: F(0, 1) })),
+    policy: parts.map(() => ({ ...defaultPolicy(false), master: F(gpuShare, 1 - gpuShare), optState: F(gpuShare, 1 - gpuShare) })),
   });
 }
 /** A host whose AdamW gives 1 G params/s on 16 threads and 1.2 G in all on 32 (DRAM-bound). */
@@ -139,4 +139,20 @@ test('the caching allocator\'s slack from the profile adds to every GPU\'s predi
   const a = simulatePlan(plan, base, { criticalPath: false }), b = simulatePlan(plan, withSlack, { criticalPath: false });
   assert.equal(a.peak_bytes.length, 2);
   a.peak_bytes.forEach((x, i) => assert.equal(b.peak_bytes[i]! - x, slack, `GPU ${i}`));
+});
+
+test('a layer split between the tiers offloads the gradients of its host part only (as the executor copies them): half the update on the host, half the gradient bytes and half the upload bytes of the whole-host plan', () => {
+  const bytesOf = (plan: ReturnType<typeof hostPlan>, op: string) => {
+    const sim = simulatePlan(plan, slowHost(), { criticalPath: false });
+    const { graph: g, taskOf } = sim.lowered;
+    let sum = 0;
+    plan.program.ranks.forEach((prog, r) => prog.forEach((x, pc) => { const t = taskOf[r]![pc]!; if (x.op === op && t >= 0) sum += g.tAmount[t]!; }));
+    return sum;
+  };
+  const whole = hostPlan(true), split = hostPlan(true, 0.5);
+  assert.ok(split.program.ranks.flat().some((x) => x.op === 'optimizer_step' && x.tier === 'cpu' && x.fraction === 0.5), 'the split plan updates half of each layer on the host');
+  for (const op of ['offload_grads', 'upload_params']) {
+    const r = bytesOf(split, op) / bytesOf(whole, op);
+    assert.ok(Math.abs(r - 0.5) < 0.01, `${op}: split/whole bytes ${r.toFixed(3)}`);
+  }
 });
