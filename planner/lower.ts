@@ -35,6 +35,11 @@ import { diskAlternates, diskBuffersFor } from './program-gen.ts';
 import { hostThreadsPerRank } from './host-threads.ts';
 import { earlyUpdateLayers } from './early-update.ts';
 
+/** Elements of a stage's layer `i` updated on the host (its master and AdamW state there): what its
+ *  offload_grads copies down, its upload_params up and its disk transfers move (runtime.cpp: a layer
+ *  split between the tiers moves the host part only). */
+const hostElems = (pl: StagePlacement, i: number) => pl.params[i]! - pl.gpuElems[i]!;
+
 export interface LayerTimes {
   fwd: Float64Array;
   bwd: Float64Array;
@@ -547,7 +552,7 @@ class Lowering {
       grpOf[pc] = gi;
       const n = pl.params[i]!;
       amt[gi]! += x.op === 'optimizer_step' ? Math.round(n * (x.fraction ?? 1))
-        : x.op === 'upload_params' ? (n - pl.gpuElems[i]!) * B.weight : x.op === 'offload_grads' ? (n - pl.gpuElems[i]!) * B.grad : n * B.grad;
+        : x.op === 'upload_params' ? hostElems(pl, i) * B.weight : x.op === 'offload_grads' ? hostElems(pl, i) * B.grad : n * B.grad;
       if (x.op === 'optimizer_step' && x.tier === 'gpu' && this.early.has(x.layer)) early[gi]! += Math.round(n * (x.fraction ?? 1));
     }
     const grpAmt = Float64Array.from(amt), grpEarly = Float64Array.from(early);
@@ -711,9 +716,8 @@ class Lowering {
   offloadGrads(layer: number, pc: number): TaskId {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
     const pl = this.place[s]!;
-    // the host part's gradients only (runtime.cpp offloadGrads: a layer split between the tiers copies
-    // the elements its host update reads; gradients accumulated on the host are the whole layer's)
-    const bytes = (pl.params[i]! - pl.gpuElems[i]!) * this.B.grad;
+    // the host part's gradients only (gradients accumulated on the host are the whole layer's: no GPU part)
+    const bytes = hostElems(pl, i) * this.B.grad;
     const meta = this.meta(pc, 'offload_grads', -1, -1, layer, bytes);
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) { this.lastGradOffload[layer] = this.grpTask[grp]!; return -1; }
@@ -867,7 +871,7 @@ class Lowering {
     const pl = this.place[s]!;
     const grp = this.coarse ? this.grpOf[pc]! : -1;
     if (grp >= 0 && this.grpTask[grp]! >= 0) return -1;
-    const bytes = grp >= 0 ? this.grpAmt[grp]! : (pl.params[i]! - pl.gpuElems[i]!) * this.B.weight;
+    const bytes = grp >= 0 ? this.grpAmt[grp]! : hostElems(pl, i) * this.B.weight;
     const meta = this.meta(pc, 'upload_params', -1, -1, layer, bytes);
     // queued on the host worker behind every CPU update issued before it (disk transfers run on
     // their paths' own workers)
@@ -880,8 +884,7 @@ class Lowering {
   disk(read: boolean, layer: number, path: number, pc: number): TaskId {
     const s = this.layerStage[layer]!, i = this.layerIdx[layer]!;
     const pl = this.place[s]!;
-    const hostEl = pl.params[i]! - pl.gpuElems[i]!;
-    const bytes = hostEl * (this.B.master + this.B.opt);
+    const bytes = hostElems(pl, i) * (this.B.master + this.B.opt);
     const meta = this.meta(pc, read ? 'disk_read' : 'disk_write', -1, -1, layer, bytes);
     const disks = this.machine.disks;
     const disk = disks[path % Math.max(1, disks.length)];
