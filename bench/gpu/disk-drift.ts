@@ -6,12 +6,11 @@
 // disk_write rates from the trace. One GPU is enough: the plan's step is its group's read and write.
 //   node --import tsx bench/gpu/disk-drift.ts [--rounds 4] [--out dir]
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { calibrateTask } from '../../executor/native.ts';
 import { llama32_1b } from '../../planner/test-models.ts';
 import { DISK_DIRS, OFFLOADS, matrixPlan } from './matrix.ts';
-import { writeFileSync } from 'node:fs';
 
 const arg = (k: string, d: string) => { const i = process.argv.indexOf(k); return i >= 0 ? process.argv[i + 1]! : d; };
 const rounds = Number(arg('--rounds', '4')), out = arg('--out', '/tmp/mmoc-disk-drift');
