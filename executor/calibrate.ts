@@ -22,7 +22,7 @@ import { cpus, hostname, totalmem } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { parseHardwareProfile, type TraceEvent, type HardwareProfile, type Provenance, type GemmPoint, type AttentionPoint, type Dtype } from '../sim/index.ts';
-import { getInventory } from '../planner/inventory.ts';
+import { decoderParams, getInventory } from '../planner/inventory.ts';
 import type { ModelConfig } from '../planner/model-config.ts';
 import { tiny } from '../planner/test-models.ts';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
@@ -759,7 +759,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({
         part: 'cpu', label: `host AdamW in the executor: ${model.name}'s layers on ${G} ranks`,
         run: async () => {
-          const dp = getInventory(model, 'bf16-mixed', 2, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')!.params;
+          const dp = decoderParams(model);
           // about 800M parameters a rank (LLaMA-2-7B: 4 layers, LLaMA-3.2-1B: 12): with 2 LLaMA-2-7B
           // layers a rank every update slice of 6 steps met a copy (none without, on 2x H200)
           const layers = G * Math.max(2, Math.min(12, Math.round(800e6 / dp)));
@@ -1059,7 +1059,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
             const passes = Number.isFinite(fit.forward) && Number.isFinite(fit.backward) ? { forward: fit.forward, backward: fit.backward, keys: modelShapeKeysByPass(model, 'bf16-mixed', o.seqs, [mbs]) } : null;
             // the last micro-batch's backward carries the early GPU updates beside it
             const shown = updateShownFromProbe(plan, d0, new Map(pcs.map((pc) => [pc, upperMedian(byPc.get(pc)!)])));
-            const params = getInventory(model, 'bf16-mixed', mbs, o.seqs[0]!).layers.find((l) => l.kind === 'decoder')?.params ?? 0;
+            const params = decoderParams(model);
             if (Number.isFinite(s)) sustained.push({ model: model.name, mbs, s, instructions: pcs.length, layers, keys, passes, hostBound: fit.hostBound, forward: fit.forward, backward: fit.backward, params, shown });
             detail.push({ mbs, s, forward: fit.forward, backward: fit.backward, hostBound: fit.hostBound, perPass: !!passes, update_shown: Number.isFinite(shown) ? +shown.toFixed(3) : null, steps, microBatches: nmb, layers, instructions: pcs.map((pc) => ({ pc, op: opOf.get(pc), measured_us: byPc.get(pc), d0_us: +d0(pc).toFixed(2), d2_us: +d2(pc).toFixed(2) })) });
           }

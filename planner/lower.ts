@@ -28,7 +28,7 @@ import {
 } from '../sim/index.ts';
 import type { Plan, StagePolicy } from './plan-types.ts';
 import type { Instr, StageSpec } from './program.ts';
-import { planInventory, type Inventory } from './inventory.ts';
+import { decoderParams, planInventory, type Inventory } from './inventory.ts';
 import { bytesPerParam, headHasEmbedding, recomputeMode, memoryModel, placeStageCached, stageKeptBytes, type Bytes, type MemoryReport, type StagePlacement } from './memory.ts';
 import { InputError } from './errors.ts';
 import { diskAlternates, diskBuffersFor } from './program-gen.ts';
@@ -368,7 +368,7 @@ class Lowering {
     this.isCpu = profile.gpus.kind === 'cpu';
     this.perInstr = profile.overheads.per_instruction_us;
     this.optRate = optimizerBytesPerUs(profile, this.isCpu ? 'cpu' : 'gpu');
-    this.earlyShown = updateShownShare(profile, inv.layers.find((l) => l.kind === 'decoder')?.params ?? 0);
+    this.earlyShown = updateShownShare(profile, decoderParams(plan.model));
     this.L = plan.model.num_hidden_layers;
     // Each rank's host worker runs its CPU updates on the executor's share of the host's cores
     // (host-threads.ts: cores / ranks, less one a GPU rank); the pool's curve then gives a rank alone
