@@ -751,10 +751,11 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrateOutput> {
       jobs.push({ part: 'cpu', label: `adamw ${(n / 1e6).toFixed(0)}M params, ${th} threads`, task: { kind: 'adamw', dims: [n], ...rep, threads: th }, apply: (r) => adamPts.push({ threads: th, params_per_s: Math.round(r.value) }) });
     }
   }
-  // ---- the host update where it runs: a two-rank executor run of each model's layers with AdamW on
-  // the host (delayed), its CPU-update slices while every rank updates, without and under copies
+  // ---- the host update where it runs: an executor run of each model's layers with AdamW on the
+  // host (delayed) on every GPU (1F1B; GPipe on one), its CPU-update slices while every rank updates,
+  // without and under copies
   const hostExec: { model: string; alone: number; under: number; nAlone: number; nUnder: number }[] = [];
-  if (gpuMode && G > 1 && parts.has('cpu') && parts.has('overheads')) {
+  if (gpuMode && G >= 1 && parts.has('cpu') && parts.has('overheads')) {
     for (const model of o.models) {
       jobs.push({
         part: 'cpu', label: `host AdamW in the executor: ${model.name}'s layers on ${G} ranks`,

@@ -2,7 +2,7 @@
 # The bench matrix, in one command on the GPU machine (under 9 minutes): build the addon, calibrate
 # the machine (profile -> $OUT/profile.json), plan and execute every plan of bench/gpu/matrix.ts
 # (1F1B, GPipe, interleaved 1F1B; LLaMA-2-7B and LLaMA-3.2-1B; 1 and 2 GPUs; several micro-batch
-# sizes; recompute on and off), run the peers of .gpu/peers in the same run, and write one bench
+# sizes; recompute on and off; on a machine of one GPU the one-GPU matrix), run the peers of .gpu/peers in the same run, and write one bench
 # result (ARCHITECTURE.md format) to $OUT/bench-result.json, with the prediction errors printed.
 #   (this machine)  /work/shared/gpu/pack.sh
 #   (GPU machine)   source .gpu/env.sh && bash bench/gpu/matrix.sh
@@ -86,6 +86,10 @@ fi
 # peer (with CPUOffloadPolicy, fsdp_peer.py's default: ~7.4 s a step on 2x H200, so 4 steps and the
 # set-up took more than the 55-66 s three runs gave it), 2 timed steps after the plans, with the time
 # that is left before MMOC_BENCH_END_S (default 565; 40 s at least).
+# On a machine of one GPU (the one-GPU matrix: matrix.ts) the peers are FSDP2 on that GPU, LLaMA-2-7B,
+# 8192 tokens a step: without offload (checkpointing; it needs a 141 GiB device) first, with
+# CPUOffloadPolicy after the plans.
+NG=$(nvidia-smi -L 2> /dev/null | grep -c '^GPU')
 PT=${MMOC_BENCH_PEER_S:-55}
 END=${MMOC_BENCH_END_S:-565}
 PEERS=0; [[ $CPU != 1 && -z ${MMOC_BENCH_NO_PEERS:-} && -d .gpu/peers ]] && PEERS=1
@@ -104,7 +108,13 @@ peers() {  # <limit s> <job>...: run_peers.sh appends to peers.log and rewrites 
 }
 if (( PEERS )); then
   say "== peer: torch pipelining 1F1B (at most $PT s)"
-  peers "$PT" "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8 --steps 3"
+  if (( NG == 1 )); then
+    say "== peer: FSDP2 on one GPU, no offload (at most $PT s)"
+    peers "$PT" "run 1 fsdp_peer.py --model llama2-7b --offload 0 --mbs 8 --steps 3"
+  else
+    say "== peer: torch pipelining 1F1B (at most $PT s)"
+    peers "$PT" "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8 --steps 3"
+  fi
 fi
 
 say "== plans ($STEPS steps each)"
@@ -124,7 +134,8 @@ done < "$OUT/plans.tsv"
 
 if (( PEERS )); then
   FT=$(( END - $(elapsed) - 8 )); (( FT > 120 )) && FT=120
-  if (( FT >= 40 )); then say "== peer: FSDP2 (at most $FT s)"; peers "$FT" "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 2"
+  if (( FT >= 40 )); then say "== peer: FSDP2 with CPU offload (at most $FT s)"
+    if (( NG == 1 )); then peers "$FT" "run 1 fsdp_peer.py --model llama2-7b --mbs 8 --steps 2"; else peers "$FT" "run 2 fsdp_peer.py --model llama2-7b --mbs 4 --steps 2"; fi
   else say "skip the FSDP2 peer: $FT s left"; fi
 fi
 

@@ -66,7 +66,11 @@ export const OFFLOADS = {
   disk: { label: 'hostadam-opt1disk', pol: (p: StagePolicy) => ({ ...p, master: F(0, 0.99, 0.01), optState: F(0, 0.99, 0.01) }), disk: true },
 } satisfies Record<string, Offload>;
 
-export function matrixEntries(cpu: boolean): MatrixEntry[] {
+/** The matrix of a run: the tiny model on CPU ranks (`cpu`), the two-GPU matrix (LLaMA-2-7B and
+ *  LLaMA-3.2-1B on 1 and 2 GPUs), or on a machine of one GPU (`gpus` 1) the one-GPU matrix: the same
+ *  schedules but interleaving (which needs two ranks), micro-batch sizes, recompute and every offload
+ *  policy on one device, so that a one-GPU machine also gives at least 12 plans. */
+export function matrixEntries(cpu: boolean, gpus = 2): MatrixEntry[] {
   const e = (model: ModelConfig, gpus: number, schedule: ScheduleName, v: number, mbs: number, M: number, recompute: boolean, seq: number, offload?: Offload): MatrixEntry => ({
     name: `${model.name}-${gpus}g-${schedule}${v > 1 ? `-v${v}` : ''}-mbs${mbs}x${M}${recompute ? '-rc' : ''}${offload ? `-${offload.label}${offload.capGiB ? `-cap${offload.capGiB}` : ''}` : ''}`,
     model, gpus, schedule, v, mbs, M, recompute, seq, ...(offload ? { offload } : {}),
@@ -84,6 +88,20 @@ export function matrixEntries(cpu: boolean): MatrixEntry[] {
     ];
   }
   const b7 = llama2_7b, b1 = llama32_1b, s = 1024;
+  if (gpus === 1) {
+    return [
+      // LLaMA-3.2-1B resident, 8192 tokens a step
+      e(b1, 1, 'gpipe', 1, 1, 8, false, s), e(b1, 1, 'gpipe', 1, 2, 4, true, s), e(b1, 1, '1f1b', 1, 4, 2, false, s),
+      e(b1, 1, '1f1b', 1, 2, 4, false, s), e(b1, 1, 'gpipe', 1, 8, 1, true, s),
+      // its offload policies (1F1B, 2 x 4)
+      e(b1, 1, '1f1b', 1, 2, 4, false, s, O.host), e(b1, 1, '1f1b', 1, 2, 4, false, s, O.hostDelayed), e(b1, 1, '1f1b', 1, 2, 4, false, s, O.part),
+      e(b1, 1, '1f1b', 1, 2, 4, false, s, O.streamed), e(b1, 1, '1f1b', 1, 2, 4, true, s, O.act),
+      // LLaMA-2-7B: resident with recompute (141 GiB devices; the memory model leaves it out on
+      // smaller ones), and the update on the host, delayed, capped at 32 GiB
+      e(b7, 1, 'gpipe', 1, 1, 8, true, s), e(b7, 1, '1f1b', 1, 1, 8, true, s, { ...O.hostDelayed, capGiB: 32 }),
+      e(b1, 1, '1f1b', 1, 2, 4, false, s, O.disk),
+    ];
+  }
   return [
     // LLaMA-2-7B, 8192 tokens a step
     e(b7, 2, '1f1b', 1, 1, 8, false, s), e(b7, 2, '1f1b', 1, 1, 8, true, s), e(b7, 2, 'gpipe', 1, 2, 4, false, s),
@@ -140,7 +158,7 @@ function cmdPlans(out: string, profilePath: string, cpu: boolean): void {
   const profile = parseHardwareProfile(JSON.parse(readFileSync(profilePath, 'utf8')), profilePath);
   mkdirSync(join(out, 'plans'), { recursive: true });
   const m: Manifest = { cpu, plans: [], left_out: [] };
-  for (const x of matrixEntries(cpu)) {
+  for (const x of matrixEntries(cpu, profile.gpus.count >= 2 ? 2 : 1)) {
     if (x.gpus > profile.gpus.count) { m.left_out.push({ name: x.name, reason: `needs ${x.gpus} devices, the profile has ${profile.gpus.count}` }); continue; }
     // offload plans run 4 steps (their first, with the host groups' set-up, is not timed)
     const plan = matrixPlan(x, resolve(profilePath), cpu, cpu ? 5 : x.offload ? 4 : 6);
