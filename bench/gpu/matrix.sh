@@ -109,8 +109,11 @@ peers() {  # <limit s> <job>...: run_peers.sh appends to peers.log and rewrites 
 if (( PEERS )); then
   say "== peer: torch pipelining 1F1B (at most $PT s)"
   if (( NG == 1 )); then
-    say "== peer: FSDP2 on one GPU, no offload (at most $PT s)"
-    peers "$PT" "run 1 fsdp_peer.py --model llama2-7b --offload 0 --mbs 8 --steps 3"
+    MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2> /dev/null | head -1)
+    if (( ${MIB:-0} >= 120000 )); then
+      say "== peer: FSDP2 on one GPU, no offload (at most $PT s)"
+      peers "$PT" "run 1 fsdp_peer.py --model llama2-7b --offload 0 --mbs 8 --steps 3"
+    else say "skip the FSDP2 peer without offload: LLaMA-2-7B's weights, gradients and AdamW states (about 108 GiB) exceed this GPU's ${MIB} MiB"; fi
   else
     say "== peer: torch pipelining 1F1B (at most $PT s)"
     peers "$PT" "run 2 pipe_peer.py --model llama2-7b --sched 1f1b --nmb 8 --steps 3"

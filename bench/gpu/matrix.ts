@@ -92,7 +92,7 @@ export function matrixEntries(cpu: boolean, gpus = 2): MatrixEntry[] {
     return [
       // LLaMA-3.2-1B resident, 8192 tokens a step
       e(b1, 1, 'gpipe', 1, 1, 8, false, s), e(b1, 1, 'gpipe', 1, 2, 4, true, s), e(b1, 1, '1f1b', 1, 4, 2, false, s),
-      e(b1, 1, '1f1b', 1, 2, 4, false, s), e(b1, 1, 'gpipe', 1, 8, 1, true, s),
+      e(b1, 1, '1f1b', 1, 2, 4, false, s), e(b1, 1, 'gpipe', 1, 8, 1, true, s), e(b1, 1, '1f1b', 1, 1, 8, false, s),
       // its offload policies (1F1B, 2 x 4)
       e(b1, 1, '1f1b', 1, 2, 4, false, s, O.host), e(b1, 1, '1f1b', 1, 2, 4, false, s, O.hostDelayed), e(b1, 1, '1f1b', 1, 2, 4, false, s, O.part),
       e(b1, 1, '1f1b', 1, 2, 4, false, s, O.streamed), e(b1, 1, '1f1b', 1, 2, 4, true, s, O.act),
