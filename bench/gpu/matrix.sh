@@ -107,7 +107,6 @@ peers() {  # <limit s> <job>...: run_peers.sh appends to peers.log and rewrites 
   say "peers: $(wc -l < "$OUT/peers.jsonl" 2>/dev/null || echo 0) results; no process on a GPU after $w s"
 }
 if (( PEERS )); then
-  say "== peer: torch pipelining 1F1B (at most $PT s)"
   if (( NG == 1 )); then
     MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2> /dev/null | head -1)
     if (( ${MIB:-0} >= 120000 )); then
