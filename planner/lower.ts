@@ -303,6 +303,9 @@ class Lowering {
   /** Per stage: device gradient bytes still to allocate this step (at its first backward). */
   readonly stageGradBytes: Float64Array;
   lastCompute = -1;
+  /** The compute task before the latest forward (that forward started when it ended, or later when
+   *  its inputs arrived): the layer-by-layer activation offload of that forward starts with it. */
+  beforeFwd = -1;
   /** Pair keys awaiting their consumer. */
   readonly pendingRecv = LISTS.pendingRecv;
   /** By mb * K + stage. */
@@ -450,6 +453,7 @@ class Lowering {
     this.all.n = 0;
     this.lastBackward = -1;
     this.lastCompute = -1;
+    this.beforeFwd = -1;
     this.pendingRecv.n = 0;
     this.reloads.fill(-1, 0, M * K);
     this.offActs.fill(-1, 0, M * K);
@@ -668,7 +672,7 @@ class Lowering {
       for (let i = 0; i < pending.n; i++) { this.recvBy.push(pending.a[i]!); this.recvBy.push(firstOfPass); }
       pending.n = 0;
     }
-    if (fwd) this.lastCompute = t; else { this.lastBackward = t; this.lastCompute = t; }
+    if (fwd) { this.beforeFwd = this.lastCompute; this.lastCompute = t; } else { this.lastBackward = t; this.lastCompute = t; }
     return t;
   }
 
@@ -791,7 +795,19 @@ class Lowering {
   offloadAct(mb: number, stage: number, pc: number): TaskId {
     const bytes = this.kept[stage]!.host;
     const meta = this.meta(pc, 'offload_act', mb, stage, -1, bytes);
-    const t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
+    const nl = this.reloadLayers[stage]!;
+    let t: TaskId;
+    if (nl > 1) {
+      // Recompute by layer: the forward sends each layer's input to the host as soon as it exists
+      // (runtime.cpp forward, `early`; the instruction then only confirms), so all but the last
+      // layer's share moves under the forward. (After the forward, as before, the one-GPU H100
+      // matrix plan with activation offload had 11 ms a step of offload the executor hid.)
+      const last = Math.round(bytes / nl);
+      this.add1(this.gpu.d2h, 0, bytes - last, this.gpu.d2hRoute, this.beforeFwd, this.meta(pc, 'offload_act', mb, stage, -1, bytes - last));
+      t = this.add1(this.gpu.d2h, 0, last, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, last));
+    } else {
+      t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
+    }
     this.offActs[mb * this.K + stage] = t;
     this.offActList.push(t);
     return t;

@@ -156,3 +156,30 @@ test('a layer split between the tiers offloads the gradients of its host part on
     assert.ok(Math.abs(r - 0.5) < 0.01, `${op}: split/whole bytes ${r.toFixed(3)}`);
   }
 });
+
+test('activation offload with recompute by layer: all but the last layer\'s share moves under its forward (the executor sends each input as it exists)', () => {
+  const plan = buildPlan({
+    hardware: 'h200x2', model: tiny, precision: 'bf16-mixed', optimizer: defaultOptimizer(),
+    job: { seq: 64, microBatchSize: 1, microBatches: 4, steps: 2, gpuMemCapBytes: null, seed: 1 },
+    schedule: '1f1b', stageLayers: [[0, tiny.num_hidden_layers + 2]], pipelineRanks: 1, dataParallel: 1, rankDevice: [0],
+    policy: [{ ...defaultPolicy(true), activations: F(0, 1) }],
+  });
+  const sim = simulatePlan(plan, profile('h200x2'), { criticalPath: false });
+  const { graph: g, taskOf } = sim.lowered;
+  const { start_us: s, end_us: e } = sim.result;
+  const prog = plan.program.ranks[0]!;
+  let checked = 0;
+  prog.forEach((x, pc) => {
+    if (x.op !== 'offload_act') return;
+    const fwdPc = prog.findLastIndex((y, q) => q < pc && y.op === 'forward' && y.mb === x.mb);
+    const fwd = taskOf[0]![fwdPc]!, tail = taskOf[0]![pc]!;
+    // the instruction's own task is the tail share, after the forward; the bulk is the task added just before it
+    const bulk = tail - 1;
+    assert.equal(g.tPc[bulk], pc, 'the bulk is the same instruction\'s');
+    assert.ok(g.tAmount[bulk]! > g.tAmount[tail]!, 'the bulk is the larger share');
+    assert.ok(s[bulk]! < e[fwd]!, `mb ${x.mb}: the bulk starts ${s[bulk]} before the forward ends ${e[fwd]}`);
+    assert.ok(s[tail]! >= e[fwd]! - 1e-6, 'the last share after the forward');
+    checked++;
+  });
+  assert.equal(checked, 4);
+});
