@@ -794,7 +794,6 @@ class Lowering {
 
   offloadAct(mb: number, stage: number, pc: number): TaskId {
     const bytes = this.kept[stage]!.host;
-    const meta = this.meta(pc, 'offload_act', mb, stage, -1, bytes);
     const nl = this.reloadLayers[stage]!;
     let t: TaskId;
     if (nl > 1) {
@@ -806,7 +805,7 @@ class Lowering {
       this.add1(this.gpu.d2h, 0, bytes - last, this.gpu.d2hRoute, this.beforeFwd, this.meta(pc, 'offload_act', mb, stage, -1, bytes - last));
       t = this.add1(this.gpu.d2h, 0, last, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, last));
     } else {
-      t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, meta);
+      t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, bytes));
     }
     this.offActs[mb * this.K + stage] = t;
     this.offActList.push(t);
