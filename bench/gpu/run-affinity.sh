@@ -11,8 +11,7 @@ set -u
 cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder for the logs}
 mkdir -p "$DEST/runs"
-export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+source bench/gpu/diag-prologue.sh
 {
   echo "== lscpu"; lscpu
   echo "== numa nodes"; for n in /sys/devices/system/node/node*; do echo "$n: $(cat $n/cpulist 2>/dev/null)"; done
@@ -26,7 +25,7 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
   echo "== nsys: $(command -v nsys || echo none)"
   echo "== thp: $(cat /sys/kernel/mm/transparent_hugepage/enabled)"
 } > "$DEST/topology.txt" 2>&1
-MMOC_FROM_SOURCE=1 node scripts/build-native.mjs --force > "$DEST/build.log" 2>&1 || { tail -20 "$DEST/build.log"; exit 1; }
+build_addon "$DEST/build.log"
 echo "built at ${SECONDS} s"
 P=bench/gpu/matrix-2026-11-23d-h200x2/plans
 N=$(nproc); H=$(( N / 2 ))

@@ -8,9 +8,8 @@ set -u
 cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder for the logs}
 W=/tmp/mmoc-cs; mkdir -p "$W/runs" "$DEST"
-export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-MMOC_FROM_SOURCE=1 node scripts/build-native.mjs --force > "$W/build.log" 2>&1 || { tail -20 "$W/build.log"; exit 1; }
+source bench/gpu/diag-prologue.sh
+build_addon "$W/build.log"
 echo "built at ${SECONDS} s" | tee "$W/summary.txt"
 R=bench/gpu/matrix-2026-11-23-h200
 S=llama3.2-1b-1g-1f1b-mbs2x4-streamed50-hostadam-delayed

@@ -6,10 +6,9 @@ set -u
 cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder for the logs}
 mkdir -p "$DEST"
-export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+source bench/gpu/diag-prologue.sh
 { df -hT /tmp; lsblk -o NAME,SIZE,TYPE,ROTA,SCHED,MOUNTPOINT 2>&1; nvidia-smi -L; } > "$DEST/disk.txt" 2>&1
-MMOC_FROM_SOURCE=1 node scripts/build-native.mjs --force > "$DEST/build.log" 2>&1 || { tail -20 "$DEST/build.log"; exit 1; }
+build_addon "$DEST/build.log"
 echo "built at ${SECONDS} s"
 node --import tsx bench/gpu/disk-drift.ts --rounds ${ROUNDS:-5} --out /tmp/mmoc-disk-drift 2> "$DEST/disk-drift.err" | tee "$DEST/disk-drift.txt"
 tail -3 "$DEST/disk-drift.err"

@@ -11,10 +11,9 @@ set -u
 cd "$(dirname "$0")/../.."
 DEST=${DEST:?DEST: the folder for the logs}
 W=/tmp/mmoc-hu; mkdir -p "$W/runs" "$W/plans" "$DEST"
-export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+source bench/gpu/diag-prologue.sh
 { nproc; lscpu | grep -E "Model name|Thread|Core|Socket|NUMA"; nvidia-smi -L; } > "$W/host.txt" 2>&1
-MMOC_FROM_SOURCE=1 node scripts/build-native.mjs --force > "$W/build.log" 2>&1 || { tail -20 "$W/build.log"; exit 1; }
+build_addon "$W/build.log"
 echo "built at ${SECONDS} s"
 node --import tsx bench/gpu/dump-host-probe-plans.ts "$W/plans" > /dev/null
 P=bench/gpu/matrix-2026-11-23-h100/plans
