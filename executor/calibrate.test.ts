@@ -387,3 +387,44 @@ test('the executor host-update runs combine by their median: two models give the
   assert.equal(one.slowdown, 1, 'only the run with 5 slices under copies');
   assert.equal(hostExecFigures([{ alone: 3e9, under: NaN, nUnder: 0 }], 2).slowdown, null);
 });
+
+test('sustained compute: the smallest micro-batch size\'s probe runs twice and the faster run\'s factors are kept; larger sizes run once', { timeout: 60_000 }, async () => {
+  const { fasterProbeRun, PROBE_RUNS_SMALLEST } = await import('./calibrate.ts');
+  assert.equal(fasterProbeRun([{ forward: 1.42, backward: 1.47, s: 1.45 }, { forward: 1.05, backward: 1.15, s: 1.1 }]), 1);
+  assert.equal(fasterProbeRun([{ forward: 1.05, backward: 1.15, s: 1.1 }, { forward: 1.42, backward: 1.47, s: 1.45 }]), 0);
+  assert.equal(fasterProbeRun([{ forward: NaN, backward: NaN, s: NaN }, { forward: NaN, backward: NaN, s: 1.3 }]), 1, 'a run without a fit is passed over');
+  const gpu = { index: 0, name: 'NVIDIA H200', totalBytes: 150e9, freeBytes: 149e9, computeCapability: '9.0', multiProcessors: 132 };
+  const probes: number[] = [];  // the micro-batch size of each sustained-load probe run
+  const out = await calibrate({
+    parts: new Set(['gemm', 'overheads']), quick: true, models: [llama32_1b], seqs: [1024], microBatchSizes: [1, 2], diskPaths: [], id: 'fake-h200', command: 'mmoc calibrate (test)',
+    deps: {
+      devices: () => ({ cpuCores: 16, torchThreads: 16, cudaAvailable: true, cuda: [gpu] }),
+      buildInfo: () => ({ torchVersion: '2.11.0', compiler: 'gcc 13', cuda: true, cudaVersion: '13.0', sdpa: true, gloo: false, nccl: true, fusedAdamw: true }),
+      calibrateTask: fakeTask,
+      execute: async (plan: Plan) => {
+        const traceEvents: TraceEvent[] = [];
+        if (plan.model.hidden_size === llama32_1b.hidden_size) {
+          const mbs = plan.job.microBatchSize;
+          probes.push(mbs);
+          // the first run at one sequence in a slow spell (every pass far beyond the tables: the
+          // fit's ceiling), the second and the larger size's as the probe is sized (~4 ms a forward)
+          const slow = mbs === 1 && probes.filter((x) => x === 1).length === 1;
+          plan.program.ranks[0]!.forEach((x, pc) => {
+            if (x.op !== 'forward' && x.op !== 'backward') return;
+            const us = slow ? 1e9 : (x.op === 'forward' ? 4000 : 8000) * mbs;
+            for (let step = 0; step < plan.job.steps; step++) traceEvents.push({ name: x.op, ph: 'X', pid: 1, tid: 1, ts: step * 1e6 + pc, dur: us, args: { rank: 0, pc, step } });
+          });
+        }
+        return { trace: { traceEvents }, peak_bytes: [3e9], peak_reserved_bytes: [2e9], peak_allocated_bytes: [1.8e9] } as never;
+      },
+    },
+  });
+  assert.deepEqual(probes, [...Array(PROBE_RUNS_SMALLEST).fill(1), 2]);
+  const job = out.measurements.find((m) => m.label === 'sustained compute: llama3.2-1b\'s layers in the executor')!;
+  assert.equal(job.error, undefined);
+  const [one, two] = job.detail as { mbs: number; forward: number; backward: number; runs?: { forward: number; kept: boolean }[] }[];
+  assert.ok(one!.forward < 2 && one!.backward < 2, `the fast run kept: forward x${one!.forward}, backward x${one!.backward}`);
+  assert.deepEqual(one!.runs!.map((r) => [r.forward, r.kept]), [[2, false], [one!.forward, true]]);
+  assert.equal(two!.runs, undefined, 'one run at two sequences');
+  assert.match(out.profile.figures!['compute.sustained']!.how ?? '', /llama3\.2-1b mbs 1 forward x[01]\.\d+, backward x[01]\.\d+ \(kept over a second run's forward x2\.000, backward x2\.000\)/);
+});
