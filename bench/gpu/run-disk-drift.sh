@@ -10,6 +10,6 @@ source bench/gpu/diag-prologue.sh
 { df -hT /tmp; lsblk -o NAME,SIZE,TYPE,ROTA,SCHED,MOUNTPOINT 2>&1; nvidia-smi -L; } > "$DEST/disk.txt" 2>&1
 build_addon "$DEST/build.log"
 echo "built at ${SECONDS} s"
-node --import tsx bench/gpu/disk-drift.ts --rounds ${ROUNDS:-5} --out /tmp/mmoc-disk-drift 2> "$DEST/disk-drift.err" | tee "$DEST/disk-drift.txt"
+node --import tsx bench/gpu/disk-drift.ts --rounds ${ROUNDS:-5} ${GROUPS_ARG:-} --out /tmp/mmoc-disk-drift 2> "$DEST/disk-drift.err" | tee "$DEST/disk-drift.txt"
 tail -3 "$DEST/disk-drift.err"
 echo "done at ${SECONDS} s"
