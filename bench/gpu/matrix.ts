@@ -3,6 +3,7 @@
 //
 //   node --import tsx bench/gpu/matrix.ts plans <out> <profile.json> [--cpu]   writes <out>/plans/*.json + manifest.json
 //   node --import tsx bench/gpu/matrix.ts assemble <out> <profile.json>       writes <out>/bench-result.json
+//   node --import tsx bench/gpu/matrix.ts median <runs dir> <name> <n>        keeps the median of a plan's n processes
 //
 // The plans: every schedule the executor runs (1F1B, GPipe, interleaved 1F1B), LLaMA-2-7B and
 // LLaMA-3.2-1B (grouped-query attention), 1 and 2 GPUs, several micro-batch sizes, recompute on
@@ -12,7 +13,7 @@
 // /tmp/mmoc-matrix-disk, made by `plans`), and a GPU memory cap (LLaMA-2-7B). A plan the memory
 // model says does not fit the device (or its cap) is left out with the reason. `--cpu`: the tiny
 // model on CPU ranks (a check of the harness on a machine without GPUs).
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
@@ -216,7 +217,7 @@ function cmdAssemble(out: string, profilePath: string): void {
     const resFile = join(out, 'runs', `${p.name}.json`);
     try {
       const r = JSON.parse(readFileSync(resFile, 'utf8'));
-      run.measured = { step_s: +r.step_s_median.toFixed(5), tokens_per_s: Math.round(r.tokens_per_s), peak_gib: (r.peak_bytes ?? []).map((b: number | null) => (typeof b === 'number' ? +(b / GiB).toFixed(3) : null)), steps: r.steps, losses: r.losses.map((x: number) => +x.toFixed(4)) };
+      run.measured = { step_s: +r.step_s_median.toFixed(5), tokens_per_s: Math.round(r.tokens_per_s), peak_gib: (r.peak_bytes ?? []).map((b: number | null) => (typeof b === 'number' ? +(b / GiB).toFixed(3) : null)), steps: r.steps, losses: r.losses.map((x: number) => +x.toFixed(4)), ...(Array.isArray(r.processes) ? { processes_step_s: r.processes, note: `the median of ${r.processes.length} processes' step times (each the median of its steps)` } : {}) };
     } catch (e) {
       let why = `no result (${(e as Error).message.split('\n')[0]})`;
       try { why = readFileSync(join(out, 'runs', `${p.name}.err`), 'utf8').trim().split('\n').slice(-2).join(' ').slice(0, 400) || why; } catch { /* none */ }
@@ -372,6 +373,44 @@ export function formatEvaluation(ev: Evaluation): string {
   return lines.join('\n');
 }
 
+/** Files of one process's run of plan `name` under `runsDir`: the first process's `<name>.json`,
+ *  `.trace.json` and `.err`; the k-th's (k >= 2) `<name>.rep<k>.json` and so on. */
+function processFiles(runsDir: string, name: string, k: number): { json: string; trace: string; err: string } {
+  const base = join(runsDir, k === 1 ? name : `${name}.rep${k}`);
+  return { json: `${base}.json`, trace: `${base}.trace.json`, err: `${base}.err` };
+}
+
+/** A plan timed in `n` processes (matrix.sh: the one-GPU matrix's plans that run in under
+ *  MMOC_BENCH_REPEAT_UNDER_S): the process of the median step time (the lower of the middle two for
+ *  an even count; processes without a result left out) becomes `<name>.json` with its trace and log
+ *  (files swapped with the first process's), and records every process's step time in run order
+ *  (`processes`, seconds a step) and which one it is (`process_kept`, 0-based). A launch-bound plan's
+ *  step moves with its process: the twentieth matrix run's LLaMA-3.2-1B 1F1B 1 x 8 ran every forward
+ *  at 10.3 ms where the GPipe 1 x 8 process of the same run ran them at 7.43 (one process in six
+ *  over the last three runs). Null when no process has a result. */
+export function keepMedianProcess(runsDir: string, name: string, n: number): { kept: number; steps: (number | null)[] } | null {
+  const steps = Array.from({ length: n }, (_, i) => {
+    try { const v = JSON.parse(readFileSync(processFiles(runsDir, name, i + 1).json, 'utf8')).step_s_median; return typeof v === 'number' && Number.isFinite(v) ? v : null; } catch { return null; }
+  });
+  const ok = steps.flatMap((v, i) => (v === null ? [] : [i])).sort((a, b) => steps[a]! - steps[b]! || a - b);
+  if (!ok.length) return null;
+  const kept = ok[Math.floor((ok.length - 1) / 2)]!;
+  if (kept !== 0) {
+    const a = processFiles(runsDir, name, 1), b = processFiles(runsDir, name, kept + 1);
+    for (const k of ['json', 'trace', 'err'] as const) {
+      const tmp = `${a[k]}.swap`;
+      if (existsSync(a[k])) renameSync(a[k], tmp);
+      if (existsSync(b[k])) renameSync(b[k], a[k]);
+      if (existsSync(tmp)) renameSync(tmp, b[k]);
+    }
+  }
+  const first = processFiles(runsDir, name, 1).json;
+  const r = JSON.parse(readFileSync(first, 'utf8'));
+  writeFileSync(`${first}.tmp`, JSON.stringify({ ...r, processes: steps, process_kept: kept }));
+  renameSync(`${first}.tmp`, first);
+  return { kept, steps };
+}
+
 export function benchResultFiles(root: string): string[] {
   const dir = join(root, 'bench', 'results');
   return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f)) : [];
@@ -392,8 +431,12 @@ if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith
     const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
     const ok = ev.qualifies && s.plans >= 12 && s.stepMape <= 0.05 && s.peakWorst <= 0.03 && s.stepWorst <= STEP_BOUND && ev.ranking.length === 0;
     console.log(`| prediction error, GPU bench matrix: ${s.plans} plans (${offl} with offload) on ${ev.machine ?? 'the GPU machine'}, \`bash bench/gpu/matrix.sh\` at ${process.argv[4] ?? 'HEAD'} | step time MAPE **${pct(s.stepMape)}** (worst ${pct(s.stepWorst)}), peak memory MAPE **${pct(s.peakMape)}** (worst ${pct(s.peakWorst)}), ranking ${ev.ranking.length ? `${ev.ranking.length} inversions` : 'consistent'}${ok ? '' : ' (issue 7 goal not met)'} | — | \`${out}\` |`);
+  } else if (cmd === 'median' && out && profile) {
+    // matrix.sh, after a plan's repeats: `median <runs dir> <name> <processes>`
+    const r = keepMedianProcess(out, profile, Number(process.argv[5] ?? 3));
+    console.log(r ? `x${r.steps.length}: ${r.steps.map((v) => (v === null ? 'failed' : v.toFixed(4))).join(' ')} s/step, process ${r.kept + 1} (the median) kept` : 'no process has a result');
   } else {
-    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all> | row <result.json> [commit]');
+    console.error('usage: matrix.ts plans <out> <profile.json> [--cpu] | assemble <out> <profile.json> | evaluate <result.json|all> | row <result.json> [commit] | median <runs dir> <name> <processes>');
     process.exit(2);
   }
 }
