@@ -795,18 +795,13 @@ class Lowering {
   offloadAct(mb: number, stage: number, pc: number): TaskId {
     const bytes = this.kept[stage]!.host;
     const nl = this.reloadLayers[stage]!;
-    let t: TaskId;
-    if (nl > 1) {
-      // Recompute by layer: the forward sends each layer's input to the host as soon as it exists
-      // (runtime.cpp forward, `early`; the instruction then only confirms), so all but the last
-      // layer's share moves under the forward. (After the forward, as before, the one-GPU H100
-      // matrix plan with activation offload had 11 ms a step of offload the executor hid.)
-      const last = Math.round(bytes / nl);
-      this.add1(this.gpu.d2h, 0, bytes - last, this.gpu.d2hRoute, this.beforeFwd, this.meta(pc, 'offload_act', mb, stage, -1, bytes - last));
-      t = this.add1(this.gpu.d2h, 0, last, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, last));
-    } else {
-      t = this.add1(this.gpu.d2h, 0, bytes, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, bytes));
-    }
+    // Recompute by layer: the forward sends each layer's input to the host as soon as it exists
+    // (runtime.cpp forward, `early`; the instruction then only confirms), so all but the last
+    // layer's share moves under the forward. (After the forward, as before, the one-GPU H100
+    // matrix plan with activation offload had 11 ms a step of offload the executor hid.)
+    const last = nl > 1 ? Math.round(bytes / nl) : bytes;
+    if (nl > 1) this.add1(this.gpu.d2h, 0, bytes - last, this.gpu.d2hRoute, this.beforeFwd, this.meta(pc, 'offload_act', mb, stage, -1, bytes - last));
+    const t = this.add1(this.gpu.d2h, 0, last, this.gpu.d2hRoute, this.lastCompute, this.meta(pc, 'offload_act', mb, stage, -1, last));
     this.offActs[mb * this.K + stage] = t;
     this.offActList.push(t);
     return t;

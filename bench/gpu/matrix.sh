@@ -128,12 +128,14 @@ say "== plans ($STEPS steps each)"
 # plan's step moves with its process (the twentieth run: one process of LLaMA-3.2-1B 1F1B 1 x 8 ran
 # every forward 40% slower than the GPipe 1 x 8 process before it). The host-bound plans take 13-70 s
 # and run once.
-NGPU=$( [[ $CPU == 1 ]] && echo 0 || nvidia-smi -L 2> /dev/null | grep -c '^GPU')
-REPEAT=${MMOC_BENCH_REPEAT:-$( (( NGPU == 1 )) && echo 3 || echo 1)}
+REPEAT=${MMOC_BENCH_REPEAT:-$( [[ $CPU != 1 ]] && (( NG == 1 )) && echo 3 || echo 1)}
 REPEAT_UNDER=${MMOC_BENCH_REPEAT_UNDER_S:-8}
 # repeats only while they leave the plans after them this much of the budget (the one-GPU list's
 # host-bound plans and the capped LLaMA-2-7B one take ~130 s)
 RESERVE=${MMOC_BENCH_REPEAT_RESERVE_S:-150}
+run_plan() {  # <plan file> <base>: one process, T s at most: <base>.json, .trace.json, .err
+  timeout $T node bin/mmoc.js execute "$1" --steps "$STEPS" $EXFLAGS --json --trace "$2.trace.json" > "$2.json" 2> "$2.err"
+}
 $TSX bench/gpu/matrix.ts plans "$OUT" "$OUT/profile.json" $PLANFLAG > "$OUT/plans.tsv" 2> "$OUT/plans.err"
 cat "$OUT/plans.err"
 while IFS=$'\t' read -r name file; do
@@ -141,7 +143,7 @@ while IFS=$'\t' read -r name file; do
   case $name in llama2-7b*) T=150 ;; *) T=100 ;; esac
   mkdir -p /tmp/mmoc-matrix-disk/a /tmp/mmoc-matrix-disk/b   # the disk plans' folders (matrix.ts DISK_DIRS)
   s=$(date +%s.%N)
-  timeout $T node bin/mmoc.js execute "$file" --steps "$STEPS" $EXFLAGS --json --trace "$OUT/runs/$name.trace.json" > "$OUT/runs/$name.json" 2> "$OUT/runs/$name.err"
+  run_plan "$file" "$OUT/runs/$name"
   rc=$?
   [[ $rc -eq 0 ]] || rm -f "$OUT/runs/$name.json"
   d=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", b-a}')
@@ -149,7 +151,7 @@ while IFS=$'\t' read -r name file; do
   [[ $rc -eq 0 ]] || tail -2 "$OUT/runs/$name.err"
   if (( rc == 0 && REPEAT > 1 && d <= REPEAT_UNDER && $(elapsed) + (REPEAT - 1) * (d + 1) <= BUDGET - RESERVE )); then
     for k in $(seq 2 "$REPEAT"); do
-      timeout $T node bin/mmoc.js execute "$file" --steps "$STEPS" $EXFLAGS --json --trace "$OUT/runs/$name.rep$k.trace.json" > "$OUT/runs/$name.rep$k.json" 2> "$OUT/runs/$name.rep$k.err" || rm -f "$OUT/runs/$name.rep$k.json"
+      run_plan "$file" "$OUT/runs/$name.rep$k" || rm -f "$OUT/runs/$name.rep$k.json"
     done
     say "$name $($TSX bench/gpu/matrix.ts median "$OUT/runs" "$name" "$REPEAT" 2>&1 | tail -1)"
   fi
