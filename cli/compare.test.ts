@@ -63,6 +63,24 @@ test('compare pairs every instruction of an executed plan with its prediction an
   assert.ok(names.some((n: string) => n.startsWith('predicted: ')) && names.some((n: string) => n.startsWith('measured: ')));
 });
 
+test('compare counts a host-AdamW plan\'s updates as host CPU time, not GPU compute, on a GPU run\'s trace (and prints no error for sub-10 us rows)', () => {
+  // LLaMA-2-7B, one H200, AdamW on the host (delayed), capped at 32 GiB: the 25th matrix run
+  const dir = join(repoRoot, 'bench', 'gpu', 'matrix-2026-11-23g-h200');
+  const name = 'llama2-7b-1g-1f1b-mbs1x8-rc-hostadam-delayed-cap32';
+  const args = [join(dir, 'plans', `${name}.json`), join(dir, 'runs', `${name}.trace.json.gz`), '--hardware', join(dir, 'profile.json')];
+  const r = mmoc('compare', ...args, '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const rep = JSON.parse(r.stdout) as { by_op: { op: string; predicted: number; measured: number }[]; by_resource: { resource: string; predicted: number; measured: number }[] };
+  const res = (k: string) => rep.by_resource.find((x) => x.resource === k)!;
+  const op = (k: string) => rep.by_op.find((x) => x.op === k)!;
+  assert.equal(res('cpu').predicted, op('optimizer_step').predicted);
+  assert.equal(res('cpu').measured, op('optimizer_step').measured);
+  assert.ok(Math.abs(res('compute').measured - (op('forward').measured + op('backward').measured)) < 1e-6);
+  const text = mmoc('compare', ...args).stdout;
+  assert.match(text, /rank 0 cpu +\d+\.\d+ ms +\d+\.\d+ ms +[+-]\d+\.\d%/);
+  assert.match(text, /barrier x\d+ +0\.00 ms +0\.00 ms +-\n/);
+});
+
 test('compare answers bad input with exit code 2 and names the file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mmoc-compare-'));
   const plan = tinyPlanFile(dir);

@@ -20,8 +20,12 @@ export interface CompareCliResult extends CompareReport {
 const pct = (e: number | null) => (e === null ? '   n/a' : `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`.padStart(7));
 const GiB = 1024 ** 3;
 
-function line(label: string, r: ErrorRow, unit: (v: number) => string): string {
-  return `${label.padEnd(26)} ${unit(r.predicted).padStart(12)} ${unit(r.measured).padStart(12)} ${pct(r.error)}`;
+/** Busy time (us a step) under which a row's error is timer noise and not printed. */
+const TINY_US = 10;
+
+function line(label: string, r: ErrorRow, unit: (v: number) => string, tiny = -1): string {
+  const err = Math.max(r.predicted, r.measured) < tiny ? '-'.padStart(7) : pct(r.error);
+  return `${label.padEnd(26)} ${unit(r.predicted).padStart(12)} ${unit(r.measured).padStart(12)} ${err}`;
 }
 
 export function formatCompare(r: CompareCliResult): string {
@@ -35,10 +39,10 @@ export function formatCompare(r: CompareCliResult): string {
     line('step time', r.step_s, ms),
     '',
     'by instruction class (summed over ranks, per step)',
-    ...r.by_op.map((o) => line(`  ${o.op} x${o.count}`, o, us)),
+    ...r.by_op.map((o) => line(`  ${o.op} x${o.count}`, o, us, TINY_US)),
     '',
     'busy time by rank and resource (per step)',
-    ...r.by_resource.map((o) => line(`  rank ${o.rank} ${o.resource}`, o, us)),
+    ...r.by_resource.map((o) => line(`  rank ${o.rank} ${o.resource}`, o, us, TINY_US)),
     '',
     ...(r.peak_comparable
       ? ['peak memory by rank', ...r.peak_bytes.map((o) => line(`  rank ${o.rank}`, o, (b) => `${(b / GiB).toFixed(3)} GiB`))]
@@ -71,7 +75,7 @@ export function register(program: Command): void {
       const profile = resolveHardware(o.hardware ?? plan.hardware, o.hardware ? '--hardware' : `${displayPath(planPath)}: hardware`);
       const sim = simulatePlan(plan, profile, { memorySeries: true });
       const predicted = chromeTrace(sim.lowered.graph, sim.result, { plan: displayPath(planPath), hardware: profile.id });
-      const report = compareTraces(predicted, measured, { warmupSteps, predictedPeakBytes: sim.peak_bytes, predictedStepS: sim.step_s });
+      const report = compareTraces(predicted, measured, { warmupSteps, predictedPeakBytes: sim.peak_bytes, predictedStepS: sim.step_s, program: plan.program });
       if (report.paired === 0) {
         throw new InputError(`${displayPath(measuredPath)}: no instruction pairs with ${displayPath(planPath)} (was it measured from this plan?)`);
       }

@@ -72,6 +72,18 @@ test('optimizer steps count as CPU or GPU work by their tier', () => {
   assert.equal(resourceClassOf('offload_grads'), 'd2h');
 });
 
+test('a host optimizer step counts as CPU work through the plan\'s program when the traces name no tier (not as the GPU\'s compute)', () => {
+  // rank 0: forward (pc 0, 100 us), then the layer's update on the host (pc 1, 400 us)
+  const p: ChromeTrace = { displayTimeUnit: 'ms', traceEvents: [X('forward', 1, 0, 100, { rank: 0, pc: 0, op: 'forward' }), X('optimizer_step', 1, 100, 400, { rank: 0, pc: 1, op: 'optimizer_step' })] };
+  const step = (st: number, t0: number): TraceEvent[] => [X('forward', 1, t0, 90, { rank: 0, pc: 0, step: st }), X('optimizer_step', 1, t0 + 90, 300, { rank: 0, pc: 1, step: st })];
+  const m: ChromeTrace = { displayTimeUnit: 'ms', traceEvents: [...step(0, 0), ...step(1, 1000)] };
+  const program = { ranks: [[{ op: 'forward' }, { op: 'optimizer_step', tier: 'cpu' }]] };
+  const res = (r: ReturnType<typeof compareTraces>) => Object.fromEntries(r.by_resource.map((x) => [x.resource, [x.predicted, x.measured]]));
+  assert.deepEqual(res(compareTraces(p, m, { program })), { compute: [100, 90], cpu: [400, 300] });
+  // without the program the update is taken for GPU work
+  assert.deepEqual(res(compareTraces(p, m)), { compute: [500, 390] });
+});
+
 test('the side-by-side trace holds predicted and measured processes for each device, measured from one step', () => {
   const t = sideBySide(predicted, measured, 1);
   const names = t.traceEvents.filter((e) => e.name === 'process_name').map((e) => e.args!.name);

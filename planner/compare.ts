@@ -77,6 +77,10 @@ export interface CompareOptions {
   measuredPeakBytes?: number[];
   /** Predicted step seconds (default: the span of the predicted trace). */
   predictedStepS?: number;
+  /** The plan's per-rank program: an instruction's own operands (an optimizer step's `tier`)
+   *  decide its resource where neither trace's slice carries them. Without it, an optimizer step
+   *  whose slices name no tier counts as GPU compute. */
+  program?: { ranks: readonly (readonly { op: string; tier?: unknown }[])[] };
 }
 
 /** Pairs a predicted trace (one step) with a measured trace (one or more steps). */
@@ -127,7 +131,7 @@ export function compareTraces(predicted: ChromeTrace, measured: ChromeTrace, opt
     const o = byOp.get(opName) ?? { p: 0, m: 0, n: 0 };
     o.p += dur; o.m += m; o.n++;
     byOp.set(opName, o);
-    const resource = resourceClassOf(opName, s.tier ?? meas.s.tier);
+    const resource = resourceClassOf(opName, s.tier ?? meas.s.tier ?? opts.program?.ranks[s.rank]?.[s.pc]?.tier);
     const rk = `${s.rank}:${resource}`;
     const r = byRes.get(rk) ?? { rank: s.rank, resource, p: 0, m: 0 };
     r.p += dur; r.m += m;
