@@ -6,6 +6,7 @@ import { memoryModel } from './memory.ts';
 import { planMemory, profileOverheadBytes, simulatePlan } from './lower.ts';
 import { getInventory } from './inventory.ts';
 import type { ModelConfig } from './model-config.ts';
+import type { Plan } from './plan-types.ts';
 import { llama2_7b, llama2_13b, tiny } from './test-models.ts';
 import { profile } from '../test/planner-fixtures.ts';
 
@@ -37,6 +38,21 @@ test('a cap too small for everything on the GPU: the plan offloads, and stays un
   for (const b of r.best!.prediction!.peak_bytes) assert.ok(b <= cap, `${b} over the cap`);
   // every plan on the front fits too
   for (const q of r.pareto) assert.ok(q.peak_bytes <= cap);
+});
+
+test('with paretoPlans, every Pareto point comes with a plan that simulates to its step time and peak', () => {
+  const prof = profile('h200x2');
+  const r = search({ model: llama2_7b, profile: prof, gpus: 2, gpuMemCapBytes: 40 * GiB, seq: 1024, globalBatch: 8, paretoPlans: true });
+  assert.ok(r.paretoPlans && r.paretoPlans.length === r.pareto.length && r.pareto.length >= 2);
+  for (let i = 0; i < r.pareto.length; i++) {
+    const q = r.pareto[i]!;
+    const plan: Plan = r.paretoPlans![i]!;
+    assert.equal(plan.schedule, q.schedule);
+    assert.equal(plan.job.microBatchSize, q.microBatchSize);
+    assert.deepEqual(plan.layout.stages.map((s) => s.layers), q.stageLayers);
+    assert.ok(Math.max(...planMemory(plan, prof).devices.map((d) => d.total)) <= 40 * GiB);
+  }
+  assert.equal(search({ model: tiny, profile: profile('cpu'), gpus: 2, gpuMemCapBytes: null, seq: 64, globalBatch: 8 }).paretoPlans, undefined);
 });
 
 test('a cap below what even full offload needs: the infeasibility answer with the smallest changes', () => {

@@ -49,6 +49,9 @@ export interface SearchInput {
   /** Plans re-simulated with the critical path for the report (default 8). */
   top?: number;
   progress?: (done: number, total: number, best: number | null) => void;
+  /** Also return the plan of every Pareto point (`paretoPlans`, in the order of `pareto`), for
+   *  viewers that show any point's timeline (the web explorer). Default false. */
+  paretoPlans?: boolean;
 }
 
 export interface CandidateSummary {
@@ -84,6 +87,8 @@ export interface SearchResult {
   best: Plan | null;
   top: CandidateSummary[];
   pareto: CandidateSummary[];
+  /** With `paretoPlans`: the plan of each Pareto point, in the order of `pareto`. */
+  paretoPlans?: Plan[];
   /** Why the runner-up lost to the best. */
   runnerUp: string | null;
   counts: { considered: number; pruned: number; simulated: number };
@@ -484,13 +489,18 @@ export function search(input: SearchInput): SearchResult {
   // Pareto front: tokens/s against peak GPU memory.
   const byMem = [...results].sort((a, b) => a.c.mem.peak - b.c.mem.peak || a.step - b.step);
   const pareto: CandidateSummary[] = [];
+  const paretoPlans: Plan[] = [];
   let bestSoFar = Infinity;
   for (const r of byMem) {
-    if (r.step < bestSoFar - 1e-12) { bestSoFar = r.step; pareto.push(summary(r.c, r.step, r.tps)); }
+    if (r.step < bestSoFar - 1e-12) {
+      bestSoFar = r.step;
+      pareto.push(summary(r.c, r.step, r.tps));
+      if (input.paretoPlans) paretoPlans.push(planOf(r.c));
+    }
   }
   let runnerUp: string | null = null;
   if (top.length > 1) runnerUp = whyLost(top[0]!, top[1]!, topSims[0]!, topSims[1]!);
-  return { best: bestPlan, top, pareto, runnerUp, counts, infeasible: null, elapsed_s: (Date.now() - t0) / 1000 };
+  return { best: bestPlan, top, pareto, ...(input.paretoPlans ? { paretoPlans } : {}), runnerUp, counts, infeasible: null, elapsed_s: (Date.now() - t0) / 1000 };
 }
 
 /**

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by both README commands and CI: installs what a fresh Debian machine
-# lacks (apt: libtorch-dev, libgloo-dev, cmake, ccache, g++; npm dependencies) and builds the native
-# addon. Fast when nothing is missing. MMOC_SKIP_NATIVE=1 skips the addon (planning works without it).
+# lacks (apt: libtorch-dev, libgloo-dev, cmake, ccache, g++, chromium for the plan explorer's browser
+# test; npm dependencies) and builds the native addon. Fast when nothing is missing.
+# MMOC_SKIP_NATIVE=1 skips the addon (planning works without it); MMOC_SKIP_BROWSER=1 skips chromium
+# (the browser test then reports itself skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,7 @@ say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # --- system packages (Debian)
 apt_pkgs=(libtorch-dev libgloo-dev cmake ccache g++ make)
+[[ "${MMOC_SKIP_BROWSER:-0}" == "1" ]] || apt_pkgs+=(chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -14,6 +14,8 @@ interface Rule {
   project: string[];
   /** May it import node:* builtins? */
   node: boolean;
+  /** Project folders whose data files (JSON, gzip-compressed JSON, `?url` assets) it may bundle. */
+  assets?: string[];
 }
 
 // Production code only: tests (*.test.ts) and benches may import anything.
@@ -21,7 +23,7 @@ export const rules: Record<string, Rule> = {
   sim: { project: [], node: false },
   planner: { project: ['sim'], node: false },
   executor: { project: ['planner', 'sim'], node: true },
-  web: { project: ['planner', 'sim'], node: false },
+  web: { project: ['planner', 'sim'], node: false, assets: ['configs', 'bench'] },
 };
 
 const NODE_BUILTINS = new Set([
@@ -35,7 +37,8 @@ function sourceFiles(dir: string): string[] {
   let names: string[];
   try { names = readdirSync(dir); } catch { return out; }
   for (const name of names) {
-    if (name === 'node_modules' || name === 'dist' || name === 'build') continue;
+    // a bundler's own config runs in Node at build time: not the app's code
+    if (name === 'node_modules' || name === 'dist' || name === 'build' || /^vite\.config\./.test(name)) continue;
     const p = join(dir, name);
     if (statSync(p).isDirectory()) out.push(...sourceFiles(p));
     else if (/\.(ts|tsx|mts|js|mjs)$/.test(name) && !/\.test\.tsx?$/.test(name) && !name.endsWith('.d.ts')) out.push(p);
@@ -71,6 +74,8 @@ export function violations(file: string, text: string): string[] {
     if (!spec.startsWith('.')) continue; // a package from node_modules
     const target = relative(root, resolve(dirname(file), spec)).split(/[\\/]/)[0]!;
     if (target === folder) continue;
+    const isData = /\.json(\.gz)?(\?url)?$/.test(spec) || /\?url$/.test(spec);
+    if (isData && rule.assets?.includes(target)) continue;
     if (!rule.project.includes(target)) {
       const allowed = rule.project.length ? rule.project.map((p) => `${p}/`).join(', ') : 'nothing of the project';
       out.push(`${rel}:${line} imports "${spec}" (${target}/): ${folder}/ may import ${allowed}`);
@@ -101,6 +106,14 @@ test('web/ may import planner/ and sim/ but never executor/', () => {
   const text = "import { a } from '../../planner/search.ts';\nimport { b } from '../../sim/index.ts';\nconst n = await import('../../executor/native.ts');\n";
   assert.deepEqual(violations(file, text), [
     'web/src/app.ts:3 imports "../../executor/native.ts" (executor/): web/ may import planner/, sim/',
+  ]);
+});
+
+test('web/ may bundle data files of configs/ and bench/, not their code', () => {
+  const file = join(root, 'web', 'src', 'app.ts');
+  const text = "import u from '../../bench/gpu/x/plan.json?url';\nimport t from '../../bench/gpu/x/run.trace.json.gz?url';\nimport m from '../../configs/models/tiny.json';\nimport { f } from '../../bench/gpu/matrix.ts';\n";
+  assert.deepEqual(violations(file, text), [
+    'web/src/app.ts:4 imports "../../bench/gpu/matrix.ts" (bench/): web/ may import planner/, sim/',
   ]);
 });
 
