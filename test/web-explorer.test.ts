@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { parsePlan } from '../planner/plan-schema.ts';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const chromium = [process.env.MMOC_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => p && existsSync(p));
@@ -62,6 +63,16 @@ test('the plan explorer searches, draws the front and a plan\'s step, opens a me
     assert.equal(await page.locator('#memory path.mem-line').count(), 3, 'two GPUs and the host');
     const lanes = await page.locator('#timeline text.lane-label').allTextContents();
     assert.ok(lanes.some((l) => l.startsWith('gpu0')) && lanes.some((l) => l.startsWith('gpu1')), lanes.join(', '));
+
+    assert.match(await page.textContent('#peak-classes') ?? '', /gpu0 at its peak: .*weights [\d.]+.*GiB/);
+    // the shown plan downloads as a plan file mmoc can run
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+    const saved = join(out, 'downloaded.plan.json');
+    await download.saveAs(saved);
+    const plan = parsePlan(JSON.parse(readFileSync(saved, 'utf8')), saved);
+    assert.equal(plan.program.ranks.length, 2);
+    assert.equal(plan.hardware, 'h200x2');
+    assert.match(summary ?? '', new RegExp(`^${plan.prediction!.step_s.toFixed(3)} s a step`));
 
     // another point of the front: its own plan
     await page.locator('circle.point').first().click();

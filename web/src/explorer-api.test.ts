@@ -5,6 +5,7 @@ import { join, basename } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { createExplorerApi, type SearchRequest } from './explorer-api.ts';
+import { parsePlan } from '../../planner/plan-schema.ts';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const dirJson = (d: string) => Object.fromEntries(readdirSync(join(root, d)).filter((f) => f.endsWith('.json')).map((f) => [basename(f, '.json'), JSON.parse(readFileSync(join(root, d, f), 'utf8'))]));
@@ -37,6 +38,11 @@ test('a search returns a Pareto front, faster with more memory, under the cap, a
   // the memory curve's peak is the predicted peak
   for (let d = 0; d < 2; d++) assert.ok(Math.abs(gpuMem[d]!.peak_bytes - v.peak_bytes[d]!) / v.peak_bytes[d]! < 0.01, `${gpuMem[d]!.peak_bytes} against ${v.peak_bytes[d]}`);
   assert.equal(v.cap_bytes, 40 * GiB);
+  // the point's plan file: a valid plan (as mmoc plan -o writes) that simulates to the same step
+  const file = JSON.parse(api.planJson(0));
+  assert.equal(parsePlan(file, 'download.json').layout.pipelineRanks, r.pareto[0]!.pipelineRanks);
+  assert.ok(Math.abs(file.prediction.step_s - v.step_s) < 1e-9);
+  assert.ok(Math.abs(api.viewPlan(file, 'download.json').step_s - v.step_s) < 1e-9);
 });
 
 test('bad requests are refused with the field named', () => {

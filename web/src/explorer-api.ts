@@ -57,6 +57,8 @@ export interface PlanView {
   cap_bytes: number | null;
   bottleneck: string;
   trace: TraceModel;
+  /** The Pareto point of the last search this is (its plan downloadable), if it is one. */
+  paretoIndex?: number;
 }
 
 export interface CompareView {
@@ -152,7 +154,18 @@ export function createExplorerApi(bundle: Bundle) {
       const plan = last.plans[index], q = last.pareto[index];
       if (!plan || !q) throw new ExplorerError(`Pareto point ${index}: the last search has ${last.plans.length}`);
       const title = `${q.schedule} ${q.pipelineRanks}${q.dataParallel > 1 ? ` x ${q.dataParallel} replicas` : ''} ranks, ${q.microBatches} x ${q.microBatchSize} micro-batches${q.recompute ? ', recompute' : ''}: ${q.offload}`;
-      return planView(plan, last.profile, title, last.cap);
+      return { ...planView(plan, last.profile, title, last.cap), paretoIndex: index };
+    },
+
+    /** The plan of a Pareto point of the last search, as `mmoc plan -o` writes it (for `mmoc execute`),
+     *  with its full simulation as the prediction. */
+    planJson(index: number): string {
+      if (!last) throw new ExplorerError('no search yet: run a search first');
+      const plan = last.plans[index];
+      if (!plan) throw new ExplorerError(`Pareto point ${index}: the last search has ${last.plans.length}`);
+      const sim = simulatePlan(plan, last.profile, { criticalPath: true });
+      const out: Plan = { ...plan, prediction: { step_s: sim.step_s, tokens_per_s: sim.tokens_per_s, peak_bytes: sim.peak_bytes, bottleneck: sim.bottleneck } };
+      return `${JSON.stringify(out, null, 2)}\n`;
     },
 
     /** A plan file (as `mmoc simulate`): on its own profile if bundled, else on `profileJson`. */

@@ -98,6 +98,20 @@ async function openCompareFiles(): Promise<void> {
   try { await openCompare(await readFile(pf), pf.name, await readFile(mf), mf.name, prof ? await readFile(prof) : undefined); } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
 }
 
+async function downloadPlan(): Promise<void> {
+  const s = store.getState();
+  const i = s.view?.paretoIndex;
+  if (!s.search || i === undefined) return;
+  try {
+    const text = await api.planJson(i);
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+    a.download = `${s.search.request.model}-${s.search.request.gpus}gpu-point${i + 1}.plan.json`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
+}
+
 async function openExample(): Promise<void> {
   try {
     const [plan, measured, profile] = await Promise.all([
@@ -154,6 +168,9 @@ function render(s: State): void {
       $('#plan-summary').textContent = `${v.step_s.toFixed(3)} s a step, ${Math.round(v.tokens_per_s)} tokens/s, peak ${v.peak_bytes.map((b) => (b / GiB).toFixed(1)).join(' / ')} GiB per GPU${v.cap_bytes !== null ? ` (cap ${(v.cap_bytes / GiB).toFixed(0)} GiB)` : ''}; bound by ${v.bottleneck}`;
       table.hidden = true;
     }
+    $<HTMLButtonElement>('#download').hidden = s.view?.paretoIndex === undefined;
+    $('#peak-classes').textContent = shown.trace.memory.filter((m) => Object.keys(m.peak_classes).length).map((m) =>
+      `${m.process} at its peak: ${Object.entries(m.peak_classes).filter(([, b]) => b > 0).map(([k, b]) => `${k} ${(b / GiB).toFixed(1)}`).join(', ')} GiB`).join(' · ');
     renderTimeline($<SVGSVGElement>('#timeline'), shown.trace);
     renderMemory($<SVGSVGElement>('#memory'), shown.trace.memory, shown.trace.start_us, shown.trace.end_us, s.view?.cap_bytes ?? null);
   }
@@ -171,5 +188,6 @@ form.addEventListener('change', (e) => {
 $('#open-plan').addEventListener('click', () => void openPlan());
 $('#open-compare').addEventListener('click', () => void openCompareFiles());
 $('#example').addEventListener('click', () => void openExample());
+$('#download').addEventListener('click', () => void downloadPlan());
 render(store.getState());
 api.options().then((o) => dispatch({ type: 'options', options: o }), (e) => dispatch({ type: 'failed', message: message(e) }));

@@ -25,6 +25,7 @@ test('lanes follow process order and carry the slices\' opcodes; memory counters
   assert.deepEqual(m.lanes[0]!.slices.map((s) => [s.op, s.start_us, s.dur_us, s.mb]), [['forward', 10, 5, 0]]);
   assert.deepEqual(m.lanes[1]!.slices.map((s) => s.op), ['backward', 'backward']);
   assert.equal(m.memory[0]!.peak_bytes, 150);
+  assert.deepEqual(m.memory[0]!.peak_classes, { weights: 100, activations: 50 });
   assert.deepEqual([m.start_us, m.end_us], [3, 34]);
 });
 

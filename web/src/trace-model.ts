@@ -29,6 +29,8 @@ export interface MemoryPoint {
   t_us: number;
   /** Bytes on the device at t_us, all classes together. */
   bytes: number;
+  /** The same by class, as the counter named them. */
+  classes: Record<string, number>;
 }
 
 export interface MemoryCounter {
@@ -36,6 +38,8 @@ export interface MemoryCounter {
   process: string;
   points: MemoryPoint[];
   peak_bytes: number;
+  /** Bytes by class (weights, gradients, optimizer, ...) at the peak, where the trace names them. */
+  peak_classes: Record<string, number>;
 }
 
 export interface TraceModel {
@@ -121,15 +125,19 @@ export function traceModel(t: ChromeTrace, opts: TraceModelOptions = {}): TraceM
   for (const e of t.traceEvents) {
     if (e.ph !== 'C' || !/memory/.test(e.name) || num(e.ts) === undefined) continue;
     let bytes = 0;
-    for (const v of Object.values(e.args ?? {})) if (typeof v === 'number') bytes += v;
+    const classes: Record<string, number> = {};
+    for (const [k, v] of Object.entries(e.args ?? {})) if (typeof v === 'number') { bytes += v; classes[k] = v; }
     let c = mem.get(e.pid);
-    if (!c) mem.set(e.pid, (c = { pid: e.pid, process: procName.get(e.pid) ?? `process ${e.pid}`, points: [], peak_bytes: 0 }));
-    c.points.push({ t_us: e.ts!, bytes });
+    if (!c) mem.set(e.pid, (c = { pid: e.pid, process: procName.get(e.pid) ?? `process ${e.pid}`, points: [], peak_bytes: 0, peak_classes: {} }));
+    c.points.push({ t_us: e.ts!, bytes, classes });
   }
   for (const c of mem.values()) {
     c.points.sort((a, b) => a.t_us - b.t_us);
     if (opts.step !== undefined && end > start) c.points = c.points.filter((p) => p.t_us >= start && p.t_us <= end);
-    c.peak_bytes = Math.max(0, ...c.points.map((p) => p.bytes));
+    let at: MemoryPoint | undefined;
+    for (const p of c.points) if (!at || p.bytes > at.bytes) at = p;
+    c.peak_bytes = at?.bytes ?? 0;
+    c.peak_classes = at?.classes ?? {};
   }
   return { lanes: sorted, memory: [...mem.values()].sort((a, b) => a.pid - b.pid), start_us: start, end_us: end };
 }
