@@ -88,11 +88,21 @@ test('the plan explorer searches, draws the front and a plan\'s step, opens a me
     const cmpLanes = await page.locator('#timeline text.lane-label').allTextContents();
     assert.ok(cmpLanes.some((l) => l.startsWith('predicted: ')) && cmpLanes.some((l) => l.startsWith('measured: ')), cmpLanes.join(', '));
 
+    // the user's calibrated profile (the committed one-H200 profile): chosen, one GPU, searchable
+    await page.setInputFiles('#profile-file', join(root, 'bench', 'gpu', 'matrix-2026-11-23e-h200', 'profile.json'));
+    await page.waitForFunction(() => (document.querySelector('select[name=hardware]') as HTMLSelectElement).value === 'matrix-gpu', null, { timeout: 30_000 });
+    assert.equal(await page.inputValue('input[name=gpus]'), '1');
+    await page.fill('input[name=capGiB]', '32');
+    await page.click('#search');
+    await page.waitForFunction(() => /on 1 of matrix-gpu/.test(document.querySelector('#counts')?.textContent ?? ''), null, { timeout: 120_000 });
+    await page.waitForSelector('#plan-panel:not([hidden]) #download:not([hidden])', { timeout: 60_000 });
+    assert.match(await page.textContent('#plan-summary') ?? '', /peak [\d.]+ GiB per GPU \(cap 32 GiB\)/);
+
     // a bad field: the message names it
     await page.fill('input[name=gpus]', '3');
     await page.click('#search');
     await page.waitForSelector('#status.error', { timeout: 30_000 });
-    assert.match(await page.textContent('#status') ?? '', /GPUs: 3 asked, profile h200x2 has 2/);
+    assert.match(await page.textContent('#status') ?? '', /GPUs: 3 asked, profile matrix-gpu has 1/);
     assert.deepEqual(errors, []);
   } finally {
     await browser.close();

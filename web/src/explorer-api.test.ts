@@ -69,6 +69,20 @@ test('a committed GPU run opens as predicted against measured: the report and on
   assert.throws(() => api.compare(plan, 'plan.json', { nope: 1 }, 'm.json', profile), /m.json: not a Chrome trace/);
 });
 
+test('a calibrated profile and a model config the user opens become searchable; a malformed one names its file and field', () => {
+  const fresh = createExplorerApi({ models: {}, profiles: {} });
+  const prof = JSON.parse(readFileSync(join(root, 'bench', 'gpu', 'matrix-2026-11-23e-h200', 'profile.json'), 'utf8'));
+  const id = fresh.addProfile(prof, 'profile.json');
+  const name = fresh.addModel(JSON.parse(readFileSync(join(root, 'configs', 'models', 'llama3.2-1b.json'), 'utf8')), 'config.json', 'my-1b');
+  assert.deepEqual(fresh.options().models, ['my-1b']);
+  assert.equal(fresh.options().hardware[0]!.id, id);
+  assert.equal(fresh.options().hardware[0]!.measured, true);
+  const r = fresh.search({ ...req, model: name, hardware: id, gpus: 1, capGiB: 24 });
+  assert.ok(r.pareto.length >= 1 && r.pareto.every((q) => q.peak_bytes <= 24 * GiB));
+  assert.throws(() => fresh.addProfile({ ...prof, gpus: { ...prof.gpus, count: -1 } }, 'bad.json'), /bad\.json.*gpus\.count/);
+  assert.throws(() => fresh.addModel({ hidden_size: 'x' }, 'cfg.json', 'm'), /cfg\.json/);
+});
+
 test('view before any search says what to do', () => {
   const fresh = createExplorerApi({ models: {}, profiles: {} });
   assert.throws(() => fresh.view(0), /no search yet/);

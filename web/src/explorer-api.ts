@@ -107,6 +107,20 @@ export function createExplorerApi(bundle: Bundle) {
   }
 
   return {
+    /** A hardware profile the user opened (e.g. written by `mmoc calibrate` on their machine):
+     *  searchable from now on under its id. Returns the id. */
+    addProfile(json: unknown, source: string): string {
+      const p = parseHardwareProfile(json, source);
+      profiles.set(p.id, p);
+      return p.id;
+    },
+
+    /** A model config the user opened (a Hugging Face config.json): searchable under `name`. */
+    addModel(json: unknown, source: string, name: string): string {
+      models.set(name, parseModelConfig(json, source, name));
+      return name;
+    },
+
     /** What the form offers. */
     options(): { models: string[]; hardware: HardwareOption[] } {
       return {

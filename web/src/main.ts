@@ -37,7 +37,8 @@ function readForm(): Partial<SearchRequest> {
 function writeForm(s: State): void {
   const o = s.options;
   const fill = (sel: HTMLSelectElement, items: { value: string; text: string }[]) => {
-    if (sel.options.length !== items.length) sel.replaceChildren(...items.map((i) => new Option(i.text, i.value)));
+    const now = Array.from(sel.options, (x) => `${x.value}\t${x.text}`).join('\n');
+    if (now !== items.map((i) => `${i.value}\t${i.text}`).join('\n')) sel.replaceChildren(...items.map((i) => new Option(i.text, i.value)));
   };
   if (o) {
     fill(field('model') as HTMLSelectElement, o.models.map((m) => ({ value: m, text: m })));
@@ -109,6 +110,16 @@ async function downloadPlan(): Promise<void> {
     a.download = `${s.search.request.model}-${s.search.request.gpus}gpu-point${i + 1}.plan.json`;
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
+}
+
+async function addInput(id: string, add: (json: unknown, f: File) => Promise<Partial<SearchRequest>>): Promise<void> {
+  const f = fileOf(id);
+  if (!f) return;
+  try {
+    const patch = await add(await readFile(f), f);
+    dispatch({ type: 'options', options: await api.options() });
+    dispatch({ type: 'form', patch });
   } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
 }
 
@@ -189,5 +200,8 @@ $('#open-plan').addEventListener('click', () => void openPlan());
 $('#open-compare').addEventListener('click', () => void openCompareFiles());
 $('#example').addEventListener('click', () => void openExample());
 $('#download').addEventListener('click', () => void downloadPlan());
+// a profile or model config opened: searchable from now on, and chosen
+$('#profile-file').addEventListener('change', () => void addInput('#profile-file', async (json, f) => ({ hardware: await api.addProfile(json, f.name) })));
+$('#model-file').addEventListener('change', () => void addInput('#model-file', async (json, f) => ({ model: await api.addModel(json, f.name, f.name.replace(/\.json$/, '')) })));
 render(store.getState());
 api.options().then((o) => dispatch({ type: 'options', options: o }), (e) => dispatch({ type: 'failed', message: message(e) }));
