@@ -88,6 +88,13 @@ test('the plan explorer searches, draws the front and a plan\'s step, opens a me
     const cmpLanes = await page.locator('#timeline text.lane-label').allTextContents();
     assert.ok(cmpLanes.some((l) => l.startsWith('predicted: ')) && cmpLanes.some((l) => l.startsWith('measured: ')), cmpLanes.join(', '));
 
+    // the committed bench result: every plan re-simulated, within the CI bounds
+    await page.selectOption('#bench-select', '2026-11-23-matrix-h200-2.json');
+    await page.click('#open-bench');
+    await page.waitForSelector('#bench-panel:not([hidden]) circle.bench-point', { timeout: 60_000 });
+    assert.equal(await page.locator('#bench-plot circle.bench-point').count(), 14);
+    assert.match(await page.textContent('#bench-summary') ?? '', /14 plans: step time MAPE 3\.4% \(worst 9\.9%\).*within the CI bounds/);
+
     // the user's calibrated profile (the committed one-H200 profile): chosen, one GPU, searchable
     await page.setInputFiles('#profile-file', join(root, 'bench', 'gpu', 'matrix-2026-11-23e-h200', 'profile.json'));
     await page.waitForFunction(() => (document.querySelector('select[name=hardware]') as HTMLSelectElement).value === 'matrix-gpu', null, { timeout: 30_000 });

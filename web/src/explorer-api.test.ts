@@ -83,6 +83,16 @@ test('a calibrated profile and a model config the user opens become searchable; 
   assert.throws(() => fresh.addModel({ hidden_size: 'x' }, 'cfg.json', 'm'), /cfg\.json/);
 });
 
+test('a committed bench result opens with its plans re-simulated as the CI test does, within its bounds', () => {
+  const json = JSON.parse(readFileSync(join(root, 'bench', 'results', '2026-11-23-matrix-h200-2.json'), 'utf8'));
+  const b = api.bench(json, '2026-11-23-matrix-h200-2.json');
+  assert.equal(b.summary.plans, 14);
+  assert.ok(b.within && b.summary.stepMape < 0.05 && b.summary.peakWorst < 0.03);
+  assert.match(b.title, /1x NVIDIA H200/);
+  assert.throws(() => api.bench({ date: 'x' }, 'x.json'), /x.json: not a bench result/);
+  assert.throws(() => api.bench({ results: [], profile: 'h200x2' }, 'y.json'), /y.json: no run to re-simulate \(profile "h200x2" is not embedded\)/);
+});
+
 test('view before any search says what to do', () => {
   const fresh = createExplorerApi({ models: {}, profiles: {} });
   assert.throws(() => fresh.view(0), /no search yet/);

@@ -8,6 +8,7 @@ import { simulatePlan } from '../../planner/lower.ts';
 import { parsePlan } from '../../planner/plan-schema.ts';
 import { parseModelConfig, type ModelConfig } from '../../planner/model-config.ts';
 import { compareTraces, sideBySide, type CompareReport } from '../../planner/compare.ts';
+import { embeddedProfile, evaluateBenchResult, summary, PEAK_BOUND, STEP_BOUND, TIE, type Evaluation } from '../../planner/bench-eval.ts';
 import type { Plan } from '../../planner/plan-types.ts';
 import type { ChromeTrace } from '../../sim/trace.ts';
 import { stepsOf, traceModel, type TraceModel } from './trace-model.ts';
@@ -66,6 +67,15 @@ export interface CompareView {
   report: CompareReport;
   /** Predicted and measured lanes of one measured step, two processes per device. */
   trace: TraceModel;
+}
+
+export interface BenchView {
+  title: string;
+  evaluation: Evaluation;
+  summary: ReturnType<typeof summary>;
+  /** The CI bounds (test/prediction-error.test.ts) and whether this result stays within them. */
+  bounds: { step: number; peak: number; tie: number };
+  within: boolean;
 }
 
 /** Explorer errors carry a message meant for the page as it is. */
@@ -180,6 +190,17 @@ export function createExplorerApi(bundle: Bundle) {
       const sim = simulatePlan(plan, last.profile, { criticalPath: true });
       const out: Plan = { ...plan, prediction: { step_s: sim.step_s, tokens_per_s: sim.tokens_per_s, peak_bytes: sim.peak_bytes, bottleneck: sim.bottleneck } };
       return `${JSON.stringify(out, null, 2)}\n`;
+    },
+
+    /** A committed bench result (bench/results/, profile and plans embedded): every plan
+     *  re-simulated against what was measured, as the CI regression does it. */
+    bench(json: unknown, source: string): BenchView {
+      if (!json || typeof json !== 'object' || !Array.isArray((json as { results?: unknown }).results)) throw new ExplorerError(`${source}: not a bench result (no results list)`);
+      const ev = evaluateBenchResult(json, source, { profile: embeddedProfile });
+      if (!ev.runs.length) throw new ExplorerError(`${source}: no run to re-simulate (${ev.reason}${ev.skipped.length ? `; ${ev.skipped.map((k) => `${k.label}: ${k.reason}`).join('; ')}` : ''})`);
+      const sm = summary(ev);
+      const within = ev.qualifies && sm.stepWorst <= STEP_BOUND && sm.peakWorst <= PEAK_BOUND && ev.ranking.length === 0;
+      return { title: `${source}: ${ev.machine ?? 'machine?'}, ${ev.date ?? 'date?'}`, evaluation: ev, summary: sm, bounds: { step: STEP_BOUND, peak: PEAK_BOUND, tie: TIE }, within };
     },
 
     /** A plan file (as `mmoc simulate`): on its own profile if bundled, else on `profileJson`. */

@@ -7,10 +7,15 @@ import { createExplorerStore, type State } from './store.ts';
 import { renderPareto } from './views/pareto.ts';
 import { renderTimeline } from './views/timeline.ts';
 import { renderMemory } from './views/memory.ts';
+import { renderBench } from './views/bench.ts';
 import { fetchJson, readFile } from './files.ts';
 import examplePlanUrl from '../../bench/gpu/matrix-2026-11-23e-h200/plans/llama2-7b-1g-gpipe-mbs1x8-rc.json?url';
 import exampleTraceUrl from '../../bench/gpu/matrix-2026-11-23e-h200/runs/llama2-7b-1g-gpipe-mbs1x8-rc.trace.json.gz?url';
 import exampleProfileUrl from '../../bench/gpu/matrix-2026-11-23e-h200/profile.json?url';
+
+/** The committed bench results of the GPU matrix (bench/results/), fetched when opened. */
+const benchUrls = import.meta.glob('../../bench/results/*matrix*.json', { eager: true, query: '?url', import: 'default' }) as Record<string, string>;
+const benchFiles = Object.keys(benchUrls).sort().reverse().map((path) => ({ name: path.replace(/^.*\//, ''), url: benchUrls[path]! }));
 
 const api = wrap<ExplorerApi>(new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' }));
 const store = createExplorerStore();
@@ -123,6 +128,13 @@ async function addInput(id: string, add: (json: unknown, f: File) => Promise<Par
   } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
 }
 
+async function openBench(): Promise<void> {
+  const f = benchFiles.find((b) => b.name === $<HTMLSelectElement>('#bench-select').value);
+  if (!f) return dispatch({ type: 'failed', message: 'bench result: none committed in bench/results/' });
+  dispatch({ type: 'simulating', what: `the plans of ${f.name}` });
+  try { dispatch({ type: 'bench', bench: await api.bench(await fetchJson(f.url, f.name), f.name) }); } catch (e) { dispatch({ type: 'failed', message: message(e) }); }
+}
+
 async function openExample(): Promise<void> {
   try {
     const [plan, measured, profile] = await Promise.all([
@@ -136,7 +148,7 @@ async function openExample(): Promise<void> {
 const pct = (e: number | null) => (e === null ? 'n/a' : `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`);
 /** A row's error where its busy time is over 10 us a step (below, timer noise: as `mmoc compare`). */
 const pctOf = (o: { predicted: number; measured: number; error: number | null }) => (Math.max(o.predicted, o.measured) < 10 ? '-' : pct(o.error));
-let drawn: { search: unknown; selected: number; view: unknown; compare: unknown } = { search: null, selected: -2, view: null, compare: null };
+let drawn: { search: unknown; selected: number; view: unknown; compare: unknown; bench: unknown } = { search: null, selected: -2, view: null, compare: null, bench: null };
 
 function render(s: State): void {
   const st = $<HTMLDivElement>('#status');
@@ -185,7 +197,22 @@ function render(s: State): void {
     renderTimeline($<SVGSVGElement>('#timeline'), shown.trace);
     renderMemory($<SVGSVGElement>('#memory'), shown.trace.memory, shown.trace.start_us, shown.trace.end_us, s.view?.cap_bytes ?? null);
   }
-  drawn = { search: s.search, selected: s.selected, view: s.view, compare: s.compare };
+  const bp = $<HTMLElement>('#bench-panel');
+  bp.hidden = !s.bench;
+  if (s.bench && drawn.bench !== s.bench) {
+    const b = s.bench, sm = b.summary, ev = b.evaluation;
+    $('#bench-title').textContent = b.title;
+    const p1 = (x: number) => `${(x * 100).toFixed(1)}%`;
+    $('#bench-summary').innerHTML = `${sm.plans} plans: step time MAPE <b>${p1(sm.stepMape)}</b> (worst ${p1(sm.stepWorst)}), peak memory MAPE <b>${p1(sm.peakMape)}</b> (worst ${p1(sm.peakWorst)}); ` +
+      (b.within ? `<span class="ok">within the CI bounds</span>` : `<span class="bad">outside the CI bounds</span>`) +
+      ` (step ${p1(b.bounds.step)}, peak ${p1(b.bounds.peak)}, ranking beyond ${p1(b.bounds.tie)} ties)${ev.ranking.length ? `; ranking: ${ev.ranking.join('; ')}` : ''}. ${ev.reason}`;
+    const row = (cls: string, cells: string[]) => `<tr class="${cls}">${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+    $('#bench-table').innerHTML = `<tr><th>plan</th><th>predicted</th><th>measured</th><th>step</th><th>peak</th></tr>` +
+      ev.runs.map((r) => row(Math.abs(r.step.error) > b.bounds.step || r.peak.some((q) => Math.abs(q.error) > b.bounds.peak) ? 'out' : '',
+        [r.label.slice(r.job.length + 2), `${r.step.predicted.toFixed(4)} s`, `${r.step.measured.toFixed(4)} s`, pct(r.step.error), r.peak.map((q) => pct(q.error)).join(' / ')])).join('');
+    renderBench($<SVGSVGElement>('#bench-plot'), b);
+  }
+  drawn = { search: s.search, selected: s.selected, view: s.view, compare: s.compare, bench: s.bench };
   writeForm(s);
 }
 
@@ -203,5 +230,7 @@ $('#download').addEventListener('click', () => void downloadPlan());
 // a profile or model config opened: searchable from now on, and chosen
 $('#profile-file').addEventListener('change', () => void addInput('#profile-file', async (json, f) => ({ hardware: await api.addProfile(json, f.name) })));
 $('#model-file').addEventListener('change', () => void addInput('#model-file', async (json, f) => ({ model: await api.addModel(json, f.name, f.name.replace(/\.json$/, '')) })));
+$<HTMLSelectElement>('#bench-select').replaceChildren(...benchFiles.map((b) => new Option(b.name, b.name)));
+$('#open-bench').addEventListener('click', () => void openBench());
 render(store.getState());
 api.options().then((o) => dispatch({ type: 'options', options: o }), (e) => dispatch({ type: 'failed', message: message(e) }));

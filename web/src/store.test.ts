@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createExplorerStore, DEFAULT_FORM, initialState, reduce, type State } from './store.ts';
-import type { SearchView } from './explorer-api.ts';
+import type { BenchView, SearchView } from './explorer-api.ts';
 
 const options = { models: ['llama2-7b', 'tiny'], hardware: [{ id: 'cpu', gpus: 2, gpu_memory_GiB: 4, gpu: 'cpu', measured: false }, { id: 'h200x2', gpus: 2, gpu_memory_GiB: 140, gpu: 'H200', measured: false }, { id: 'one', gpus: 1, gpu_memory_GiB: 80, gpu: 'H100', measured: true }] };
 
@@ -55,4 +55,14 @@ test('the store applies dispatched actions and notifies subscribers', () => {
   st.dispatch({ type: 'search-started' });
   st.dispatch({ type: 'failed', message: 'x' });
   assert.deepEqual(seen, ['searching', 'error']);
+});
+
+test('a bench result opened stays beside the search and the plan shown', () => {
+  let s = reduce(initialState(), { type: 'search-done', search: fakeSearch(2, 1) });
+  const bench = { title: 't', within: true } as unknown as BenchView;
+  s = reduce(s, { type: 'simulating', what: 'bench' });
+  s = reduce(s, { type: 'bench', bench });
+  assert.equal(s.bench, bench);
+  assert.equal(s.status.kind, 'idle');
+  assert.equal(s.search!.pareto.length, 2);
 });

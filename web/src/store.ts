@@ -2,7 +2,7 @@
 // function (reduce); the zustand store only holds the state and notifies the views. The page
 // dispatches actions from user input and from the worker's answers; tests drive reduce directly.
 import { createStore } from 'zustand/vanilla';
-import type { CompareView, HardwareOption, PlanView, SearchRequest, SearchView } from './explorer-api.ts';
+import type { BenchView, CompareView, HardwareOption, PlanView, SearchRequest, SearchView } from './explorer-api.ts';
 
 export type Status =
   | { kind: 'idle' }
@@ -19,6 +19,8 @@ export interface State {
   selected: number;
   view: PlanView | null;
   compare: CompareView | null;
+  /** A committed bench result, re-simulated. */
+  bench: BenchView | null;
 }
 
 export type Action =
@@ -31,6 +33,7 @@ export type Action =
   | { type: 'simulating'; what: string }
   | { type: 'view'; view: PlanView }
   | { type: 'compare'; compare: CompareView }
+  | { type: 'bench'; bench: BenchView }
   | { type: 'failed'; message: string };
 
 /** The embedded default: LLaMA-2-7B on the bundled 2x H200 profile, 8 x 1024 tokens a step, 40 GiB a GPU. */
@@ -39,7 +42,7 @@ export const DEFAULT_FORM: SearchRequest = {
 };
 
 export function initialState(form: SearchRequest = DEFAULT_FORM): State {
-  return { options: null, form, status: { kind: 'idle' }, search: null, selected: -1, view: null, compare: null };
+  return { options: null, form, status: { kind: 'idle' }, search: null, selected: -1, view: null, compare: null, bench: null };
 }
 
 export function reduce(s: State, a: Action): State {
@@ -72,6 +75,8 @@ export function reduce(s: State, a: Action): State {
       return { ...s, status: { kind: 'idle' }, view: a.view, compare: null };
     case 'compare':
       return { ...s, status: { kind: 'idle' }, compare: a.compare, view: null };
+    case 'bench':
+      return { ...s, status: { kind: 'idle' }, bench: a.bench };
     case 'failed':
       return { ...s, status: { kind: 'error', message: a.message } };
   }
