@@ -11,7 +11,7 @@ say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # --- system packages (Debian)
 apt_pkgs=(libtorch-dev libgloo-dev cmake ccache g++ make)
-[[ "${MMOC_SKIP_BROWSER:-0}" == "1" ]] || apt_pkgs+=(chromium)
+[[ "${MMOC_SKIP_BROWSER:-0}" == "1" ]] || apt_pkgs+=(chromium fonts-liberation)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
