@@ -94,6 +94,9 @@ test('the plan explorer searches, draws the front and a plan\'s step, opens a me
     await page.waitForSelector('#bench-panel:not([hidden]) circle.bench-point', { timeout: 60_000 });
     assert.equal(await page.locator('#bench-plot circle.bench-point').count(), 14);
     assert.match(await page.textContent('#bench-summary') ?? '', /14 plans: step time MAPE 3\.4% \(worst 9\.9%\).*within the CI bounds/);
+    await page.click('#bench-table a:text-is("llama2-7b-1g-gpipe-mbs1x8-rc")');
+    await page.waitForFunction(() => /llama2-7b-1g-gpipe-mbs1x8-rc \(2026-11-23-matrix-h200-2\.json\), predicted on matrix-gpu/.test(document.querySelector('#plan-title')?.textContent ?? ''), null, { timeout: 60_000 });
+    assert.match(await page.textContent('#plan-summary') ?? '', /^0\.961 s a step/);
 
     // the user's calibrated profile (the committed one-H200 profile): chosen, one GPU, searchable
     await page.setInputFiles('#profile-file', join(root, 'bench', 'gpu', 'matrix-2026-11-23e-h200', 'profile.json'));

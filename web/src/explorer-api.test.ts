@@ -89,6 +89,12 @@ test('a committed bench result opens with its plans re-simulated as the CI test 
   assert.equal(b.summary.plans, 14);
   assert.ok(b.within && b.summary.stepMape < 0.05 && b.summary.peakWorst < 0.03);
   assert.match(b.title, /1x NVIDIA H200/);
+  // one of its plans: the step the measurement was compared with, with its timeline
+  const run = b.evaluation.runs.find((r) => r.label.endsWith('llama2-7b-1g-gpipe-mbs1x8-rc'))!;
+  const v = api.benchPlan(run.label);
+  assert.ok(Math.abs(v.step_s - run.step.predicted) < 1e-9);
+  assert.ok(v.trace.lanes.some((l) => l.slices.some((x) => x.op === 'backward')));
+  assert.throws(() => api.benchPlan('nope'), /no run "nope"/);
   assert.throws(() => api.bench({ date: 'x' }, 'x.json'), /x.json: not a bench result/);
   assert.throws(() => api.bench({ results: [], profile: 'h200x2' }, 'y.json'), /y.json: no run to re-simulate \(profile "h200x2" is not embedded\)/);
 });

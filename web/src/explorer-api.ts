@@ -102,6 +102,7 @@ export function createExplorerApi(bundle: Bundle) {
     const p = parseHardwareProfile(json, `${name}.json`);
     profiles.set(p.id, p);
   }
+  let lastBench: { json: unknown; source: string } | null = null;
   let last: { plans: Plan[]; profile: HardwareProfile; pareto: SearchView['pareto']; cap: number | null } | null = null;
 
   const profileOf = (id: string, field: string): HardwareProfile => {
@@ -197,10 +198,28 @@ export function createExplorerApi(bundle: Bundle) {
     bench(json: unknown, source: string): BenchView {
       if (!json || typeof json !== 'object' || !Array.isArray((json as { results?: unknown }).results)) throw new ExplorerError(`${source}: not a bench result (no results list)`);
       const ev = evaluateBenchResult(json, source, { profile: embeddedProfile });
+      lastBench = { json, source };
       if (!ev.runs.length) throw new ExplorerError(`${source}: no run to re-simulate (${ev.reason}${ev.skipped.length ? `; ${ev.skipped.map((k) => `${k.label}: ${k.reason}`).join('; ')}` : ''})`);
       const sm = summary(ev);
       const within = ev.qualifies && sm.stepWorst <= STEP_BOUND && sm.peakWorst <= PEAK_BOUND && ev.ranking.length === 0;
       return { title: `${source}: ${ev.machine ?? 'machine?'}, ${ev.date ?? 'date?'}`, evaluation: ev, summary: sm, bounds: { step: STEP_BOUND, peak: PEAK_BOUND, tie: TIE }, within };
+    },
+
+    /** The plan of one run of the last bench result opened (by its label), simulated on the
+     *  result's own profile: the predicted step the measurement was compared with. */
+    benchPlan(label: string): PlanView {
+      if (!lastBench) throw new ExplorerError('no bench result opened yet');
+      const r = lastBench.json as { profile?: unknown; results?: { runs?: { system?: string; plan?: { name?: string; plan?: unknown } }[] }[] };
+      const { profile, why } = embeddedProfile(r.profile);
+      if (!profile) throw new ExplorerError(`${lastBench.source}: ${why}`);
+      for (const res of r.results ?? []) for (const run of res.runs ?? []) {
+        const name = run.plan?.name;
+        if (run.system === 'mmoc' && name && label.endsWith(`: ${name}`) && run.plan?.plan) {
+          const plan = parsePlan(run.plan.plan, `${lastBench.source}: ${name}`);
+          return planView(plan, profile, `${name} (${lastBench.source}), predicted on ${profile.id}`, plan.job.gpuMemCapBytes ?? null);
+        }
+      }
+      throw new ExplorerError(`${lastBench.source}: no run "${label}" with its plan embedded`);
     },
 
     /** A plan file (as `mmoc simulate`): on its own profile if bundled, else on `profileJson`. */

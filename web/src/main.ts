@@ -145,6 +145,8 @@ async function openExample(): Promise<void> {
 }
 
 // ---- rendering
+/** Text from a file, made safe to place in HTML. */
+const esc = (t: string) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (e: number | null) => (e === null ? 'n/a' : `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`);
 /** A row's error where its busy time is over 10 us a step (below, timer noise: as `mmoc compare`). */
 const pctOf = (o: { predicted: number; measured: number; error: number | null }) => (Math.max(o.predicted, o.measured) < 10 ? '-' : pct(o.error));
@@ -179,9 +181,9 @@ function render(s: State): void {
       const row = (k: string, p: string, m: string, e: string) => `<tr><td>${k}</td><td>${p}</td><td>${m}</td><td>${e}</td></tr>`;
       const ms = (us: number) => `${(us / 1e3).toFixed(2)} ms`;
       table.innerHTML = row('<b>by instruction class</b>', 'predicted', 'measured', 'error') +
-        r.by_op.map((o) => row(`${o.op} x${o.count}`, ms(o.predicted), ms(o.measured), pctOf(o))).join('') +
+        r.by_op.map((o) => row(`${esc(o.op)} x${o.count}`, ms(o.predicted), ms(o.measured), pctOf(o))).join('') +
         row('<b>by rank and resource</b>', '', '', '') +
-        r.by_resource.map((o) => row(`rank ${o.rank} ${o.resource}`, ms(o.predicted), ms(o.measured), pctOf(o))).join('') +
+        r.by_resource.map((o) => row(`rank ${o.rank} ${esc(o.resource)}`, ms(o.predicted), ms(o.measured), pctOf(o))).join('') +
         row('<b>peak memory</b>', '', '', '') +
         r.peak_bytes.map((o) => row(`rank ${o.rank}`, `${(o.predicted / GiB).toFixed(2)} GiB`, `${(o.measured / GiB).toFixed(2)} GiB`, pct(o.error))).join('');
       table.hidden = false;
@@ -205,11 +207,11 @@ function render(s: State): void {
     const p1 = (x: number) => `${(x * 100).toFixed(1)}%`;
     $('#bench-summary').innerHTML = `${sm.plans} plans: step time MAPE <b>${p1(sm.stepMape)}</b> (worst ${p1(sm.stepWorst)}), peak memory MAPE <b>${p1(sm.peakMape)}</b> (worst ${p1(sm.peakWorst)}); ` +
       (b.within ? `<span class="ok">within the CI bounds</span>` : `<span class="bad">outside the CI bounds</span>`) +
-      ` (step ${p1(b.bounds.step)}, peak ${p1(b.bounds.peak)}, ranking beyond ${p1(b.bounds.tie)} ties)${ev.ranking.length ? `; ranking: ${ev.ranking.join('; ')}` : ''}. ${ev.reason}`;
+      ` (step ${p1(b.bounds.step)}, peak ${p1(b.bounds.peak)}, ranking beyond ${p1(b.bounds.tie)} ties)${ev.ranking.length ? `; ranking: ${esc(ev.ranking.join('; '))}` : ''}. ${esc(ev.reason)}`;
     const row = (cls: string, cells: string[]) => `<tr class="${cls}">${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
     $('#bench-table').innerHTML = `<tr><th>plan</th><th>predicted</th><th>measured</th><th>step</th><th>peak</th></tr>` +
       ev.runs.map((r) => row(Math.abs(r.step.error) > b.bounds.step || r.peak.some((q) => Math.abs(q.error) > b.bounds.peak) ? 'out' : '',
-        [r.label.slice(r.job.length + 2), `${r.step.predicted.toFixed(4)} s`, `${r.step.measured.toFixed(4)} s`, pct(r.step.error), r.peak.map((q) => pct(q.error)).join(' / ')])).join('');
+        [`<a href="#" data-label="${esc(r.label)}">${esc(r.label.slice(r.job.length + 2))}</a>`, `${r.step.predicted.toFixed(4)} s`, `${r.step.measured.toFixed(4)} s`, pct(r.step.error), r.peak.map((q) => pct(q.error)).join(' / ')])).join('');
     renderBench($<SVGSVGElement>('#bench-plot'), b);
   }
   drawn = { search: s.search, selected: s.selected, view: s.view, compare: s.compare, bench: s.bench };
@@ -232,5 +234,13 @@ $('#profile-file').addEventListener('change', () => void addInput('#profile-file
 $('#model-file').addEventListener('change', () => void addInput('#model-file', async (json, f) => ({ model: await api.addModel(json, f.name, f.name.replace(/\.json$/, '')) })));
 $<HTMLSelectElement>('#bench-select').replaceChildren(...benchFiles.map((b) => new Option(b.name, b.name)));
 $('#open-bench').addEventListener('click', () => void openBench());
+// a plan of the bench result: its predicted step
+$('#bench-table').addEventListener('click', (e) => {
+  const label = (e.target as HTMLElement).closest('a')?.dataset.label;
+  if (!label) return;
+  e.preventDefault();
+  dispatch({ type: 'simulating', what: label });
+  api.benchPlan(label).then((view) => dispatch({ type: 'view', view }), (err) => dispatch({ type: 'failed', message: message(err) }));
+});
 render(store.getState());
 api.options().then((o) => dispatch({ type: 'options', options: o }), (e) => dispatch({ type: 'failed', message: message(e) }));
