@@ -45,6 +45,14 @@ test('a search returns a Pareto front, faster with more memory, under the cap, a
   assert.ok(Math.abs(api.viewPlan(file, 'download.json').step_s - v.step_s) < 1e-9);
 });
 
+test('a cap nothing fits under answers with the planner\'s reason and the smallest changes, and no front', () => {
+  const r = api.search({ ...req, capGiB: 1 });
+  assert.equal(r.pareto.length, 0);
+  assert.equal(r.best, -1);
+  assert.ok(r.infeasible && r.infeasible.reason.length > 0 && r.infeasible.suggestions.length > 0);
+  assert.throws(() => api.view(0), /Pareto point 0: the last search has 0/);
+});
+
 test('bad requests are refused with the field named', () => {
   assert.throws(() => api.search({ ...req, model: 'gpt5' }), /model: "gpt5" is not bundled/);
   assert.throws(() => api.search({ ...req, gpus: 3 }), /GPUs: 3 asked, profile h200x2 has 2/);
