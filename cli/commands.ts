@@ -7,5 +7,6 @@ import { register as doctor } from './doctor.ts';
 import { register as execute } from './execute.ts';
 import { register as compare } from './compare.ts';
 import { register as calibrate } from './calibrate.ts';
+import { register as data } from './data.ts';
 
-export const commands: Register[] = [memory, plan, execute, compare, calibrate, doctor];
+export const commands: Register[] = [memory, plan, data, execute, compare, calibrate, doctor];

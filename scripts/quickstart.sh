@@ -15,6 +15,8 @@ step calibrate --quick --target cpu --cpu-ranks 2 --threads "$threads" --only ge
   --model tiny --seq 64 --mbs 1,2,4,8 -o out/cpu-profile.json
 step plan --model tiny --hardware out/cpu-profile.json --gpus 2 --seq 64 --global-batch 8 --steps 30 \
   -o out/tiny-plan.json --trace out/tiny-predicted.json
-step execute out/tiny-plan.json --steps 30 --threads "$threads" --trace out/tiny-measured.json
+# real text for it: this repository's README and architecture notes, one token a byte
+step data --model tiny --input README.md docs/ARCHITECTURE.md -o out/tiny-text.bin
+step execute out/tiny-plan.json --steps 30 --threads "$threads" --data out/tiny-text.bin --trace out/tiny-measured.json
 step compare out/tiny-plan.json out/tiny-measured.json --hardware out/cpu-profile.json --side-by-side out/tiny-side-by-side.json
 printf '\nTraces in out/ open in https://ui.perfetto.dev or chrome://tracing.\n' >&2
