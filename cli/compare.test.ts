@@ -6,9 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
-import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
-import { defaultPolicy, evenPartition } from '../planner/memory.ts';
-import { tiny } from '../planner/test-models.ts';
+import { tinyCpuPlan } from '../test/tiny-plan.ts';
 import { nativeUnavailableReason } from '../executor/native.ts';
 import { repoRoot } from './model-files.ts';
 
@@ -17,15 +15,8 @@ const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false
 const mmoc = (...args: string[]) => spawnSync(process.execPath, [join(repoRoot, 'bin', 'mmoc.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
 
 function tinyPlanFile(dir: string): string {
-  const parts = evenPartition(tiny.num_hidden_layers, 2);
-  const plan = buildPlan({
-    hardware: 'cpu', model: tiny, precision: 'fp32', optimizer: defaultOptimizer(),
-    job: { seq: 32, microBatchSize: 2, microBatches: 4, steps: 3, gpuMemCapBytes: null, seed: 1 },
-    schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1],
-    policy: parts.map(() => defaultPolicy(false)),
-  });
   const path = join(dir, 'plan.json');
-  writeFileSync(path, JSON.stringify(plan));
+  writeFileSync(path, JSON.stringify(tinyCpuPlan({ seq: 32, microBatchSize: 2, microBatches: 4, steps: 3 })));
   return path;
 }
 

@@ -6,9 +6,7 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
-import { defaultPolicy, evenPartition } from '../planner/memory.ts';
-import { tiny } from '../planner/test-models.ts';
+import { tinyCpuPlan } from '../test/tiny-plan.ts';
 import { nativeUnavailableReason } from '../executor/native.ts';
 import { repoRoot } from './model-files.ts';
 
@@ -25,13 +23,7 @@ test('mmoc data tokenizes the README with the tiny model\'s tokenizer, and mmoc 
   assert.equal(res.tokens, Buffer.byteLength(readFileSync(join(repoRoot, 'README.md'), 'utf8')));
   assert.equal(statSync(out).size, res.tokens * 2);
   assert.match(r.stderr, /tokenizing .* tok\/s/);
-  const parts = evenPartition(tiny.num_hidden_layers, 2);
-  const plan = buildPlan({
-    hardware: 'cpu', model: tiny, precision: 'fp32', optimizer: defaultOptimizer(),
-    job: { seq: 32, microBatchSize: 2, microBatches: 2, steps: 3, gpuMemCapBytes: null, seed: 1 },
-    schedule: '1f1b', stageLayers: parts, pipelineRanks: 2, dataParallel: 1, rankDevice: [-1, -1],
-    policy: parts.map(() => defaultPolicy(false)),
-  });
+  const plan = tinyCpuPlan({ seq: 32, microBatchSize: 2, microBatches: 2, steps: 3 });
   writeFileSync(join(dir, 'plan.json'), JSON.stringify(plan));
   const ex = mmoc('execute', join(dir, 'plan.json'), '--steps', '3', '--data', out, '--json');
   assert.equal(ex.status, 0, ex.stderr);
