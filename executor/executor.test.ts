@@ -3,9 +3,10 @@
 // a saved checkpoint loads back. Skips (with the reason) only when the native addon is not built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildPlan, defaultOptimizer } from '../planner/plan-build.ts';
 import { defaultPolicy, evenPartition } from '../planner/memory.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
@@ -13,6 +14,8 @@ import { tiny } from '../planner/test-models.ts';
 import type { Plan, ScheduleName } from '../planner/plan-types.ts';
 import { nativeUnavailableReason, readSafetensors, writeSafetensors } from './native.ts';
 import { execute, ExecuteError } from './launch.ts';
+
+const repoRootDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 const reason = nativeUnavailableReason();
 const skip = reason ? `native addon not built (${reason.split(';')[0]})` : false;
@@ -217,8 +220,15 @@ test('a checkpoint saved by 2 ranks (sharded, HF names + index) loads back into 
       const b = new Uint16Array(u.length).map((_, i) => (u[i]! + 0x7fff + ((u[i]! >> 16) & 1)) >>> 16);
       return { ...t, dtype: 'BF16' as const, data: new Uint8Array(b.buffer) };
     }));
-    const fromBf16 = await run(plan('gpipe', 1, { steps: 1 }), { dataPath: data, weightsDir: bfDir });
+    // the folder's tokenizer goes along into the fine-tuned copy (a whole HF model folder)
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(repoRootDir, 'configs', 'tokenizers', 'tiny', f), join(bfDir, f));
+    const tuned = join(dir, 'tuned');
+    mkdirSync(tuned);
+    const fromBf16 = await run(plan('gpipe', 1, { steps: 1 }), { dataPath: data, weightsDir: bfDir, saveDir: tuned });
     assert.ok(relDiff(fromBf16.losses[0]!, cont.losses[2]!) < 2e-2, `bf16 weights: ${fromBf16.losses[0]} vs ${cont.losses[2]}`);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json']) assert.ok(existsSync(join(tuned, f)), f);
+    assert.deepEqual(readFileSync(join(tuned, 'tokenizer.json')), readFileSync(join(bfDir, 'tokenizer.json')));
+    assert.ok(!existsSync(join(save, 'tokenizer.json')), 'a model initialised at random has no tokenizer to keep');
     // a folder without weights is refused with its name
     await assert.rejects(run(plan('gpipe', 1, { steps: 1 }), { weightsDir: dir }), /no model\.safetensors or model\.safetensors\.index\.json/);
   } finally {

@@ -5,7 +5,7 @@
 // itself one rank and runs in-process.
 import { InputError } from '../planner/errors.ts';
 import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -297,7 +297,7 @@ export async function execute(plan: Plan, opts: RunOptions, hooks: ExecuteHooks 
         : dead.message + (others.length ? '\n' + others.join('\n') : ''),
     );
   }
-  if (opts.saveDir) writeCheckpointIndex(plan, opts.saveDir, plan.layout.pipelineRanks);
+  if (opts.saveDir) writeCheckpointIndex(plan, opts.saveDir, plan.layout.pipelineRanks, opts.weightsDir);
   return summarise(plan, results as RankResult[], devs, opts.trace ?? false);
 }
 
@@ -318,9 +318,19 @@ export function safetensorsHeader(path: string): Record<string, { dtype: string;
   }
 }
 
+/** Files of a Hugging Face model folder besides its weights and config that a fine-tuned copy keeps:
+ *  the tokenizer and the generation defaults. */
+export const HF_SIDE_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'generation_config.json'];
+
 /** After every rank wrote its shard: the HF index (sharded) and config.json, so that the folder
- *  loads back with --weights (and in transformers). */
-function writeCheckpointIndex(plan: Plan, dir: string, shards: number): void {
+ *  loads back with --weights (and in transformers); the tokenizer and generation files of the
+ *  folder the weights came from (`from`), so that it is a whole model folder. */
+function writeCheckpointIndex(plan: Plan, dir: string, shards: number, from?: string): void {
+  for (const f of from ? HF_SIDE_FILES : []) {
+    if (!existsSync(join(from!, f))) continue;
+    copyFileSync(join(from!, f), join(dir, `${f}.tmp`));
+    renameSync(join(dir, `${f}.tmp`), join(dir, f));
+  }
   const m = plan.model;
   const config = {
     architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: m.hidden_size, intermediate_size: m.intermediate_size,
