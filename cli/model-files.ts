@@ -1,20 +1,14 @@
 // Resolves `--model` (a bundled name such as `llama2-7b`, a path to a config.json, or a path to a
 // Hugging Face model folder) and loads it through planner/model-config.
+import { repoRoot } from '../executor/repo-root.ts';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join, relative, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { parseModelConfig, type ModelConfig } from '../planner/model-config.ts';
 import { InputError } from '../planner/errors.ts';
 
-/** The folder holding package.json: two levels up from the sources (cli/), three from dist/cli/. */
-function findRepoRoot(start: string): string {
-  for (let d = start; ; d = dirname(d)) {
-    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'configs'))) return d;
-    if (dirname(d) === d) return resolve(start, '..');
-  }
-}
-export const repoRoot = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+/** The folder holding package.json and configs/ (executor/repo-root.ts). */
+export { repoRoot };
 export const bundledModelsDir = join(repoRoot, 'configs', 'models');
 
 export function bundledModelNames(): string[] {

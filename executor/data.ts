@@ -6,12 +6,11 @@
 // and renamed, with a sidecar `<out>.json` that says what it was made from.
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { InputError } from '../planner/errors.ts';
+import { repoRoot } from './repo-root.ts';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Bundled tokenizers (configs/tokenizers/<name>/). */
 export const BUNDLED_TOKENIZERS_DIR = join(repoRoot, 'configs', 'tokenizers');
 /** Plain text is encoded in pieces of about this many characters, each ending at a line break. */
