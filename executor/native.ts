@@ -4,8 +4,8 @@
 // `[file.cpp:line]` (also on `error.cppLocation`).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { repoRoot } from './repo-root.ts';
 import type { Instr, Opcode } from '../planner/program.ts';
 import { InputError } from '../planner/errors.ts';
 
@@ -170,17 +170,7 @@ interface RawAddon {
   requestStop(): void;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** Repository root: executor/ in development, dist/executor/ when compiled. */
-function findRoot(): string {
-  let d = here;
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(d, 'native', 'CMakeLists.txt'))) return d;
-    d = dirname(d);
-  }
-  return resolve(here, '..');
-}
-export const addonPath = process.env.MMOC_NATIVE_ADDON ?? join(findRoot(), 'native', 'build', 'Release', 'mmoc_native.node');
+export const addonPath = process.env.MMOC_NATIVE_ADDON ?? join(repoRoot, 'native', 'build', 'Release', 'mmoc_native.node');
 
 export const NOT_BUILT_HELP =
   'the native addon is not built: run `npm run build:native` (needs libtorch: `sudo apt-get install -y libtorch-dev libgloo-dev` ' +
