@@ -26,6 +26,14 @@ export function emit<T>(opts: JsonOption, result: T, human: (r: T) => string): v
   else process.stdout.write(human(result).replace(/\n?$/, '\n'));
 }
 
+/** A time left for progress lines: 42s, 17m, 2.5h ('?' when unknown). */
+export function fmtEta(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 90) return `${s.toFixed(0)}s`;
+  if (s < 5400) return `${(s / 60).toFixed(0)}m`;
+  return `${(s / 3600).toFixed(1)}h`;
+}
+
 /** Logs a line to stderr (never stdout, which --json keeps machine-readable). */
 export function log(line: string): void {
   process.stderr.write(line + '\n');

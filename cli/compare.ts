@@ -6,7 +6,7 @@ import { displayPath, readJsonFile } from './model-files.ts';
 import { resolveHardware, writeFileAtomic } from './plan.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
 import { simulatePlan } from '../planner/lower.ts';
-import { compareTraces, sideBySide, type CompareReport, type ErrorRow } from '../planner/compare.ts';
+import { compareTraces, isNoise, sideBySide, type CompareReport, type ErrorRow } from '../planner/compare.ts';
 import { chromeTrace, type ChromeTrace } from '../sim/index.ts';
 
 export interface CompareCliResult extends CompareReport {
@@ -20,11 +20,9 @@ export interface CompareCliResult extends CompareReport {
 const pct = (e: number | null) => (e === null ? '   n/a' : `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`.padStart(7));
 const GiB = 1024 ** 3;
 
-/** Busy time (us a step) under which a row's error is timer noise and not printed. */
-const TINY_US = 10;
-
-function line(label: string, r: ErrorRow, unit: (v: number) => string, tiny = -1): string {
-  const err = Math.max(r.predicted, r.measured) < tiny ? '-'.padStart(7) : pct(r.error);
+/** A row; `noise`: busy-time rows, whose error is not printed under NOISE_US (planner/compare.ts). */
+function line(label: string, r: ErrorRow, unit: (v: number) => string, noise = false): string {
+  const err = noise && isNoise(r) ? '-'.padStart(7) : pct(r.error);
   return `${label.padEnd(26)} ${unit(r.predicted).padStart(12)} ${unit(r.measured).padStart(12)} ${err}`;
 }
 
@@ -39,10 +37,10 @@ export function formatCompare(r: CompareCliResult): string {
     line('step time', r.step_s, ms),
     '',
     'by instruction class (summed over ranks, per step)',
-    ...r.by_op.map((o) => line(`  ${o.op} x${o.count}`, o, us, TINY_US)),
+    ...r.by_op.map((o) => line(`  ${o.op} x${o.count}`, o, us, true)),
     '',
     'busy time by rank and resource (per step)',
-    ...r.by_resource.map((o) => line(`  rank ${o.rank} ${o.resource}`, o, us, TINY_US)),
+    ...r.by_resource.map((o) => line(`  rank ${o.rank} ${o.resource}`, o, us, true)),
     '',
     ...(r.peak_comparable
       ? ['peak memory by rank', ...r.peak_bytes.map((o) => line(`  rank ${o.rank}`, o, (b) => `${(b / GiB).toFixed(3)} GiB`))]

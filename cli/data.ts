@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { action, emit, InputError, log } from './common.ts';
+import { action, emit, fmtEta, InputError, log } from './common.ts';
 import { displayPath, resolveModel } from './model-files.ts';
 import { prepareTokens, BUNDLED_TOKENIZERS_DIR, type PrepareResult } from '../executor/data.ts';
 
@@ -45,7 +45,7 @@ export function register(program: Command): void {
         progress: (p) => {
           const rate = p.tokens / Math.max(p.elapsed_s, 1e-3);
           const left = p.bytes_done > 0 ? (p.elapsed_s / p.bytes_done) * (p.bytes_total - p.bytes_done) : 0;
-          const line = `tokenizing ${mb(p.bytes_done)} / ${mb(p.bytes_total)}  ${p.tokens.toLocaleString('en-US')} tokens  ${p.documents} docs  ${Math.round(rate).toLocaleString('en-US')} tok/s  ETA ${left.toFixed(0)} s`;
+          const line = `tokenizing ${mb(p.bytes_done)} / ${mb(p.bytes_total)}  ${p.tokens.toLocaleString('en-US')} tokens  ${p.documents} docs  ${Math.round(rate).toLocaleString('en-US')} tok/s  ETA ${fmtEta(left)}`;
           if (tty) process.stderr.write(`\r\x1b[K${line}`); else log(line);
         },
       });

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { action, emit, InputError, JobError, log, parseBytes, parsePositiveInt } from './common.ts';
+import { action, emit, fmtEta, InputError, JobError, log, parseBytes, parsePositiveInt } from './common.ts';
 import { readJsonFile, displayPath } from './model-files.ts';
 import { parsePlan } from '../planner/plan-schema.ts';
 import { execute, ExecuteError, type ExecuteResult } from '../executor/launch.ts';
@@ -24,13 +24,6 @@ interface ExecuteOpts {
 }
 
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-
-function fmtEta(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  if (s < 90) return `${s.toFixed(0)}s`;
-  if (s < 5400) return `${(s / 60).toFixed(0)}m`;
-  return `${(s / 3600).toFixed(1)}h`;
-}
 
 export function formatExecute(r: ExecuteResult): string {
   const lines = [

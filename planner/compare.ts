@@ -43,6 +43,11 @@ export interface CompareReport {
   only_measured: number;
 }
 
+/** Busy time (us a step) under which a row's relative error is timer noise: `mmoc compare` and the
+ *  web explorer print no error for it (a barrier's 0.001 ms against 0 is not -100%). */
+export const NOISE_US = 10;
+export const isNoise = (r: { predicted: number; measured: number }): boolean => Math.max(r.predicted, r.measured) < NOISE_US;
+
 const rel = (p: number, m: number): number | null => (m > 0 ? (p - m) / m : p === 0 ? 0 : null);
 const row = (predicted: number, measured: number): ErrorRow => ({ predicted, measured, error: rel(predicted, measured) });
 

@@ -25,7 +25,7 @@ import { llama2_7b, llama32_1b, tiny } from '../../planner/test-models.ts';
 import type { ModelConfig } from '../../planner/model-config.ts';
 import type { Plan, Precision, ScheduleName, StagePolicy } from '../../planner/plan-types.ts';
 import { parseHardwareProfile, type HardwareProfile } from '../../sim/index.ts';
-import { evaluateBenchResult as evaluateBench, formatEvaluation, summary, STEP_BOUND, type Evaluation } from '../../planner/bench-eval.ts';
+import { embeddedProfile, evaluateBenchResult as evaluateBench, formatEvaluation, summary, STEP_BOUND, type Evaluation } from '../../planner/bench-eval.ts';
 
 const GiB = 2 ** 30;
 
@@ -264,14 +264,11 @@ export type { RunError, Evaluation } from '../../planner/bench-eval.ts';
 
 /** A bench result's profile: embedded, a bundled profile's id, or a file of the repository. */
 function resolveProfile(p: unknown, root: string): { profile: HardwareProfile | null; why: string } {
+  if (typeof p !== 'string') return embeddedProfile(p);
   try {
-    if (p && typeof p === 'object') return { profile: parseHardwareProfile(p, 'embedded profile'), why: 'embedded' };
-    if (typeof p === 'string') {
-      const cands = [join(root, 'configs', 'hardware', `${p}.json`), resolve(root, p)];
-      for (const c of cands) if (existsSync(c)) return { profile: parseHardwareProfile(JSON.parse(readFileSync(c, 'utf8')), c), why: c };
-      return { profile: null, why: `profile "${p}" is neither embedded nor a file of configs/hardware` };
-    }
-    return { profile: null, why: 'no profile' };
+    const cands = [join(root, 'configs', 'hardware', `${p}.json`), resolve(root, p)];
+    for (const c of cands) if (existsSync(c)) return { profile: parseHardwareProfile(JSON.parse(readFileSync(c, 'utf8')), c), why: c };
+    return { profile: null, why: `profile "${p}" is neither embedded nor a file of configs/hardware` };
   } catch (e) {
     return { profile: null, why: (e as Error).message };
   }

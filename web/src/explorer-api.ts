@@ -146,7 +146,7 @@ export function createExplorerApi(bundle: Bundle) {
     /** The planner's search (as `mmoc plan`), with every Pareto point's plan kept for view(). */
     search(req: SearchRequest, progress?: (done: number, total: number, best: number | null) => void): SearchView {
       validateRequest(req, { models: [...models.keys()], hardware: [...profiles.keys()] });
-      const profile = profileOf(req.hardware, 'hardware');
+      const profile = profiles.get(req.hardware)!;  // validateRequest checked it is there
       if (req.gpus > profile.gpus.count) throw new ExplorerError(`GPUs: ${req.gpus} asked, profile ${profile.id} has ${profile.gpus.count}`);
       const cap = req.capGiB === null ? null : req.capGiB * GiB;
       let lastTick = 0;

@@ -9,6 +9,7 @@ import { renderTimeline } from './views/timeline.ts';
 import { renderMemory } from './views/memory.ts';
 import { renderBench } from './views/bench.ts';
 import { fetchJson, readFile } from './files.ts';
+import { isNoise } from '../../planner/compare.ts';
 import examplePlanUrl from '../../bench/gpu/matrix-2026-11-23e-h200/plans/llama2-7b-1g-gpipe-mbs1x8-rc.json?url';
 import exampleTraceUrl from '../../bench/gpu/matrix-2026-11-23e-h200/runs/llama2-7b-1g-gpipe-mbs1x8-rc.trace.json.gz?url';
 import exampleProfileUrl from '../../bench/gpu/matrix-2026-11-23e-h200/profile.json?url';
@@ -148,8 +149,8 @@ async function openExample(): Promise<void> {
 /** Text from a file, made safe to place in HTML. */
 const esc = (t: string) => t.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (e: number | null) => (e === null ? 'n/a' : `${e >= 0 ? '+' : ''}${(e * 100).toFixed(1)}%`);
-/** A row's error where its busy time is over 10 us a step (below, timer noise: as `mmoc compare`). */
-const pctOf = (o: { predicted: number; measured: number; error: number | null }) => (Math.max(o.predicted, o.measured) < 10 ? '-' : pct(o.error));
+/** A row's error, but none for busy time under NOISE_US (as `mmoc compare`). */
+const pctOf = (o: { predicted: number; measured: number; error: number | null }) => (isNoise(o) ? '-' : pct(o.error));
 let drawn: { search: unknown; selected: number; view: unknown; compare: unknown; bench: unknown } = { search: null, selected: -2, view: null, compare: null, bench: null };
 
 function render(s: State): void {
